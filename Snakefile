@@ -1,0 +1,28 @@
+# sae-specialists: which SAE features specialise in which kinds of text, at which layers.
+# Stages (one file each under workflow/rules/): demo assets -> extraction -> analysis.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# A --configfile given on the command line *replaces* the default config (merging the two would
+# mix e.g. `model: {name: ...}` with `model: {path: ...}`); --config KEY=VALUE still overrides.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        extraction_outputs(),
+        analysis_outputs(),
+    default_target: True

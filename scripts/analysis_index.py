@@ -1,0 +1,5 @@
+"""Snakemake script for rule analysis_index (logic: sae_specialists.analysis.entry.index)."""
+
+from sae_specialists.analysis import entry
+
+entry.index(snakemake)  # noqa: F821  (injected by Snakemake)

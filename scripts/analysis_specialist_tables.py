@@ -1,0 +1,5 @@
+"""Snakemake script for rule analysis_specialist_tables (logic: sae_specialists.analysis.entry.specialist_tables)."""
+
+from sae_specialists.analysis import entry
+
+entry.specialist_tables(snakemake)  # noqa: F821  (injected by Snakemake)

@@ -1,0 +1,27 @@
+"""Rule extract_activations: one category -> token shard + activation shards."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821
+from _common import rule_logging  # noqa: E402
+
+from sae_specialists.pipeline import extract_category  # noqa: E402
+from sae_specialists.settings import check_config  # noqa: E402
+
+with rule_logging(snakemake):  # noqa: F821
+    settings = check_config(snakemake.config)  # noqa: F821
+    category = snakemake.wildcards.category  # noqa: F821
+    outputs = iter(snakemake.output.activations)  # noqa: F821
+    activation_out = {
+        (family, layer): next(outputs)
+        for family in sorted(settings.saes)
+        for layer in settings.layers
+    }
+    torch_threads = snakemake.threads  # noqa: F821
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    extract_category(
+        settings, category, snakemake.input[0], snakemake.output.tokens, activation_out  # noqa: F821
+    )

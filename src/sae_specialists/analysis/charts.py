@@ -1,0 +1,169 @@
+"""Altair charts of the tables; each saved as self-contained HTML (Vega inlined) and PNG."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import altair as alt
+import polars as pl
+
+EMBED = {"actions": False, "renderer": "svg"}
+_EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=[\"']?https?:", re.IGNORECASE)
+
+
+def _layer_axis() -> alt.X:
+    return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
+
+
+def peak_by_layer(strongest: pl.DataFrame) -> alt.Chart:
+    """Peak per-text activation of the strongest feature, by layer, one line per SAE family."""
+    data = strongest.filter(pl.col("rank") == 1).sort("sae", "layer")
+    base = alt.Chart(data).encode(
+        x=_layer_axis(),
+        y=alt.Y("peak:Q", title="peak per-text activation"),
+        color=alt.Color("sae:N", title="SAE"),
+        tooltip=[
+            "sae",
+            "layer",
+            "feature",
+            alt.Tooltip("peak:Q", format=".3f"),
+            "text_id",
+            "category",
+        ],
+    )
+    return (base.mark_line() + base.mark_point(filled=True, size=60)).properties(
+        title="Peak activation by layer (strongest feature)", width=360, height=240
+    )
+
+
+def peak_by_layer_category(peaks: pl.DataFrame) -> alt.Chart:
+    """Largest per-text activation inside each category, by layer (one panel per SAE)."""
+    data = peaks.sort("sae", "category", "layer")
+    base = alt.Chart(data).encode(
+        x=_layer_axis(),
+        y=alt.Y("peak:Q", title="peak per-text activation in category"),
+        color=alt.Color("category:N", title="category"),
+        tooltip=[
+            "sae",
+            "layer",
+            "category",
+            "feature",
+            alt.Tooltip("peak:Q", format=".3f"),
+            "text_id",
+        ],
+    )
+    layered = (base.mark_line() + base.mark_point(filled=True, size=50)).properties(
+        width=360, height=240
+    )
+    return layered.facet(column=alt.Column("sae:N", title="SAE")).properties(
+        title="Peak activation by layer and category"
+    )
+
+
+def coverage_by_layer(frequent: pl.DataFrame) -> alt.Chart:
+    """Coverage (share of texts with value > 0) of the most frequent feature, by layer."""
+    data = frequent.filter(pl.col("rank") == 1).sort("sae", "layer")
+    base = alt.Chart(data).encode(
+        x=_layer_axis(),
+        y=alt.Y(
+            "coverage:Q",
+            title="coverage of the most frequent feature",
+            axis=alt.Axis(format="%"),
+            scale=alt.Scale(domain=[0, 1]),
+        ),
+        color=alt.Color("sae:N", title="SAE"),
+        tooltip=["sae", "layer", "feature", "n_texts", alt.Tooltip("coverage:Q", format=".1%")],
+    )
+    return (base.mark_line() + base.mark_point(filled=True, size=60)).properties(
+        title="Coverage of the most frequent feature by layer", width=360, height=240
+    )
+
+
+def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
+    """Specialist score, category × layer, with the score printed in each cell."""
+    data = (
+        specialists.filter(pl.col("sae") == sae)
+        .with_columns(
+            pl.when(pl.col("score").is_null())
+            .then(pl.lit("–"))
+            .otherwise(pl.col("score").cast(pl.String))
+            .alias("label"),
+            pl.col("feature").cast(pl.String).fill_null("none").alias("feature_label"),
+        )
+        .sort("category", "layer")
+    )
+    scores = [s for s in data["score"].to_list() if s is not None] or [0]
+    bound = max(1, max(abs(s) for s in scores))
+    base = alt.Chart(data).encode(
+        x=_layer_axis(),
+        y=alt.Y("category:N", title="category"),
+        tooltip=[
+            "category",
+            "layer",
+            alt.Tooltip("feature_label:N", title="feature"),
+            "score",
+            "n_in",
+            "n_out",
+            alt.Tooltip("peak:Q", format=".3f"),
+            "has_specialist",
+        ],
+    )
+    rect = base.mark_rect().encode(
+        color=alt.Color(
+            "score:Q",
+            title="score",
+            scale=alt.Scale(scheme="redblue", domain=[-bound, bound], domainMid=0),
+        )
+    )
+    text = base.mark_text(fontSize=13).encode(text="label:N")
+    return (rect + text).properties(
+        title=f"Specialist score (n_in − n_out) by category and layer — SAE {sae}",
+        width=max(160, 70 * data["layer"].n_unique()),
+        height=max(120, 30 * data["category"].n_unique()),
+    )
+
+
+def specialists_found_chart(found: pl.DataFrame) -> alt.Chart:
+    """Number of categories with a specialist (best score > 0), by layer and SAE family."""
+    data = found.with_columns(
+        (pl.col("found").cast(pl.String) + "/" + pl.col("n_categories").cast(pl.String)).alias(
+            "label"
+        )
+    ).sort("sae", "layer")
+    n_max = int(data["n_categories"].max() or 1)
+    base = alt.Chart(data).encode(
+        x=_layer_axis(),
+        xOffset=alt.XOffset("sae:N"),
+        y=alt.Y(
+            "found:Q", title="categories with a specialist", scale=alt.Scale(domain=[0, n_max])
+        ),
+        color=alt.Color("sae:N", title="SAE"),
+        tooltip=["sae", "layer", "found", "n_categories"],
+    )
+    bars = base.mark_bar()
+    labels = base.mark_text(dy=-7).encode(text="label:N")
+    return (bars + labels).properties(title="Specialists found per layer", width=360, height=240)
+
+
+def save_chart(
+    chart: alt.TopLevelMixin,
+    html_path: str | os.PathLike,
+    png_path: str | os.PathLike | None = None,
+) -> None:
+    """Write a self-contained HTML (Vega, Vega-Lite, vega-embed inlined) and optionally a PNG."""
+    html_path = Path(html_path)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = html_path.with_name(f".{html_path.name}.tmp-{os.getpid()}.html")
+    chart.save(str(tmp), format="html", inline=True, embed_options=EMBED)
+    text = tmp.read_text(encoding="utf-8")
+    if _EXTERNAL_SCRIPT.search(text):
+        tmp.unlink()
+        raise RuntimeError(f"{html_path}: chart HTML references an external script")
+    os.replace(tmp, html_path)
+    if png_path is not None:
+        png_path = Path(png_path)
+        tmp_png = png_path.with_name(f".{png_path.name}.tmp-{os.getpid()}.png")
+        chart.save(str(tmp_png), format="png", scale_factor=2)
+        os.replace(tmp_png, png_path)

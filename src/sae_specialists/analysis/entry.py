@@ -1,0 +1,238 @@
+"""Entry points called by the thin scripts/analysis_*.py (one per Snakemake rule).
+
+Each takes the ``snakemake`` object that Snakemake injects into a script and wires its input,
+output, params and wildcards to the package functions; logging goes to the rule's log file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import charts as ch
+from . import tables as tb
+from .index import build_index
+from .pertext import build_per_text, build_texts
+from .shards import read_metadata, write_csv, write_parquet, write_text
+from .summary import build_summary
+from .tokenview import build_token_views
+
+log = logging.getLogger("sae_specialists.analysis")
+
+PEAK_TABLES = ("strongest", "frequent", "category_peaks")
+SPECIALIST_TABLES = ("selective", "candidates", "specialists")
+
+
+@contextmanager
+def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if getattr(smk, "log", None) and len(smk.log):
+        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(smk.log[0], mode="w", encoding="utf-8"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    start = time.perf_counter()
+    log.info("%s: start", what)
+    try:
+        yield log
+    except Exception:
+        log.exception("%s: failed", what)
+        raise
+    log.info("%s: done in %.2f s", what, time.perf_counter() - start)
+
+
+def _settings(smk: Any) -> dict[str, Any]:
+    p = smk.params
+    return {
+        "aggregation": p.aggregation,
+        "include_bos": bool(p.include_bos),
+        "threshold": float(p.threshold),
+        "candidates": int(p.candidates),
+    }
+
+
+def _write_table(df: pl.DataFrame, parquet: str, csv: str) -> None:
+    write_parquet(df, parquet)
+    write_csv(df, csv)
+
+
+def _keys(metas: dict[tuple[str, int], dict]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"sae": [k[0] for k in metas], "layer": [k[1] for k in metas]},
+        schema={"sae": pl.String, "layer": pl.Int64},
+    )
+
+
+def texts(smk: Any) -> None:
+    with logged(smk, "texts") as lg:
+        df = build_texts(list(smk.input.tokens), smk.output[0], bool(smk.params.include_bos))
+        lg.info("%d texts, %d categories", df.height, df["category"].n_unique())
+
+
+def per_text(smk: Any) -> None:
+    with logged(smk, f"per-text {smk.wildcards.family} layer {smk.wildcards.layer}") as lg:
+        df = build_per_text(
+            list(smk.input.tokens),
+            list(smk.input.activations),
+            smk.output[0],
+            family=str(smk.wildcards.family),
+            layer=int(smk.wildcards.layer),
+            aggregation=str(smk.params.aggregation),
+            include_bos=bool(smk.params.include_bos),
+        )
+        lg.info("%d (text, feature) rows with value > 0", df.height)
+
+
+def peak_tables(smk: Any) -> None:
+    with logged(smk, "peak tables"):
+        pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
+        txt = pl.read_parquet(smk.input.texts)
+        out = {
+            "strongest": tb.strongest(pt, txt),
+            "frequent": tb.frequent(pt, txt),
+            "category_peaks": tb.category_peaks(pt, txt, _keys(metas)),
+        }
+        for name, df in out.items():
+            _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
+
+
+def specialist_tables(smk: Any) -> None:
+    with logged(smk, "specialist tables") as lg:
+        pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
+        txt = pl.read_parquet(smk.input.texts)
+        thr, k = float(smk.params.threshold), int(smk.params.candidates)
+        cands = tb.candidates(pt, txt, thr, k)
+        out = {
+            "selective": tb.selective(pt, txt, thr),
+            "candidates": cands,
+            "specialists": tb.specialists(cands, txt, _keys(metas)),
+        }
+        for name, df in out.items():
+            _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
+        found = tb.specialists_found(out["specialists"])
+        for row in found.iter_rows(named=True):
+            lg.info(
+                "%s layer %s: %s/%s specialists",
+                row["sae"],
+                row["layer"],
+                row["found"],
+                row["n_categories"],
+            )
+
+
+def _summary_doc(smk: Any):
+    i = smk.input
+    return build_summary(
+        strongest=pl.read_parquet(i.strongest),
+        frequent=pl.read_parquet(i.frequent),
+        selective=pl.read_parquet(i.selective),
+        specialists=pl.read_parquet(i.specialists),
+        texts=pl.read_parquet(i.texts),
+        settings=_settings(smk),
+    )
+
+
+def summary(smk: Any) -> None:
+    with logged(smk, "summary"):
+        write_text(_summary_doc(smk).to_markdown(), smk.output[0])
+
+
+def peak_charts(smk: Any) -> None:
+    with logged(smk, "peak charts"):
+        i, o = smk.input, smk.output
+        ch.save_chart(ch.peak_by_layer(pl.read_parquet(i.strongest)), o.peak_html, o.peak_png)
+        ch.save_chart(
+            ch.peak_by_layer_category(pl.read_parquet(i.category_peaks)),
+            o.peak_category_html,
+            o.peak_category_png,
+        )
+        ch.save_chart(
+            ch.coverage_by_layer(pl.read_parquet(i.frequent)), o.coverage_html, o.coverage_png
+        )
+
+
+_SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
+
+
+def specialist_charts(smk: Any) -> None:
+    with logged(smk, "specialist charts"):
+        spec = pl.read_parquet(smk.input.specialists)
+        o = smk.output
+        ch.save_chart(
+            ch.specialists_found_chart(tb.specialists_found(spec)), o.found_html, o.found_png
+        )
+        for html_path, png_path in zip(o.heatmap_html, o.heatmap_png, strict=True):
+            sae = _SAE_IN_NAME.search(Path(html_path).name).group(1)
+            ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path)
+
+
+def token_views(smk: Any) -> None:
+    family, layer = str(smk.wildcards.family), int(smk.wildcards.layer)
+    with logged(smk, f"token views {family} layer {layer}"):
+        meta = read_metadata(smk.input.per_text)
+        pages = {Path(p).stem: p for p in smk.output}
+        build_token_views(
+            sae=family,
+            layer=layer,
+            specialists=pl.read_parquet(smk.input.specialists),
+            per_text=pl.read_parquet(smk.input.per_text),
+            texts=pl.read_parquet(smk.input.texts),
+            token_paths=list(smk.input.tokens),
+            activation_paths=list(smk.input.activations),
+            outputs=pages,
+            neuronpedia_id=meta.get("neuronpedia_id"),
+            include_bos=bool(smk.params.include_bos),
+            threshold=float(smk.params.threshold),
+            index_path=smk.params.index,
+        )
+
+
+_VIEW = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)/([A-Za-z0-9_-]+)\.html$")
+CHART_TITLES = {
+    "peak_by_layer": "Peak activation by layer",
+    "peak_by_layer_category": "Peak activation by layer and category",
+    "coverage_by_layer": "Coverage of the most frequent feature by layer",
+    "specialists_found": "Specialists found per layer",
+}
+
+
+def index(smk: Any) -> None:
+    with logged(smk, "index"):
+        i = smk.input
+        tables = {}
+        for pq_path in i.tables:
+            if pq_path.endswith(".parquet"):
+                tables[Path(pq_path).stem] = (pq_path, pq_path[: -len(".parquet")] + ".csv")
+        charts = []
+        for html_path in [p for p in i.charts if p.endswith(".html")]:
+            stem = Path(html_path).stem
+            m = _SAE_IN_NAME.search(stem)
+            title = f"Specialist scores, SAE {m.group(1)}" if m else CHART_TITLES.get(stem, stem)
+            charts.append((title, html_path, html_path[: -len(".html")] + ".png"))
+        views = {}
+        for page in i.token_views:
+            m = _VIEW.search(Path(page).as_posix())
+            views[(m.group(1), int(m.group(2)), m.group(3))] = page
+        page = build_index(
+            output=smk.output[0],
+            summary=_summary_doc(smk),
+            summary_md=i.summary,
+            tables=tables,
+            charts=charts,
+            token_views=views,
+            specialists=pl.read_parquet(i.specialists),
+            per_text=list(i.per_text),
+            texts_path=i.texts,
+        )
+        write_text(page, smk.output[0])

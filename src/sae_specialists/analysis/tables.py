@@ -1,0 +1,274 @@
+"""The study's tables, computed with vectorised group-bys over the sparse per-text tables.
+
+All functions take ``pt``: the per-text rows of every SAE family and layer stacked together
+(columns sae, layer, text_id, category, feature, value, max; value > 0 only) and ``texts`` (the
+text list: text_id, category, text_order, ...). A (text, feature) pair absent from ``pt`` has
+per-text value 0.
+
+Definitions (README, "Analyses"), for each SAE family and layer:
+- Strongest features: ranked by peak = maximum per-text value over all texts.
+- Most frequent features: ranked by n_texts = number of texts with per-text value > 0;
+  coverage = n_texts / number of texts.
+- Most selective feature: among features with per-text value > threshold in at least one text,
+  the one exceeding it in the fewest texts (n_above); ties: higher peak.
+- Specialist of a category: candidates = the ``candidates`` features with the highest
+  in-category peak (maximum per-text value over the category's texts); score = n_in - n_out where
+  n_in (n_out) = texts inside (outside) the category with value > threshold; the best candidate
+  has the highest score, ties broken by the higher in-category peak. has_specialist = score > 0.
+
+Final deterministic tie-breaks (documented): equal on every criterion above -> lower feature id;
+the text reported for a peak is the first text in text order (categories alphabetically, then the
+order of the texts in their tokens shard) among those attaining the peak.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import polars as pl
+
+from .neuronpedia import add_url_column
+from .shards import read_metadata
+
+KEY = ["sae", "layer"]
+TOP = 10
+
+
+def load_per_text(
+    paths: Sequence[str | os.PathLike],
+) -> tuple[pl.DataFrame, dict[tuple[str, int], str | None], dict[tuple[str, int], dict]]:
+    """Stack per-text files; returns (pt, neuronpedia ids, metadata) keyed by (sae, layer)."""
+    frames, ids, metas = [], {}, {}
+    for path in paths:
+        meta = read_metadata(path)
+        sae, layer = str(meta["sae"]), int(meta["layer"])
+        ids[(sae, layer)] = meta.get("neuronpedia_id")
+        metas[(sae, layer)] = meta
+        frames.append(
+            pl.read_parquet(path).with_columns(
+                pl.lit(sae, dtype=pl.String).alias("sae"),
+                pl.lit(layer, dtype=pl.Int64).alias("layer"),
+            )
+        )
+    pt = pl.concat(frames, how="vertical") if frames else empty_per_text()
+    return pt.select(PT_COLUMNS), ids, metas
+
+
+PT_COLUMNS = ["sae", "layer", "text_id", "category", "feature", "value", "max"]
+
+
+def empty_per_text() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "sae": pl.String,
+            "layer": pl.Int64,
+            "text_id": pl.String,
+            "category": pl.String,
+            "feature": pl.Int32,
+            "value": pl.Float64,
+            "max": pl.Float64,
+        }
+    )
+
+
+def _rank(df: pl.DataFrame, by: list[str], descending: list[bool], over: list[str]) -> pl.DataFrame:
+    """Sort by ``over`` then ``by`` (+ feature ascending) and number rows 1.. within ``over``."""
+    df = df.sort(over + by + ["feature"], descending=[False] * len(over) + descending + [False])
+    return df.with_columns((pl.int_range(pl.len()).over(over) + 1).cast(pl.Int64).alias("rank"))
+
+
+def _with_order(pt: pl.DataFrame, texts: pl.DataFrame) -> pl.DataFrame:
+    return pt.join(texts.select("text_id", "text_order"), on="text_id", how="left")
+
+
+def _peak_text(pt: pl.DataFrame, texts: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+    """Per ``group``: peak = max value, and the first text (text order) attaining it."""
+    return (
+        _with_order(pt, texts)
+        .sort(group + ["value", "text_order"], descending=[False] * len(group) + [True, False])
+        .group_by(group, maintain_order=True)
+        .agg(
+            pl.col("value").first().alias("peak"),
+            pl.col("text_id").first(),
+            pl.col("category").first(),
+        )
+    )
+
+
+def strongest(pt: pl.DataFrame, texts: pl.DataFrame, top: int = TOP) -> pl.DataFrame:
+    """Top features by peak (maximum per-text value over all texts), per (sae, layer)."""
+    peaks = _peak_text(pt, texts, KEY + ["feature"])
+    ranked = _rank(peaks, ["peak"], [True], KEY).filter(pl.col("rank") <= top)
+    return ranked.select("sae", "layer", "rank", "feature", "peak", "text_id", "category")
+
+
+def frequent(pt: pl.DataFrame, texts: pl.DataFrame, top: int = TOP) -> pl.DataFrame:
+    """Top features by n_texts (texts with per-text value > 0); ties: higher peak, lower id."""
+    n = texts.height
+    counts = (
+        pt.filter(pl.col("value") > 0)
+        .group_by(KEY + ["feature"])
+        .agg(pl.len().cast(pl.Int64).alias("n_texts"), pl.col("value").max().alias("peak"))
+    )
+    ranked = _rank(counts, ["n_texts", "peak"], [True, True], KEY).filter(pl.col("rank") <= top)
+    return ranked.with_columns((pl.col("n_texts") / n).alias("coverage")).select(
+        "sae", "layer", "rank", "feature", "n_texts", "coverage", "peak"
+    )
+
+
+def category_peaks(
+    pt: pl.DataFrame, texts: pl.DataFrame, keys: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Per (sae, layer, category): the largest per-text value in the category, its feature and
+    text (ties: first text in text order, then lower feature id). A category where nothing is
+    active gets peak 0 and null feature/text."""
+    group = KEY + ["category"]
+    best = (
+        _with_order(pt, texts)
+        .sort(
+            group + ["value", "text_order", "feature"],
+            descending=[False] * len(group) + [True, False, False],
+        )
+        .group_by(group, maintain_order=True)
+        .agg(
+            pl.col("value").first().alias("peak"),
+            pl.col("feature").first(),
+            pl.col("text_id").first(),
+        )
+    )
+    grid = _grid(pt, texts, keys)
+    return (
+        grid.join(best, on=group, how="left")
+        .with_columns(pl.col("peak").fill_null(0.0))
+        .sort(group)
+        .select("sae", "layer", "category", "feature", "peak", "text_id")
+    )
+
+
+def _grid(pt: pl.DataFrame, texts: pl.DataFrame, keys: pl.DataFrame | None) -> pl.DataFrame:
+    """Every (sae, layer, category) combination."""
+    if keys is None:
+        keys = pt.select(KEY).unique()
+    cats = texts.select("category").unique()
+    return keys.select(pl.col("sae").cast(pl.String), pl.col("layer").cast(pl.Int64)).join(
+        cats, how="cross"
+    )
+
+
+def selective(
+    pt: pl.DataFrame, texts: pl.DataFrame, threshold: float, top: int = TOP
+) -> pl.DataFrame:
+    """Features with value > threshold in >= 1 text, ranked by fewest such texts (n_above),
+    then higher peak, then lower id. A layer where no feature exceeds the threshold has no row."""
+    above = pt.filter(pl.col("value") > threshold)
+    counts = above.group_by(KEY + ["feature"]).agg(pl.len().cast(pl.Int64).alias("n_above"))
+    peaks = _peak_text(above, texts, KEY + ["feature"])
+    ranked = _rank(
+        counts.join(peaks, on=KEY + ["feature"]), ["n_above", "peak"], [False, True], KEY
+    )
+    return (
+        ranked.filter(pl.col("rank") <= top)
+        .with_columns(pl.lit(float(threshold)).alias("threshold"))
+        .select(
+            "sae", "layer", "rank", "feature", "n_above", "peak", "text_id", "category", "threshold"
+        )
+    )
+
+
+def candidates(pt: pl.DataFrame, texts: pl.DataFrame, threshold: float, k: int = 5) -> pl.DataFrame:
+    """Every specialist candidate: the k features with the highest in-category peak (ties: lower
+    id; only features active in the category), with n_in, n_out, score = n_in - n_out."""
+    cat_sizes = texts.group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
+    in_peak = pt.group_by(KEY + ["category", "feature"]).agg(pl.col("value").max().alias("peak"))
+    cands = (
+        _rank(in_peak, ["peak"], [True], KEY + ["category"])
+        .filter(pl.col("rank") <= k)
+        .rename({"rank": "candidate_rank"})
+    )
+    above = pt.filter(pl.col("value") > threshold)
+    per_cat = above.group_by(KEY + ["category", "feature"]).agg(
+        pl.len().cast(pl.Int64).alias("n_in")
+    )
+    total = above.group_by(KEY + ["feature"]).agg(pl.len().cast(pl.Int64).alias("n_total"))
+    out = (
+        cands.join(per_cat, on=KEY + ["category", "feature"], how="left")
+        .join(total, on=KEY + ["feature"], how="left")
+        .join(cat_sizes, on="category", how="left")
+        .with_columns(pl.col("n_in").fill_null(0), pl.col("n_total").fill_null(0))
+        .with_columns((pl.col("n_total") - pl.col("n_in")).alias("n_out"))
+        .with_columns(
+            (pl.col("n_in") - pl.col("n_out")).alias("score"),
+            pl.lit(float(threshold)).alias("threshold"),
+        )
+    )
+    return out.sort(KEY + ["category", "candidate_rank"]).select(
+        "sae",
+        "layer",
+        "category",
+        "candidate_rank",
+        "feature",
+        "peak",
+        "n_in",
+        "n_out",
+        "score",
+        "n_category",
+        "threshold",
+    )
+
+
+def specialists(
+    cands: pl.DataFrame, texts: pl.DataFrame, keys: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Best candidate per (sae, layer, category): highest score, then higher in-category peak,
+    then lower feature id. One row per category; has_specialist = score > 0. A category with no
+    active feature at all has a null feature and has_specialist false."""
+    group = KEY + ["category"]
+    best = (
+        cands.sort(
+            group + ["score", "peak", "feature"],
+            descending=[False] * len(group) + [True, True, False],
+        )
+        .group_by(group, maintain_order=True)
+        .first()
+    )
+    if keys is None:
+        keys = cands.select(KEY).unique()
+    cat_sizes = texts.group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
+    grid = _grid(cands, texts, keys)
+    return (
+        grid.join(best.drop("n_category"), on=group, how="left")
+        .join(cat_sizes, on="category", how="left")
+        .with_columns((pl.col("score").fill_null(0) > 0).alias("has_specialist"))
+        .sort(group)
+        .select(
+            "sae",
+            "layer",
+            "category",
+            "feature",
+            "score",
+            "n_in",
+            "n_out",
+            "peak",
+            "has_specialist",
+            "n_category",
+            "candidate_rank",
+            "threshold",
+        )
+    )
+
+
+def specialists_found(spec: pl.DataFrame) -> pl.DataFrame:
+    """Per (sae, layer): number of categories with a specialist, of how many."""
+    return (
+        spec.group_by(KEY)
+        .agg(
+            pl.col("has_specialist").sum().cast(pl.Int64).alias("found"),
+            pl.len().cast(pl.Int64).alias("n_categories"),
+        )
+        .sort(KEY)
+    )
+
+
+def with_links(df: pl.DataFrame, ids: dict[tuple[str, int], str | None]) -> pl.DataFrame:
+    return add_url_column(df, ids)

@@ -1,0 +1,320 @@
+"""Token-level views: for a specialist feature, sample texts of every category with each token
+shaded by the feature's activation (value on hover). Plain, self-contained HTML + CSS + JS.
+
+Samples per category: the ``n_samples`` texts with the highest per-text value of the feature
+(ties: higher per-token max, then text order); when fewer texts are active, the remaining
+samples are the category's first texts in text order.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .neuronpedia import feature_url
+from .pertext import scan_activations
+from .shards import write_text
+
+N_SAMPLES = 2
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:70em;
+ padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+nav a{margin-right:.8em}
+.own{background:#fff6e0;border-left:4px solid #f08c00;padding:.2em .6em}
+.badge{display:inline-block;font-size:.75em;background:#f08c00;color:#fff;border-radius:3px;
+ padding:0 .4em;margin-left:.4em;vertical-align:middle}
+.warn{background:#fdecea;border:1px solid #e0a0a0;padding:.5em .8em;border-radius:4px}
+.sample{margin:.8em 0 1.2em}
+.meta{font-size:.85em;color:#555;margin-bottom:.2em}
+.text{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em;
+ white-space:pre-wrap;word-break:break-word;border:1px solid #ddd;border-radius:4px;
+ padding:.5em;background:#fff}
+.tok{border-right:1px solid rgba(0,0,0,.08);cursor:default}
+.tok:hover,.tok.sel{outline:2px solid #1c7ed6}
+.ws{color:#aaa}
+.bos{color:#999;font-style:italic}
+.legend{display:inline-block;width:12em;height:.9em;vertical-align:middle;border:1px solid #ccc;
+ background:linear-gradient(to right,rgba(240,140,0,0),rgba(240,140,0,1))}
+#info{position:sticky;top:0;background:#f8f9fa;border:1px solid #ddd;border-radius:4px;
+ padding:.3em .6em;font-family:ui-monospace,monospace;font-size:.9em;min-height:1.4em;z-index:1}
+table.stats td{padding:0 .8em 0 0}
+"""
+
+JS = """
+(function(){
+  var info=document.getElementById('info');
+  function show(el){
+    info.textContent='token '+el.getAttribute('data-tok')+'  ·  position '+
+      el.getAttribute('data-pos')+'  ·  activation '+el.getAttribute('data-act');
+  }
+  document.querySelectorAll('.tok').forEach(function(el){
+    el.addEventListener('mouseenter',function(){show(el);});
+    el.addEventListener('click',function(){
+      document.querySelectorAll('.tok.sel').forEach(function(s){s.classList.remove('sel');});
+      el.classList.add('sel');show(el);
+    });
+  });
+})();
+"""
+
+
+def render_token(token: str) -> str:
+    """HTML for a token's text: escaped, with newlines, tabs and whitespace-only tokens visible."""
+    if token == "":
+        return '<span class="ws">∅</span>'
+    if token.strip() == "":
+        out = []
+        for ch in token:
+            if ch == "\n":
+                out.append('<span class="ws">↵</span>\n')
+            elif ch == "\t":
+                out.append('<span class="ws">⇥</span>\t')
+            elif ch == "\r":
+                out.append('<span class="ws">␍</span>')
+            else:
+                out.append('<span class="ws">·</span>')
+        return "".join(out)
+    out = []
+    for ch in token:
+        if ch == "\n":
+            out.append('<span class="ws">↵</span>\n')
+        elif ch == "\t":
+            out.append('<span class="ws">⇥</span>\t')
+        elif ch == "\r":
+            out.append('<span class="ws">␍</span>')
+        else:
+            out.append(html.escape(ch))
+    return "".join(out)
+
+
+def _alpha(act: float, scale: float) -> float:
+    if scale <= 0 or act <= 0:
+        return 0.0
+    return round(min(1.0, act / scale), 3)
+
+
+def select_samples(
+    pt_feature: pl.DataFrame, texts: pl.DataFrame, n_samples: int = N_SAMPLES
+) -> pl.DataFrame:
+    """Sample texts per category for one feature (see module doc). Columns: category, text_id,
+    text_order, value, max, sample_rank."""
+    joined = texts.select("text_id", "category", "text_order").join(
+        pt_feature.select("text_id", "value", "max"), on="text_id", how="left"
+    )
+    joined = joined.with_columns(pl.col("value").fill_null(0.0), pl.col("max").fill_null(0.0))
+    return (
+        joined.sort(
+            ["category", "value", "max", "text_order"], descending=[False, True, True, False]
+        )
+        .with_columns((pl.int_range(pl.len()).over("category") + 1).alias("sample_rank"))
+        .filter(pl.col("sample_rank") <= n_samples)
+    )
+
+
+def render_page(
+    *,
+    sae: str,
+    layer: int,
+    category: str,
+    spec: Mapping[str, Any] | None,
+    samples: pl.DataFrame,
+    tokens: pl.DataFrame,
+    acts: pl.DataFrame,
+    scale: float,
+    neuronpedia_id: str | None,
+    include_bos: bool,
+    threshold: float,
+    categories: Sequence[str],
+    category_hrefs: Mapping[str, str],
+    index_href: str,
+) -> str:
+    """One page. ``tokens``: text_id, token_pos, token, bos of the sample texts; ``acts``:
+    text_id, token_pos, activation of the feature on them."""
+    esc = html.escape
+    feature = spec.get("feature") if spec else None
+    url = feature_url(neuronpedia_id, feature)
+    if feature is None:
+        title = f"SAE {sae} · layer {layer} · {category}: no candidate feature"
+    else:
+        title = f"SAE {sae} · layer {layer} · specialist of {category}: feature #{feature}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+        f'<nav><a href="{esc(index_href)}">← index</a> categories at this layer: '
+        + " ".join(
+            f'<a href="{esc(category_hrefs[c], quote=True)}">{esc(c)}</a>'
+            if c != category and c in category_hrefs
+            else f"<strong>{esc(c)}</strong>"
+            for c in categories
+        )
+        + "</nav>",
+    ]
+    if feature is None:
+        parts.append(f"<h1>{esc(title)}</h1>")
+        parts.append(
+            '<p class="warn">No feature is active on any text of this category at this layer, '
+            "so there is no specialist candidate.</p></body></html>"
+        )
+        return "\n".join(parts)
+    feat_html = f'<a href="{esc(url, quote=True)}">#{feature}</a>' if url else f"#{feature}"
+    parts.append(
+        f"<h1>SAE {esc(sae)} · layer {layer} · specialist of "
+        f"<em>{esc(category)}</em>: feature {feat_html}</h1>"
+    )
+    if not spec.get("has_specialist"):
+        parts.append(
+            f'<p class="warn">No specialist: the best candidate\'s score is {spec.get("score")} '
+            "(≤ 0). Showing the best candidate.</p>"
+        )
+    parts.append(
+        '<table class="stats"><tr>'
+        f"<td>score = n_in − n_out = {spec.get('n_in')} − {spec.get('n_out')} = "
+        f"<strong>{spec.get('score')}</strong></td>"
+        f"<td>in-category peak (per-text value) {spec.get('peak'):.4g}</td>"
+        f"<td>threshold {threshold:g}</td>"
+        f"<td>texts in category {spec.get('n_category')}</td></tr></table>"
+    )
+    parts.append(
+        f"<p>Shading: per-token activation of feature #{feature}, from 0 "
+        f'<span class="legend"></span> {scale:.4g} (its largest activation on a counted '
+        "position at this layer). Hover or click a token for its value. "
+        "BOS "
+        + ("is counted" if include_bos else "is not counted and is shown in grey")
+        + ". ↵ newline, ⇥ tab, · space.</p>"
+    )
+    parts.append('<div id="info">hover a token</div>')
+    acts_map = {(t, p): a for t, p, a in acts.select("text_id", "token_pos", "activation").rows()}
+    token_groups = {
+        key[0]: grp
+        for key, grp in tokens.sort("text_id", "token_pos").group_by("text_id", maintain_order=True)
+    }
+    order = [category] + [c for c in categories if c != category]
+    for cat in order:
+        own = cat == category
+        sec_cls = ' class="own"' if own else ""
+        badge = '<span class="badge">specialist\'s category</span>' if own else ""
+        parts.append(f'<section data-category="{esc(cat)}"><h2{sec_cls}>{esc(cat)}{badge}</h2>')
+        cat_samples = samples.filter(pl.col("category") == cat).sort("sample_rank")
+        for s in cat_samples.iter_rows(named=True):
+            tid = s["text_id"]
+            fires = s["value"] > threshold
+            parts.append(
+                f'<div class="sample"><div class="meta">text <code>{esc(tid)}</code> · '
+                f"per-text value {s['value']:.4g} · max token activation {s['max']:.4g} · "
+                + ("<strong>above threshold</strong>" if fires else "not above threshold")
+                + '</div><div class="text">'
+            )
+            grp = token_groups.get(tid)
+            spans = []
+            if grp is not None:
+                for pos, tok, bos in grp.select("token_pos", "token", "bos").rows():
+                    act = float(acts_map.get((tid, pos), 0.0))
+                    counted = include_bos or not bos
+                    tok_attr = esc(repr(tok), quote=True)
+                    hover = f"{repr(tok)} · position {pos} · activation {act:.4f}"
+                    if bos:
+                        hover += " · BOS" + ("" if counted else " (not counted)")
+                    if bos and not counted:
+                        spans.append(
+                            f'<span class="tok bos" data-pos="{pos}" data-act="{act:.4f}" '
+                            f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}">'
+                            "⟨BOS⟩</span>"
+                        )
+                        continue
+                    shade = _alpha(act, scale)
+                    style = f' style="background:rgba(240,140,0,{shade})"' if shade > 0 else ""
+                    label = "⟨BOS⟩" if bos else render_token(tok)
+                    spans.append(
+                        f'<span class="tok" data-pos="{pos}" data-act="{act:.4f}" '
+                        f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}"{style}>'
+                        f"{label}</span>"
+                    )
+            parts.append("".join(spans) + "</div></div>")
+        parts.append("</section>")
+    parts.append(f"<script>{JS}</script></body></html>")
+    return "\n".join(parts)
+
+
+def build_token_views(
+    *,
+    sae: str,
+    layer: int,
+    specialists: pl.DataFrame,
+    per_text: pl.DataFrame,
+    texts: pl.DataFrame,
+    token_paths: Sequence[str | os.PathLike],
+    activation_paths: Sequence[str | os.PathLike],
+    outputs: Mapping[str, str | os.PathLike],
+    neuronpedia_id: str | None,
+    include_bos: bool,
+    threshold: float,
+    index_path: str | os.PathLike,
+    n_samples: int = N_SAMPLES,
+) -> None:
+    """Write one page per category (``outputs``: category -> path) for (sae, layer)."""
+    spec = specialists.filter((pl.col("sae") == sae) & (pl.col("layer") == layer))
+    categories = sorted(texts["category"].unique().to_list())
+    features = [f for f in spec["feature"].to_list() if f is not None]
+    samples_by_cat: dict[str, pl.DataFrame] = {}
+    needed: set[str] = set()
+    for row in spec.iter_rows(named=True):
+        if row["feature"] is None:
+            continue
+        pt_f = per_text.filter(pl.col("feature") == row["feature"])
+        samples = select_samples(pt_f, texts, n_samples)
+        samples_by_cat[row["category"]] = samples
+        needed |= set(samples["text_id"].to_list())
+    needed_list = sorted(needed)
+    tokens = (
+        pl.scan_parquet([str(p) for p in token_paths])
+        .select(
+            pl.col("text_id").cast(pl.String),
+            pl.col("token_pos").cast(pl.Int32),
+            pl.col("token").cast(pl.String),
+            pl.col("bos").cast(pl.Boolean),
+        )
+        .filter(pl.col("text_id").is_in(needed_list))
+        .collect()
+    )
+    acts = (
+        scan_activations(activation_paths)
+        .filter(pl.col("feature").is_in(features) & pl.col("text_id").is_in(needed_list))
+        .collect()
+    )
+    spec_rows = {r["category"]: r for r in spec.iter_rows(named=True)}
+    for cat, out in outputs.items():
+        row = spec_rows.get(cat)
+        feature = row["feature"] if row else None
+        if feature is not None:
+            pt_f = per_text.filter(pl.col("feature") == feature)
+            scale = float(pt_f["max"].max() or 0.0)
+            acts_f = acts.filter(pl.col("feature") == feature)
+            samples = samples_by_cat[cat]
+        else:
+            scale, acts_f, samples = 0.0, acts.head(0), pl.DataFrame()
+        page = render_page(
+            sae=sae,
+            layer=layer,
+            category=cat,
+            spec=row,
+            samples=samples,
+            tokens=tokens,
+            acts=acts_f,
+            scale=scale,
+            neuronpedia_id=neuronpedia_id,
+            include_bos=include_bos,
+            threshold=threshold,
+            categories=categories,
+            category_hrefs={c: os.path.relpath(p, Path(out).parent) for c, p in outputs.items()},
+            index_href=os.path.relpath(index_path, Path(out).parent),
+        )
+        write_text(page, out)

@@ -1,0 +1,105 @@
+"""Text categories: `<texts>/<category>.yaml`, each a YAML list of strings.
+
+The category is the file stem, so adding a file adds a category. Every text gets a `text_id`
+that is unique across categories and stable under edits of *other* texts:
+``<category>-<first 10 hex digits of sha256(text)>`` (a repeated text gets ``-2``, ``-3``...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import TextsError
+
+CATEGORY_FILE_SUFFIXES = (".yaml", ".yml")
+SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Text:
+    text_id: str
+    category: str
+    text: str
+
+
+def list_categories(texts_dir: str | Path) -> dict[str, Path]:
+    """Map each category name to its file, sorted by name."""
+    texts_dir = Path(texts_dir)
+    if not texts_dir.is_dir():
+        raise TextsError(
+            f"texts: directory {str(texts_dir)!r} does not exist. Set `texts:` in the config to a "
+            "directory holding one <category>.yaml file per category (see resources/texts/)."
+        )
+    files = sorted(p for p in texts_dir.iterdir() if p.suffix in CATEGORY_FILE_SUFFIXES)
+    if not files:
+        raise TextsError(
+            f"texts: no category files (*.yaml) in {str(texts_dir)!r}. Add one YAML list of "
+            "strings per category, e.g. python.yaml."
+        )
+    categories: dict[str, Path] = {}
+    for path in files:
+        if not SAFE_CATEGORY.match(path.stem):
+            raise TextsError(
+                f"texts: category file {str(path)!r}: the name {path.stem!r} is not a safe path "
+                "component (letters, digits, '_' and '-', not starting with '_' or '-'). Rename it."
+            )
+        if path.stem in categories:
+            raise TextsError(
+                f"texts: category {path.stem!r} is defined twice ({categories[path.stem]} and "
+                f"{path}). Keep one file per category."
+            )
+        categories[path.stem] = path
+    return categories
+
+
+def text_id(category: str, text: str) -> str:
+    return f"{category}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
+
+
+def load_category(path: str | Path, category: str | None = None) -> list[Text]:
+    """Read one category file and give every text its id."""
+    path = Path(path)
+    category = category or path.stem
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise TextsError(
+            f"texts: {path} is not valid UTF-8 (byte {err.start}, line {line}). "
+            "Re-save the file as UTF-8."
+        ) from None
+    try:
+        items = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise TextsError(f"texts: {path} is not valid YAML: {err}") from None
+    if items is None:
+        raise TextsError(f"texts: {path} is empty. Add a YAML list of strings, or remove the file.")
+    if not isinstance(items, list):
+        raise TextsError(
+            f"texts: {path} must be a YAML list of strings (one '- text' item per text), "
+            f"found a {type(items).__name__}."
+        )
+    texts: list[Text] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TextsError(
+                f"texts: {path}, item {index + 1}: expected a string, found "
+                f"{type(item).__name__} {item!r:.60}. Quote it or turn it into text."
+            )
+        if not item.strip():
+            raise TextsError(
+                f"texts: {path}, item {index + 1} is empty or whitespace only. Remove it."
+            )
+        base = text_id(category, item)
+        seen[base] = seen.get(base, 0) + 1
+        tid = base if seen[base] == 1 else f"{base}-{seen[base]}"
+        texts.append(Text(tid, category, item))
+    if not texts:
+        raise TextsError(f"texts: {path} holds an empty list. Add texts or remove the file.")
+    return texts

@@ -1,0 +1,304 @@
+"""Cluster submission through profiles/slurm, proven on a real SLURM.
+
+Needs a SLURM whose controller answers (`tests/cluster/setup_slurm.sh` sets up a
+single-node one on this machine) and snakemake-executor-plugin-slurm (the `cluster`
+extra). Without them the tests skip, except in CI (CI=true), where they fail.
+
+Evidence that a job went through sbatch, for every job that is not a local rule:
+snakemake reports "Job <n> has been submitted with SLURM jobid <id>", SLURM knows that id
+(`scontrol show job`: COMPLETED, named after this run, its comment names the rule), and
+the job's SLURM log file holds the snakemake run of that rule. The tiny workflow's outputs
+also record $SLURM_JOB_ID, set only inside a SLURM job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "profiles" / "slurm"
+LOCAL_PROFILE = REPO / "profiles" / "local"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# Rules that may run on the submitting host: only targets without an action.
+LOCAL_RULES_ALLOWED = {"all"}
+# Seconds for one whole snakemake run (the demo on a 2-core machine included).
+RUN_TIMEOUT = int(os.environ.get("SLURM_TEST_TIMEOUT", "900"))
+
+
+def _slurm_problem() -> str | None:
+    """Why SLURM cannot be used here, or None when it can."""
+    for tool in ("sinfo", "sbatch", "squeue", "scontrol"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` not found (run tests/cluster/setup_slurm.sh as root)"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "`scontrol ping` timed out"
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        return f"the SLURM controller does not answer: {(ping.stdout + ping.stderr).strip()}"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_env() -> dict[str, str]:
+    """Environment for snakemake runs against the SLURM (skip or, in CI, fail without one)."""
+    problem = _slurm_problem()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true and no usable SLURM: {problem}")
+        pytest.skip(problem)
+    env = dict(os.environ)
+    env.pop("SBATCH_ACCOUNT", None)  # the test cluster has no accounts (no slurmdbd)
+    if not env.get("SBATCH_PARTITION"):
+        # exercise the profile's partition variable with the cluster's default partition
+        parts = subprocess.run(
+            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        default = [p.rstrip("*") for p in parts if p.endswith("*")]
+        if default:
+            env["SBATCH_PARTITION"] = default[0]
+    return env
+
+
+def run_snakemake(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run snakemake in cwd; return its output (stdout and stderr); fail with it on error."""
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=RUN_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as e:
+        out = e.output.decode() if isinstance(e.output, bytes) else (e.output or "")
+        pytest.fail(f"{' '.join(cmd)} timed out after {RUN_TIMEOUT}s:\n{out[-8000:]}")
+    if proc.returncode != 0:
+        logs = "\n".join(
+            f"--- {p}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted((cwd / ".snakemake" / "slurm_logs").rglob("*.log"))
+        )
+        pytest.fail(
+            f"{' '.join(cmd)} failed ({proc.returncode}) in {cwd}:\n"
+            f"{proc.stdout[-12000:]}\n{logs[-12000:]}"
+        )
+    return proc.stdout
+
+
+def run_slurm(cwd: Path, env: dict[str, str], *extra: str) -> str:
+    return run_snakemake(
+        [
+            "--profile",
+            str(PROFILE),
+            # fast polling for short test jobs (MinJobAge must stay > 3x this)
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--slurm-keep-successful-logs",
+            *extra,
+        ],
+        cwd,
+        env,
+    )
+
+
+JOB_HEADER = re.compile(
+    r"^(?P<local>local)?rule (?P<rule>\w+):\n(?:[ \t]+.*\n)*?[ \t]+jobid: (?P<jobid>\d+)$",
+    re.M,
+)
+SUBMITTED = re.compile(
+    r"Job (?P<jobid>\d+) has been submitted with SLURM jobid (?P<slurm>\d+) "
+    r"\(log: (?P<log>.+?)\)\.$",
+    re.M,
+)
+RUN_ID = re.compile(r"SLURM run ID: (\S+)")
+
+
+def scontrol_job(slurm_id: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["scontrol", "-o", "show", "job", slurm_id], capture_output=True, text=True
+    )
+    assert out.returncode == 0, f"SLURM does not know job {slurm_id}: {out.stderr}"
+    fields = {}
+    for token in out.stdout.split():
+        key, _, value = token.partition("=")
+        fields.setdefault(key, value)
+    return fields
+
+
+def check_all_jobs_went_through_sbatch(log: str) -> dict[int, str]:
+    """Every non-local job was submitted with sbatch and completed in SLURM.
+
+    Returns {snakemake jobid: SLURM job id}.
+    """
+    jobs = {int(m["jobid"]): (m["rule"], bool(m["local"])) for m in JOB_HEADER.finditer(log)}
+    assert jobs, f"no jobs ran:\n{log[-4000:]}"
+    local = {rule for rule, is_local in jobs.values() if is_local}
+    assert local <= LOCAL_RULES_ALLOWED, f"rules run on the submitting host: {local}"
+    remote = {jobid: rule for jobid, (rule, is_local) in jobs.items() if not is_local}
+    assert remote, "no job was submitted to SLURM"
+
+    submitted = {int(m["jobid"]): (m["slurm"], Path(m["log"])) for m in SUBMITTED.finditer(log)}
+    assert set(submitted) == set(remote), (
+        f"jobs not submitted with sbatch: {sorted(set(remote) - set(submitted))}; "
+        f"submitted: {sorted(submitted)}"
+    )
+    run_ids = set(RUN_ID.findall(log))
+    assert len(run_ids) == 1, f"expected one SLURM run ID, got {run_ids}"
+    run_id = run_ids.pop()
+    slurm_ids = [slurm for slurm, _ in submitted.values()]
+    assert len(set(slurm_ids)) == len(slurm_ids), "two jobs share a SLURM job id"
+
+    for jobid, (slurm_id, slurm_log) in submitted.items():
+        rule = remote[jobid]
+        info = scontrol_job(slurm_id)
+        assert info.get("JobState") == "COMPLETED", (rule, slurm_id, info.get("JobState"))
+        assert info.get("JobName") == run_id, (rule, slurm_id, info.get("JobName"))
+        assert info.get("Comment", "").startswith(f"rule_{rule}"), (rule, info.get("Comment"))
+        assert slurm_log.is_file(), f"no SLURM log for job {slurm_id} ({rule}): {slurm_log}"
+        text = slurm_log.read_text(errors="replace")
+        assert re.search(rf"^(local)?rule {rule}:$", text, re.M), (
+            f"SLURM log {slurm_log} does not show rule {rule}:\n{text[-2000:]}"
+        )
+    return {jobid: slurm for jobid, (slurm, _) in submitted.items()}
+
+
+TINY_SNAKEFILE = textwrap.dedent(
+    """\
+    rule all:
+        input:
+            "out/summary.txt",
+
+
+    rule part:
+        output:
+            "out/part_{i}.txt",
+        resources:
+            mem_mb=200,
+            runtime=5,
+        shell:
+            "echo {wildcards.i} $SLURM_JOB_ID > {output}"
+
+
+    rule summary:
+        input:
+            expand("out/part_{i}.txt", i=[1, 2]),
+        output:
+            "out/summary.txt",
+        threads: 1
+        shell:
+            "cat {input} > {output} && echo summary $SLURM_JOB_ID >> {output}"
+    """
+)
+
+
+def test_tiny_workflow_runs_through_sbatch(slurm_env, tmp_path):
+    (tmp_path / "Snakefile").write_text(TINY_SNAKEFILE)
+    log = run_slurm(tmp_path, slurm_env)
+
+    slurm_ids = check_all_jobs_went_through_sbatch(log)
+    assert len(slurm_ids) == 3  # part x2, summary; `all` is local
+    # each output was written inside its SLURM job
+    lines = (tmp_path / "out" / "summary.txt").read_text().split("\n")
+    recorded = {line.split()[-1] for line in lines if line.strip()}
+    assert recorded == set(slurm_ids.values()), (recorded, slurm_ids)
+    # resources reach sbatch: the rule's own and the profile's defaults
+    by_comment = {
+        scontrol_job(s)["Comment"].split("_wildcards")[0]: scontrol_job(s)
+        for s in slurm_ids.values()
+    }
+    assert by_comment["rule_part"]["MinMemoryNode"] == "200M"
+    assert by_comment["rule_part"]["TimeLimit"] == "00:05:00"
+    assert by_comment["rule_summary"]["MinMemoryNode"] == "2000M"
+    assert by_comment["rule_summary"]["TimeLimit"] == "01:00:00"
+    if slurm_env.get("SBATCH_PARTITION"):
+        part = slurm_env["SBATCH_PARTITION"]
+        assert f"slurm_partition={part}" in log
+        assert {j["Partition"] for j in by_comment.values()} == {part}
+
+    # nothing to do on a second run
+    again = run_slurm(tmp_path, slurm_env)
+    assert "Nothing to be done" in again, again[-2000:]
+
+
+# --------------------------------------------------------------- the real demo workflow
+
+DEMO_CONFIG = REPO / "config" / "demo.yaml"
+DEMO_NEEDS = [
+    REPO / "Snakefile",
+    DEMO_CONFIG,
+    REPO / "workflow" / "rules" / "demo.smk",
+    REPO / "workflow" / "rules" / "extract.smk",
+    REPO / "workflow" / "rules" / "analysis.smk",
+]
+# what a run needs from the repository, copied so that runs do not touch the checkout
+WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "resources"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for part in WORKFLOW_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def parquet_tables(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*.parquet"))}
+
+
+def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
+    missing = [str(p.relative_to(REPO)) for p in DEMO_NEEDS if not p.exists()]
+    if missing:
+        pytest.skip(f"the demo workflow is not there yet: {missing}")
+    pl = pytest.importorskip("polars")
+
+    on_slurm = copy_workflow(tmp_path / "slurm")
+    local = copy_workflow(tmp_path / "local")
+    results = {"slurm": tmp_path / "results-slurm", "local": tmp_path / "results-local"}
+    demo = ["--configfile", "config/demo.yaml"]
+
+    log = run_slurm(on_slurm, slurm_env, *demo, "--config", f"results_dir={results['slurm']}")
+    check_all_jobs_went_through_sbatch(log)
+
+    run_snakemake(
+        [
+            "--profile",
+            str(LOCAL_PROFILE),
+            "--cores",
+            "2",
+            *demo,
+            "--config",
+            f"results_dir={results['local']}",
+        ],
+        local,
+        slurm_env,
+    )
+
+    slurm_tables = parquet_tables(results["slurm"])
+    local_tables = parquet_tables(results["local"])
+    assert slurm_tables, f"no Parquet tables under {results['slurm']}"
+    assert sorted(slurm_tables) == sorted(local_tables)
+    differ = [
+        name
+        for name, path in slurm_tables.items()
+        if not pl.read_parquet(path).equals(pl.read_parquet(local_tables[name]))
+    ]
+    assert not differ, f"tables that differ between the SLURM and the local run: {differ}"
