@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from analysis_fixture import Fixture, reference_tables, reference_values
+from test_analysis_fixture import Fixture, reference_tables, reference_values
 
 from sae_specialists.analysis import tables as tb
 from sae_specialists.analysis.pertext import per_text_values
@@ -33,7 +33,9 @@ def compute(fx, tmp_path, aggregation="mean", include_bos=False, threshold=5.0, 
     texts = texts_table(toks, include_bos)
     pt = pt.with_columns(pl.lit("res").alias("sae"), pl.lit(0, pl.Int64).alias("layer"))
     pt = pt.select(tb.PT_COLUMNS)
-    keys = pl.DataFrame({"sae": ["res"], "layer": [0]}, schema={"sae": pl.String, "layer": pl.Int64})
+    keys = pl.DataFrame(
+        {"sae": ["res"], "layer": [0]}, schema={"sae": pl.String, "layer": pl.Int64}
+    )
     cands = tb.candidates(pt, texts, threshold, k)
     return {
         "pt": pt,
@@ -110,12 +112,11 @@ def test_category_without_specialist_reports_best_candidate(hand):
 
 def test_selective_tie_broken_by_higher_max(hand):
     sel = hand["selective"]
-    # n_above 1: f3 (peak 8 on b1), f5 (7), f4, f7, f8 (6) ...; f3 has the highest max.
+    # n_above (value > 5): f0 3, f1 3, f2 2, f3 2 (a1: 6, b1: 8), f4 1, f5 1, f6 3, f7 1, f8 1.
+    # Among the n_above = 1 features the higher max wins (f5: 7 > f4: 6); f4, f7, f8 tie on
+    # max 6 too: lower id first.
     top = sel.row(0, named=True)
-    assert (top["feature"], top["n_above"], top["peak"], top["text_id"]) == (3, 2, 8.0, "b1") or (
-        top["feature"] == 5
-    )
-    # n_above: f0 3, f1 3, f2 2, f3 2 (a1: 6, b1: 8), f4 1, f5 1, f6 3, f7 1, f8 1
+    assert (top["feature"], top["n_above"], top["peak"], top["text_id"]) == (5, 1, 7.0, "c1")
     assert sel["feature"].to_list()[:4] == [5, 4, 7, 8]
     assert sel["n_above"].to_list()[:4] == [1, 1, 1, 1]
     assert sel["peak"].to_list()[:4] == [7.0, 6.0, 6.0, 6.0]
@@ -123,10 +124,13 @@ def test_selective_tie_broken_by_higher_max(hand):
 
 def test_strongest_and_frequent(hand):
     st = hand["strongest"]
-    assert st["feature"].to_list()[:4] == [1, 6, 0, 3]  # 10, 9.5, 9 (f0 < f6 at 9? no: f6 9.5)
+    assert st["feature"].to_list()[:4] == [1, 6, 0, 3]  # peaks 10, 9.5, 9, 8
     first = st.row(0, named=True)
     assert (first["peak"], first["text_id"], first["category"], first["rank"]) == (
-        10.0, "a1", "a", 1,
+        10.0,
+        "a1",
+        "a",
+        1,
     )
     fr = hand["frequent"]
     # f1 on a1, b1, b2, e1 = 4 texts of 10; f0, f6 on 3 (f6 peak 9.5 > f0 peak 9)
@@ -252,12 +256,21 @@ def test_against_numpy_reference(tmp_path, seed, aggregation, include_bos):
     np.testing.assert_allclose([r[3] for r in fr], [r[3] for r in ref["frequent"]])
     sel = res["selective"].select("rank", "feature", "n_above").rows()
     assert sel == [r[:3] for r in ref["selective"]]
-    got_c = res["candidates"].select(
-        "category", "candidate_rank", "feature", "n_in", "n_out", "score", "n_category"
-    ).rows()
+    got_c = (
+        res["candidates"]
+        .select("category", "candidate_rank", "feature", "n_in", "n_out", "score", "n_category")
+        .rows()
+    )
     exp_c = [
-        (r["category"], r["candidate_rank"], r["feature"], r["n_in"], r["n_out"], r["score"],
-         r["n_category"])
+        (
+            r["category"],
+            r["candidate_rank"],
+            r["feature"],
+            r["n_in"],
+            r["n_out"],
+            r["score"],
+            r["n_category"],
+        )
         for r in ref["candidates"]
     ]
     assert got_c == exp_c
@@ -267,7 +280,10 @@ def test_against_numpy_reference(tmp_path, seed, aggregation, include_bos):
             assert row["feature"] is None
             continue
         assert (row["feature"], row["score"], row["n_in"], row["n_out"]) == (
-            best["feature"], best["score"], best["n_in"], best["n_out"],
+            best["feature"],
+            best["score"],
+            best["n_in"],
+            best["n_out"],
         )
         assert row["peak"] == pytest.approx(best["peak"])
         assert row["has_specialist"] == (best["score"] > 0)

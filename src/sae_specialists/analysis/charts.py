@@ -10,6 +10,7 @@ import altair as alt
 import polars as pl
 
 EMBED = {"actions": False, "renderer": "svg"}
+CACHE_ENV = "SAE_SPECIALISTS_CACHE"
 _EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=[\"']?https?:", re.IGNORECASE)
 
 
@@ -147,12 +148,56 @@ def specialists_found_chart(found: pl.DataFrame) -> alt.Chart:
     return (bars + labels).properties(title="Specialists found per layer", width=360, height=240)
 
 
+def _cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sae-specialists"
+
+
+def _install_bundle_cache() -> None:
+    """Cache vl-convert's JavaScript bundle (Vega, Vega-Lite, vega-embed; ~0.9 MB) on disk.
+
+    Building it takes a few seconds per process; every chart job would pay that. The bundle is
+    a pure function of the vl-convert version and the Vega-Lite version, which key the file.
+    """
+    import vl_convert as vlc
+
+    if getattr(vlc.javascript_bundle, "_sae_cached", False):
+        return
+    original = vlc.javascript_bundle
+
+    def cached(snippet=None, vl_version=None):
+        if snippet is not None:
+            return original(snippet, vl_version=vl_version)
+        path = _cache_dir() / f"vl-convert-{vlc.__version__}-vl-{vl_version}.js"
+        try:
+            text = path.read_text(encoding="utf-8")
+            if len(text) > 100_000 and "vegaEmbed" in text:
+                return text
+        except OSError:
+            pass
+        text = original(vl_version=vl_version)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return text
+
+    cached._sae_cached = True  # type: ignore[attr-defined]
+    vlc.javascript_bundle = cached
+
+
 def save_chart(
     chart: alt.TopLevelMixin,
     html_path: str | os.PathLike,
     png_path: str | os.PathLike | None = None,
 ) -> None:
     """Write a self-contained HTML (Vega, Vega-Lite, vega-embed inlined) and optionally a PNG."""
+    _install_bundle_cache()
     html_path = Path(html_path)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = html_path.with_name(f".{html_path.name}.tmp-{os.getpid()}.html")

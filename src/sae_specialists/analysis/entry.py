@@ -16,7 +16,6 @@ from typing import Any
 
 import polars as pl
 
-from . import charts as ch
 from . import tables as tb
 from .index import build_index
 from .pertext import build_per_text, build_texts
@@ -149,6 +148,8 @@ def summary(smk: Any) -> None:
 
 
 def peak_charts(smk: Any) -> None:
+    from . import charts as ch  # altair: imported only by the chart rules
+
     with logged(smk, "peak charts"):
         i, o = smk.input, smk.output
         ch.save_chart(ch.peak_by_layer(pl.read_parquet(i.strongest)), o.peak_html, o.peak_png)
@@ -166,6 +167,8 @@ _SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
 
 
 def specialist_charts(smk: Any) -> None:
+    from . import charts as ch
+
     with logged(smk, "specialist charts"):
         spec = pl.read_parquet(smk.input.specialists)
         o = smk.output

@@ -98,7 +98,11 @@ class Fixture:
             }
             act = act.replace_schema_metadata({b"sae_specialists": json.dumps(meta).encode()})
             apath = (
-                root / "activations" / f"sae={family}" / f"layer={layer}" / f"category={cat}"
+                root
+                / "activations"
+                / f"sae={family}"
+                / f"layer={layer}"
+                / f"category={cat}"
                 / "activations.parquet"
             )
             apath.parent.mkdir(parents=True, exist_ok=True)
@@ -172,11 +176,21 @@ def reference_tables(order, V, threshold, k, top=10):
         for rank, f in enumerate(active[:k], start=1):
             n_in = int((V[inside, f] > threshold).sum())
             n_out = int((V[~inside, f] > threshold).sum())
-            row = dict(category=c, candidate_rank=rank, feature=f, peak=peaks[f], n_in=n_in,
-                       n_out=n_out, score=n_in - n_out, n_category=int(inside.sum()))
+            row = dict(
+                category=c,
+                candidate_rank=rank,
+                feature=f,
+                peak=peaks[f],
+                n_in=n_in,
+                n_out=n_out,
+                score=n_in - n_out,
+                n_category=int(inside.sum()),
+            )
             cands.append(row)
             if best is None or (-row["score"], -row["peak"], f) < (
-                -best["score"], -best["peak"], best["feature"]
+                -best["score"],
+                -best["peak"],
+                best["feature"],
             ):
                 best = row
         specs[c] = best
