@@ -207,7 +207,7 @@ def render_page(
         for s in cat_samples.iter_rows(named=True):
             tid = s["text_id"]
             fires = s["value"] > threshold
-            parts.append(
+            head = (
                 f'<div class="sample"><div class="meta">text <code>{esc(tid)}</code> · '
                 f"per-text value {s['value']:.4g} · max token activation {s['max']:.4g} · "
                 + ("<strong>above threshold</strong>" if fires else "not above threshold")
@@ -238,7 +238,7 @@ def render_page(
                         f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}"{style}>'
                         f"{label}</span>"
                     )
-            parts.append("".join(spans) + "</div></div>")
+            parts.append(head + "".join(spans) + "</div></div>")
         parts.append("</section>")
     parts.append(f"<script>{JS}</script></body></html>")
     return "\n".join(parts)
