@@ -1,6 +1,6 @@
 # sae-specialists: which SAE features specialise in which kinds of text, at which layers.
 # Stages (one file each under workflow/rules/): demo assets -> extraction -> analysis.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -12,17 +12,16 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/dashboards.smk"
 
 
 rule all:
     input:
         extraction_outputs(),
         analysis_outputs(),
+        dashboard_outputs(),
     default_target: True

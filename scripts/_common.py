@@ -13,7 +13,9 @@ def rule_logging(snakemake):
     if snakemake.log:
         handlers.append(logging.FileHandler(str(snakemake.log[0]), mode="w"))
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        handlers=handlers,
         force=True,
     )
     try:

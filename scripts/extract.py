@@ -23,5 +23,9 @@ with rule_logging(snakemake):  # noqa: F821
 
     torch.set_num_threads(torch_threads)
     extract_category(
-        settings, category, snakemake.input[0], snakemake.output.tokens, activation_out  # noqa: F821
+        settings,
+        category,
+        snakemake.input[0],
+        snakemake.output.tokens,
+        activation_out,  # noqa: F821
     )

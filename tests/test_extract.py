@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from conftest import resource_texts
 
 from sae_specialists.extract import extract, stop_layer, tokenize_texts
 from sae_specialists.models import load_local_model
 from sae_specialists.saes import load_sae
 from sae_specialists.texts import Text
-
-from conftest import resource_texts
 
 
 @pytest.fixture(scope="module")

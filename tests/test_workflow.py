@@ -91,8 +91,11 @@ def test_adding_a_text_reextracts_only_that_category(workflow_run, tmp_path, cop
     texts.write_text(yaml.safe_dump(items + ["new post 🔥🔥 #wow"], allow_unicode=True))
     dry = run_snakemake(work, "-n", config=config)
     assert scheduled_jobs(dry).get("extract_activations") == 1
-    extracted = [line.split()[-1] for line in dry.stdout.splitlines()
-                 if line.strip().startswith("wildcards: category=")]
+    extracted = [
+        line.split()[-1]
+        for line in dry.stdout.splitlines()
+        if line.strip().startswith("wildcards: category=")
+    ]
     assert extracted == ["category=social"]
 
 

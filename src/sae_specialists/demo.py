@@ -17,7 +17,10 @@ Each layer's SAE (d_sae = 128) has, at feature ids shuffled per layer (see ``pla
   "pragmatic" categories (formal, conversational, non_english) weak in early layers;
 - a *frequent* feature firing weakly on every non-BOS token;
 - a *BOS-only* feature firing very strongly on BOS (must vanish once BOS is excluded);
-- random sparse "noise" features on the identity dimensions.
+- random sparse "noise" features on the identity dimensions;
+- when ``build_demo`` passes the model's unembedding, a *logit* feature: one noise feature whose
+  decoder row is the normalised unembedding column of LOGIT_TOKEN (its activations are those of
+  the noise feature; only its decoder row, i.e. its logit effects, is planted).
 """
 
 from __future__ import annotations
@@ -41,15 +44,67 @@ MARKER_ACTIVATION = 120.0  # activation of a specialist on a marker token at gai
 FREQUENT_ACTIVATION = 2.0
 BOS_ACTIVATION = 100.0
 BLOCK_WRITE_SCALE = 0.03  # keeps block writes ~0.1-0.3 in norm: context noise, not signal
+LOGIT_TOKEN = " fox"  # the token the planted 'logit' feature's decoder row points at
 
 WORD_MARKERS = {
-    "python": {"def", "self", "return", "import", "lambda", "elif", "None", "True", "False",
-               "class", "async", "await", "yield", "print", "from", "__", "):", "self."},
-    "formal": {"shall", "pursuant", "hereby", "herein", "hereinafter", "whereas", "thereof",
-               "accordance", "notwithstanding", "aforementioned", "Agreement", "Party",
-               "parties", "obligations", "respectfully", "Committee", "provisions"},
-    "conversational": {"hey", "Hey", "yeah", "gonna", "wanna", "um", "Um", "like", "okay",
-                       "kinda", "gotta", "haha", "yep", "nope", "dunno", "I'm", "you're"},
+    "python": {
+        "def",
+        "self",
+        "return",
+        "import",
+        "lambda",
+        "elif",
+        "None",
+        "True",
+        "False",
+        "class",
+        "async",
+        "await",
+        "yield",
+        "print",
+        "from",
+        "__",
+        "):",
+        "self.",
+    },
+    "formal": {
+        "shall",
+        "pursuant",
+        "hereby",
+        "herein",
+        "hereinafter",
+        "whereas",
+        "thereof",
+        "accordance",
+        "notwithstanding",
+        "aforementioned",
+        "Agreement",
+        "Party",
+        "parties",
+        "obligations",
+        "respectfully",
+        "Committee",
+        "provisions",
+    },
+    "conversational": {
+        "hey",
+        "Hey",
+        "yeah",
+        "gonna",
+        "wanna",
+        "um",
+        "Um",
+        "like",
+        "okay",
+        "kinda",
+        "gotta",
+        "haha",
+        "yep",
+        "nope",
+        "dunno",
+        "I'm",
+        "you're",
+    },
     "social": {"lol", "omg", "OMG", "RT", "#", "@"},
     "urls": {"http", "https", "://", "www", ".com", ".org", ".io", "%", "&", "?", "href"},
     "math": {"=", "+", "^", "\\", "frac", "sum", "int", "sqrt", "{", "}"},
@@ -132,18 +187,32 @@ def build_tokenizer(save_dir: str | Path):
     )
     tok.train_from_iterator(training_corpus(), trainer)
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=BOS_TOKEN, unk_token=BOS_TOKEN,
-        pad_token=BOS_TOKEN, model_max_length=512,
+        tokenizer_object=tok,
+        bos_token=BOS_TOKEN,
+        eos_token=BOS_TOKEN,
+        unk_token=BOS_TOKEN,
+        pad_token=BOS_TOKEN,
+        model_max_length=512,
     ).save_pretrained(str(save_dir))
     return AutoTokenizer.from_pretrained(str(save_dir))
 
 
 def model_config(d_vocab: int, seed: int) -> dict:
     return dict(
-        n_layers=N_LAYERS, d_model=D_MODEL, n_heads=4, d_head=16, d_mlp=128, n_ctx=512,
-        d_vocab=d_vocab, act_fn="gelu_new", normalization_type="LN", seed=seed,
-        model_name="sae-specialists-demo", original_architecture="GPT2LMHeadModel",
-        default_prepend_bos=True, dtype="float32",
+        n_layers=N_LAYERS,
+        d_model=D_MODEL,
+        n_heads=4,
+        d_head=16,
+        d_mlp=128,
+        n_ctx=512,
+        d_vocab=d_vocab,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        seed=seed,
+        model_name="sae-specialists-demo",
+        original_architecture="GPT2LMHeadModel",
+        default_prepend_bos=True,
+        dtype="float32",
     )
 
 
@@ -190,8 +259,12 @@ def layer_gain(category: str, layer: int) -> float:
     return gains[min(layer, len(gains) - 1)]
 
 
-def build_sae(layer: int, seed: int):
-    """One layer's SAE with planted features; returns (sae, {role: feature id})."""
+def build_sae(layer: int, seed: int, logit_direction=None):
+    """One layer's SAE with planted features; returns (sae, {role: feature id}).
+
+    ``logit_direction`` (optional, a d_model vector such as an unembedding column): plant the
+    role 'logit', the first noise feature, whose decoder row is that direction normalised.
+    Everything else is identical with or without it."""
     import torch
     from sae_lens import StandardSAE, StandardSAEConfig
 
@@ -209,12 +282,16 @@ def build_sae(layer: int, seed: int):
     w_enc[ALWAYS_DIM, frequent] = 2 * FREQUENT_ACTIVATION * SURFACE_GAIN[layer]
     b_enc[frequent] = -0.5 * w_enc[ALWAYS_DIM, frequent]
     w_enc[BOS_DIM, bos], b_enc[bos] = 2 * BOS_ACTIVATION, -BOS_ACTIVATION
-    noise = ids[len(roles):]
+    noise = ids[len(roles) :]
     directions = rng.normal(0, 1, (D_MODEL - FIRST_IDENTITY_DIM, len(noise)))
     directions /= np.linalg.norm(directions, axis=0, keepdims=True)
     w_enc[FIRST_IDENTITY_DIM:, noise] = 8.0 * directions
     b_enc[noise] = -8.0 * rng.uniform(0.2, 0.35, len(noise))
     w_dec = w_enc.T / np.maximum(np.linalg.norm(w_enc.T, axis=1, keepdims=True), 1e-8)
+    if logit_direction is not None:
+        direction = np.asarray(logit_direction, dtype=np.float64).reshape(D_MODEL)
+        planted["logit"] = int(noise[0])
+        w_dec[planted["logit"]] = direction / np.linalg.norm(direction)
 
     cfg = StandardSAEConfig(d_in=D_MODEL, d_sae=D_SAE, apply_b_dec_to_input=False)
     cfg.metadata.hook_name = f"blocks.{layer}.hook_resid_pre"
@@ -229,6 +306,16 @@ def build_sae(layer: int, seed: int):
     return sae, planted
 
 
+def logit_token_id(model) -> int:
+    """LOGIT_TOKEN's id when it is one token whose own unembedding column scores it first
+    (column . column > column . any other column); else the largest-norm column's token."""
+    w_u = model.W_U.detach().cpu().numpy()
+    ids = model.tokenizer(LOGIT_TOKEN, add_special_tokens=False)["input_ids"]
+    if len(ids) == 1 and int(np.argmax(w_u[:, ids[0]] @ w_u)) == ids[0]:
+        return int(ids[0])
+    return int(np.argmax(np.linalg.norm(w_u, axis=0)))
+
+
 def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
     """Write the demo model and SAEs (local formats) and planted.json; returns the plan."""
     from .models import save_local_model
@@ -237,8 +324,11 @@ def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
     model, _ = build_model(out_dir / "model", seed)
     save_local_model(model, out_dir / "model")
     plan: dict = {"seed": seed, "categories": list(CATEGORY_DIMS), "layers": {}}
+    token_id = logit_token_id(model)
+    plan["logit_token"] = {"id": token_id, "token": model.tokenizer.decode([token_id])}
+    w_u = model.W_U.detach().cpu().numpy()
     for layer in range(N_LAYERS):
-        sae, planted = build_sae(layer, seed)
+        sae, planted = build_sae(layer, seed, logit_direction=w_u[:, token_id])
         sae.save_model(str(out_dir / "saes" / "res" / f"layer{layer}"))
         plan["layers"][str(layer)] = planted
     (out_dir / "planted.json").write_text(json.dumps(plan, indent=2, sort_keys=True))

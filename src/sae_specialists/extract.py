@@ -58,7 +58,9 @@ def tokenize_texts(model, texts: list[Text], max_tokens=None, long_texts="trunca
             )
         log.warning(
             "texts: truncating %d text(s) to %d tokens (BOS included): %s",
-            len(too_long), limit, listing,
+            len(too_long),
+            limit,
+            listing,
         )
         for t in too_long:
             t.truncated_from = len(t.ids)
@@ -114,8 +116,13 @@ def _encode_input(sae: LoadedSAE, acts, first_batch: bool):
     return acts
 
 
-def extract(model, saes: list[LoadedSAE], tokenized: list[TokenizedText], batch_size: int = 8,
-            progress_desc: str = "extract"):
+def extract(
+    model,
+    saes: list[LoadedSAE],
+    tokenized: list[TokenizedText],
+    batch_size: int = 8,
+    progress_desc: str = "extract",
+):
     """Run the forward passes and encodings; return (tokens table, {(family, layer): table})."""
     import torch
 
@@ -205,8 +212,9 @@ def library_versions() -> dict:
     return {name: version(name) for name in names}
 
 
-def shard_metadata(model_spec: dict, s: LoadedSAE, category: str, n_texts: int, n_tokens: int,
-                   dtype: str) -> dict:
+def shard_metadata(
+    model_spec: dict, s: LoadedSAE, category: str, n_texts: int, n_tokens: int, dtype: str
+) -> dict:
     return {
         "model": model_spec.get("name") or model_spec.get("path"),
         "family": s.family,

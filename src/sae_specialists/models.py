@@ -23,7 +23,9 @@ def resolve_device(device: str) -> str:
 
     if device != "auto":
         if device == "cuda" and not torch.cuda.is_available():
-            raise ModelError("config: device is 'cuda' but no CUDA GPU is visible. Use auto or cpu.")
+            raise ModelError(
+                "config: device is 'cuda' but no CUDA GPU is visible. Use auto or cpu."
+            )
         return device
     if torch.cuda.is_available():
         return "cuda"
@@ -77,7 +79,9 @@ def load_local_model(path: str | Path, device: str = "cpu", dtype: str = "float3
     try:
         cfg = HookedTransformerConfig(**kwargs)
     except TypeError as err:
-        raise ModelError(f"model: {path}/config.json is not valid HookedTransformerConfig: {err}")
+        raise ModelError(
+            f"model: {path}/config.json is not valid HookedTransformerConfig: {err}"
+        ) from None
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
     state = load_file(str(path / "model.safetensors"))

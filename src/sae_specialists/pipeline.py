@@ -11,8 +11,13 @@ from .texts import load_category
 log = logging.getLogger(__name__)
 
 
-def extract_category(settings: Settings, category: str, text_file: str, tokens_out: str,
-                     activation_out: dict[tuple[str, int], str]) -> None:
+def extract_category(
+    settings: Settings,
+    category: str,
+    text_file: str,
+    tokens_out: str,
+    activation_out: dict[tuple[str, int], str],
+) -> None:
     """Extract one category: load the model and every SAE once, write all its shards."""
     from .extract import check_layers_exist, extract, shard_metadata, tokenize_texts
     from .models import load_model, resolve_device

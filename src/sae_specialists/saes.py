@@ -59,9 +59,7 @@ def check_release_id(release: str, sae_id: str) -> None:
         )
     ids = list(directory[release].saes_map)
     if sae_id not in ids:
-        raise SAEError(
-            f"saes: release {release!r} has no SAE id {sae_id!r}. Valid ids: {ids}"
-        )
+        raise SAEError(f"saes: release {release!r} has no SAE id {sae_id!r}. Valid ids: {ids}")
 
 
 def neuronpedia_id(release: str | None, sae_id: str | None) -> str | None:

@@ -10,6 +10,7 @@ This module never imports torch, so analysis steps can use it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -64,6 +65,15 @@ def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict | None 
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ShardError(
+                f"disk full while writing {path}: {err.strerror}. Nothing was written there and "
+                "earlier shards are intact; free space (or point results_dir elsewhere) and "
+                "rerun snakemake, which redoes only the missing work."
+            ) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,4 +1,5 @@
-"""Text categories: `<texts>/<category>.yaml`, each a YAML list of strings.
+"""Text categories: `<texts>/<category>.yaml`, each a YAML list of strings (or a large
+`.jsonl` / `.parquet` / `.txt` corpus, read by sae_specialists.corpus).
 
 The category is the file stem, so adding a file adds a category. Every text gets a `text_id`
 that is unique across categories and stable under edits of *other* texts:
@@ -16,7 +17,7 @@ import yaml
 
 from .errors import TextsError
 
-CATEGORY_FILE_SUFFIXES = (".yaml", ".yml")
+CATEGORY_FILE_SUFFIXES = (".yaml", ".yml", ".jsonl", ".parquet", ".txt")  # corpus.py: formats
 SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -38,8 +39,8 @@ def list_categories(texts_dir: str | Path) -> dict[str, Path]:
     files = sorted(p for p in texts_dir.iterdir() if p.suffix in CATEGORY_FILE_SUFFIXES)
     if not files:
         raise TextsError(
-            f"texts: no category files (*.yaml) in {str(texts_dir)!r}. Add one YAML list of "
-            "strings per category, e.g. python.yaml."
+            f"texts: no category files (*.yaml, *.jsonl, *.parquet, *.txt) in "
+            f"{str(texts_dir)!r}. Add one file per category, e.g. python.yaml (a YAML list)."
         )
     categories: dict[str, Path] = {}
     for path in files:
@@ -61,10 +62,14 @@ def text_id(category: str, text: str) -> str:
     return f"{category}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
-def load_category(path: str | Path, category: str | None = None) -> list[Text]:
+def load_category(path: str | Path, category: str | None = None, options=None) -> list[Text]:
     """Read one category file and give every text its id."""
     path = Path(path)
     category = category or path.stem
+    if path.suffix not in (".yaml", ".yml"):  # JSONL / Parquet / text corpora: corpus.py
+        from .corpus import load_texts
+
+        return load_texts(path, category, options)
     try:
         raw = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:

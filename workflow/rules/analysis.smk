@@ -2,80 +2,45 @@
 # index. Reads shards only (never the model): `snakemake analysis` analyses shards made anywhere.
 # Each rule takes exactly the analysis settings it depends on as params, so changing
 # `analysis.threshold` reruns the specialist rules only, never extraction or per-text values.
+from sae_specialists.analysis.paths import (
+    PEAK_CHARTS,
+    PEAK_TABLES,
+    SPECIALIST_TABLES,
+    AnalysisPaths,
+)
 
 _A = SETTINGS.analysis
-PER_TEXT_DIR = f"{R}/per_text"
-TABLES_DIR = f"{R}/tables"
-CHARTS_DIR = f"{R}/charts"
-VIEWS_DIR = f"{R}/token_views"
-PEAK_TABLES = ["strongest", "frequent", "category_peaks"]
-SPECIALIST_TABLES = ["selective", "candidates", "specialists"]
-
-
-def per_text_file(family, layer):
-    return f"{PER_TEXT_DIR}/sae={family}/layer={layer}.parquet"
-
-
-def all_per_text():
-    return [per_text_file(f, l) for f in FAMILIES for l in LAYERS]
-
-
-def table_files(names, ext):
-    return {n + ("" if ext == "parquet" else "_csv"): f"{TABLES_DIR}/{n}.{ext}" for n in names}
-
-
-def tables_outputs(names):
-    return {**table_files(names, "parquet"), **table_files(names, "csv")}
-
-
-def token_view_pages(family, layer):
-    return [f"{VIEWS_DIR}/sae={family}/layer={layer}/{c}.html" for c in sorted(CATEGORIES)]
-
-
-def all_token_views():
-    return [p for f in FAMILIES for l in LAYERS for p in token_view_pages(f, l)]
-
-
-def heatmap(family, ext):
-    return f"{CHARTS_DIR}/specialist_scores_sae={family}.{ext}"
-
-
-PEAK_CHARTS = {
-    "peak": "peak_by_layer",
-    "peak_category": "peak_by_layer_category",
-    "coverage": "coverage_by_layer",
-}
-
-
-def chart_files():
-    files = [f"{CHARTS_DIR}/{stem}.{ext}" for stem in PEAK_CHARTS.values() for ext in ("html", "png")]
-    files += [f"{CHARTS_DIR}/specialists_found.{ext}" for ext in ("html", "png")]
-    files += [heatmap(f, ext) for f in FAMILIES for ext in ("html", "png")]
-    return files
-
-
-def analysis_outputs():
-    """Every final output of the analysis stage (used by `rule all` and `rule analysis`)."""
-    return [
-        f"{R}/index.html",
-        f"{R}/summary.md",
-        *tables_outputs(PEAK_TABLES + SPECIALIST_TABLES).values(),
-        *chart_files(),
-        *all_token_views(),
-    ]
+AP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)
+# Every final analysis output (used by `rule all` and `rule analysis`).
+analysis_outputs = AP.outputs
+ALL_TABLES = list(AP.tables(PEAK_TABLES + SPECIALIST_TABLES).values())
+TABLE_INPUT = dict(
+    strongest=AP.table("strongest"),
+    frequent=AP.table("frequent"),
+    selective=AP.table("selective"),
+    specialists=AP.table("specialists"),
+    texts=AP.texts,
+)
+ALL_SETTINGS = dict(
+    aggregation=_A["aggregation"],
+    include_bos=_A["include_bos"],
+    threshold=_A["threshold"],
+    candidates=_A["candidates"],
+)
 
 
 rule analysis:
     """Build every analysis output from existing shards (no model needed)."""
     input:
-        analysis_outputs(),
+        AP.outputs(),
 
 
 rule analysis_texts:
+    """The text list and counted positions per text, from the tokens shards."""
     input:
         tokens=[tokens_shard(c) for c in CATEGORIES],
     output:
-        f"{PER_TEXT_DIR}/texts.parquet",
+        AP.texts,
     params:
         include_bos=_A["include_bos"],
     log:
@@ -88,11 +53,12 @@ rule analysis_texts:
 
 
 rule analysis_per_text:
+    """Sparse per-text values (value > 0) of one SAE family and layer."""
     input:
         tokens=[tokens_shard(c) for c in CATEGORIES],
         activations=lambda w: [activation_shard(w.family, w.layer, c) for c in CATEGORIES],
     output:
-        f"{PER_TEXT_DIR}/sae={{family}}/layer={{layer}}.parquet",
+        AP.per_text("{family}", "{layer}"),
     params:
         aggregation=_A["aggregation"],
         include_bos=_A["include_bos"],
@@ -106,11 +72,12 @@ rule analysis_per_text:
 
 
 rule analysis_peak_tables:
+    """Strongest and most frequent features, per-category peaks (threshold-free)."""
     input:
-        per_text=all_per_text(),
-        texts=rules.analysis_texts.output[0],
+        per_text=AP.all_per_text(),
+        texts=AP.texts,
     output:
-        **tables_outputs(PEAK_TABLES),
+        **AP.tables(PEAK_TABLES),
     log:
         f"{R}/logs/analysis/peak_tables.log",
     resources:
@@ -121,11 +88,12 @@ rule analysis_peak_tables:
 
 
 rule analysis_specialist_tables:
+    """Most selective features, specialist candidates and specialists."""
     input:
-        per_text=all_per_text(),
-        texts=rules.analysis_texts.output[0],
+        per_text=AP.all_per_text(),
+        texts=AP.texts,
     output:
-        **tables_outputs(SPECIALIST_TABLES),
+        **AP.tables(SPECIALIST_TABLES),
     params:
         threshold=_A["threshold"],
         candidates=_A["candidates"],
@@ -138,30 +106,12 @@ rule analysis_specialist_tables:
         "../../scripts/analysis_specialist_tables.py"
 
 
-SUMMARY_INPUT = dict(
-    strongest=f"{TABLES_DIR}/strongest.parquet",
-    frequent=f"{TABLES_DIR}/frequent.parquet",
-    selective=f"{TABLES_DIR}/selective.parquet",
-    specialists=f"{TABLES_DIR}/specialists.parquet",
-    texts=f"{PER_TEXT_DIR}/texts.parquet",
-)
-ALL_SETTINGS = dict(
-    aggregation=_A["aggregation"],
-    include_bos=_A["include_bos"],
-    threshold=_A["threshold"],
-    candidates=_A["candidates"],
-)
-
-
 rule analysis_summary:
+    """summary.md: the study's headline findings for this run."""
     input:
-        **SUMMARY_INPUT,
+        **TABLE_INPUT,
     output:
-        report(
-            f"{R}/summary.md",
-            caption="../report/summary.rst",
-            category="Summary",
-        ),
+        report(AP.summary, caption="../report/summary.rst", category="Summary"),
     params:
         **ALL_SETTINGS,
     log:
@@ -174,32 +124,33 @@ rule analysis_summary:
 
 
 rule analysis_peak_charts:
+    """Peak activation by layer (overall, per category) and coverage by layer."""
     input:
-        strongest=f"{TABLES_DIR}/strongest.parquet",
-        frequent=f"{TABLES_DIR}/frequent.parquet",
-        category_peaks=f"{TABLES_DIR}/category_peaks.parquet",
+        strongest=AP.table("strongest"),
+        frequent=AP.table("frequent"),
+        category_peaks=AP.table("category_peaks"),
     output:
         peak_html=report(
-            f"{CHARTS_DIR}/peak_by_layer.html",
+            AP.chart(PEAK_CHARTS["peak"], "html"),
             caption="../report/peak_by_layer.rst",
             category="Charts",
             subcategory="Peak activation",
         ),
-        peak_png=f"{CHARTS_DIR}/peak_by_layer.png",
+        peak_png=AP.chart(PEAK_CHARTS["peak"], "png"),
         peak_category_html=report(
-            f"{CHARTS_DIR}/peak_by_layer_category.html",
+            AP.chart(PEAK_CHARTS["peak_category"], "html"),
             caption="../report/peak_by_layer_category.rst",
             category="Charts",
             subcategory="Peak activation",
         ),
-        peak_category_png=f"{CHARTS_DIR}/peak_by_layer_category.png",
+        peak_category_png=AP.chart(PEAK_CHARTS["peak_category"], "png"),
         coverage_html=report(
-            f"{CHARTS_DIR}/coverage_by_layer.html",
+            AP.chart(PEAK_CHARTS["coverage"], "html"),
             caption="../report/coverage_by_layer.rst",
             category="Charts",
             subcategory="Coverage",
         ),
-        coverage_png=f"{CHARTS_DIR}/coverage_by_layer.png",
+        coverage_png=AP.chart(PEAK_CHARTS["coverage"], "png"),
     log:
         f"{R}/logs/analysis/peak_charts.log",
     resources:
@@ -210,23 +161,24 @@ rule analysis_peak_charts:
 
 
 rule analysis_specialist_charts:
+    """Specialists found per layer; specialist score heatmap per SAE family."""
     input:
-        specialists=f"{TABLES_DIR}/specialists.parquet",
+        specialists=AP.table("specialists"),
     output:
         found_html=report(
-            f"{CHARTS_DIR}/specialists_found.html",
+            AP.chart("specialists_found", "html"),
             caption="../report/specialists_found.rst",
             category="Charts",
             subcategory="Specialists",
         ),
-        found_png=f"{CHARTS_DIR}/specialists_found.png",
+        found_png=AP.chart("specialists_found", "png"),
         heatmap_html=report(
-            [heatmap(f, "html") for f in FAMILIES],
+            [AP.heatmap(f, "html") for f in FAMILIES],
             caption="../report/specialist_scores.rst",
             category="Charts",
             subcategory="Specialists",
         ),
-        heatmap_png=[heatmap(f, "png") for f in FAMILIES],
+        heatmap_png=[AP.heatmap(f, "png") for f in FAMILIES],
     log:
         f"{R}/logs/analysis/specialist_charts.log",
     resources:
@@ -237,15 +189,16 @@ rule analysis_specialist_charts:
 
 
 rule analysis_token_views:
+    """Token-level views of each category's specialist at one SAE family and layer."""
     input:
-        specialists=f"{TABLES_DIR}/specialists.parquet",
-        per_text=per_text_file("{family}", "{layer}"),
-        texts=f"{PER_TEXT_DIR}/texts.parquet",
+        specialists=AP.table("specialists"),
+        per_text=AP.per_text("{family}", "{layer}"),
+        texts=AP.texts,
         tokens=[tokens_shard(c) for c in CATEGORIES],
         activations=lambda w: [activation_shard(w.family, w.layer, c) for c in CATEGORIES],
     output:
         report(
-            [f"{VIEWS_DIR}/sae={{family}}/layer={{layer}}/{c}.html" for c in sorted(CATEGORIES)],
+            AP.token_views("{family}", "{layer}"),
             caption="../report/token_view.rst",
             category="Token views",
             subcategory="SAE {family}, layer {layer}",
@@ -253,7 +206,7 @@ rule analysis_token_views:
     params:
         include_bos=_A["include_bos"],
         threshold=_A["threshold"],
-        index=f"{R}/index.html",
+        index=AP.index,
     log:
         f"{R}/logs/analysis/token_views_sae={{family}}_layer={{layer}}.log",
     resources:
@@ -264,15 +217,16 @@ rule analysis_token_views:
 
 
 rule analysis_index:
+    """index.html linking every table, chart and token view."""
     input:
-        **SUMMARY_INPUT,
-        summary=f"{R}/summary.md",
-        tables=list(tables_outputs(PEAK_TABLES + SPECIALIST_TABLES).values()),
-        charts=chart_files(),
-        token_views=all_token_views(),
-        per_text=all_per_text(),
+        **TABLE_INPUT,
+        summary=AP.summary,
+        tables=ALL_TABLES,
+        charts=AP.chart_files(),
+        token_views=AP.all_token_views(),
+        per_text=AP.all_per_text(),
     output:
-        f"{R}/index.html",
+        AP.index,
     params:
         **ALL_SETTINGS,
     log:

@@ -1,9 +1,12 @@
 # Shared helpers: configuration checks, categories, and the paths of the data contract.
 from pathlib import Path
 
-from sae_specialists.settings import check_config, list_categories
+from sae_specialists.checks import startup_checks
+from sae_specialists.texts import list_categories
 
-SETTINGS = check_config(config)
+# Schema validation with readable messages, plus the checks a schema cannot express (SAE ids,
+# layers of a local model, every text file) — all before any job starts.
+SETTINGS = startup_checks(config, workflow.source_path("../schemas/config.schema.yaml"))
 R = SETTINGS.results_dir
 CATEGORIES = list_categories(SETTINGS.texts)
 FAMILIES = sorted(SETTINGS.saes)

@@ -118,7 +118,10 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
             scale=alt.Scale(scheme="redblue", domain=[-bound, bound], domainMid=0),
         )
     )
-    text = base.mark_text(fontSize=13).encode(text="label:N")
+    dark = alt.expr.abs(alt.datum.score) > 0.55 * bound
+    text = base.mark_text(fontSize=13).encode(
+        text="label:N", color=alt.condition(dark, alt.value("white"), alt.value("black"))
+    )
     return (rect + text).properties(
         title=f"Specialist score (n_in − n_out) by category and layer — SAE {sae}",
         width=max(160, 70 * data["layer"].n_unique()),

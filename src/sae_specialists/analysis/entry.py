@@ -25,8 +25,6 @@ from .tokenview import build_token_views
 
 log = logging.getLogger("sae_specialists.analysis")
 
-PEAK_TABLES = ("strongest", "frequent", "category_peaks")
-SPECIALIST_TABLES = ("selective", "candidates", "specialists")
 
 
 @contextmanager

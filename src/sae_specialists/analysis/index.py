@@ -63,6 +63,7 @@ def build_index(
         '<p>Contents: <a href="#summary">summary</a> · <a href="#charts">charts</a> · '
         '<a href="#tables">tables</a> · <a href="#token-views">token views</a> · '
         '<a href="#per-text">per-text values</a></p>',
+        '<p>Feature dashboards: <a href="dashboards/index.html">dashboards/index.html</a></p>',
         f'<section id="summary">{summary.to_html(heading_offset=1)}'
         f'<p>Also as Markdown: <a href="{rel(summary_md)}">summary.md</a>.</p></section>',
         '<section id="charts"><h2>Charts</h2><div class="charts">',

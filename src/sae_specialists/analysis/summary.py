@@ -97,12 +97,15 @@ def build_summary(
             if c_first is not None and c_last is not None
             else ""
         )
+        trend = _trend(c_first, c_last)
         bullets.append(
             [
-                f"Coverage of the most frequent feature {_trend(c_first, c_last)} from "
-                f"{_pct(c_first)} at layer {first} (feature ",
+                f"Coverage of the most frequent feature {trend} "
+                + ("at " if trend == "stays" else "from ")
+                + f"{_pct(c_first)} at layer {first} (feature ",
                 _feat(f_first or {}),
-                f") to {_pct(c_last)} at layer {last} (feature ",
+                (") and " if trend == "stays" else ") to ")
+                + f"{_pct(c_last)} at layer {last} (feature ",
                 _feat(f_last or {}),
                 f"){delta}.",
             ]

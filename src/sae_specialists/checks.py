@@ -1,0 +1,210 @@
+"""Checks that run when the workflow starts (Snakefile parse), before any job.
+
+They must stay cheap and must not import torch: a config or text mistake should cost seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError, SAEError
+from .settings import Settings
+from .texts import load_category
+
+UNEQUAL_SIZE_RATIO = 2.0
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf":
+        options = [" + ".join(s.get("required", [])) for s in error.validator_value]
+        keys = sorted(error.instance) if isinstance(error.instance, dict) else error.instance
+        return f"needs exactly one of: {' | '.join(options)} (found keys {keys})"
+    if error.validator == "additionalProperties":
+        return f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
+    return error.message
+
+
+def validate_config(config: dict, schema_path: str | Path) -> None:
+    """Validate against the JSON schema; report every problem with its key path."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_key_path(e)}: {_describe(e)}" for e in errors)
+        raise ConfigError(
+            f"invalid configuration (config/config.yaml, --configfile or --config):\n{lines}\n"
+            "Fix these keys; README.md 'Configuration' and workflow/schemas/config.schema.yaml "
+            "describe each one."
+        )
+
+
+@lru_cache(maxsize=1)
+def sae_lens_directory() -> dict:
+    """SAELens's pretrained_saes.yaml, read without importing sae_lens (which imports torch)."""
+    spec = importlib.util.find_spec("sae_lens")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained_saes.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
+def check_sae_releases(settings: Settings) -> None:
+    directory = sae_lens_directory()
+    if not directory:
+        return
+    for family in settings.saes.values():
+        if family.release is None:
+            continue
+        release = directory.get(family.release)
+        if release is None:
+            close = sorted(r for r in directory if r.split("-")[0] == family.release.split("-")[0])
+            raise SAEError(
+                f"config: saes.{family.name}.release {family.release!r} is not a SAELens "
+                f"release. Similar releases: {close[:25] or 'none'}."
+            )
+        ids = [sae["id"] for sae in release.get("saes", [])]
+        for layer in settings.layers:
+            sae_id = family.source(layer)["sae_id"]
+            if sae_id not in ids:
+                raise SAEError(
+                    f"config: saes.{family.name}: release {family.release!r} has no SAE id "
+                    f"{sae_id!r} (layer {layer}). Valid ids: {ids}"
+                )
+
+
+def check_local_model_layers(settings: Settings) -> None:
+    """For a local model whose config.json exists, configured layers must exist."""
+    if "path" not in settings.model:
+        return
+    config_file = Path(settings.model["path"]) / "config.json"
+    if not config_file.is_file():
+        return  # built by a rule (demo) or reported by the extraction job
+    n_layers = json.loads(config_file.read_text()).get("n_layers")
+    bad = [layer for layer in settings.layers if n_layers is not None and layer >= n_layers]
+    if bad:
+        raise ConfigError(
+            f"config: layers {bad} do not exist: the model in {settings.model['path']} has "
+            f"{n_layers} layers (0 to {n_layers - 1}). Fix `layers:`."
+        )
+
+
+HOOK_WIDTH = {
+    "hook_resid_pre": "d_model",
+    "hook_resid_mid": "d_model",
+    "hook_resid_post": "d_model",
+    "hook_attn_out": "d_model",
+    "hook_mlp_out": "d_model",
+    "hook_z": "heads",
+    "hook_pre": "d_mlp",
+    "hook_post": "d_mlp",
+}
+
+
+def _local_model_config(settings: Settings) -> dict | None:
+    if "path" not in settings.model:
+        return None
+    model_dir = Path(settings.model["path"])
+    if not model_dir.exists():
+        return None  # built by a rule (demo) or reported by the extraction job
+    from .models import check_local_model_dir
+
+    check_local_model_dir(model_dir)
+    return json.loads((model_dir / "config.json").read_text())
+
+
+def check_local_saes(settings: Settings, model_config: dict | None) -> None:
+    """Local SAE directories that exist must be complete and fit the model's hooks."""
+    from .saes import check_local_sae_dir, hook_block
+
+    for family in settings.saes.values():
+        if family.path_template is None:
+            continue
+        for layer in settings.layers:
+            path = Path(family.source(layer)["path"])
+            if not path.exists():
+                continue  # built by a rule (demo) or reported by the extraction job
+            check_local_sae_dir(path)
+            cfg = json.loads((path / "cfg.json").read_text())
+            hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
+            where = f"config: saes.{family.name} layer {layer} ({path})"
+            if not hook:
+                raise SAEError(f"{where}: cfg.json has no metadata.hook_name.")
+            if model_config is None:
+                continue
+            block = hook_block(hook)
+            n_layers = model_config.get("n_layers")
+            if block is not None and n_layers is not None and block >= n_layers:
+                raise SAEError(
+                    f"{where}: the SAE reads hook {hook!r} but the model has only {n_layers} "
+                    "layers. Pick the SAEs trained on this model."
+                )
+            kind = HOOK_WIDTH.get(hook.rsplit(".", 1)[-1])
+            if kind == "heads":
+                width = model_config.get("n_heads", 0) * model_config.get("d_head", 0)
+            else:
+                width = model_config.get(kind) if kind else None
+            if width and cfg.get("d_in") != width:
+                raise SAEError(
+                    f"{where}: the SAE has d_in={cfg.get('d_in')} but the model's {hook!r} has "
+                    f"width {width}. The SAE was trained on another model or hook."
+                )
+
+
+def text_warnings(categories: dict[str, Path]) -> list[str]:
+    """Load every YAML category (errors raise); warn on duplicates and unequal sizes."""
+    by_text: dict[str, list[str]] = defaultdict(list)
+    sizes = {}
+    for category, path in categories.items():
+        if path.suffix not in (".yaml", ".yml"):
+            continue  # large corpora are checked by their extraction jobs
+        texts = load_category(path, category)
+        sizes[category] = len(texts)
+        for text in texts:
+            by_text[text.text].append(text.text_id)
+    warnings = []
+    for ids in by_text.values():
+        if len(ids) > 1:
+            warnings.append(
+                f"texts: the same text appears {len(ids)} times: {', '.join(ids)}. It counts "
+                "once per occurrence in every score; remove the copies unless intended."
+            )
+    if sizes and max(sizes.values()) > UNEQUAL_SIZE_RATIO * min(sizes.values()):
+        listing = ", ".join(f"{c}={n}" for c, n in sorted(sizes.items()))
+        warnings.append(
+            f"texts: category sizes are very unequal ({listing}). The specialist score "
+            "n_in - n_out ranges over -(N - n_c) .. n_c, so scores of different categories are "
+            "not on the same scale; compare them as fractions or balance the categories."
+        )
+    if len(categories) == 1:
+        warnings.append(
+            "texts: only one category; every specialist score is n_in - 0 (no texts outside)."
+        )
+    return warnings
+
+
+def startup_checks(config: dict, schema_path: str | Path) -> Settings:
+    """Everything the Snakefile checks before scheduling a job; returns the settings."""
+    from .settings import check_config
+    from .texts import list_categories
+
+    validate_config(config, schema_path)
+    settings = check_config(config)
+    check_sae_releases(settings)
+    check_local_model_layers(settings)
+    check_local_saes(settings, _local_model_config(settings))
+    for warning in text_warnings(list_categories(settings.texts)):
+        print(f"WARNING {warning}", file=sys.stderr)
+    return settings

@@ -1,0 +1,135 @@
+"""Entry points of the dashboard rules (called by the thin scripts/dashboard_*.py).
+
+Files of one layer's dashboard directory ``{R}/dashboards/sae={family}/layer={layer}/``:
+- ``feature={id}.html``: one dashboard per selected feature;
+- ``index.html``: the layer's list of dashboards (what the Snakemake report shows);
+- ``features.parquet``: one row per dashboard (roles, category and score, density, max, ...);
+- ``examples.parquet``: every example shown (top and quantile), with its token window;
+- ``histograms.parquet``, ``profiles.parquet``: the histogram bins and per-category profiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ..shards import read_metadata, write_table_atomic
+from .data import Source, build_layer_data
+from .index import build_index
+from .render import feature_page, layer_page
+
+log = logging.getLogger("sae_specialists.dashboards")
+
+LAYER_TABLES = ("features", "examples", "histograms", "profiles")
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def rel(target: str | os.PathLike, start_dir: str | os.PathLike) -> str:
+    return Path(os.path.relpath(target, start_dir)).as_posix()
+
+
+def write_layer(
+    out_dir: str | os.PathLike, data, token_views_dir: str | None, index_path: str | os.PathLike
+) -> list[Path]:
+    """Write a layer's dashboards, list page and Parquet tables; returns the dashboard pages."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "sae": data.family,
+        "layer": data.layer,
+        "settings": data.settings,
+        "hook_name": data.meta.get("hook_name"),
+        "neuronpedia_id": data.meta.get("neuronpedia_id"),
+    }
+    for name in LAYER_TABLES:
+        write_table_atomic(getattr(data, name).to_arrow(), out / f"{name}.parquet", meta)
+    pages = []
+    for row in data.features.iter_rows(named=True):
+        f = row["feature"]
+        views = {}
+        if token_views_dir:
+            for cat in row["specialist_categories"] or []:
+                page = Path(token_views_dir) / f"sae={data.family}" / f"layer={data.layer}"
+                views[cat] = rel(page / f"{cat}.html", out)
+        html = feature_page(
+            row=row,
+            examples=data.examples.filter(pl.col("feature") == f),
+            histogram=data.histograms.filter(pl.col("feature") == f),
+            profile=data.profiles.filter(pl.col("feature") == f),
+            logits=data.logits.filter(pl.col("feature") == f)
+            if data.logits.height
+            else data.logits,
+            settings=data.settings,
+            links={"index": rel(index_path, out), "layer": "index.html", "token_view": views},
+        )
+        path = out / row["page"]
+        write_text_atomic(html, path)
+        pages.append(path)
+    write_text_atomic(
+        layer_page(data.features, data.family, data.layer, rel(index_path, out)), out / "index.html"
+    )
+    return pages
+
+
+def layer(smk: Any) -> None:
+    """Rule dashboards_layer."""
+    family, layer_ = str(smk.wildcards.family), int(smk.wildcards.layer)
+    i, p = smk.input, smk.params
+    sources = [Source("study", list(i.tokens), list(i.activations))]
+    if p.corpus:
+        sources.append(Source("corpus", [i.corpus_tokens], [i.corpus_activations]))
+    meta = read_metadata(i.activations[0])
+    logits = pl.read_parquet(i.logits)
+    settings = dict(p.settings, aggregation=str(p.aggregation))
+    data = build_layer_data(
+        family=family,
+        layer=layer_,
+        sources=sources,
+        texts=pl.read_parquet(i.texts),
+        per_text=pl.read_parquet(i.per_text),
+        specialists=pl.read_parquet(i.specialists),
+        strongest=pl.read_parquet(i.strongest),
+        frequent=pl.read_parquet(i.frequent),
+        logits=logits,
+        settings=settings,
+        include_bos=bool(p.include_bos),
+        threshold=float(p.threshold),
+        meta=meta,
+    )
+    pages = write_layer(smk.output[0], data, p.token_views_dir, p.index)
+    log.info(
+        "dashboards %s layer %d: %d features, %d examples",
+        family,
+        layer_,
+        len(pages),
+        data.examples.height,
+    )
+
+
+def index(smk: Any) -> None:
+    """Rule dashboards_index."""
+    out = Path(smk.output[0])
+    frames = []
+    for d in smk.input.dirs:
+        df = pl.read_parquet(Path(d) / "features.parquet")
+        frames.append(
+            df.with_columns((pl.lit(rel(d, out.parent) + "/") + pl.col("page")).alias("href"))
+        )
+    features = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    write_text_atomic(build_index(features, dict(smk.params.settings)), out)
+    log.info("dashboards index: %d dashboards", features.height)

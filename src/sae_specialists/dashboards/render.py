@@ -1,0 +1,372 @@
+"""HTML of one feature dashboard and of a layer's list of dashboards: plain, self-contained HTML
+with inline CSS, inline SVG (histogram) and a few lines of inline JavaScript (hover read-out).
+Nothing is fetched: the pages work offline from file://.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from .text import token_html
+
+ORANGE = "240,140,0"
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em auto;max-width:76em;
+ padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.45em;margin:.3em 0}h2{font-size:1.12em;margin:1.4em 0 .4em;
+ border-bottom:1px solid #ddd}h3{font-size:1em;margin:1em 0 .3em}
+nav a{margin-right:.9em}
+.meta td,.meta th{padding:.1em .9em .1em 0;text-align:left;vertical-align:top}
+.meta th{color:#555;font-weight:normal}
+.badge{display:inline-block;font-size:.8em;border-radius:3px;padding:0 .45em;margin-right:.3em;
+ color:#fff;background:#868e96}
+.badge.specialist{background:#e8590c}.badge.strongest{background:#1c7ed6}
+.badge.frequent{background:#2f9e44}
+.cols{display:flex;flex-wrap:wrap;gap:1.5em}.cols>div{flex:1 1 24em;min-width:20em}
+table.data{border-collapse:collapse;font-size:.92em}
+table.data td,table.data th{border-bottom:1px solid #eee;padding:.15em .6em;text-align:left}
+table.data td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.own td{background:#fff4e6;font-weight:600}
+.bar{display:inline-block;height:.75em;vertical-align:middle;border-radius:2px}
+.bar.pos{background:#4c6ef5}.bar.neg{background:#fa5252}.bar.val{background:rgb(240,140,0)}
+code.tokv{background:#f1f3f5;padding:0 .25em;border-radius:3px;white-space:pre}
+.examples{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
+.ex{display:flex;gap:.8em;align-items:baseline;border-bottom:1px solid #f1f3f5;padding:.25em 0}
+.ex .lab{flex:0 0 15em;font-family:system-ui,sans-serif;font-size:.82em;color:#555;
+ overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.ex .win{white-space:pre-wrap;word-break:break-word}
+.tok{border-right:1px solid rgba(0,0,0,.07);cursor:default}
+.tok.max{outline:2px solid #e8590c;outline-offset:-1px;font-weight:700}
+.tok:hover,.tok.sel{outline:2px solid #1c7ed6}
+.tok.nc{color:#999;font-style:italic}
+.ws{color:#aaa}
+.src-corpus{color:#7048e8}
+#info{position:sticky;top:0;background:#f8f9fa;border:1px solid #ddd;border-radius:4px;
+ padding:.3em .6em;font-family:ui-monospace,monospace;font-size:.88em;min-height:1.4em;z-index:1}
+.legend{display:inline-block;width:10em;height:.85em;vertical-align:middle;border:1px solid #ccc;
+ background:linear-gradient(to right,rgba(240,140,0,0),rgba(240,140,0,1))}
+svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#555}
+svg rect.hbar{fill:rgb(240,140,0)}svg rect.hbar:hover{fill:#e8590c}
+.note{color:#666;font-size:.88em}
+"""
+
+JS = """
+(function(){
+  var info=document.getElementById('info');
+  function show(el){
+    info.textContent='token '+el.getAttribute('data-tok')+'  ·  position '+
+      el.getAttribute('data-pos')+'  ·  activation '+el.getAttribute('data-act');
+  }
+  document.querySelectorAll('.tok').forEach(function(el){
+    el.addEventListener('mouseenter',function(){show(el);});
+    el.addEventListener('click',function(){
+      document.querySelectorAll('.tok.sel').forEach(function(s){s.classList.remove('sel');});
+      el.classList.add('sel');show(el);
+    });
+  });
+})();
+"""
+
+esc = html.escape
+
+
+def fmt(x: float | None, digits: int = 4) -> str:
+    return "–" if x is None else f"{x:.{digits}g}"
+
+
+def pct(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:.3g}%"
+
+
+def role_badges(row: Mapping[str, Any]) -> str:
+    out = []
+    for cat, score in zip(
+        row["specialist_categories"] or [], row["specialist_scores"] or [], strict=True
+    ):
+        out.append(
+            f'<span class="badge specialist">specialist of {esc(cat)} (score {score})</span>'
+        )
+    if row.get("strongest_rank") is not None:
+        out.append(f'<span class="badge strongest">strongest #{row["strongest_rank"]}</span>')
+    if row.get("frequent_rank") is not None:
+        out.append(f'<span class="badge frequent">frequent #{row["frequent_rank"]}</span>')
+    return "".join(out)
+
+
+def histogram_svg(hist: pl.DataFrame, width: int = 440, height: int = 150) -> str:
+    """Bars of the non-zero activation histogram; each bar's range and count on hover."""
+    if hist.height == 0 or hist["count"].sum() == 0:
+        return '<p class="note">No counted token activates this feature.</p>'
+    left, bottom, top_pad = 40, 22, 8
+    plot_w, plot_h = width - left - 8, height - bottom - top_pad
+    counts = hist["count"].to_list()
+    peak = max(counts)
+    bw = plot_w / len(counts)
+    rects = []
+    for b, (lo, hi, c) in enumerate(hist.select("lo", "hi", "count").rows()):
+        h = plot_h * c / peak if peak else 0
+        x = left + b * bw
+        y = top_pad + plot_h - h
+        rects.append(
+            f'<rect class="hbar" x="{x:.2f}" y="{y:.2f}" width="{max(bw - 1, 0.5):.2f}" '
+            f'height="{h:.2f}" data-count="{c}"><title>activation {lo:.4g} – {hi:.4g}: {c} '
+            f"token{'s' if c != 1 else ''}</title></rect>"
+        )
+    lo0, hi_last = hist["lo"][0], hist["hi"][-1]
+    axis_y = top_pad + plot_h
+    return (
+        f'<svg id="histogram" role="img" aria-label="activation histogram" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}">'
+        + "".join(rects)
+        + f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#999"/>'
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{axis_y}" stroke="#999"/>'
+        f'<text x="{left}" y="{height - 6}">{lo0:.3g}</text>'
+        f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">{hi_last:.4g}</text>'
+        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">activation</text>'
+        f'<text x="{left - 4}" y="{top_pad + 9}" text-anchor="end">{peak}</text>'
+        f'<text x="{left - 4}" y="{axis_y}" text-anchor="end">0</text>'
+        "</svg>"
+    )
+
+
+def profile_table(
+    profile: pl.DataFrame, own: Sequence[str], threshold: float, aggregation: str
+) -> str:
+    if profile.height == 0:
+        return '<p class="note">No study texts.</p>'
+    top = max(float(profile["mean_value"].max() or 0.0), 1e-12)
+    rows = []
+    for r in profile.iter_rows(named=True):
+        cls = ' class="own"' if r["category"] in own else ""
+        w = 100 * r["mean_value"] / top
+        rows.append(
+            f'<tr{cls} data-category="{esc(r["category"], quote=True)}"><td>{esc(r["category"])}'
+            f'</td><td class="num">{r["n_texts"]}</td><td class="num">{fmt(r["mean_value"])} '
+            f'<span class="bar val" style="width:{w / 20:.2f}em"></span></td>'
+            f'<td class="num">{pct(r["frac_active"])}</td><td class="num">{pct(r["frac_above"])}'
+            f'</td><td class="num">{fmt(r["max_value"])}</td></tr>'
+        )
+    return (
+        '<table class="data" id="profile"><thead><tr><th>category</th><th>texts</th>'
+        f"<th>mean per-text value ({esc(aggregation)})</th><th>texts active</th>"
+        f"<th>texts &gt; {threshold:g}</th><th>max per-text value</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def logits_tables(logits: pl.DataFrame) -> str:
+    if logits.height == 0:
+        return '<p class="note">No logit effects for this feature.</p>'
+    scale = max(float(logits["effect"].abs().max() or 0.0), 1e-12)
+    parts = []
+    for direction, title, cls in (
+        ("positive", "raises most", "pos"),
+        ("negative", "lowers most", "neg"),
+    ):
+        sub = logits.filter(pl.col("direction") == direction).sort("rank")
+        rows = "".join(
+            f'<tr><td><code class="tokv" title="token id {r["token_id"]}">'
+            f'{esc(r["token_display"])}</code></td><td class="num">{r["effect"]:+.3f} '
+            f'<span class="bar {cls}" style="width:{4 * abs(r["effect"]) / scale:.2f}em"></span>'
+            "</td></tr>"
+            for r in sub.iter_rows(named=True)
+        )
+        parts.append(
+            f'<div><h3>Logits it {title}</h3><table class="data logits" id="logits-{direction}">'
+            f"<thead><tr><th>token</th><th>effect</th></tr></thead><tbody>{rows}</tbody>"
+            "</table></div>"
+        )
+    return '<div class="cols">' + "".join(parts) + "</div>"
+
+
+def example_html(ex: Mapping[str, Any], scale: float, label: str) -> str:
+    spans = []
+    for pos, tok, act, counted in zip(
+        ex["window_pos"], ex["window_tokens"], ex["window_acts"], ex["window_counted"], strict=True
+    ):
+        classes = ["tok"]
+        if pos == ex["token_pos"]:
+            classes.append("max")
+        if not counted:
+            classes.append("nc")
+        alpha = min(1.0, act / scale) if scale > 0 and act > 0 and counted else 0.0
+        style = f' style="background:rgba({ORANGE},{alpha:.3f})"' if alpha > 0 else ""
+        text = "⟨BOS⟩" if not counted and pos == 0 else token_html(tok, breaks=False)
+        hover = f"{tok!r} · position {pos} · activation {act:.4f}"
+        if not counted:
+            hover += " · not counted"
+        spans.append(
+            f'<span class="{" ".join(classes)}" data-pos="{pos}" data-act="{act:.4f}" '
+            f'data-tok="{esc(repr(tok), quote=True)}" title="{esc(hover, quote=True)}"{style}>'
+            f"{text}</span>"
+        )
+    src = ex["source"]
+    return (
+        f'<div class="ex" data-source="{esc(src, quote=True)}"><div class="lab '
+        f'src-{esc(src, quote=True)}" title="{esc(ex["text_id"], quote=True)}">{label}</div>'
+        f'<div class="win">{"".join(spans)}</div></div>'
+    )
+
+
+def feature_page(
+    *,
+    row: Mapping[str, Any],
+    examples: pl.DataFrame,
+    histogram: pl.DataFrame,
+    profile: pl.DataFrame,
+    logits: pl.DataFrame,
+    settings: Mapping[str, Any],
+    links: Mapping[str, str],
+) -> str:
+    """One dashboard. ``row``: the feature's row of features.parquet; ``links``: 'index' (the
+    dashboards index), 'layer' (this layer's list) and optional 'token_view' (category ->
+    href)."""
+    f = row["feature"]
+    fam, layer = row["sae"], row["layer"]
+    title = f"Feature #{f} · SAE {fam} · layer {layer}"
+    own = list(row["specialist_categories"] or [])
+    scale = float(row["max_activation"] or 0.0)
+    threshold = float(settings.get("threshold", 0.0))
+    if own:
+        spec = ", ".join(
+            f"<strong>{esc(c)}</strong> (score {s})"
+            for c, s in zip(own, row["specialist_scores"], strict=True)
+        )
+    else:
+        top = row.get("top_category")
+        spec = "not a specialist" + (
+            f"; highest mean per-text value in <strong>{esc(top)}</strong>" if top else ""
+        )
+    np_url = row.get("neuronpedia_url")
+    np_html = (
+        f'<a href="{esc(np_url, quote=True)}" rel="noopener">{esc(np_url)}</a>'
+        if np_url
+        else '<span class="note">unknown (not a known SAELens release)</span>'
+    )
+    density = (
+        f"<strong>{pct(row['density'])}</strong> of counted tokens "
+        f"({row['n_fire']} of {row['n_counted']})"
+    )
+    if row.get("corpus_n_counted") is not None:
+        density += (
+            f" — study texts {pct(row['study_density'])} ({row['study_n_fire']} of "
+            f"{row['study_n_counted']}), reference corpus {pct(row['corpus_density'])} "
+            f"({row['corpus_n_fire']} of {row['corpus_n_counted']})"
+        )
+    counted_note = "every position" if settings.get("include_bos") else "every position but BOS"
+    nav = [
+        f'<a href="{esc(links["index"], quote=True)}">← all dashboards</a>',
+        f'<a href="{esc(links["layer"], quote=True)}">SAE {esc(fam)} layer {layer}</a>',
+    ]
+    for cat, href in (links.get("token_view") or {}).items():
+        nav.append(f'<a href="{esc(href, quote=True)}">token view: {esc(cat)} specialist</a>')
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+        f"<nav>{''.join(nav)}</nav>",
+        f'<h1 id="title">{esc(title)}</h1>',
+        f"<p>{role_badges(row)}</p>",
+        '<table class="meta" id="header"><tbody>',
+        f"<tr><th>feature</th><td>#{f}</td></tr>",
+        f"<tr><th>SAE family · layer</th><td>{esc(fam)} · {layer}</td></tr>",
+        f"<tr><th>hook</th><td><code>{esc(str(row.get('hook_name') or '–'))}</code></td></tr>",
+        f"<tr><th>specialises in</th><td>{spec}</td></tr>",
+        f"<tr><th>density</th><td>{density}</td></tr>",
+        f"<tr><th>max activation</th><td>{fmt(scale)}</td></tr>",
+        f"<tr><th>Neuronpedia</th><td>{np_html}</td></tr>",
+        "</tbody></table>",
+        f'<p class="note">Counted tokens: {counted_note}. Density and histogram: '
+        + (
+            "study texts and reference corpus"
+            if row.get("corpus_n_counted") is not None
+            else "study texts"
+        )
+        + ".</p>",
+        '<div class="cols"><div><h2>Activation histogram</h2>',
+        histogram_svg(histogram),
+        '<p class="note">Non-zero activations of counted tokens; hover a bar for its range.</p>',
+        "</div><div><h2>Per-category profile</h2>",
+        profile_table(profile, own, threshold, str(settings.get("aggregation", "mean"))),
+        '<p class="note">Study texts only. Per-text value: the analysis\'s aggregation over a '
+        "text's counted tokens; texts where the feature is inactive count as 0.</p></div></div>",
+        "<h2>Logit effects</h2>",
+        '<p class="note">Decoder direction through the unembedding (W_dec[f] · W_U): the tokens '
+        "whose logits it raises and lowers most. ␣ space, ↵ newline, ⇥ tab.</p>",
+        logits_tables(logits),
+        "<h2>Max-activating examples</h2>",
+        f'<p class="note">One per text, by the text\'s largest activation; '
+        f"{settings['window']['before']} tokens before and {settings['window']['after']} after "
+        "the max token (outlined). Shading from 0 "
+        f'<span class="legend"></span> {fmt(scale)}; hover or click a token for its value. '
+        "⟨BOS⟩ and grey italics: not counted.</p>",
+        '<div id="info">hover a token</div>',
+    ]
+    top_ex = examples.filter(pl.col("kind") == "top").sort("rank")
+    parts.append('<div class="examples" id="top-examples">')
+    if top_ex.height == 0:
+        parts.append('<p class="note">No counted token activates this feature.</p>')
+    for ex in top_ex.iter_rows(named=True):
+        label = f"{ex['rank']}. <strong>{ex['activation']:.4g}</strong> · {esc(ex['category'])}" + (
+            " (corpus)" if ex["source"] != "study" and ex["category"] != "corpus" else ""
+        )
+        parts.append(example_html(ex, scale, label))
+    parts.append("</div>")
+    quant = examples.filter(pl.col("kind") == "quantile")
+    if quant.height:
+        parts.append(
+            "<h2>Examples by activation quantile</h2>"
+            '<p class="note">The non-zero activations cut at their quantiles into '
+            f"{settings['quantiles']} intervals (highest first); texts evenly spread over each "
+            "interval, each shown around its largest activation inside the interval: what weak "
+            "firing looks like.</p>"
+        )
+        n_int = int(settings["quantiles"])
+        for (interval,), grp in quant.group_by(["interval"], maintain_order=True):
+            g = grp.sort("rank")
+            lo, hi = g["interval_lo"][0], g["interval_hi"][0]
+            parts.append(
+                f"<h3>Interval {interval + 1} of {n_int} (quantiles {interval / n_int:.2g}–"
+                f"{(interval + 1) / n_int:.2g}): activation {fmt(lo)} – {fmt(hi)}</h3>"
+                f'<div class="examples quantile" data-interval="{interval}">'
+            )
+            for ex in g.iter_rows(named=True):
+                label = f"<strong>{ex['activation']:.4g}</strong> · {esc(ex['category'])}"
+                parts.append(example_html(ex, scale, label))
+            parts.append("</div>")
+    parts.append(f"<script>{JS}</script></body></html>")
+    return "\n".join(parts)
+
+
+def layer_page(features: pl.DataFrame, family: str, layer: int, index_href: str) -> str:
+    """The list of one layer's dashboards (the Snakemake report shows this page)."""
+    rows = []
+    for r in features.iter_rows(named=True):
+        rows.append(
+            f'<tr><td><a href="{esc(r["page"], quote=True)}">#{r["feature"]}</a></td>'
+            f'<td>{role_badges(r)}</td><td class="num">{pct(r["density"])}</td>'
+            f'<td class="num">{fmt(r["max_activation"])}</td></tr>'
+        )
+    title = f"Feature dashboards · SAE {family} · layer {layer}"
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+            f'<nav><a href="{esc(index_href, quote=True)}">← all dashboards</a></nav>',
+            f"<h1>{esc(title)}</h1>",
+            '<table class="data"><thead><tr><th>feature</th><th>roles</th><th>density</th>'
+            "<th>max activation</th></tr></thead><tbody>",
+            *rows,
+            "</tbody></table></body></html>",
+        ]
+    )

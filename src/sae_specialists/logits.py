@@ -1,0 +1,171 @@
+"""Logit effects of SAE features: each feature's decoder direction through the unembedding.
+
+For feature f, ``effect = W_dec[f] @ W_U`` (one value per vocabulary token; the unembedding bias
+and the final layer norm's scale are left out, as in SAEDashboard / Neuronpedia: for
+TransformerLens pretrained models the final LayerNorm weights are folded into W_U). The tokens
+with the ``top`` largest effects are the ones the feature's direction *raises* most when written to
+the residual stream; the ``top`` smallest, the ones it *lowers* most.
+
+SAEs on the residual stream, ``hook_attn_out`` or ``hook_mlp_out`` (d_in = d_model) use W_dec as
+is; SAEs on ``hook_z`` go through the layer's W_O, SAEs on ``mlp.hook_post`` through W_out.
+
+Output (one Parquet file per SAE family and layer, every feature): feature, direction
+('positive' | 'negative'), rank (1 = strongest), token_id, token (decoded), token_display
+(spaces/newlines visible: ␣ ↵ ⇥), effect. This module imports torch; the dashboard modules only
+read its Parquet output.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import SAEError
+from .saes import hook_block
+from .shards import write_table_atomic
+
+log = logging.getLogger(__name__)
+
+LOGITS_SCHEMA = pa.schema(
+    [
+        ("feature", pa.int32()),
+        ("direction", pa.string()),
+        ("rank", pa.int32()),
+        ("token_id", pa.int32()),
+        ("token", pa.string()),
+        ("token_display", pa.string()),
+        ("effect", pa.float32()),
+    ]
+)
+
+
+def decoder_directions(model, sae, hook_name: str):
+    """(d_sae, d_model) residual-stream directions the SAE's features write."""
+    import torch
+
+    w_dec = sae.W_dec.detach().to(torch.float32)
+    d_model = int(model.cfg.d_model)
+    if w_dec.shape[1] == d_model:
+        return w_dec
+    block = hook_block(hook_name)
+    if hook_name.endswith("hook_z") and block is not None:
+        w_o = model.blocks[block].attn.W_O.detach().to(torch.float32)  # heads, d_head, d_model
+        return w_dec @ w_o.reshape(-1, d_model).to(w_dec.device)
+    if hook_name.endswith("mlp.hook_post") and block is not None:
+        w_out = model.blocks[block].mlp.W_out.detach().to(torch.float32)  # d_mlp, d_model
+        return w_dec @ w_out.to(w_dec.device)
+    raise SAEError(
+        f"logit effects: the SAE on hook {hook_name!r} has d_in={w_dec.shape[1]} but the model's "
+        f"d_model is {d_model}, and the hook is neither the residual stream, hook_z nor "
+        "mlp.hook_post, so its decoder rows cannot be mapped to the unembedding."
+    )
+
+
+def top_effects(directions, w_u, top: int = 10, chunk: int = 1024):
+    """Top ``top`` positive and negative effects of each row of ``directions`` @ ``w_u``.
+
+    Returns numpy arrays (pos_ids, pos_vals, neg_ids, neg_vals), each (n_features, top); the
+    negative values are the most negative effects, most negative first. Works in chunks of
+    ``chunk`` features so the (features x vocabulary) matrix is never held whole.
+    """
+    import torch
+
+    w_u = w_u.to(torch.float32)
+    k = min(int(top), int(w_u.shape[1]))
+    out: list[list[np.ndarray]] = [[], [], [], []]
+    with torch.inference_mode():
+        for start in range(0, directions.shape[0], chunk):
+            effects = directions[start : start + chunk].to(w_u.device, torch.float32) @ w_u
+            pos = torch.topk(effects, k, dim=1, largest=True, sorted=True)
+            neg = torch.topk(effects, k, dim=1, largest=False, sorted=True)
+            for i, t in enumerate((pos.indices, pos.values, neg.indices, neg.values)):
+                out[i].append(t.cpu().numpy())
+    return tuple(np.concatenate(parts) for parts in out)
+
+
+def _byte_decoder(tokenizer) -> dict[str, int] | None:
+    """GPT-2's byte-level alphabet, when the tokenizer uses it (else None)."""
+    from .demo import UNICODE_TO_BYTE
+
+    sample = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), 300))))
+    if all(t is None or all(ch in UNICODE_TO_BYTE for ch in t) for t in sample if t):
+        return UNICODE_TO_BYTE
+    return None
+
+
+def token_strings(tokenizer, ids) -> dict[int, str]:
+    """Decoded text of each token id; a byte-level token that is an incomplete UTF-8 sequence
+    shows its bytes as ``\\xNN`` escapes instead of the replacement character."""
+    from .dashboards.text import byte_level_token
+
+    ids = sorted({int(i) for i in ids})
+    n_vocab = len(tokenizer)
+    known = [i for i in ids if i < n_vocab]
+    decoded = dict(zip(known, tokenizer.batch_decode([[i] for i in known]), strict=True))
+    if any("\ufffd" in text for text in decoded.values()):
+        decoder = _byte_decoder(tokenizer)
+        raw = dict(zip(known, tokenizer.convert_ids_to_tokens(known), strict=True))
+        for i, text in decoded.items():
+            if "\ufffd" in text and raw.get(i):
+                decoded[i] = byte_level_token(raw[i], decoder) or text
+    for i in ids:
+        decoded.setdefault(i, f"<token {i}>")  # ids past the tokenizer (padded vocabulary)
+    return decoded
+
+
+def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
+    """The logit-effects table of every feature of ``sae`` (see the module doc)."""
+    from .dashboards.text import readable_token
+
+    directions = decoder_directions(model, sae, hook_name)
+    pos_ids, pos_vals, neg_ids, neg_vals = top_effects(directions, model.W_U.detach(), top)
+    n, k = pos_ids.shape
+    strings = token_strings(model.tokenizer, np.concatenate([pos_ids.ravel(), neg_ids.ravel()]))
+    feature = np.repeat(np.arange(n, dtype=np.int32), k)
+    rank = np.tile(np.arange(1, k + 1, dtype=np.int32), n)
+    ids = np.concatenate([pos_ids.ravel(), neg_ids.ravel()]).astype(np.int32)
+    text = [strings[int(i)] for i in ids]
+    table = pa.table(
+        {
+            "feature": np.concatenate([feature, feature]),
+            "direction": pa.array(["positive"] * (n * k) + ["negative"] * (n * k), pa.string()),
+            "rank": np.concatenate([rank, rank]),
+            "token_id": ids,
+            "token": pa.array(text, pa.string()),
+            "token_display": pa.array([readable_token(t) for t in text], pa.string()),
+            "effect": np.concatenate([pos_vals.ravel(), neg_vals.ravel()]).astype(np.float32),
+        },
+        schema=LOGITS_SCHEMA,
+    )
+    # rows: feature, then positive before negative, then rank
+    direction_key = np.repeat([0, 1], n * k)
+    order = np.lexsort((np.concatenate([rank, rank]), direction_key, table["feature"].to_numpy()))
+    return table.take(pa.array(order))
+
+
+def compute_logit_effects(settings, family: str, layer: int, output: str, top: int = 10) -> None:
+    """Rule logit_effects: load the model once and one SAE; write its logit-effects Parquet."""
+    from .models import load_model, resolve_device
+    from .saes import load_sae
+
+    device = resolve_device(settings.device)
+    model = load_model(settings.model, device=device, dtype=settings.dtype)
+    s = load_sae(
+        family, layer, settings.saes[family].source(layer), device=device, dtype=settings.dtype
+    )
+    table = logit_effects_table(model, s.sae, s.hook_name, top)
+    meta = {
+        "model": settings.model.get("name") or settings.model.get("path"),
+        "family": family,
+        "layer": int(layer),
+        "hook_name": s.hook_name,
+        "d_sae": s.d_sae,
+        "d_vocab": int(model.cfg.d_vocab),
+        "neuronpedia_id": s.neuronpedia_id,
+        "top": int(top),
+        "definition": "effect = W_dec[feature] @ W_U (no bias, final LayerNorm as in W_U)",
+    }
+    write_table_atomic(table, output, meta)
+    log.info("logit effects: %s layer %d, %d features, top %d", family, layer, s.d_sae, top)

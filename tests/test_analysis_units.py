@@ -1,0 +1,96 @@
+"""Small units of the analysis package: no torch import, Neuronpedia links, token rendering,
+Markdown/HTML escaping, chart HTML self-containment."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import polars as pl
+
+from sae_specialists.analysis import doc, neuronpedia, tokenview
+
+MODULES = [
+    "sae_specialists.analysis",
+    "sae_specialists.analysis.charts",
+    "sae_specialists.analysis.doc",
+    "sae_specialists.analysis.entry",
+    "sae_specialists.analysis.index",
+    "sae_specialists.analysis.neuronpedia",
+    "sae_specialists.analysis.paths",
+    "sae_specialists.analysis.pertext",
+    "sae_specialists.analysis.shards",
+    "sae_specialists.analysis.summary",
+    "sae_specialists.analysis.tables",
+    "sae_specialists.analysis.tokenview",
+]
+
+
+def test_analysis_never_imports_torch():
+    code = (
+        "import importlib, sys\n"
+        f"for m in {MODULES!r}: importlib.import_module(m)\n"
+        "import sae_specialists.analysis.charts as c; import altair\n"
+        "bad = sorted(m for m in ('torch', 'transformer_lens', 'sae_lens') if m in sys.modules)\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_neuronpedia_links():
+    assert neuronpedia.feature_url("gpt2-small/6-res-jb", 22917) == (
+        "https://www.neuronpedia.org/gpt2-small/6-res-jb/22917"
+    )
+    assert neuronpedia.feature_url(None, 3) is None
+    assert neuronpedia.feature_url("x", None) is None
+    df = pl.DataFrame(
+        {"sae": ["res", "res", "local"], "layer": [6, 6, 6], "feature": [1, None, 2]},
+        schema={"sae": pl.String, "layer": pl.Int64, "feature": pl.Int32},
+    )
+    out = neuronpedia.add_url_column(df, {("res", 6): "gpt2-small/6-res-jb", ("local", 6): None})
+    assert out["neuronpedia_url"].to_list() == [
+        "https://www.neuronpedia.org/gpt2-small/6-res-jb/1",
+        None,
+        None,
+    ]
+
+
+def test_render_token_escapes_and_shows_whitespace():
+    assert tokenview.render_token("<b>&") == "&lt;b&gt;&amp;"
+    assert tokenview.render_token("\n") == '<span class="ws">↵</span>\n'
+    assert tokenview.render_token("  ") == '<span class="ws">·</span>' * 2
+    assert tokenview.render_token("\t") == '<span class="ws">⇥</span>\t'
+    assert tokenview.render_token(" x") == " x"
+    assert "∅" in tokenview.render_token("")
+
+
+def test_doc_escaping():
+    d = doc.Doc()
+    d.p("a <b> | c*", doc.link("#5", "https://x.org/a?b=1&c=2"), doc.link("#6", None))
+    md = d.to_markdown()
+    assert r"a \<b\> \| c\*" in md and "[#5](https://x.org/a?b=1&c=2)" in md and "#6" in md
+    html = d.to_html()
+    assert "a &lt;b&gt; | c*" in html and 'href="https://x.org/a?b=1&amp;c=2"' in html
+
+
+def test_chart_html_is_self_contained(tmp_path):
+    from sae_specialists.analysis import charts
+
+    df = pl.DataFrame(
+        {
+            "sae": ["res", "res"],
+            "layer": [6, 8],
+            "rank": [1, 1],
+            "feature": [3, 4],
+            "peak": [1.0, 3.0],
+            "text_id": ["a", "b"],
+            "category": ["x", "y"],
+        }
+    )
+    charts.save_chart(charts.peak_by_layer(df), tmp_path / "c.html", tmp_path / "c.png")
+    text = (tmp_path / "c.html").read_text()
+    assert not re.search(r"<script[^>]+src=", text)
+    assert "vegaEmbed" in text and len(text) > 100_000
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
