@@ -17,6 +17,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/dashboards.smk"
+include: "workflow/rules/methodology.smk"
 
 
 rule all:
@@ -24,4 +25,5 @@ rule all:
         extraction_outputs(),
         analysis_outputs(),
         dashboard_outputs(),
+        methodology_outputs(),
     default_target: True

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_index (logic: sae_specialists.analysis.entry.index)."""
+"""Snakemake script of rule analysis_index.
+
+Logic: sae_specialists.analysis.entry.index
+"""
 
 from sae_specialists.analysis import entry
 

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_peak_charts (logic: sae_specialists.analysis.entry.peak_charts)."""
+"""Snakemake script of rule analysis_peak_charts.
+
+Logic: sae_specialists.analysis.entry.peak_charts
+"""
 
 from sae_specialists.analysis import entry
 

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_peak_tables (logic: sae_specialists.analysis.entry.peak_tables)."""
+"""Snakemake script of rule analysis_peak_tables.
+
+Logic: sae_specialists.analysis.entry.peak_tables
+"""
 
 from sae_specialists.analysis import entry
 

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_per_text (logic: sae_specialists.analysis.entry.per_text)."""
+"""Snakemake script of rule analysis_per_text.
+
+Logic: sae_specialists.analysis.entry.per_text
+"""
 
 from sae_specialists.analysis import entry
 

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_specialist_charts (logic: sae_specialists.analysis.entry.specialist_charts)."""
+"""Snakemake script of rule analysis_specialist_charts.
+
+Logic: sae_specialists.analysis.entry.specialist_charts
+"""
 
 from sae_specialists.analysis import entry
 

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_specialist_tables (logic: sae_specialists.analysis.entry.specialist_tables)."""
+"""Snakemake script of rule analysis_specialist_tables.
+
+Logic: sae_specialists.analysis.entry.specialist_tables
+"""
 
 from sae_specialists.analysis import entry
 

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_summary (logic: sae_specialists.analysis.entry.summary)."""
+"""Snakemake script of rule analysis_summary.
+
+Logic: sae_specialists.analysis.entry.summary
+"""
 
 from sae_specialists.analysis import entry
 

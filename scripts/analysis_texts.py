@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_texts (logic: sae_specialists.analysis.entry.texts)."""
+"""Snakemake script of rule analysis_texts.
+
+Logic: sae_specialists.analysis.entry.texts
+"""
 
 from sae_specialists.analysis import entry
 

@@ -1,4 +1,7 @@
-"""Snakemake script for rule analysis_token_views (logic: sae_specialists.analysis.entry.token_views)."""
+"""Snakemake script of rule analysis_token_views.
+
+Logic: sae_specialists.analysis.entry.token_views
+"""
 
 from sae_specialists.analysis import entry
 

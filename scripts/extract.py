@@ -1,4 +1,4 @@
-"""Rule extract_activations: one category -> token shard + activation shards."""
+"""Rule extract_activations: one (category, chunk) -> token shard + activation shards."""
 
 import sys
 from pathlib import Path
@@ -25,7 +25,9 @@ with rule_logging(snakemake):  # noqa: F821
     extract_category(
         settings,
         category,
-        snakemake.input[0],
-        snakemake.output.tokens,
-        activation_out,  # noqa: F821
+        snakemake.input[0],  # noqa: F821
+        snakemake.output.tokens,  # noqa: F821
+        activation_out,
+        chunk=int(snakemake.wildcards.chunk),  # noqa: F821
+        n_chunks=int(snakemake.params.n_chunks),  # noqa: F821
     )

@@ -39,77 +39,97 @@ class Fixture:
         """Text order of the analysis: categories alphabetically, then insertion order."""
         return [t for c in self.categories for t in self.texts if t[1] == c]
 
-    def write(self, root: Path, family: str = "res", layer: int = 0, neuronpedia_id=None):
-        """Write tokens and activation shards under ``root`` (the results dir layout)."""
-        paths = {"tokens": {}, "activations": {}}
+    def write(
+        self,
+        root: Path,
+        family: str = "res",
+        layer: int = 0,
+        neuronpedia_id=None,
+        chunk_size: int | None = None,
+    ) -> dict[str, dict[str, list[Path]]]:
+        """Write tokens and activation shards under ``root`` (the results-dir layout: one shard
+        per chunk of ``chunk_size`` texts of a category). Returns {"tokens"|"activations":
+        {category: [shard per chunk, in text order]}}."""
+        paths: dict[str, dict[str, list[Path]]] = {"tokens": {}, "activations": {}}
         for cat in self.categories:
-            rows = {k: [] for k in ("text_id", "category", "token_pos", "token_id", "token", "bos")}
-            arows = {k: [] for k in ("text_id", "token_pos", "feature", "activation")}
-            for tid, c in self.texts:
-                if c != cat:
-                    continue
-                a = self.acts[tid]
-                for pos in range(a.shape[0]):
-                    rows["text_id"].append(tid)
-                    rows["category"].append(cat)
-                    rows["token_pos"].append(pos)
-                    rows["token_id"].append(pos)
-                    rows["token"].append(self.tokens[tid][pos])
-                    rows["bos"].append(pos == 0)
-                    for f in np.flatnonzero(a[pos] > 0):
-                        arows["text_id"].append(tid)
-                        arows["token_pos"].append(pos)
-                        arows["feature"].append(int(f))
-                        arows["activation"].append(float(a[pos, f]))
-            tok = pa.table(
-                {
-                    "text_id": pa.array(rows["text_id"], pa.string()),
-                    "category": pa.array(rows["category"], pa.string()),
-                    "token_pos": pa.array(rows["token_pos"], pa.int32()),
-                    "token_id": pa.array(rows["token_id"], pa.int32()),
-                    "token": pa.array(rows["token"], pa.string()),
-                    "bos": pa.array(rows["bos"], pa.bool_()),
-                }
-            )
-            tpath = root / "tokens" / f"category={cat}" / "tokens.parquet"
-            tpath.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(tok, tpath)
-            act = pa.table(
-                {
-                    "text_id": pa.array(arows["text_id"], pa.string()),
-                    "token_pos": pa.array(arows["token_pos"], pa.int32()),
-                    "feature": pa.array(arows["feature"], pa.int32()),
-                    "activation": pa.array(arows["activation"], pa.float32()),
-                }
-            )
-            meta = {
-                "model": "fixture",
-                "family": family,
-                "layer": layer,
-                "release": None,
-                "sae_id": None,
-                "sae_path": None,
-                "hook_name": f"blocks.{layer}.hook_resid_pre",
-                "d_sae": self.d_sae,
-                "d_in": 4,
-                "neuronpedia_id": neuronpedia_id,
-                "category": cat,
-                "versions": {},
-            }
-            act = act.replace_schema_metadata({b"sae_specialists": json.dumps(meta).encode()})
-            apath = (
-                root
-                / "activations"
-                / f"sae={family}"
-                / f"layer={layer}"
-                / f"category={cat}"
-                / "activations.parquet"
-            )
-            apath.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(act, apath)
-            paths["tokens"][cat] = tpath
-            paths["activations"][cat] = apath
+            ids = [tid for tid, c in self.texts if c == cat]
+            size = chunk_size or max(1, len(ids))
+            chunks = [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
+            for k, chunk in enumerate(chunks):
+                label = f"chunk={k:05d}"
+                tpath = root / "tokens" / f"category={cat}" / label / "tokens.parquet"
+                apath = (
+                    root
+                    / "activations"
+                    / f"sae={family}"
+                    / f"layer={layer}"
+                    / f"category={cat}"
+                    / label
+                    / "activations.parquet"
+                )
+                self._write_chunk(chunk, cat, tpath, apath, family, layer, neuronpedia_id)
+                paths["tokens"].setdefault(cat, []).append(tpath)
+                paths["activations"].setdefault(cat, []).append(apath)
         return paths
+
+    @staticmethod
+    def flat(paths: dict[str, list[Path]]) -> list[Path]:
+        return [p for ps in paths.values() for p in ps]
+
+    def _write_chunk(self, ids, cat, tpath, apath, family, layer, neuronpedia_id):
+        rows = {k: [] for k in ("text_id", "category", "token_pos", "token_id", "token", "bos")}
+        arows = {k: [] for k in ("text_id", "token_pos", "feature", "activation")}
+        for tid in ids:
+            a = self.acts[tid]
+            for pos in range(a.shape[0]):
+                rows["text_id"].append(tid)
+                rows["category"].append(cat)
+                rows["token_pos"].append(pos)
+                rows["token_id"].append(pos)
+                rows["token"].append(self.tokens[tid][pos])
+                rows["bos"].append(pos == 0)
+                for f in np.flatnonzero(a[pos] > 0):
+                    arows["text_id"].append(tid)
+                    arows["token_pos"].append(pos)
+                    arows["feature"].append(int(f))
+                    arows["activation"].append(float(a[pos, f]))
+        tok = pa.table(
+            {
+                "text_id": pa.array(rows["text_id"], pa.string()),
+                "category": pa.array(rows["category"], pa.string()),
+                "token_pos": pa.array(rows["token_pos"], pa.int32()),
+                "token_id": pa.array(rows["token_id"], pa.int32()),
+                "token": pa.array(rows["token"], pa.string()),
+                "bos": pa.array(rows["bos"], pa.bool_()),
+            }
+        )
+        tpath.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(tok, tpath)
+        act = pa.table(
+            {
+                "text_id": pa.array(arows["text_id"], pa.string()),
+                "token_pos": pa.array(arows["token_pos"], pa.int32()),
+                "feature": pa.array(arows["feature"], pa.int32()),
+                "activation": pa.array(arows["activation"], pa.float32()),
+            }
+        )
+        meta = {
+            "model": "fixture",
+            "family": family,
+            "layer": layer,
+            "release": None,
+            "sae_id": None,
+            "sae_path": None,
+            "hook_name": f"blocks.{layer}.hook_resid_pre",
+            "d_sae": self.d_sae,
+            "d_in": 4,
+            "neuronpedia_id": neuronpedia_id,
+            "category": cat,
+            "versions": {},
+        }
+        act = act.replace_schema_metadata({b"sae_specialists": json.dumps(meta).encode()})
+        apath.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(act, apath)
 
 
 # -- numpy reference ------------------------------------------------------------------------

@@ -25,10 +25,12 @@ def one_token_fixture(values: dict[str, tuple[str, dict[int, float]]], d_sae: in
     return fx
 
 
-def compute(fx, tmp_path, aggregation="mean", include_bos=False, threshold=5.0, k=5):
-    paths = fx.write(tmp_path)
-    toks = list(paths["tokens"].values())
-    acts = list(paths["activations"].values())
+def compute(
+    fx, tmp_path, aggregation="mean", include_bos=False, threshold=5.0, k=5, chunk_size=None
+):
+    paths = fx.write(tmp_path, chunk_size=chunk_size)
+    toks = fx.flat(paths["tokens"])
+    acts = fx.flat(paths["activations"])
     pt = per_text_values(toks, acts, aggregation, include_bos)
     texts = texts_table(toks, include_bos)
     pt = pt.with_columns(pl.lit("res").alias("sae"), pl.lit(0, pl.Int64).alias("layer"))
@@ -201,8 +203,7 @@ def test_stray_activation_rows_are_rejected(tmp_path):
     p2 = other.write(tmp_path / "other")
     with pytest.raises(ValueError, match="no matching"):
         per_text_values(
-            list(paths["tokens"].values()),
-            list(paths["activations"].values()) + list(p2["activations"].values()),
+            fx.flat(paths["tokens"]), fx.flat(paths["activations"]) + fx.flat(p2["activations"])
         )
 
 
@@ -233,7 +234,8 @@ def random_fixture(seed: int) -> Fixture:
 def test_against_numpy_reference(tmp_path, seed, aggregation, include_bos):
     fx = random_fixture(seed)
     threshold, k = 4.5, 3
-    res = compute(fx, tmp_path, aggregation, include_bos, threshold, k)
+    # chunks of 2 texts: several shards per category, text order across chunks
+    res = compute(fx, tmp_path, aggregation, include_bos, threshold, k, chunk_size=2)
     order, V, M = reference_values(fx, aggregation, include_bos)
     idx = {t: i for i, (t, _) in enumerate(order)}
     # per-text values: sparse table == dense matrix

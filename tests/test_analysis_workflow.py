@@ -40,11 +40,12 @@ HARNESS = textwrap.dedent(
         layer=r"\\d+",
 
     def tokens_shard(category):
-        return f"{{R}}/tokens/category={{category}}/tokens.parquet"
+        return [f"{{R}}/tokens/category={{category}}/chunk={{k:05d}}/tokens.parquet"
+                for k in range(config["chunks"][category])]
 
     def activation_shard(family, layer, category):
-        return (f"{{R}}/activations/sae={{family}}/layer={{layer}}/category={{category}}/"
-                "activations.parquet")
+        return [f"{{R}}/activations/sae={{family}}/layer={{layer}}/category={{category}}/"
+                f"chunk={{k:05d}}/activations.parquet" for k in range(config["chunks"][category])]
 
     include: "{smk}"
 
@@ -101,11 +102,19 @@ def run(tmp_path_factory):
         "threshold": 8.5,
         "candidates": 3,
         "include_bos": False,
+        # shards per category (chunks of 2 texts)
+        "chunks": {c: -(-n // 2) for c, n in CATS.items()},
     }
     (work / "config.yaml").write_text(json.dumps(cfg))
     for layer in cfg["layers"]:
         fx = build_fixture(layer)
-        fx.write(work / "results", "res", layer, neuronpedia_id=f"gpt2-small/{layer}-res-jb")
+        fx.write(
+            work / "results",
+            "res",
+            layer,
+            neuronpedia_id=f"gpt2-small/{layer}-res-jb",
+            chunk_size=2,
+        )
     snakemake(work, "--configfile", "config.yaml")
     return work
 

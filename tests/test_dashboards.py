@@ -43,7 +43,6 @@ CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "It was a bright cold day in April, and the clocks were striking thirteen.",
     "A small village lies by the river, with old stone houses and a quiet market.",
-    "",  # empty lines are skipped
 ]
 WINDOW = {"before": 3, "after": 2}
 
@@ -53,7 +52,7 @@ def run(tmp_path_factory, demo_assets):
     work = tmp_path_factory.mktemp("dashboards_wf")
     texts = write_texts(work / "texts", TEXTS)
     corpus = work / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": t}) for t in CORPUS) + "\n")
+    corpus.write_text("\n".join(json.dumps({"text": t}) for t in CORPUS) + "\n\n")
     cfg = demo_config(
         demo_assets,
         texts,
@@ -363,26 +362,3 @@ def test_planted_logit_feature_changes_only_its_decoder_row():
     assert diff.tolist() == [f]
     row = with_logit.W_dec.detach()[f].numpy()
     assert np.allclose(row, direction / np.linalg.norm(direction), atol=1e-6)
-
-
-def test_read_corpus_formats(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from sae_specialists.dashboards.corpus import read_corpus
-    from sae_specialists.errors import TextsError
-
-    items = ["first text", "second text", "first text"]
-    (tmp_path / "c.txt").write_text("\n".join(items[:2] + ["", items[2]]) + "\n")
-    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"body": t}) for t in items))
-    pq.write_table(pa.table({"body": items}), tmp_path / "c.parquet")
-    for name, field in (("c.txt", "text"), ("c.jsonl", "body"), ("c.parquet", "body")):
-        texts = read_corpus(tmp_path / name, field)
-        assert [t.text for t in texts] == items
-        assert texts[2].text_id == texts[0].text_id + "-2"
-        assert {t.category for t in texts} == {"corpus"}
-    assert len(read_corpus(tmp_path / "c.jsonl", "body", max_texts=2)) == 2
-    with pytest.raises(TextsError, match="no key 'text'"):
-        read_corpus(tmp_path / "c.jsonl", "text")
-    with pytest.raises(TextsError, match="must be a .txt"):
-        read_corpus(tmp_path / "c.csv" if (tmp_path / "c.csv").write_text("x") else None)

@@ -43,12 +43,12 @@ def test_contract_paths_and_metadata(workflow_run):
     work, config = workflow_run
     results = work / "results"
     for category in ("python", "social", "formal"):
-        tokens = pl.read_parquet(results / f"tokens/category={category}/tokens.parquet")
+        tokens = pl.read_parquet(results / f"tokens/category={category}/chunk=00000/tokens.parquet")
         assert tokens.columns == ["text_id", "category", "token_pos", "token_id", "token", "bos"]
         assert tokens["text_id"].n_unique() == 3
         for layer in (1, 3):
             path = results / f"activations/sae=res/layer={layer}/category={category}"
-            path = path / "activations.parquet"
+            path = path / "chunk=00000" / "activations.parquet"
             schema = pq.read_schema(path)
             assert [f.name for f in schema] == ["text_id", "token_pos", "feature", "activation"]
             assert str(schema.field("activation").type) == "float"
@@ -92,11 +92,11 @@ def test_adding_a_text_reextracts_only_that_category(workflow_run, tmp_path, cop
     dry = run_snakemake(work, "-n", config=config)
     assert scheduled_jobs(dry).get("extract_activations") == 1
     extracted = [
-        line.split()[-1]
+        line.split()[1].rstrip(",")
         for line in dry.stdout.splitlines()
         if line.strip().startswith("wildcards: category=")
     ]
-    assert extracted == ["category=social"]
+    assert extracted == ["category=social"]  # its one chunk (wildcards: category=..., chunk=...)
 
 
 def test_changing_layers_or_sae_reextracts(workflow_run):

@@ -4,12 +4,36 @@ For each batch of texts, one forward pass captures every configured hook and sto
 deepest one (the unembedding is never computed). Each *token's* activation is encoded by each
 layer's SAE (never an average of residuals), and only activations > 0 are kept. Padding
 positions are never encoded nor stored; the prepended BOS position is stored and flagged.
-Texts are sorted by length before batching so batches carry little padding.
+
+Engine (``Extractor``), built once per job for a model and its SAEs:
+
+- Texts arrive as a stream and are processed in *windows* of about ``WINDOW_TOKENS`` tokens
+  (file order). Inside a window texts are sorted by length and cut into batches, so batches
+  carry little padding; each window's rows are written out before the next one starts, so
+  memory is bounded by the window, never by the corpus.
+- One ``run_with_cache`` per batch with ``names_filter`` = the hooks needed, under
+  ``torch.inference_mode``. ``blocks.L.hook_resid_pre`` (L >= 1) is read as
+  ``blocks.{L-1}.hook_resid_post`` (the same tensor), so the forward stops *before* block L.
+  While it runs, TransformerLens's unfused GELU-tanh and LayerNorm modules (several
+  elementwise passes each) are swapped for ``F.gelu(approximate="tanh")`` / ``F.layer_norm``
+  (same functions, one pass; restored afterwards, and never for a module whose hooks are read).
+- Per hook, the non-padding rows are gathered once and encoded in row blocks of
+  ``encode_rows`` (a cache-sized buffer, reused). Standard and JumpReLU SAEs take a fused path:
+  one matmul into the reused buffer, then the ReLU / threshold *is* the sparse selection
+  (``pre > -b_enc``: exactly the positions where ``relu(x @ W_enc + b_enc) > 0``), then only
+  the selected values get their bias added. No dense ``[batch, seq, d_sae]`` tensor, no ReLU
+  pass, no bias pass. Other SAE architectures use ``sae.encode`` per row block.
+- Rows of a window are ordered by (text in file order, token_pos, feature), exactly as if the
+  whole category had been extracted at once and sorted, whatever the batch size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 
@@ -23,6 +47,13 @@ from .shards import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
 from .texts import Text
 
 log = logging.getLogger(__name__)
+
+WINDOW_TOKENS = 65_536  # tokens per window: length-sorting scope, unit of work and of writing
+TOKENIZE_TEXTS = 512  # texts tokenized per tokenizer call while filling a window
+ENCODE_ROWS = {"cpu": 512}  # rows per SAE encode block (cpu: buffer ~ L2/L3 sized)
+ENCODE_ROWS_DEFAULT = 8192  # cuda / mps
+RESID_PRE = re.compile(r"^blocks\.(\d+)\.hook_resid_pre$")
+FAST_GELU = {"gelu_new", "gelu_fast", "gelu_pytorch_tanh"}
 
 
 @dataclass
@@ -43,10 +74,12 @@ def tokenize_texts(model, texts: list[Text], max_tokens=None, long_texts="trunca
     if tokenizer.bos_token_id is None:
         raise ModelError("model: the tokenizer has no BOS token; set bos_token when saving it.")
     limit = context_limit(model, max_tokens)
-    out: list[TokenizedText] = []
-    for text in texts:
-        ids = [tokenizer.bos_token_id] + tokenizer(text.text, add_special_tokens=False)["input_ids"]
-        out.append(TokenizedText(text, ids))
+    texts = list(texts)
+    if not texts:
+        return []
+    encoded = tokenizer([t.text for t in texts], add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    out = [TokenizedText(text, [bos] + list(ids)) for text, ids in zip(texts, encoded, strict=True)]
     too_long = [t for t in out if len(t.ids) > limit]
     if too_long:
         listing = ", ".join(f"{t.text.text_id} ({len(t.ids)} tokens)" for t in too_long)
@@ -58,14 +91,51 @@ def tokenize_texts(model, texts: list[Text], max_tokens=None, long_texts="trunca
             )
         log.warning(
             "texts: truncating %d text(s) to %d tokens (BOS included): %s",
-            len(too_long),
-            limit,
-            listing,
+            len(too_long), limit, listing,
         )
         for t in too_long:
             t.truncated_from = len(t.ids)
             t.ids = t.ids[:limit]
     return out
+
+
+def tokenized_windows(model, texts: Iterable[Text], max_tokens=None, long_texts="truncate",
+                      window_tokens: int = WINDOW_TOKENS) -> Iterator[list[TokenizedText]]:
+    """Tokenize a stream of texts and group it, in order, into windows of ~window_tokens."""
+    pending: list[TokenizedText] = []
+    n_tokens = 0
+    group: list[Text] = []
+
+    def flush_group():
+        nonlocal n_tokens
+        for t in tokenize_texts(model, group, max_tokens, long_texts):
+            pending.append(t)
+            n_tokens += len(t.ids)
+
+    for text in texts:
+        group.append(text)
+        if len(group) >= TOKENIZE_TEXTS:
+            flush_group()
+            group = []
+            while n_tokens >= window_tokens:
+                window, rest = _split_window(pending, window_tokens)
+                yield window
+                pending = rest
+                n_tokens = sum(len(t.ids) for t in pending)
+    if group:
+        flush_group()
+    while pending:
+        window, pending = _split_window(pending, window_tokens)
+        yield window
+
+
+def _split_window(items: list[TokenizedText], window_tokens: int):
+    total = 0
+    for i, t in enumerate(items):
+        total += len(t.ids)
+        if total >= window_tokens:
+            return items[: i + 1], items[i + 1 :]
+    return items, []
 
 
 def length_sorted_batches(tokenized: list[TokenizedText], batch_size: int) -> list[list[int]]:
@@ -81,6 +151,21 @@ def stop_layer(model, hook_names: list[str]) -> int | None:
         return None
     deepest = max(blocks) + 1
     return deepest if deepest <= model.cfg.n_layers else None
+
+
+def capture_hooks(model, hook_names: Iterable[str]) -> dict[str, str]:
+    """Map each SAE hook to the hook actually captured in the forward pass.
+
+    ``blocks.L.hook_resid_pre`` (L >= 1) is the very tensor ``blocks.{L-1}`` returns as its
+    ``hook_resid_post``: capturing that lets the forward stop before block L.
+    """
+    out = {}
+    for name in hook_names:
+        match = RESID_PRE.match(name)
+        layer = int(match.group(1)) if match else 0
+        post = f"blocks.{layer - 1}.hook_resid_post"
+        out[name] = post if layer >= 1 and post in model.hook_dict else name
+    return out
 
 
 def check_saes_match_model(model, saes: list[LoadedSAE]) -> None:
@@ -116,95 +201,335 @@ def _encode_input(sae: LoadedSAE, acts, first_batch: bool):
     return acts
 
 
-def extract(
-    model,
-    saes: list[LoadedSAE],
-    tokenized: list[TokenizedText],
-    batch_size: int = 8,
-    progress_desc: str = "extract",
-):
-    """Run the forward passes and encodings; return (tokens table, {(family, layer): table})."""
+# -- memory allocator ---------------------------------------------------------------------------
+
+
+def tune_allocator() -> bool:
+    """Keep large freed buffers in the process (glibc): no mmap/munmap + page faults per batch.
+
+    glibc serves allocations above 32 MiB with a fresh mmap and unmaps them on free, so every
+    encode buffer and activation tensor would be page-faulted in again on each batch (on a VM
+    that costs more system time than the BLAS work). Raising the mmap and trim thresholds makes
+    freed memory reusable; the peak RSS stays what the job needs. No-op off glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        return False
+    return bool(ok)
+
+
+# -- fast forward ---------------------------------------------------------------------------------
+
+
+def _module_hooks_read(module_name: str, captured: set[str]) -> bool:
+    prefix = f"{module_name}." if module_name else ""
+    return any(h.startswith(prefix) for h in captured)
+
+
+@contextlib.contextmanager
+def fast_modules(model, captured: Iterable[str]):
+    """Swap TransformerLens's elementwise-chain GELU-tanh and LayerNorm for fused torch ops.
+
+    Same functions (GELU's tanh approximation; LayerNorm with biased variance), computed in one
+    pass each instead of 5-9 separate tensor passes; outputs differ by float rounding only.
+    Only float32/float64 models, only modules none of whose hooks is read; restored on exit.
+    """
     import torch
+    import torch.nn.functional as F
 
-    check_saes_match_model(model, saes)
-    hook_names = sorted({s.hook_name for s in saes})
-    stop = stop_layer(model, hook_names)
-    device = next(model.parameters()).device
-    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    parts: dict[tuple[str, int], list[tuple[np.ndarray, ...]]] = {
-        (s.family, s.layer): [] for s in saes
-    }
-    first = True
-    batches = length_sorted_batches(tokenized, batch_size)
-    with torch.inference_mode():
-        for batch in tqdm(batches, desc=progress_desc, unit="batch", mininterval=2.0):
-            lengths = [len(tokenized[i].ids) for i in batch]
-            width = max(lengths)
-            tokens = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                tokens[row, : lengths[row]] = torch.tensor(tokenized[i].ids)
-                mask[row, : lengths[row]] = 1
-            tokens, mask = tokens.to(device), mask.to(device)
-            _, cache = model.run_with_cache(
-                tokens,
-                attention_mask=mask,
-                names_filter=hook_names,
-                stop_at_layer=stop,
-                return_cache_object=False,
+    captured = set(captured)
+    restore = []
+    if model.cfg.dtype not in (torch.float32, torch.float64):
+        yield
+        return
+    try:
+        for name, module in model.named_modules():
+            kind = type(module).__name__
+            if kind in ("LayerNorm", "LayerNormPre") and not _module_hooks_read(name, captured):
+                length = int(getattr(module, "length", model.cfg.d_model))
+                eps = float(module.eps)
+                if kind == "LayerNorm":
+                    def forward(x, m=module, n=length, e=eps):
+                        return F.layer_norm(x, (n,), m.w, m.b, e)
+                else:
+                    def forward(x, n=length, e=eps):
+                        return F.layer_norm(x, (n,), None, None, e)
+                module.forward = forward
+                restore.append((module, "forward", None))
+            elif (getattr(module, "act_fn", None) is not None
+                  and model.cfg.act_fn in FAST_GELU
+                  and getattr(module, "hook_mid", None) is None):
+                restore.append((module, "act_fn", module.act_fn))
+                module.act_fn = _gelu_tanh
+        yield
+    finally:
+        for module, attr, old in reversed(restore):
+            if attr == "forward":
+                del module.forward
+            else:
+                setattr(module, attr, old)
+
+
+def _gelu_tanh(x):
+    import torch.nn.functional as F
+
+    return F.gelu(x, approximate="tanh")
+
+
+# -- SAE encoders -------------------------------------------------------------------------------
+
+
+class _Encoder:
+    """Encode rows of one hook with one SAE into sparse (row, feature, value) triples."""
+
+    def __init__(self, s: LoadedSAE, device, encode_rows: int):
+        import torch
+
+        self.s = s
+        sae = s.sae
+        self.dtype = sae.W_enc.dtype
+        kind = type(sae).__name__
+        hooked = any(getattr(m, "_forward_hooks", None) for m in sae.modules())
+        self.fast = (
+            kind in ("StandardSAE", "JumpReLUSAE")
+            and getattr(sae.cfg, "normalize_activations", "none") in ("none", None)
+            and not hooked
+        )
+        if self.fast:
+            self.W = sae.W_enc.detach()
+            self.b = sae.b_enc.detach()
+            self.b_dec = sae.b_dec.detach() if sae.cfg.apply_b_dec_to_input else None
+            if kind == "StandardSAE":
+                self.neg_b = -self.b
+                self.threshold = None
+            else:
+                self.threshold = torch.clamp(sae.threshold.detach().to(self.dtype), min=0)
+            self.buf = torch.empty((encode_rows, self.W.shape[1]), dtype=self.dtype,
+                                   device=device)
+            self.mask = torch.empty((encode_rows, self.W.shape[1]), dtype=torch.bool,
+                                    device=device)
+
+    def __call__(self, x):
+        """x: [m, d_in] (m <= encode_rows) -> (rows int64, features int64, values float32)."""
+        import torch
+
+        m = x.shape[0]
+        if not self.fast:
+            feats = self.s.sae.encode(x.to(self.dtype))
+            rows, feats_idx = (feats > 0).nonzero(as_tuple=True)
+            return rows, feats_idx, feats[rows, feats_idx].float()
+        x = x.reshape(m, -1).to(self.dtype)
+        if self.b_dec is not None:
+            x = x - self.b_dec
+        pre = torch.mm(x, self.W, out=self.buf[:m])
+        mask = self.mask[:m]
+        if self.threshold is None:
+            # pre > -b  <=>  pre + b > 0  (exactly: a float sum is 0 only if the exact sum is)
+            torch.gt(pre, self.neg_b, out=mask)
+            rows, feats_idx = mask.nonzero(as_tuple=True)
+            values = pre[rows, feats_idx] + self.b[feats_idx]
+        else:
+            pre.add_(self.b)
+            torch.gt(pre, self.threshold, out=mask)
+            rows, feats_idx = mask.nonzero(as_tuple=True)
+            values = pre[rows, feats_idx]
+        return rows, feats_idx, values.float()
+
+
+# -- the engine -------------------------------------------------------------------------------
+
+
+@dataclass
+class WindowResult:
+    tokenized: list[TokenizedText]
+    tokens: pa.Table
+    activations: dict[tuple[str, int], pa.Table]
+    n_tokens: int
+    seconds: float
+
+
+class Extractor:
+    """Model + SAEs of one job: turns windows of tokenized texts into shard tables."""
+
+    def __init__(self, model, saes: list[LoadedSAE], batch_size: int = 8,
+                 encode_rows: int | None = None):
+        import torch
+
+        check_saes_match_model(model, saes)
+        self.model = model
+        self.saes = saes
+        self.batch_size = int(batch_size)
+        self.device = next(model.parameters()).device
+        tok = model.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self.capture = capture_hooks(model, sorted({s.hook_name for s in saes}))
+        self.captured = sorted(set(self.capture.values()))
+        self.stop = stop_layer(model, self.captured)
+        rows = encode_rows or ENCODE_ROWS.get(self.device.type, ENCODE_ROWS_DEFAULT)
+        self.encode_rows = int(rows)
+        self.encoders = [_Encoder(s, self.device, self.encode_rows) for s in saes]
+        self.by_hook: dict[str, list[_Encoder]] = {}
+        for enc in self.encoders:
+            self.by_hook.setdefault(self.capture[enc.s.hook_name], []).append(enc)
+        self._decoded: dict[int, str] = {}
+        self._checked = False
+        self._torch = torch
+
+    # one window -------------------------------------------------------------------------
+    def run(self, tokenized: list[TokenizedText], progress=None) -> WindowResult:
+        torch = self._torch
+        start = time.perf_counter()
+        parts: dict[tuple[str, int], list] = {(s.family, s.layer): [] for s in self.saes}
+        with torch.inference_mode(), fast_modules(self.model, self.captured):
+            for batch in length_sorted_batches(tokenized, self.batch_size):
+                self._batch(tokenized, batch, parts)
+                if progress is not None:
+                    progress.update(len(batch))
+        tables = {key: self._activation_table(chunks, tokenized) for key, chunks in parts.items()}
+        n_tokens = sum(len(t.ids) for t in tokenized)
+        return WindowResult(tokenized, self.tokens_table(tokenized), tables, n_tokens,
+                            time.perf_counter() - start)
+
+    def _batch(self, tokenized, batch, parts):
+        torch = self._torch
+        lengths = [len(tokenized[i].ids) for i in batch]
+        width = max(lengths)
+        tokens = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            tokens[row, : lengths[row]] = torch.tensor(tokenized[i].ids)
+            mask[row, : lengths[row]] = 1
+        real = mask.bool()
+        rows, positions = real.nonzero(as_tuple=True)
+        tok_text = np.asarray(batch, dtype=np.int32)[rows.numpy()]
+        tok_pos = positions.numpy().astype(np.int32)
+        tokens, mask = tokens.to(self.device), mask.to(self.device)
+        _, cache = self.model.run_with_cache(
+            tokens,
+            attention_mask=mask,
+            names_filter=self.captured,
+            stop_at_layer=self.stop,
+            return_cache_object=False,
+        )
+        real = real.to(self.device)
+        for hook, encoders in self.by_hook.items():
+            acts = cache.pop(hook)[real]  # [n_real, ...] (one gather per hook)
+            if not self._checked:
+                for enc in encoders:
+                    _encode_input(enc.s, acts, True)
+            for lo in range(0, acts.shape[0], self.encode_rows):
+                block = acts[lo : lo + self.encode_rows]
+                for enc in encoders:
+                    r, f, v = enc(block)
+                    r = r.cpu().numpy() + lo
+                    parts[(enc.s.family, enc.s.layer)].append(
+                        (tok_text[r], tok_pos[r], f.cpu().numpy().astype(np.int32),
+                         v.cpu().numpy())
+                    )
+            del acts
+        self._checked = True
+        del cache
+
+    # tables ------------------------------------------------------------------------------
+    @staticmethod
+    def _activation_table(chunks, tokenized: list[TokenizedText]) -> pa.Table:
+        if chunks:
+            text_index, pos, feature, value = (
+                np.concatenate(c) for c in zip(*chunks, strict=True)
             )
-            real = mask.bool()
-            rows, positions = real.nonzero(as_tuple=True)
-            text_index = torch.tensor(batch, device=device)[rows].cpu().numpy()
-            positions = positions.cpu().numpy()
-            for s in saes:
-                acts = _encode_input(s, cache[s.hook_name][real], first)
-                feats = s.sae.encode(acts.to(s.sae.dtype))
-                token_row, feature = (feats > 0).nonzero(as_tuple=True)
-                values = feats[token_row, feature].float().cpu().numpy()
-                token_row = token_row.cpu().numpy()
-                parts[(s.family, s.layer)].append(
-                    (text_index[token_row], positions[token_row], feature.cpu().numpy(), values)
-                )
-            first = False
-            del cache
-    tables = {key: _activation_table(chunks, tokenized) for key, chunks in parts.items()}
-    return tokens_table(model, tokenized), tables
+            # each text's rows are contiguous and already (pos, feature)-ordered: a stable sort
+            # on the text index alone gives (text, pos, feature) order
+            order = np.argsort(text_index, kind="stable")
+            text_index, pos = text_index[order], pos[order]
+            feature, value = feature[order], value[order]
+        else:
+            text_index = pos = feature = np.zeros(0, dtype=np.int32)
+            value = np.zeros(0, dtype=np.float32)
+        ids = pa.array([t.text.text_id for t in tokenized], pa.string())
+        return pa.table(
+            {
+                "text_id": ids.take(pa.array(text_index, pa.int32())),
+                "token_pos": pa.array(pos, pa.int32()),
+                "feature": pa.array(feature, pa.int32()),
+                "activation": pa.array(value.astype(np.float32, copy=False), pa.float32()),
+            },
+            schema=ACTIVATIONS_SCHEMA,
+        )
+
+    def tokens_table(self, tokenized: list[TokenizedText]) -> pa.Table:
+        return _tokens_table(self.model.tokenizer, tokenized, self._decoded)
 
 
-def _activation_table(chunks, tokenized: list[TokenizedText]) -> pa.Table:
-    if chunks:
-        text_index, pos, feature, value = (np.concatenate(c) for c in zip(*chunks, strict=True))
+def _tokens_table(tokenizer, tokenized: list[TokenizedText], decoded: dict[int, str]) -> pa.Table:
+    lengths = np.array([len(t.ids) for t in tokenized], dtype=np.int64)
+    total = int(lengths.sum())
+    if total:
+        ids = np.concatenate([np.asarray(t.ids, dtype=np.int64) for t in tokenized])
     else:
-        text_index = pos = feature = np.zeros(0, dtype=np.int64)
-        value = np.zeros(0, dtype=np.float32)
-    order = np.lexsort((feature, pos, text_index))
-    ids = np.array([t.text.text_id for t in tokenized], dtype=object)
+        ids = np.zeros(0, dtype=np.int64)
+    text_index = np.repeat(np.arange(len(tokenized), dtype=np.int32), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    token_pos = (np.arange(total, dtype=np.int64) - starts).astype(np.int32)
+    unique, inverse = np.unique(ids, return_inverse=True)
+    missing = [int(i) for i in unique if int(i) not in decoded]
+    if missing:
+        decoded.update(zip(missing, tokenizer.batch_decode([[i] for i in missing]), strict=True))
+    strings = pa.array([decoded[int(i)] for i in unique], pa.string())
+    text_ids = pa.array([t.text.text_id for t in tokenized], pa.string())
+    categories = pa.array([t.text.category for t in tokenized], pa.string())
+    index = pa.array(text_index, pa.int32())
     return pa.table(
         {
-            "text_id": pa.array(ids[text_index[order]].tolist(), pa.string()),
-            "token_pos": pa.array(pos[order].astype(np.int32)),
-            "feature": pa.array(feature[order].astype(np.int32)),
-            "activation": pa.array(value[order].astype(np.float32)),
+            "text_id": text_ids.take(index),
+            "category": categories.take(index),
+            "token_pos": pa.array(token_pos, pa.int32()),
+            "token_id": pa.array(ids.astype(np.int32), pa.int32()),
+            "token": strings.take(pa.array(inverse.reshape(-1).astype(np.int32), pa.int32())),
+            "bos": pa.array(token_pos == 0, pa.bool_()),
         },
-        schema=ACTIVATIONS_SCHEMA,
+        schema=TOKENS_SCHEMA,
     )
 
 
+def extract(model, saes: list[LoadedSAE], tokenized: list[TokenizedText], batch_size: int = 8,
+            progress_desc: str = "extract"):
+    """Run the forward passes and encodings; return (tokens table, {(family, layer): table}).
+
+    In memory, for tests and small inputs; jobs stream windows to disk (pipeline.py).
+    """
+    engine = Extractor(model, saes, batch_size)
+    tokens, tables = [], {(s.family, s.layer): [] for s in saes}
+    with tqdm(total=len(tokenized), desc=progress_desc, unit="text", mininterval=2.0) as bar:
+        for window in _windows_of(tokenized, WINDOW_TOKENS):
+            result = engine.run(window, progress=bar)
+            tokens.append(result.tokens)
+            for key, table in result.activations.items():
+                tables[key].append(table)
+    if not tokens:
+        return _tokens_table(model.tokenizer, [], {}), {
+            key: ACTIVATIONS_SCHEMA.empty_table() for key in tables
+        }
+    return pa.concat_tables(tokens), {key: pa.concat_tables(t) for key, t in tables.items()}
+
+
+def _windows_of(tokenized: list[TokenizedText], window_tokens: int):
+    rest = list(tokenized)
+    while rest:
+        window, rest = _split_window(rest, window_tokens)
+        yield window
+
+
 def tokens_table(model, tokenized: list[TokenizedText]) -> pa.Table:
-    tokenizer = model.tokenizer
-    unique = sorted({i for t in tokenized for i in t.ids})
-    decoded = dict(zip(unique, tokenizer.batch_decode([[i] for i in unique]), strict=True))
-    columns: dict[str, list] = {k: [] for k in TOKENS_SCHEMA.names}
-    for t in tokenized:
-        n = len(t.ids)
-        columns["text_id"] += [t.text.text_id] * n
-        columns["category"] += [t.text.category] * n
-        columns["token_pos"] += list(range(n))
-        columns["token_id"] += t.ids
-        columns["token"] += [decoded[i] for i in t.ids]
-        columns["bos"] += [True] + [False] * (n - 1)
-    return pa.table(columns, schema=TOKENS_SCHEMA)
+    return _tokens_table(model.tokenizer, tokenized, {})
 
 
 def library_versions() -> dict:
@@ -212,10 +537,9 @@ def library_versions() -> dict:
     return {name: version(name) for name in names}
 
 
-def shard_metadata(
-    model_spec: dict, s: LoadedSAE, category: str, n_texts: int, n_tokens: int, dtype: str
-) -> dict:
-    return {
+def shard_metadata(model_spec: dict, s: LoadedSAE, category: str, n_texts: int, n_tokens: int,
+                   dtype: str, chunk: dict | None = None) -> dict:
+    meta = {
         "model": model_spec.get("name") or model_spec.get("path"),
         "family": s.family,
         "layer": s.layer,
@@ -232,3 +556,6 @@ def shard_metadata(
         "dtype": dtype,
         "versions": library_versions(),
     }
+    if chunk is not None:
+        meta.update(chunk)
+    return meta

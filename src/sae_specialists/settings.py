@@ -9,7 +9,14 @@ from pathlib import Path
 from .errors import ConfigError
 from .texts import list_categories  # noqa: F401  (re-exported for the Snakefile)
 
-EXTRACTION_DEFAULTS = {"batch_size": 8, "max_tokens": None, "long_texts": "truncate"}
+EXTRACTION_DEFAULTS = {
+    "batch_size": 8,
+    "max_tokens": None,
+    "long_texts": "truncate",
+    "chunk_size": 1000,  # texts per extraction job (docs/performance.md)
+    "text_field": "text",  # JSONL key / Parquet column of large corpora (corpus.py)
+    "text_split": "lines",  # .txt corpora: lines | blank_lines
+}
 ANALYSIS_DEFAULTS = {"aggregation": "mean", "threshold": 5.0, "candidates": 5, "include_bos": False}
 
 

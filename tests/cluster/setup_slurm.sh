@@ -126,10 +126,11 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 # no accounting database; the executor reads job states with squeue, so finished jobs
-# must stay visible to squeue long enough (MinJobAge, seconds)
+# must stay visible to squeue long enough (MinJobAge, seconds; the test also reads them
+# back with scontrol after a whole workflow run)
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
-MinJobAge=600
+MinJobAge=3600
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 SelectType=select/cons_tres

@@ -6,13 +6,20 @@ from sae_specialists.analysis.paths import (
     PEAK_CHARTS,
     PEAK_TABLES,
     SPECIALIST_TABLES,
+    ActivationShardsOf,
     AnalysisPaths,
+    flatten,
 )
+
 
 _A = SETTINGS.analysis
 AP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)
 # Every final analysis output (used by `rule all` and `rule analysis`).
 analysis_outputs = AP.outputs
+# tokens_shard/activation_shard (common.smk) give one shard per chunk of a category (a list, in
+# text order); the analysis reads every chunk of every category.
+ALL_TOKENS = flatten(tokens_shard(c) for c in CATEGORIES)
+activations_of = ActivationShardsOf(activation_shard, tuple(sorted(CATEGORIES)))
 ALL_TABLES = list(AP.tables(PEAK_TABLES + SPECIALIST_TABLES).values())
 TABLE_INPUT = dict(
     strongest=AP.table("strongest"),
@@ -38,7 +45,7 @@ rule analysis:
 rule analysis_texts:
     """The text list and counted positions per text, from the tokens shards."""
     input:
-        tokens=[tokens_shard(c) for c in CATEGORIES],
+        tokens=ALL_TOKENS,
     output:
         AP.texts,
     params:
@@ -55,8 +62,8 @@ rule analysis_texts:
 rule analysis_per_text:
     """Sparse per-text values (value > 0) of one SAE family and layer."""
     input:
-        tokens=[tokens_shard(c) for c in CATEGORIES],
-        activations=lambda w: [activation_shard(w.family, w.layer, c) for c in CATEGORIES],
+        tokens=ALL_TOKENS,
+        activations=activations_of,
     output:
         AP.per_text("{family}", "{layer}"),
     params:
@@ -194,8 +201,8 @@ rule analysis_token_views:
         specialists=AP.table("specialists"),
         per_text=AP.per_text("{family}", "{layer}"),
         texts=AP.texts,
-        tokens=[tokens_shard(c) for c in CATEGORIES],
-        activations=lambda w: [activation_shard(w.family, w.layer, c) for c in CATEGORIES],
+        tokens=ALL_TOKENS,
+        activations=activations_of,
     output:
         report(
             AP.token_views("{family}", "{layer}"),

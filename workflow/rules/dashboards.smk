@@ -37,6 +37,12 @@ def dashboard_outputs():
     ]
 
 
+def _flat(per_category):
+    """Shard paths of several categories as one flat list (a category gives one path or a
+    list of them, one per extraction chunk)."""
+    return [p for item in per_category for p in ([item] if isinstance(item, str) else item)]
+
+
 def _model_and_sae_files(families, layers):
     files = model_input_files(SETTINGS.model)
     for name in families:
@@ -86,6 +92,7 @@ if _DB["corpus"]:
             layers=LAYERS,
             dtype=SETTINGS.dtype,
             text_field=_DB["corpus_text_field"],
+            text_split=SETTINGS.extraction.get("text_split"),
             max_texts=_DB["corpus_max_texts"],
             max_tokens=_DB["corpus_max_tokens"],
         log:
@@ -101,8 +108,8 @@ if _DB["corpus"]:
 
 def _dashboard_layer_inputs(w):
     files = dict(
-        tokens=[tokens_shard(c) for c in CATEGORIES],
-        activations=[activation_shard(w.family, w.layer, c) for c in CATEGORIES],
+        tokens=_flat(tokens_shard(c) for c in CATEGORIES),
+        activations=_flat(activation_shard(w.family, w.layer, c) for c in CATEGORIES),
         per_text=_AP.per_text(w.family, w.layer),
         texts=_AP.texts,
         specialists=_AP.table("specialists"),

@@ -1,7 +1,8 @@
-# Extraction: one job per category loads the model and every SAE once, runs one forward pass per
-# batch for all hooks, and writes the category's token shard and one activation shard per
-# (family, layer). Only model/SAE/layer/text settings are params here: analysis settings and the
-# batch size never trigger re-extraction.
+# Extraction: one job per (category, chunk of extraction.chunk_size texts) loads the model and
+# every SAE once, streams the chunk's texts window by window (one forward pass per batch for all
+# hooks), and writes the chunk's token shard and one activation shard per (family, layer).
+# Only model/SAE/layer/text settings are params here: analysis settings and the batch size never
+# trigger re-extraction. Editing one category file reruns that category's chunks only.
 from sae_specialists.models import model_input_files
 from sae_specialists.saes import sae_input_files
 
@@ -18,9 +19,9 @@ rule extract_activations:
     input:
         extraction_inputs,
     output:
-        tokens=tokens_shard("{category}"),
+        tokens=tokens_chunk_shard("{category}", "{chunk}"),
         activations=[
-            activation_shard(f, l, "{category}") for f in FAMILIES for l in LAYERS
+            activation_chunk_shard(f, l, "{category}", "{chunk}") for f in FAMILIES for l in LAYERS
         ],
     params:
         model=SETTINGS.model,
@@ -29,8 +30,12 @@ rule extract_activations:
         dtype=SETTINGS.dtype,
         max_tokens=SETTINGS.extraction["max_tokens"],
         long_texts=SETTINGS.extraction["long_texts"],
+        chunk_size=CHUNK_SIZE,
+        text_field=SETTINGS.extraction["text_field"],
+        text_split=SETTINGS.extraction["text_split"],
+        n_chunks=lambda w: N_CHUNKS[w.category],
     log:
-        f"{R}/logs/extract/{{category}}.log",
+        f"{R}/logs/extract/category={{category}}/chunk={{chunk}}.log",
     threads: 2
     resources:
         mem_mb=8000,

@@ -26,7 +26,6 @@ from .tokenview import build_token_views
 log = logging.getLogger("sae_specialists.analysis")
 
 
-
 @contextmanager
 def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
     handlers: list[logging.Handler] = [logging.StreamHandler()]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 PEAK_TABLES = ("strongest", "frequent", "category_peaks")
 SPECIALIST_TABLES = ("selective", "candidates", "specialists")
@@ -12,6 +13,35 @@ PEAK_CHARTS = {
     "peak_category": "peak_by_layer_category",
     "coverage": "coverage_by_layer",
 }
+
+
+def flatten(items: Iterable) -> list[str]:
+    """Flatten paths given as str or (nested) lists of str, keeping order.
+
+    The contract's ``tokens_shard(category)`` / ``activation_shard(...)`` return one shard per
+    chunk of a category (a list, in text order); a plain str is accepted too.
+    """
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
+            out.append(str(item))
+        else:
+            out.extend(flatten(item))
+    return out
+
+
+@dataclass(frozen=True)
+class ActivationShardsOf:
+    """Input function: every activation shard of the job's (family, layer), all categories.
+
+    ``shard_fn(family, layer, category)`` is the contract's path helper (common.smk).
+    """
+
+    shard_fn: Callable[[str, str, str], str | list[str]]
+    categories: tuple[str, ...]
+
+    def __call__(self, wildcards: Any) -> list[str]:
+        return flatten(self.shard_fn(wildcards.family, wildcards.layer, c) for c in self.categories)
 
 
 @dataclass(frozen=True)

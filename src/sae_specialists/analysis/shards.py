@@ -78,7 +78,8 @@ def texts_table(token_paths: Iterable[str | os.PathLike], include_bos: bool) -> 
     """One row per text, read from the tokens shards (never from activations).
 
     Columns: text_id, category, text_order (0-based; categories alphabetically, then the order of
-    the texts in their shard), n_positions (stored positions), n_counted (counted positions).
+    the texts in their shards: ``token_paths`` order, i.e. chunk order, then row order),
+    n_positions (stored positions), n_counted (counted positions).
     """
     paths = [str(p) for p in token_paths]
     tokens = pl.concat(
@@ -86,8 +87,12 @@ def texts_table(token_paths: Iterable[str | os.PathLike], include_bos: bool) -> 
             pl.scan_parquet(p)
             .select("text_id", "category", "bos")
             .with_row_index("row")
-            .with_columns(pl.col("text_id").cast(pl.String), pl.col("category").cast(pl.String))
-            for p in paths
+            .with_columns(
+                pl.col("text_id").cast(pl.String),
+                pl.col("category").cast(pl.String),
+                pl.lit(i, dtype=pl.Int64).alias("file"),
+            )
+            for i, p in enumerate(paths)
         ],
         how="vertical",
     )
@@ -95,11 +100,12 @@ def texts_table(token_paths: Iterable[str | os.PathLike], include_bos: bool) -> 
     texts = (
         tokens.group_by("text_id", "category")
         .agg(
+            pl.col("file").min().alias("first_file"),
             pl.col("row").min().alias("first_row"),
             pl.len().alias("n_positions"),
             counted.cast(pl.Int64).sum().alias("n_counted"),
         )
-        .sort("category", "first_row")
+        .sort("category", "first_file", "first_row")
         .collect()
     )
     dup = texts.filter(pl.col("text_id").is_duplicated())

@@ -18,7 +18,7 @@ Definitions (README, "Analyses"), for each SAE family and layer:
 
 Final deterministic tie-breaks (documented): equal on every criterion above -> lower feature id;
 the text reported for a peak is the first text in text order (categories alphabetically, then the
-order of the texts in their tokens shard) among those attaining the peak.
+order of the texts in their tokens shards, chunk by chunk) among those attaining the peak.
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+"""Snakemake script for rule methodology_ablation (logic: sae_specialists.methodology.entry.ablation)."""
+
+from sae_specialists.methodology import entry
+
+entry.ablation(snakemake)  # noqa: F821  (injected by Snakemake)

@@ -1,0 +1,5 @@
+"""Snakemake script for rule methodology_bootstrap (logic: sae_specialists.methodology.entry.bootstrap)."""
+
+from sae_specialists.methodology import entry
+
+entry.bootstrap(snakemake)  # noqa: F821  (injected by Snakemake)

@@ -1,0 +1,207 @@
+"""Altair charts of the methodology tables (saved with ``analysis.charts.save_chart``)."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from .ablation import ENCODINGS
+
+
+def _layer_axis() -> alt.X:
+    return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
+
+
+def _per_sae(charts: list[alt.TopLevelMixin], title: str) -> alt.TopLevelMixin:
+    if len(charts) == 1:
+        return charts[0].properties(title=title) if hasattr(charts[0], "properties") else charts[0]
+    return alt.vconcat(*charts).properties(title=title)
+
+
+def _method_order(summary: pl.DataFrame) -> list[str]:
+    keyed = summary.select("method", "encoding", "padding", "include_bos", "aggregation",
+                           "reference").unique()
+    keyed = keyed.with_columns(
+        pl.col("encoding").replace_strict({e: i for i, e in enumerate(ENCODINGS)},
+                                          return_dtype=pl.Int64).alias("_e"),
+        (pl.col("aggregation") != "mean").alias("_a"),
+    ).sort("_e", "padding", "include_bos", "_a")
+    return [("★ " if r else "") + m for m, r in zip(keyed["method"], keyed["reference"],
+                                                    strict=True)]
+
+
+def ablation_chart(summary: pl.DataFrame) -> alt.TopLevelMixin:
+    """Specialists found (left) and mean best score (right), method x layer, per SAE family."""
+    data = summary.with_columns(
+        (pl.when(pl.col("reference")).then(pl.lit("★ ")).otherwise(pl.lit("")) + pl.col("method"))
+        .alias("method_label"),
+        (pl.col("specialists_found").cast(pl.String) + "/"
+         + pl.col("n_categories").cast(pl.String)).alias("found_label"),
+        pl.col("mean_best_score").round(1).cast(pl.String).alias("score_label"),
+    )
+    order = _method_order(summary)
+    n_max = int(data["n_categories"].max() or 1)
+    charts = []
+    for sae in sorted(data["sae"].unique().to_list()):
+        d = data.filter(pl.col("sae") == sae)
+        base = alt.Chart(d).encode(
+            x=_layer_axis(),
+            y=alt.Y("method_label:N", title=None, sort=order),
+            tooltip=["method", "sae", "layer", "specialists_found", "n_categories",
+                     alt.Tooltip("mean_best_score:Q", format=".2f"), "n_same_as_reference"],
+        )
+        found = base.mark_rect().encode(
+            color=alt.Color("specialists_found:Q", title="specialists found",
+                            scale=alt.Scale(scheme="blues", domain=[0, n_max]))
+        ) + base.mark_text(fontSize=12).encode(
+            text="found_label:N",
+            color=alt.condition(alt.datum.specialists_found > 0.6 * n_max, alt.value("white"),
+                                alt.value("black")),
+        )
+        bound = max(1.0, float(d["mean_best_score"].abs().max() or 1.0))
+        score = base.mark_rect().encode(
+            color=alt.Color("mean_best_score:Q", title="mean best score",
+                            scale=alt.Scale(scheme="redblue", domain=[-bound, bound],
+                                            domainMid=0))
+        ) + base.mark_text(fontSize=12).encode(text="score_label:N")
+        width = max(120, 55 * d["layer"].n_unique())
+        charts.append(alt.hconcat(
+            found.properties(title=f"Specialists found — SAE {sae}", width=width,
+                             height=22 * len(order)),
+            score.properties(title="Mean best score (n_in − n_out)", width=width,
+                             height=22 * len(order)),
+        ).resolve_scale(color="independent"))
+    return _per_sae(charts, "Method ablation: how preprocessing makes specialists vanish "
+                            "(★ = the configured, correct method)")
+
+
+def sweep_chart(sweep: pl.DataFrame, threshold: float) -> alt.TopLevelMixin:
+    """Specialists found vs threshold (per SAE; solid: top-k rule, dashed: all features) and
+    each category's best score vs threshold (top-k rule)."""
+    found = sweep.group_by("rule", "sae", "layer", "threshold").agg(
+        pl.col("specialists_found").first(), pl.col("n_categories").first()
+    ).sort("rule", "sae", "layer", "threshold")
+    n_max = int(found["n_categories"].max() or 1)
+    rule_line = alt.Chart(pl.DataFrame({"threshold": [float(threshold)]})).mark_rule(
+        color="gray", strokeDash=[2, 2]).encode(x="threshold:Q")
+    charts = []
+    for sae in sorted(found["sae"].unique().to_list()):
+        f = found.filter(pl.col("sae") == sae)
+        lines = alt.Chart(f).mark_line(point=True).encode(
+            x=alt.X("threshold:Q", title="threshold", scale=alt.Scale(type="symlog")),
+            y=alt.Y("specialists_found:Q", title="categories with a specialist",
+                    scale=alt.Scale(domain=[0, n_max])),
+            color=alt.Color("layer:O", title="layer"),
+            strokeDash=alt.StrokeDash("rule:N", title="selection rule",
+                                      sort=["top_k", "all_features"]),
+            tooltip=["rule", "layer", "threshold", "specialists_found", "n_categories"],
+        )
+        s = sweep.filter((pl.col("sae") == sae) & (pl.col("rule") == "top_k"))
+        scores = alt.Chart(s).mark_line(point=True).encode(
+            x=alt.X("threshold:Q", title="threshold", scale=alt.Scale(type="symlog")),
+            y=alt.Y("score:Q", title="best score"),
+            color=alt.Color("layer:O", title="layer"),
+            tooltip=["category", "layer", "threshold", "feature", "score", "n_in", "n_out"],
+        ).properties(width=170, height=120)
+        scores = alt.layer(scores, rule_line).facet(
+            facet=alt.Facet("category:N", title=None), columns=4
+        )
+        charts.append(alt.vconcat(
+            (lines + rule_line).properties(
+                title=f"Specialists found vs threshold — SAE {sae} (dotted: configured)",
+                width=420, height=220),
+            scores.properties(title="Best score per category vs threshold (top-k rule)"),
+        ))
+    return _per_sae(charts, "Threshold sensitivity")
+
+
+def _heat(d: pl.DataFrame, color: alt.Color, text: str, title: str, tooltip: list
+          ) -> alt.Chart:
+    base = alt.Chart(d).encode(x=_layer_axis(), y=alt.Y("category:N", title="category"),
+                               tooltip=tooltip)
+    return (base.mark_rect().encode(color=color) + base.mark_text(fontSize=11).encode(
+        text=f"{text}:N")).properties(
+        title=title, width=max(160, 80 * d["layer"].n_unique()),
+        height=max(120, 34 * d["category"].n_unique()))
+
+
+def auroc_chart(auroc: pl.DataFrame) -> alt.TopLevelMixin:
+    """AUROC (in- vs out-of-category per-text values) of each category's specialist."""
+    data = auroc.with_columns(
+        pl.when(pl.col("auroc").is_null()).then(pl.lit("–"))
+        .otherwise(pl.col("auroc").round(2).cast(pl.String)).alias("label")
+    )
+    charts = [
+        _heat(
+            data.filter(pl.col("sae") == sae),
+            alt.Color("auroc:Q", title="AUROC", scale=alt.Scale(scheme="greens", domain=[0.5, 1])),
+            "label",
+            f"AUROC of the specialist's per-text value, in vs out of category — SAE {sae}",
+            ["category", "layer", "feature", "score", alt.Tooltip("auroc:Q", format=".3f"),
+             alt.Tooltip("mean_in:Q", format=".3f"), alt.Tooltip("mean_out:Q", format=".3f"),
+             "best_auroc_feature", alt.Tooltip("best_auroc:Q", format=".3f")],
+        )
+        for sae in sorted(data["sae"].unique().to_list())
+    ]
+    return _per_sae(charts, "Threshold-free separation (1 = perfect, 0.5 = none)")
+
+
+def stability_chart(boot: pl.DataFrame, sae: str) -> alt.Chart:
+    """Bootstrap stability of each specialist, category x layer: the share of resamples in
+    which the same feature wins, with the interval of its score."""
+    d = boot.filter(pl.col("sae") == sae).with_columns(
+        pl.when(pl.col("feature").is_null()).then(pl.lit("none"))
+        .otherwise(
+            pl.lit("#") + pl.col("feature").cast(pl.String) + pl.lit("  ")
+            + (pl.col("stability") * 100).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("%")
+        ).alias("line1"),
+        pl.when(pl.col("feature").is_null()).then(pl.lit(""))
+        .otherwise(
+            pl.lit("score ") + pl.col("score").cast(pl.String) + pl.lit(" [")
+            + pl.col("score_ci_low").cast(pl.String) + pl.lit(", ")
+            + pl.col("score_ci_high").cast(pl.String) + pl.lit("]")
+        ).alias("line2"),
+    )
+    resamples = int(d["resamples"].max() or 0) if d.height else 0
+    ci = float(d["ci"].max() or 0.95) if d.height else 0.95
+    base = alt.Chart(d).encode(
+        x=_layer_axis(), y=alt.Y("category:N", title="category"),
+        tooltip=["category", "layer", "feature", "score", "has_specialist",
+                 alt.Tooltip("stability:Q", format=".3f"), "score_ci_low", "score_ci_high",
+                 alt.Tooltip("found_rate:Q", format=".3f"), "runner_up_feature",
+                 alt.Tooltip("runner_up_share:Q", format=".3f")],
+    )
+    rect = base.mark_rect().encode(color=alt.Color(
+        "stability:Q", title="stability", scale=alt.Scale(scheme="purples", domain=[0, 1])))
+    dark = alt.datum.stability > 0.6
+    color = alt.condition(dark, alt.value("white"), alt.value("black"))
+    t1 = base.mark_text(fontSize=11, dy=-7).encode(text="line1:N", color=color)
+    t2 = base.mark_text(fontSize=10, dy=8).encode(text="line2:N", color=color)
+    return (rect + t1 + t2).properties(
+        title=f"Specialist stability over {resamples} bootstrap resamples "
+              f"({ci:.0%} interval of the score) — SAE {sae}",
+        width=max(200, 120 * d["layer"].n_unique()),
+        height=max(120, 40 * d["category"].n_unique()),
+    )
+
+
+def topk_chart(allfeat: pl.DataFrame) -> alt.TopLevelMixin:
+    """Score of the top-k winner vs the best of all features, category x layer."""
+    data = allfeat.with_columns(
+        (pl.col("all_score").fill_null(0) - pl.col("topk_score").fill_null(0)).alias("gain"),
+        (pl.col("topk_score").cast(pl.String).fill_null("–") + pl.lit(" → ")
+         + pl.col("all_score").cast(pl.String).fill_null("–")).alias("label"),
+    )
+    charts = [
+        _heat(
+            data.filter(pl.col("sae") == sae),
+            alt.Color("gain:Q", title="score gain", scale=alt.Scale(scheme="oranges",
+                                                                     domainMin=0)),
+            "label",
+            f"Top-k winner's score → best score over all features — SAE {sae}",
+            ["category", "layer", "topk_feature", "topk_score", "all_feature", "all_score",
+             "all_peak_rank", "n_better", "missed", "gained_specialist"],
+        )
+        for sae in sorted(data["sae"].unique().to_list())
+    ]
+    return _per_sae(charts, "Candidate restriction: what the top-k rule misses")

@@ -1,0 +1,169 @@
+"""Entry points called by the thin scripts/methodology_*.py (one per Snakemake rule)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ..analysis import tables as tb
+from ..analysis.entry import logged
+from ..analysis.shards import write_csv, write_parquet, write_text
+
+_SHARD = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)/")
+_SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
+
+
+def _write(df: pl.DataFrame, parquet: str, csv: str, meta: dict | None = None) -> None:
+    write_parquet(df, parquet, meta)
+    write_csv(df, csv)
+
+
+def _load(smk: Any):
+    pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
+    texts = pl.read_parquet(smk.input.texts)
+    return pt, ids, sorted(metas), texts
+
+
+def _layers(pt, texts, keys):
+    from .dense import layer_data
+
+    return [layer_data(pt, texts, sae, layer) for sae, layer in keys]
+
+
+def variants(smk: Any) -> None:
+    from ..settings import check_config
+    from .variants import run_variants_job
+
+    category = str(smk.wildcards.category)
+    with logged(smk, f"methodology variants {category}") as lg:
+        import torch
+
+        torch.set_num_threads(max(1, int(smk.threads)))
+        settings = check_config(smk.config)
+        resid, pad, texts = run_variants_job(settings, list(smk.input.tokens))
+        meta = {"category": category, "attention_mask": None, "padding_side": "right",
+                "padded_length": int(texts["padded_length"].max() or 0),
+                "pad_token_id": int(texts["pad_token_id"].max() or 0)}
+        write_parquet(resid, smk.output.resid, meta)
+        write_parquet(pad, smk.output.pad, meta)
+        write_parquet(texts, smk.output.texts, meta)
+        lg.info("%d texts padded to %d; %d aggregate-then-encode rows, %d pad rows",
+                texts.height, meta["padded_length"], resid.height, pad.height)
+
+
+def ablation(smk: Any) -> None:
+    from . import charts as ch
+    from .ablation import ablation_table
+
+    with logged(smk, "methodology ablation") as lg:
+        p = smk.params
+        acts: dict[tuple[str, int], list[str]] = {}
+        for path in smk.input.activations:
+            m = _SHARD.search(Path(path).as_posix())
+            acts.setdefault((m.group(1), int(m.group(2))), []).append(path)
+        variants = None
+        if p.model_variants:
+            variants = [{"resid": r, "pad": q, "texts": t} for r, q, t in zip(
+                smk.input.resid, smk.input.pad, smk.input.pad_texts, strict=True)]
+        rows, summary = ablation_table(
+            list(smk.input.tokens), acts, variants, float(p.threshold), int(p.candidates),
+            str(p.aggregation), bool(p.include_bos))
+        o = smk.output
+        _write(rows, o.rows, o.rows_csv)
+        _write(summary, o.summary, o.summary_csv)
+        ch.save_chart(ch.ablation_chart(summary), o.chart_html, o.chart_png)
+        for r in summary.iter_rows(named=True):
+            lg.info("%-45s %s layer %s: %s/%s", r["method"], r["sae"], r["layer"],
+                    r["specialists_found"], r["n_categories"])
+
+
+def sweep(smk: Any) -> None:
+    from . import charts as ch
+    from .settings import sweep_thresholds
+    from .sweep import threshold_sweep
+
+    with logged(smk, "methodology threshold sweep"):
+        p = smk.params
+        pt, _, keys, texts = _load(smk)
+        grid = sweep_thresholds(list(p.thresholds), float(p.threshold))
+        df = threshold_sweep(_layers(pt, texts, keys), grid, int(p.candidates))
+        o = smk.output
+        _write(df, o.table, o.table_csv)
+        ch.save_chart(ch.sweep_chart(df, float(p.threshold)), o.chart_html, o.chart_png)
+
+
+def scores(smk: Any) -> None:
+    from . import charts as ch
+    from .allfeatures import all_feature_table
+    from .auroc import auroc_table
+
+    with logged(smk, "methodology all-feature scoring and AUROC") as lg:
+        p = smk.params
+        pt, ids, keys, texts = _load(smk)
+        layers = _layers(pt, texts, keys)
+        thr, k = float(p.threshold), int(p.candidates)
+        allfeat = all_feature_table(layers, thr, k)
+        auroc = tb.with_links(auroc_table(layers, thr, k), ids)
+        o = smk.output
+        _write(allfeat, o.all_features, o.all_features_csv)
+        _write(allfeat.filter(pl.col("missed")), o.missed, o.missed_csv)
+        _write(auroc, o.auroc, o.auroc_csv)
+        ch.save_chart(ch.topk_chart(allfeat), o.topk_html, o.topk_png)
+        ch.save_chart(ch.auroc_chart(auroc), o.auroc_html, o.auroc_png)
+        lg.info("top-%d misses a better feature in %d of %d cells", k,
+                int(allfeat["missed"].sum()), allfeat.height)
+
+
+def bootstrap(smk: Any) -> None:
+    from . import charts as ch
+    from .bootstrap import bootstrap_table, stability_columns
+
+    with logged(smk, "methodology bootstrap") as lg:
+        p = smk.params
+        pt, ids, keys, texts = _load(smk)
+        thr, k = float(p.threshold), int(p.candidates)
+        boot = bootstrap_table(_layers(pt, texts, keys), thr, k, int(p.resamples), int(p.seed),
+                               float(p.ci))
+        # the point estimate must be the analysis' specialists table (same definition)
+        spec = tb.specialists(tb.candidates(pt, texts, thr, k), texts,
+                              pl.DataFrame({"sae": [s for s, _ in keys],
+                                            "layer": [layer for _, layer in keys]},
+                                           schema={"sae": pl.String, "layer": pl.Int64}))
+        check = spec.select("sae", "layer", "category", pl.col("feature").cast(pl.Int64),
+                            "score").sort("sae", "layer", "category")
+        mine = boot.select("sae", "layer", "category", "feature", "score").sort(
+            "sae", "layer", "category")
+        if not check.equals(mine):
+            raise RuntimeError("bootstrap point estimate differs from analysis.tables.specialists")
+        o = smk.output
+        _write(tb.with_links(boot, ids), o.table, o.table_csv)
+        _write(stability_columns(boot), o.stability, o.stability_csv)
+        for html, png in zip(o.charts_html, o.charts_png, strict=True):
+            sae = _SAE_IN_NAME.search(Path(html).name).group(1)
+            ch.save_chart(ch.stability_chart(boot, sae), html, png)
+        rep = boot.filter(pl.col("has_specialist"))
+        if rep.height:
+            lg.info("%d specialists, median stability %.3f, min %.3f", rep.height,
+                    rep["stability"].median(), rep["stability"].min())
+
+
+def report(smk: Any) -> None:
+    from .report import build_report
+
+    with logged(smk, "methodology summary"):
+        i, p = smk.input, smk.params
+        ablation = pl.read_parquet(i.ablation) if getattr(i, "ablation", None) else None
+        settings = dict(threshold=float(p.threshold), candidates=int(p.candidates),
+                        aggregation=str(p.aggregation), include_bos=bool(p.include_bos),
+                        bootstrap_resamples=int(p.resamples), seed=int(p.seed), ci=float(p.ci))
+        text = build_report(
+            ablation=ablation, sweep=pl.read_parquet(i.sweep), auroc=pl.read_parquet(i.auroc),
+            allfeat=pl.read_parquet(i.all_features), boot=pl.read_parquet(i.bootstrap),
+            settings=settings)
+        write_text(text, smk.output[0])
+
+
+

@@ -1,0 +1,29 @@
+"""The ``methodology:`` config section, with its defaults (also in the JSON schema)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "enabled": True,  # build the methodology outputs as part of `rule all`
+    "model_variants": True,  # the variants that need a padded forward pass (one job per category)
+    # thresholds of the sensitivity sweep (the analysis threshold is always added)
+    "thresholds": [0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0],
+    "bootstrap_resamples": 1000,  # resamples of texts within categories
+    "seed": 0,  # numpy Generator seed of the bootstrap
+    "ci": 0.95,  # coverage of the percentile intervals
+}
+
+
+def methodology_settings(config: dict) -> dict[str, Any]:
+    """``config["methodology"]`` merged over the defaults."""
+    out = copy.deepcopy(DEFAULTS)
+    out.update(dict(config.get("methodology") or {}))
+    out["thresholds"] = [float(t) for t in out["thresholds"]]
+    return out
+
+
+def sweep_thresholds(grid: list[float], analysis_threshold: float) -> list[float]:
+    """The sweep grid, sorted and de-duplicated, always including the analysis threshold."""
+    return sorted({float(t) for t in grid} | {float(analysis_threshold)})
