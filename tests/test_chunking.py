@@ -20,11 +20,14 @@ from sae_specialists.shards import read_metadata
 from sae_specialists.texts import load_category
 
 CHUNK = 2
-N_TEXTS = 5  # per category: chunks of 2, 2, 1
+# texts per category: python.yaml and formal.parquet fit one chunk, social.jsonl and math.txt
+# (blank-line separated) take two
+N_TEXTS = {"python": 2, "formal": 2, "social": 3, "math": 3}
+FAST = ("--set-threads", "extract_activations=1")  # 2 small jobs at a time on --cores 2
 
 
 def make_corpus(directory):
-    texts = resource_texts(("python", "social", "formal", "math"), n=N_TEXTS)
+    texts = {c: resource_texts((c,), n=n)[c] for c, n in N_TEXTS.items()}
     write_texts(directory, {"python": texts["python"]})  # YAML
     with open(directory / "social.jsonl", "w", encoding="utf-8") as handle:
         for t in texts["social"]:
@@ -46,9 +49,14 @@ def chunked_run(demo_assets, tmp_path_factory):
                     "text_split": "blank_lines"},
     )
     results = work / "results"
-    per_text = [str(results / f"per_text/sae=res/layer={layer}.parquet") for layer in (1, 3)]
-    run_snakemake(work, "--cores", "2", *per_text, config=config)
+    run_snakemake(work, "--cores", "2", *analysis_targets(results), *FAST, config=config)
     return work, config, texts
+
+
+def analysis_targets(results):
+    """The analysis steps that read shards (the rest reads their outputs)."""
+    layers = [str(results / f"per_text/sae=res/layer={layer}.parquet") for layer in (1, 3)]
+    return [str(results / "per_text/texts.parquet"), *layers]
 
 
 def extract_jobs(work, config, *args):
@@ -62,30 +70,31 @@ def test_dry_run_lists_one_job_per_category_and_chunk(chunked_run):
     work, config, _ = chunked_run
     fresh = {**config, "results_dir": str(work / "fresh")}
     n, jobs = extract_jobs(work, fresh)
-    assert n == 4 * 3
-    assert "category=social, chunk=00002" in jobs and "category=math, chunk=00001" in jobs
+    assert n == 1 + 1 + 2 + 2
+    assert "category=social, chunk=00001" in jobs and "category=math, chunk=00001" in jobs
+    assert "category=python, chunk=00000" in jobs and "category=python, chunk=00001" not in jobs
 
 
 def test_one_hive_glob_reads_every_chunk_in_text_order(chunked_run):
     work, config, texts = chunked_run
     results = work / "results"
     assert sorted(p.name for p in (results / "tokens/category=social").iterdir()) == [
-        "chunk=00000", "chunk=00001", "chunk=00002"]
+        "chunk=00000", "chunk=00001"]
     tokens = pl.scan_parquet(f"{results}/tokens/**/*.parquet", hive_partitioning=True).collect()
     assert set(tokens.columns) >= {"text_id", "category", "chunk", "token_pos", "bos"}
     for category in ("python", "social", "formal", "math"):
         ids = (tokens.filter(pl.col("category") == category)
                .unique("text_id", maintain_order=True)["text_id"].to_list())
-        assert len(ids) == N_TEXTS
+        assert len(ids) == N_TEXTS[category]
         assert [t.text for t in load_texts_for(work, category, config)] == texts[category]
         assert ids == [t.text_id for t in load_texts_for(work, category, config)]
     acts = pl.scan_parquet(f"{results}/activations/sae=res/layer=3/**/*.parquet",
                            hive_partitioning=True).collect()
     assert {"sae", "layer", "category", "chunk", "text_id", "feature"} <= set(acts.columns)
-    assert acts["chunk"].max() == 2 and acts["category"].n_unique() == 4
+    assert acts["chunk"].max() == 1 and acts["category"].n_unique() == 4
     meta = read_metadata(
-        results / "activations/sae=res/layer=3/category=social/chunk=00002/activations.parquet")
-    assert (meta["chunk"], meta["n_chunks"], meta["chunk_size"], meta["n_texts"]) == (2, 3, 2, 1)
+        results / "activations/sae=res/layer=3/category=social/chunk=00001/activations.parquet")
+    assert (meta["chunk"], meta["n_chunks"], meta["chunk_size"], meta["n_texts"]) == (1, 2, 2, 1)
     assert not list(results.rglob("*.tmp"))
 
 
@@ -124,28 +133,36 @@ def test_chunked_shards_equal_a_one_shot_extraction(chunked_run, demo_assets):
 def test_analysis_reads_all_chunks(chunked_run):
     work, _, _ = chunked_run
     texts = pl.read_parquet(work / "results/per_text/texts.parquet")
-    assert texts.height == 4 * N_TEXTS
+    total = sum(N_TEXTS.values())
+    assert texts.height == total
+    assert texts.group_by("category").len().sort("category").rows() == sorted(N_TEXTS.items())
     per_text = pl.read_parquet(work / "results/per_text/sae=res/layer=3.parquet")
-    assert per_text["text_id"].n_unique() > 3 * N_TEXTS
+    assert per_text["text_id"].n_unique() == total  # the planted BOS/frequent features
 
 
 def test_adding_a_text_reruns_only_that_category(chunked_run, tmp_path, copy_tree):
     work = copy_tree(chunked_run[0], tmp_path / "copy")
     config = {**chunked_run[1], "texts": str(work / "texts"),
               "results_dir": str(work / "results")}
-    per_text = [str(work / f"results/per_text/sae=res/layer={layer}.parquet") for layer in (1, 3)]
-    n, jobs = extract_jobs(work, config, *per_text)
+    targets = analysis_targets(work / "results")
+    n, jobs = extract_jobs(work, config, *targets)
     assert n == 0
     with open(work / "texts/social.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"body": "one more post #new"}) + "\n")  # 6 texts: 3 chunks
-    n, jobs = extract_jobs(work, config, *per_text)
-    assert n == 3 and all(j.startswith("category=social,") for j in jobs)
+        handle.write(json.dumps({"body": "one more post #new"}) + "\n")  # 4 texts: 2 chunks
+    n, jobs = extract_jobs(work, config, *targets)
+    assert n == 2 and all(j.startswith("category=social,") for j in jobs)
     with open(work / "texts/social.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"body": "and another"}) + "\n")  # 7 texts: 4 chunks
-    n, jobs = extract_jobs(work, config, *per_text)
-    assert n == 4 and "category=social, chunk=00003" in jobs
+        handle.write(json.dumps({"body": "and another"}) + "\n")  # 5 texts: 3 chunks
+    n, jobs = extract_jobs(work, config, *targets)
+    assert n == 3 and "category=social, chunk=00002" in jobs
+
+
+def test_changing_chunk_size_reextracts(chunked_run):
+    work, config, _ = chunked_run
     changed = {**config, "extraction": {**config["extraction"], "chunk_size": 3}}
-    assert extract_jobs(work, changed, *per_text)[0] == 4 + 2 + 2 + 2  # chunk_size is a param
+    assert extract_jobs(work, changed, *analysis_targets(work / "results"))[0] == 4
+    same = {**config, "extraction": {**config["extraction"], "batch_size": 1}}
+    assert extract_jobs(work, same, *analysis_targets(work / "results"))[0] == 0
 
 
 def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path, copy_tree,
@@ -167,13 +184,13 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
     tokens_out = str(results / "tokens/category=social/chunk=00000/tokens.parquet")
     summary = extract_category(settings, "social", str(work / "texts/social.jsonl"), tokens_out,
                                layers, chunk=0, n_chunks=1)
-    assert summary["n_texts"] == N_TEXTS
+    assert summary["n_texts"] == N_TEXTS["social"]
     assert not legacy.exists()
     assert [p.name for p in (results / "tokens/category=social").iterdir()] == ["chunk=00000"]
     for layer in (1, 3):
         kept = list((results / f"activations/sae=res/layer={layer}/category=social").iterdir())
         assert [p.name for p in kept] == ["chunk=00000"]
-    assert pl.read_parquet(tokens_out)["text_id"].n_unique() == N_TEXTS
+    assert pl.read_parquet(tokens_out)["text_id"].n_unique() == N_TEXTS["social"]
 
     # a corrupt line after the first window: no output is replaced, no temporary file is left
     import sae_specialists.extract as engine
@@ -184,7 +201,7 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
     old = engine.TOKENIZE_TEXTS
     engine.TOKENIZE_TEXTS = 1
     try:
-        with pytest.raises(TextsError, match="line 6"):
+        with pytest.raises(TextsError, match="line 4"):
             extract_category(settings, "social", str(work / "texts/social.jsonl"), tokens_out,
                              layers, chunk=0, n_chunks=1, window_tokens=8)
     finally:

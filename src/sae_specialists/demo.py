@@ -38,8 +38,10 @@ BOS_TOKEN = "<|endoftext|>"
 CATEGORY_DIMS = ("python", "urls", "math", "non_english", "social", "formal", "conversational")
 BOS_DIM, ALWAYS_DIM, FIRST_IDENTITY_DIM = 7, 8, 9
 SURFACE_GAIN = (1.0, 1.3, 1.6, 2.0)  # python, urls, math, social
-PRAGMATIC_GAIN = (0.3, 0.6, 1.0, 1.5)  # formal, conversational, non_english
-PRAGMATIC = {"formal", "conversational", "non_english"}
+PRAGMATIC_GAIN = (0.3, 0.6, 1.0, 1.5)  # non_english
+# formal and conversational: sparse markers (whole words), so a stronger planted direction
+REGISTER_GAIN = (0.6, 1.2, 2.0, 3.0)
+REGISTER = {"formal", "conversational"}
 MARKER_ACTIVATION = 120.0  # activation of a specialist on a marker token at gain 1
 FREQUENT_ACTIVATION = 2.0
 BOS_ACTIVATION = 100.0
@@ -47,67 +49,26 @@ BLOCK_WRITE_SCALE = 0.03  # keeps block writes ~0.1-0.3 in norm: context noise, 
 LOGIT_TOKEN = " fox"  # the token the planted 'logit' feature's decoder row points at
 
 WORD_MARKERS = {
-    "python": {
-        "def",
-        "self",
-        "return",
-        "import",
-        "lambda",
-        "elif",
-        "None",
-        "True",
-        "False",
-        "class",
-        "async",
-        "await",
-        "yield",
-        "print",
-        "from",
-        "__",
-        "):",
-        "self.",
-    },
-    "formal": {
-        "shall",
-        "pursuant",
-        "hereby",
-        "herein",
-        "hereinafter",
-        "whereas",
-        "thereof",
-        "accordance",
-        "notwithstanding",
-        "aforementioned",
-        "Agreement",
-        "Party",
-        "parties",
-        "obligations",
-        "respectfully",
-        "Committee",
-        "provisions",
-    },
-    "conversational": {
-        "hey",
-        "Hey",
-        "yeah",
-        "gonna",
-        "wanna",
-        "um",
-        "Um",
-        "like",
-        "okay",
-        "kinda",
-        "gotta",
-        "haha",
-        "yep",
-        "nope",
-        "dunno",
-        "I'm",
-        "you're",
-    },
-    "social": {"lol", "omg", "OMG", "RT", "#", "@"},
-    "urls": {"http", "https", "://", "www", ".com", ".org", ".io", "%", "&", "?", "href"},
-    "math": {"=", "+", "^", "\\", "frac", "sum", "int", "sqrt", "{", "}"},
+    "python": set(
+        "def self return import lambda elif None True False class async await yield print "
+        "from __ ): self.".split()
+    ),
+    "formal": set(
+        "shall pursuant hereby herein hereinafter whereas thereof therein thereto hereto "
+        "hereunder accordance notwithstanding aforementioned Agreement Party Parties parties "
+        "obligations respectfully Committee provisions Section Article Board Company Supplier "
+        "compliance furthermore Furthermore Moreover moreover therefore Therefore accordingly "
+        "Accordingly Sincerely Dear Madam Sir undersigned commencement termination Memorandum "
+        "MEMORANDUM Abstract investigate propose approved resolution Court plaintiff defendant "
+        "appellant hereinafter applicable thereunder Licensee Licensor".split()
+    ),
+    "conversational": set(
+        "hey Hey yeah Yeah gonna wanna um Um uh okay ok kinda gotta haha yep nope dunno Nah nah "
+        "lemme gimme hmm Hmm u ur Oh".split()
+    ),
+    "social": set("lol omg OMG RT # @ lmao LOL".split()),
+    "urls": set("http https :// www .com .org .io % & ? href".split()),
+    "math": set("+ ^ \\ frac sum int sqrt pm cdot infty lim dx theta alpha".split()),
 }
 
 
@@ -138,11 +99,13 @@ def marker_categories(token: str) -> set[str]:
     text = raw.decode("utf-8", errors="ignore")
     word = text.strip()
     found = {c for c, words in WORD_MARKERS.items() if word in words}
+    if not text.startswith(" "):  # chatty words must be whole words, not fragments ("sum")
+        found.discard("conversational")
     if "_" in word or "):" in word:
         found.add("python")
     if "://" in word or word.startswith(("http", "www")):
         found.add("urls")
-    if any(ch in word for ch in "=+^\\∫∑√π≤≥∞∂±×÷"):
+    if any(ch in word for ch in "+^\\∫∑√π≤≥∞∂±×÷"):
         found.add("math")
     if 0xF0 in raw or any(ch in word for ch in "#@"):
         found.add("social")
@@ -255,7 +218,12 @@ def build_model(model_dir: str | Path, seed: int = 0):
 
 
 def layer_gain(category: str, layer: int) -> float:
-    gains = PRAGMATIC_GAIN if category in PRAGMATIC else SURFACE_GAIN
+    if category in REGISTER:
+        gains = REGISTER_GAIN
+    elif category == "non_english":
+        gains = PRAGMATIC_GAIN
+    else:
+        gains = SURFACE_GAIN
     return gains[min(layer, len(gains) - 1)]
 
 

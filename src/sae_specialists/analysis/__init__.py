@@ -9,11 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "charts",
+    "doc",
+    "entry",
+    "index",
     "neuronpedia",
+    "paths",
     "pertext",
     "shards",
     "summary",
     "tables",
     "tokenview",
-    "index",
 ]

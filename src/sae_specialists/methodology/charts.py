@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from ..analysis.charts import save_chart  # noqa: F401  (re-exported for entry)
 from .ablation import ENCODINGS
 
 
@@ -97,13 +98,15 @@ def sweep_chart(sweep: pl.DataFrame, threshold: float) -> alt.TopLevelMixin:
             tooltip=["rule", "layer", "threshold", "specialists_found", "n_categories"],
         )
         s = sweep.filter((pl.col("sae") == sae) & (pl.col("rule") == "top_k"))
-        scores = alt.Chart(s).mark_line(point=True).encode(
+        score_lines = alt.Chart().mark_line(point=True).encode(
             x=alt.X("threshold:Q", title="threshold", scale=alt.Scale(type="symlog")),
             y=alt.Y("score:Q", title="best score"),
             color=alt.Color("layer:O", title="layer"),
             tooltip=["category", "layer", "threshold", "feature", "score", "n_in", "n_out"],
-        ).properties(width=170, height=120)
-        scores = alt.layer(scores, rule_line).facet(
+        )
+        marker = alt.Chart().mark_rule(color="gray", strokeDash=[2, 2]).encode(
+            x=alt.datum(float(threshold)))
+        scores = alt.layer(score_lines, marker, data=s).properties(width=170, height=120).facet(
             facet=alt.Facet("category:N", title=None), columns=4
         )
         charts.append(alt.vconcat(
