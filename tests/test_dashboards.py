@@ -88,7 +88,8 @@ def tables(work: Path, layer: int) -> dict[str, pl.DataFrame]:
 
 def all_tokens(work: Path) -> pl.DataFrame:
     res = work / "results"
-    paths = sorted(res.glob("tokens/category=*/tokens.parquet")) + [res / "corpus/tokens.parquet"]
+    # one shard per category, or per extraction chunk of a category
+    paths = sorted((res / "tokens").rglob("tokens.parquet")) + [res / "corpus/tokens.parquet"]
     return pl.concat([pl.read_parquet(p) for p in paths])
 
 
@@ -173,9 +174,7 @@ def test_density_histogram_windows_profile(run):
         acts = pl.concat(
             [
                 pl.read_parquet(p)
-                for p in sorted(
-                    res.glob(f"activations/sae=res/layer={layer}/category=*/activations.parquet")
-                )
+                for p in sorted((res / f"activations/sae=res/layer={layer}").rglob("*.parquet"))
             ]
             + [pl.read_parquet(res / f"corpus/activations/sae=res/layer={layer}.parquet")]
         ).join(counted.select("text_id", "token_pos"), on=["text_id", "token_pos"], how="semi")
@@ -269,12 +268,12 @@ def test_dashboard_rules_never_load_the_model(run):
     dry = run_snakemake(work, "-n", "dashboards", config=cfg)
     assert scheduled_jobs(dry) == {"dashboards_layer": 2, "dashboards_index": 1, "dashboards": 1}
     cfg["dashboards"]["logit_top"] = 5
-    dry = run_snakemake(work, "-n", config=cfg)
+    dry = run_snakemake(work, "-n", "dashboards", config=cfg)
     assert scheduled_jobs(dry) == {
         "logit_effects": 2,
         "dashboards_layer": 2,
         "dashboards_index": 1,
-        "all": 1,
+        "dashboards": 1,
     }
 
 

@@ -246,6 +246,6 @@ def test_all_feature_scoring_reports_what_top_k_misses():
 
 def test_methodology_settings_defaults():
     s = methodology_settings({})
-    assert s["bootstrap_resamples"] == 1000 and s["seed"] == 0 and s["enabled"]
-    s = methodology_settings({"methodology": {"thresholds": [1, 2], "enabled": False}})
-    assert s["thresholds"] == [1.0, 2.0] and not s["enabled"] and s["model_variants"]
+    assert s["bootstrap_resamples"] == 1000 and s["seed"] == 0 and not s["enabled"]
+    s = methodology_settings({"methodology": {"thresholds": [1, 2], "enabled": True}})
+    assert s["thresholds"] == [1.0, 2.0] and s["enabled"] and s["model_variants"]

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
+from ..shards import ACTIVATIONS_SCHEMA, check_schema
 from .shards import (
     counted_positions,
     merge_activation_metadata,
@@ -39,6 +40,8 @@ def scan_activations(paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("no activation shards given")
+    for path in paths:  # a corrupt or foreign shard is reported, never analysed
+        check_schema(path, ACTIVATIONS_SCHEMA)
     return pl.scan_parquet(paths).select(
         pl.col("text_id").cast(pl.String),
         pl.col("token_pos").cast(pl.Int32),

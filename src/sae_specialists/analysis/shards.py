@@ -17,6 +17,8 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from ..shards import TOKENS_SCHEMA, check_schema
+
 META_KEY = b"sae_specialists"
 
 TEXT_COLUMNS = ["text_id", "category", "text_order", "n_positions", "n_counted"]
@@ -58,6 +60,8 @@ def scan_tokens(token_paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
     paths = [str(p) for p in token_paths]
     if not paths:
         raise ValueError("no tokens shards given")
+    for path in paths:  # a corrupt or foreign shard is reported, never analysed
+        check_schema(path, TOKENS_SCHEMA)
     return pl.scan_parquet(paths).select(
         pl.col("text_id").cast(pl.String),
         pl.col("category").cast(pl.String),

@@ -6,7 +6,9 @@ import copy
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
-    "enabled": True,  # build the methodology outputs as part of `rule all`
+    # build the methodology outputs as part of `rule all`; off when a config has no
+    # `methodology:` section (the shipped config.yaml and demo.yaml switch it on)
+    "enabled": False,
     "model_variants": True,  # the variants that need a padded forward pass (one job per category)
     # thresholds of the sensitivity sweep (the analysis threshold is always added)
     "thresholds": [0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0],
