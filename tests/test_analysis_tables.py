@@ -289,3 +289,14 @@ def test_against_numpy_reference(tmp_path, seed, aggregation, include_bos):
         )
         assert row["peak"] == pytest.approx(best["peak"])
         assert row["has_specialist"] == (best["score"] > 0)
+
+
+def test_single_category_scores_are_still_defined(tmp_path):
+    """One category only: n_out is 0 for every feature, the score is n_in."""
+    fx = one_token_fixture(
+        {"x1": ("x", {0: 9, 1: 6}), "x2": ("x", {0: 8}), "x3": ("x", {1: 2})}, d_sae=3
+    )
+    res = compute(fx, tmp_path, threshold=5.0, k=5)
+    (row,) = res["specialists"].iter_rows(named=True)
+    assert (row["feature"], row["score"], row["n_in"], row["n_out"]) == (0, 2, 2, 0)
+    assert row["has_specialist"]

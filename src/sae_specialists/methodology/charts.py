@@ -47,7 +47,7 @@ def ablation_chart(summary: pl.DataFrame) -> alt.TopLevelMixin:
         d = data.filter(pl.col("sae") == sae)
         base = alt.Chart(d).encode(
             x=_layer_axis(),
-            y=alt.Y("method_label:N", title=None, sort=order),
+            y=alt.Y("method_label:N", title=None, sort=order, axis=alt.Axis(labelLimit=400)),
             tooltip=["method", "sae", "layer", "specialists_found", "n_categories",
                      alt.Tooltip("mean_best_score:Q", format=".2f"), "n_same_as_reference"],
         )
@@ -83,13 +83,16 @@ def sweep_chart(sweep: pl.DataFrame, threshold: float) -> alt.TopLevelMixin:
         pl.col("specialists_found").first(), pl.col("n_categories").first()
     ).sort("rule", "sae", "layer", "threshold")
     n_max = int(found["n_categories"].max() or 1)
+    ticks = sorted(float(t) for t in sweep["threshold"].unique())
+    x_axis = alt.X("threshold:Q", title="threshold", scale=alt.Scale(type="symlog"),
+                   axis=alt.Axis(values=ticks, labelOverlap="greedy"))
     rule_line = alt.Chart(pl.DataFrame({"threshold": [float(threshold)]})).mark_rule(
         color="gray", strokeDash=[2, 2]).encode(x="threshold:Q")
     charts = []
     for sae in sorted(found["sae"].unique().to_list()):
         f = found.filter(pl.col("sae") == sae)
         lines = alt.Chart(f).mark_line(point=True).encode(
-            x=alt.X("threshold:Q", title="threshold", scale=alt.Scale(type="symlog")),
+            x=x_axis,
             y=alt.Y("specialists_found:Q", title="categories with a specialist",
                     scale=alt.Scale(domain=[0, n_max])),
             color=alt.Color("layer:O", title="layer"),
@@ -99,7 +102,7 @@ def sweep_chart(sweep: pl.DataFrame, threshold: float) -> alt.TopLevelMixin:
         )
         s = sweep.filter((pl.col("sae") == sae) & (pl.col("rule") == "top_k"))
         score_lines = alt.Chart().mark_line(point=True).encode(
-            x=alt.X("threshold:Q", title="threshold", scale=alt.Scale(type="symlog")),
+            x=x_axis,
             y=alt.Y("score:Q", title="best score"),
             color=alt.Color("layer:O", title="layer"),
             tooltip=["category", "layer", "threshold", "feature", "score", "n_in", "n_out"],
