@@ -1,4 +1,4 @@
-"""Snakemake script for rule methodology_ablation (logic: sae_specialists.methodology.entry.ablation)."""
+"""Snakemake script for rule methodology_ablation (logic: methodology.entry.ablation)."""
 
 from sae_specialists.methodology import entry
 

@@ -1,4 +1,4 @@
-"""Snakemake script for rule methodology_bootstrap (logic: sae_specialists.methodology.entry.bootstrap)."""
+"""Snakemake script for rule methodology_bootstrap (logic: methodology.entry.bootstrap)."""
 
 from sae_specialists.methodology import entry
 

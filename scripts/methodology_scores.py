@@ -1,4 +1,4 @@
-"""Snakemake script for rule methodology_scores (logic: sae_specialists.methodology.entry.scores)."""
+"""Snakemake script for rule methodology_scores (logic: methodology.entry.scores)."""
 
 from sae_specialists.methodology import entry
 

@@ -1,4 +1,4 @@
-"""Snakemake script for rule methodology_summary (logic: sae_specialists.methodology.entry.report)."""
+"""Snakemake script for rule methodology_summary (logic: methodology.entry.report)."""
 
 from sae_specialists.methodology import entry
 

@@ -1,4 +1,4 @@
-"""Snakemake script for rule methodology_sweep (logic: sae_specialists.methodology.entry.sweep)."""
+"""Snakemake script for rule methodology_sweep (logic: methodology.entry.sweep)."""
 
 from sae_specialists.methodology import entry
 

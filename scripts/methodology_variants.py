@@ -1,4 +1,4 @@
-"""Snakemake script for rule methodology_variants (logic: sae_specialists.methodology.entry.variants)."""
+"""Snakemake script for rule methodology_variants (logic: methodology.entry.variants)."""
 
 from sae_specialists.methodology import entry
 

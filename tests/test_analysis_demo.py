@@ -171,3 +171,14 @@ def test_demo_report(demo):
         work, "--cores", "2", "analysis", "--report", str(work / "report.html"), config=cfg
     )
     assert (work / "report.html").stat().st_size > 10_000
+
+
+def test_specialists_table_carries_bootstrap_stability(demo):
+    work, cfg, _ = demo
+    spec = pl.read_parquet(Path(cfg["results_dir"]) / "tables" / "specialists.parquet")
+    found = spec.filter(pl.col("has_specialist"))
+    assert found.height > 0
+    assert found["stability"].is_between(0, 1).all()
+    assert (found["score_ci_low"] <= found["score"]).all()
+    assert (found["score"] <= found["score_ci_high"]).all()
+    assert (found["resamples"] == 1000).all()

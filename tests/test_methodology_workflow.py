@@ -70,8 +70,8 @@ def test_reference_method_is_the_specialists_table_and_stability_joins(meth_run)
     assert ref.select(*key, "feature", "score", "has_specialist").sort(key).equals(
         spec.select(*key, "feature", "score", "has_specialist").sort(key))
     stab = pl.read_parquet(results / "tables" / "specialists_stability.parquet")
-    joined = spec.with_columns(pl.col("feature").cast(pl.Int64)).join(
-        stab, on=[*key, "feature"], how="left", nulls_equal=True)
+    assert stab.schema["feature"] == spec.schema["feature"]
+    joined = spec.join(stab, on=[*key, "feature"], how="left", nulls_equal=True)
     assert joined.height == spec.height
     has = joined.filter(pl.col("feature").is_not_null())
     assert has["stability"].is_not_null().all() and has["score_ci_low"].is_not_null().all()

@@ -253,19 +253,27 @@ DEMO_NEEDS = [
     REPO / "workflow" / "rules" / "extract.smk",
     REPO / "workflow" / "rules" / "analysis.smk",
 ]
-# what a run needs from the repository, copied so that runs do not touch the checkout
-WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "resources", "scripts"]
+# What a run needs from the repository, copied so that runs do not touch the checkout. The
+# package (src/) is copied too and put first on PYTHONPATH, so both runs use one snapshot of
+# the code even when the checkout is edited while the test runs.
+WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "resources", "scripts", "src"]
 
 
-def copy_workflow(dest: Path) -> Path:
+def copy_workflow(dest: Path, env: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """Copy the workflow to dest; return dest and an environment that imports its package."""
     dest.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for part in WORKFLOW_PARTS:
         src = REPO / part
         if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / part, ignore=ignore)
         elif src.exists():
             shutil.copy2(src, dest / part)
-    return dest
+    env = dict(env)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(dest / "src"), env.get("PYTHONPATH", "")] if p
+    )
+    return dest, env
 
 
 def parquet_tables(root: Path) -> dict[str, Path]:
@@ -275,8 +283,9 @@ def parquet_tables(root: Path) -> dict[str, Path]:
 def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
     """The offline demo through profiles/slurm: every job via sbatch, tables as a local run's.
 
-    Each run works in its own copy of the workflow, so the demo's relative paths (its
-    assets and `results_dir`) land inside that copy and the checkout stays untouched.
+    Each run works in its own copy of the workflow (both made before either run), so the
+    demo's relative paths (its assets and `results_dir`) land inside that copy and the
+    checkout stays untouched.
     """
     missing = [str(p.relative_to(REPO)) for p in DEMO_NEEDS if not p.exists()]
     if missing:
@@ -285,16 +294,16 @@ def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
     yaml = pytest.importorskip("yaml")
     results_dir = yaml.safe_load(DEMO_CONFIG.read_text()).get("results_dir", "results")
     demo = ["--configfile", "config/demo.yaml"]
+    on_slurm, slurm_run_env = copy_workflow(tmp_path / "slurm", slurm_env)
+    local, local_run_env = copy_workflow(tmp_path / "local", slurm_env)
 
-    on_slurm = copy_workflow(tmp_path / "slurm")
-    log = run_slurm(on_slurm, slurm_env, *demo)
+    log = run_slurm(on_slurm, slurm_run_env, *demo)
     slurm_ids = check_all_jobs_went_through_sbatch(log)
     remote_rules = {m["rule"] for m in JOB_HEADER.finditer(log) if not m["local"]}
     assert "extract_activations" in remote_rules, f"no extraction job on SLURM: {remote_rules}"
     assert len(slurm_ids) >= len(remote_rules)
 
-    local = copy_workflow(tmp_path / "local")
-    run_snakemake(["--profile", str(LOCAL_PROFILE), "--cores", "2", *demo], local, slurm_env)
+    run_snakemake(["--profile", str(LOCAL_PROFILE), "--cores", "2", *demo], local, local_run_env)
 
     slurm_tables = parquet_tables(on_slurm / results_dir)
     local_tables = parquet_tables(local / results_dir)

@@ -12,7 +12,11 @@ from sae_specialists.analysis.paths import (
 )
 
 
+from sae_specialists.methodology.settings import methodology_settings
+
 _A = SETTINGS.analysis
+# bootstrap stability columns of the specialists table (methodology.* settings, docs/methodology.md)
+_STABILITY = methodology_settings(config)
 AP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)
 # Every final analysis output (used by `rule all` and `rule analysis`).
 analysis_outputs = AP.outputs
@@ -104,6 +108,9 @@ rule analysis_specialist_tables:
     params:
         threshold=_A["threshold"],
         candidates=_A["candidates"],
+        resamples=_STABILITY["bootstrap_resamples"],
+        seed=_STABILITY["seed"],
+        ci=_STABILITY["ci"],
     log:
         f"{R}/logs/analysis/specialist_tables.log",
     resources:

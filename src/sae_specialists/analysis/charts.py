@@ -89,6 +89,20 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
         .with_columns(
             pl.when(pl.col("score").is_null())
             .then(pl.lit("–"))
+            .when(
+                pl.col("stability").is_not_null()
+                if "stability" in specialists.columns
+                else pl.lit(False)
+            )
+            .then(
+                pl.format(
+                    "{} ({}%)",
+                    pl.col("score"),
+                    (pl.col("stability") * 100).round(0).cast(pl.Int64)
+                    if "stability" in specialists.columns
+                    else pl.lit(None),
+                )
+            )
             .otherwise(pl.col("score").cast(pl.String))
             .alias("label"),
             pl.col("feature").cast(pl.String).fill_null("none").alias("feature_label"),
@@ -109,6 +123,15 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
             "n_out",
             alt.Tooltip("peak:Q", format=".3f"),
             "has_specialist",
+            *(
+                [
+                    alt.Tooltip("stability:Q", format=".0%"),
+                    alt.Tooltip("score_ci_low:Q", title="score CI low"),
+                    alt.Tooltip("score_ci_high:Q", title="score CI high"),
+                ]
+                if "stability" in specialists.columns
+                else []
+            ),
         ],
     )
     rect = base.mark_rect().encode(
@@ -123,7 +146,7 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
         text="label:N", color=alt.condition(dark, alt.value("white"), alt.value("black"))
     )
     return (rect + text).properties(
-        title=f"Specialist score (n_in − n_out) by category and layer — SAE {sae}",
+        title=f"Specialist score n_in − n_out (bootstrap stability) by category and layer — {sae}",
         width=max(160, 70 * data["layer"].n_unique()),
         height=max(120, 30 * data["category"].n_unique()),
     )

@@ -103,6 +103,22 @@ def peak_tables(smk: Any) -> None:
             _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
 
 
+def with_stability(specialists: pl.DataFrame, pt, txt, keys, p) -> pl.DataFrame:
+    """Add bootstrap stability (fraction of resamples of texts within categories in which the
+    same feature wins) and a percentile interval of the score to the specialists table."""
+    from ..methodology.bootstrap import bootstrap_table, stability_columns
+    from ..methodology.dense import layer_data
+
+    layers = [layer_data(pt, txt, sae, layer) for sae, layer in keys]
+    boot = bootstrap_table(
+        layers, float(p.threshold), int(p.candidates), int(p.resamples), int(p.seed), float(p.ci)
+    )
+    columns = stability_columns(boot).drop("category_feature", strict=False)
+    return specialists.join(
+        columns, on=["sae", "layer", "category", "feature"], how="left", nulls_equal=True
+    )
+
+
 def specialist_tables(smk: Any) -> None:
     with logged(smk, "specialist tables") as lg:
         pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
@@ -112,7 +128,9 @@ def specialist_tables(smk: Any) -> None:
         out = {
             "selective": tb.selective(pt, txt, thr),
             "candidates": cands,
-            "specialists": tb.specialists(cands, txt, _keys(metas)),
+            "specialists": with_stability(
+                tb.specialists(cands, txt, _keys(metas)), pt, txt, sorted(metas), smk.params
+            ),
         }
         for name, df in out.items():
             _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])

@@ -11,5 +11,6 @@ Modules (only ``variants`` imports torch; everything else reads shards / per-tex
   stability, the threshold-free AUROC view and all-feature scoring vs the top-k candidate rule;
 - ``ablation``: the 16 method variants' specialists (encode order x padding x BOS x aggregation);
 - ``variants``: the model-needing variants (one padded forward pass per category);
-- ``charts``, ``report``, ``entry``: charts, the markdown summary, Snakemake entry points.
+- ``charts``, ``report``, ``entry``: charts, the markdown summary, Snakemake entry points;
+- ``benchmark``: bootstrap timing at the study's size (``python -m ...methodology.benchmark``).
 """

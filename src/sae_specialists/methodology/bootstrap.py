@@ -132,5 +132,7 @@ def bootstrap_table(layers: Iterable[LayerData], threshold: float, candidates: i
 
 
 def stability_columns(boot: pl.DataFrame) -> pl.DataFrame:
-    """The columns to join onto the specialists table on (sae, layer, category, feature)."""
-    return boot.select(STABILITY_COLUMNS)
+    """The columns to join onto the specialists table on (sae, layer, category, feature); the
+    key types are the specialists table's (feature Int32, null when a category has no active
+    feature: join with ``nulls_equal=True``)."""
+    return boot.select(STABILITY_COLUMNS).with_columns(pl.col("feature").cast(pl.Int32))

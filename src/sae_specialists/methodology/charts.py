@@ -154,19 +154,23 @@ def auroc_chart(auroc: pl.DataFrame) -> alt.TopLevelMixin:
 
 def stability_chart(boot: pl.DataFrame, sae: str) -> alt.Chart:
     """Bootstrap stability of each specialist, category x layer: the share of resamples in
-    which the same feature wins, with the interval of its score."""
+    which the same feature wins, with the interval of its score. Cells without a specialist are
+    grey, with the share of resamples in which the category has one."""
+    pct = (pl.col("stability") * 100).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("%")
+    found = (pl.col("found_rate") * 100).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("%")
+    interval = (pl.lit(" [") + pl.col("score_ci_low").cast(pl.String) + pl.lit(", ")
+                + pl.col("score_ci_high").cast(pl.String) + pl.lit("]"))
     d = boot.filter(pl.col("sae") == sae).with_columns(
-        pl.when(pl.col("feature").is_null()).then(pl.lit("none"))
-        .otherwise(
-            pl.lit("#") + pl.col("feature").cast(pl.String) + pl.lit("  ")
-            + (pl.col("stability") * 100).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("%")
-        ).alias("line1"),
+        pl.when(pl.col("feature").is_null()).then(pl.lit("no active feature"))
+        .when(pl.col("has_specialist"))
+        .then(pl.lit("#") + pl.col("feature").cast(pl.String) + pl.lit("  ") + pct)
+        .otherwise(pl.lit("no specialist (#") + pl.col("feature").cast(pl.String) + pl.lit(")"))
+        .alias("line1"),
         pl.when(pl.col("feature").is_null()).then(pl.lit(""))
-        .otherwise(
-            pl.lit("score ") + pl.col("score").cast(pl.String) + pl.lit(" [")
-            + pl.col("score_ci_low").cast(pl.String) + pl.lit(", ")
-            + pl.col("score_ci_high").cast(pl.String) + pl.lit("]")
-        ).alias("line2"),
+        .when(pl.col("has_specialist"))
+        .then(pl.lit("score ") + pl.col("score").cast(pl.String) + interval)
+        .otherwise(pl.lit("found in ") + found + pl.lit(" of resamples"))
+        .alias("line2"),
     )
     resamples = int(d["resamples"].max() or 0) if d.height else 0
     ci = float(d["ci"].max() or 0.95) if d.height else 0.95
@@ -177,9 +181,13 @@ def stability_chart(boot: pl.DataFrame, sae: str) -> alt.Chart:
                  alt.Tooltip("found_rate:Q", format=".3f"), "runner_up_feature",
                  alt.Tooltip("runner_up_share:Q", format=".3f")],
     )
-    rect = base.mark_rect().encode(color=alt.Color(
-        "stability:Q", title="stability", scale=alt.Scale(scheme="purples", domain=[0, 1])))
-    dark = alt.datum.stability > 0.6
+    rect = base.mark_rect().encode(color=alt.condition(
+        alt.datum.has_specialist,
+        alt.Color("stability:Q", title="stability (specialists)",
+                  scale=alt.Scale(scheme="purples", domain=[0, 1])),
+        alt.value("#eeeeee"),
+    ))
+    dark = alt.datum.has_specialist & (alt.datum.stability > 0.6)
     color = alt.condition(dark, alt.value("white"), alt.value("black"))
     t1 = base.mark_text(fontSize=11, dy=-7).encode(text="line1:N", color=color)
     t2 = base.mark_text(fontSize=10, dy=8).encode(text="line2:N", color=color)
@@ -201,8 +209,8 @@ def topk_chart(allfeat: pl.DataFrame) -> alt.TopLevelMixin:
     charts = [
         _heat(
             data.filter(pl.col("sae") == sae),
-            alt.Color("gain:Q", title="score gain", scale=alt.Scale(scheme="oranges",
-                                                                     domainMin=0)),
+            alt.Color("gain:Q", title="score gain", scale=alt.Scale(
+                scheme="oranges", domain=[0, max(1, int(data["gain"].max() or 0))])),
             "label",
             f"Top-k winner's score → best score over all features — SAE {sae}",
             ["category", "layer", "topk_feature", "topk_score", "all_feature", "all_score",

@@ -59,12 +59,17 @@ def build_report(*, ablation: pl.DataFrame | None, sweep: pl.DataFrame, auroc: p
                                           "max" if agg == "mean" else "mean"),
             }
             r = _found(ablation, sae, ref)
+            mine = ablation.filter(pl.col("sae") == sae)
+            n_ref = int(mine.filter(pl.col("reference"))["specialists_found"].sum())
             for name, key in pitfalls.items():
                 f = _found(ablation, sae, key)
                 if f:
                     pairs = ", ".join(f"layer {layer}: {r.get(layer, '–')} → {f[layer]}"
                                       for layer in sorted(f))
-                    lines.append(f"- {name} ({method_id(*key)}): {pairs}")
+                    same = int(mine.filter(pl.col("method") == method_id(*key))[
+                        "n_same_as_reference"].sum())
+                    lines.append(f"- {name} ({method_id(*key)}): {pairs}; the reference's "
+                                 f"specialist kept in {same} of {n_ref} (layer, category) cells")
             lines.append("")
     lines += ["## 2. Threshold sensitivity", ""]
     top = sweep.filter(pl.col("rule") == "top_k")
@@ -101,8 +106,8 @@ def build_report(*, ablation: pl.DataFrame | None, sweep: pl.DataFrame, auroc: p
         unstable = reported.filter(pl.col("stability") < 0.9).sort("stability")
         lines.append(
             f"{reported.height} reported specialists; the same feature wins in a median "
-            f"{st.median():.1%} of resamples (min {st.min():.1%}). {unstable.height} have "
-            "stability below 90%" + (":" if unstable.height else ".")
+            f"{st.median():.1%} of resamples (min {st.min():.1%}); {unstable.height} below "
+            "90%" + (":" if unstable.height else ".")
         )
         for r in unstable.iter_rows(named=True):
             lines.append(
