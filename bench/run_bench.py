@@ -82,8 +82,8 @@ def build_assets(root: Path, shape: dict, d_sae: int, l0: int, seed: int = 0) ->
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     model.eval()
     save_local_model(model, model_dir)
-    # calibration activations: 16 random texts of 128 tokens
-    tokens = torch.randint(0, shape["d_vocab"] - 1, (16, 128))
+    # calibration activations: 32 random texts of 200 tokens
+    tokens = torch.randint(0, shape["d_vocab"] - 1, (32, 200))
     tokens[:, 0] = shape["d_vocab"] - 1
     hooks = [f"blocks.{layer}.hook_resid_pre" for layer in LAYERS]
     with torch.inference_mode():

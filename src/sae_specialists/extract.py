@@ -260,7 +260,7 @@ def _sdpa_ok(model, module) -> bool:
     )
 
 
-def _sdpa_forward(module):
+def _sdpa_forward(module, masks: dict):
     """A forward for a TransformerLens Attention module: one fused QKV matmul, fused
     scaled-dot-product attention (causal + key-padding mask), one output matmul."""
     import torch
@@ -284,12 +284,15 @@ def _sdpa_forward(module):
         batch, seq, _ = query_input.shape
         qkv = F.linear(query_input, w_qkv, b_qkv).view(batch, seq, 3, n_heads, d_head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [batch, heads, seq, d_head]
-        causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril_()
-        if attention_mask is not None:
-            mask = causal[None, None] & attention_mask.bool()[:, None, None, :]
-        else:
-            mask = causal[None, None]
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        # causal & key-padding mask: built once per forward pass, shared by every layer
+        if masks.get("key") is not attention_mask or masks.get("seq") != seq:
+            causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril_()
+            if attention_mask is not None:
+                masks["mask"] = causal[None, None] & attention_mask.bool()[:, None, None, :]
+            else:
+                masks["mask"] = causal[None, None]
+            masks["key"], masks["seq"] = attention_mask, seq
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=masks["mask"], scale=scale)
         z = z.transpose(1, 2).reshape(batch, seq, n_heads * d_head)
         return F.linear(z, w_o, b_o)
 
@@ -316,6 +319,7 @@ def fast_modules(model, captured: Iterable[str]):
     captured = set(captured)
     restore = []
     memo: list = [None, None, None]  # the last LayerNorm call: module, input, output
+    masks: dict = {}  # the attention mask of the current forward pass
     if model.cfg.dtype not in (torch.float32, torch.float64):
         yield
         return
@@ -338,7 +342,7 @@ def fast_modules(model, captured: Iterable[str]):
                 module.forward = forward
                 restore.append((module, "forward", None))
             elif kind == "Attention" and _sdpa_ok(model, module):
-                module.forward = _sdpa_forward(module)
+                module.forward = _sdpa_forward(module, masks)
                 restore.append((module, "forward", None))
             elif (getattr(module, "act_fn", None) is not None
                   and model.cfg.act_fn in FAST_GELU
@@ -348,6 +352,7 @@ def fast_modules(model, captured: Iterable[str]):
         yield
     finally:
         memo[:] = [None, None, None]
+        masks.clear()
         for module, attr, old in reversed(restore):
             if attr == "forward":
                 del module.forward
@@ -364,13 +369,26 @@ def _gelu_tanh(x):
 # -- SAE encoders -------------------------------------------------------------------------------
 
 
+def _workspace(space: dict, name: str, numel: int, dtype, device):
+    """A flat buffer shared by every encoder of a job (grown on demand, never shrunk)."""
+    import torch
+
+    buf = space.get((name, dtype))
+    if buf is None or buf.numel() < numel:
+        space.pop((name, dtype), None)
+        buf = torch.empty(numel, dtype=dtype, device=device)
+        space[(name, dtype)] = buf
+    return buf[:numel]
+
+
 class _Encoder:
     """Encode rows of one hook with one SAE into sparse (row, feature, value) triples."""
 
-    def __init__(self, s: LoadedSAE, device, encode_rows: int):
+    def __init__(self, s: LoadedSAE, workspace: dict):
         import torch
 
         self.s = s
+        self.workspace = workspace
         sae = s.sae
         self.dtype = sae.W_enc.dtype
         kind = type(sae).__name__
@@ -389,10 +407,6 @@ class _Encoder:
                 self.threshold = None
             else:
                 self.threshold = torch.clamp(sae.threshold.detach().to(self.dtype), min=0)
-            self.buf = torch.empty((encode_rows, self.W.shape[1]), dtype=self.dtype,
-                                   device=device)
-            self.mask = torch.empty((encode_rows, self.W.shape[1]), dtype=torch.bool,
-                                    device=device)
 
     def __call__(self, x):
         """x: [m, d_in] (m <= encode_rows) -> (rows int64, features int64, values float32)."""
@@ -406,8 +420,11 @@ class _Encoder:
         x = x.reshape(m, -1).to(self.dtype)
         if self.b_dec is not None:
             x = x - self.b_dec
-        pre = torch.mm(x, self.W, out=self.buf[:m])
-        mask = self.mask[:m]
+        width = self.W.shape[1]
+        buf = _workspace(self.workspace, "pre", m * width, self.dtype, x.device)
+        mask = _workspace(self.workspace, "mask", m * width, torch.bool, x.device)
+        pre = torch.mm(x, self.W, out=buf.view(m, width))
+        mask = mask.view(m, width)
         if self.threshold is None:
             # pre > -b  <=>  pre + b > 0  (exactly: a float sum is 0 only if the exact sum is)
             torch.gt(pre, self.neg_b, out=mask)
@@ -452,7 +469,8 @@ class Extractor:
         self.stop = stop_layer(model, self.captured)
         rows = encode_rows or ENCODE_ROWS.get(self.device.type, ENCODE_ROWS_DEFAULT)
         self.encode_rows = int(rows)
-        self.encoders = [_Encoder(s, self.device, self.encode_rows) for s in saes]
+        self._workspace: dict = {}  # encode buffers, shared by all SAEs
+        self.encoders = [_Encoder(s, self._workspace) for s in saes]
         self.by_hook: dict[str, list[_Encoder]] = {}
         for enc in self.encoders:
             self.by_hook.setdefault(self.capture[enc.s.hook_name], []).append(enc)
@@ -502,8 +520,12 @@ class Extractor:
             if not self._checked:
                 for enc in encoders:
                     _encode_input(enc.s, acts, True)
-            for lo in range(0, acts.shape[0], self.encode_rows):
-                block = acts[lo : lo + self.encode_rows]
+            n = acts.shape[0]
+            # equal blocks of <= encode_rows rows: no small remainder block (a GEMM of a few
+            # rows reads the whole encoder matrix for little work)
+            size = -(-n // -(-n // self.encode_rows)) if n else 1
+            for lo in range(0, n, size):
+                block = acts[lo : lo + size]
                 for enc in encoders:
                     r, f, v = enc(block)
                     r = r.cpu().numpy() + lo

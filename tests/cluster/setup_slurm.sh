@@ -151,9 +151,6 @@ if ! cmp -s "$NEW_CONF" "$CONF"; then
     install -m 0644 "$NEW_CONF" "$CONF"
     CHANGED=1
 fi
-# Debian's postinst leaves no cgroup.conf; make sure an old one does not turn cgroups on.
-[ -e "$CONF_DIR/cgroup.conf" ] && grep -qi 'cgroupautomount=yes' "$CONF_DIR/cgroup.conf" \
-    && log "note: $CONF_DIR/cgroup.conf exists (unused: no cgroup plugin configured)"
 
 # ---------------------------------------------------------------- daemons
 if [ "$CHANGED" -eq 1 ]; then
