@@ -58,10 +58,15 @@ def sae_lens_directory() -> dict:
     if spec is None or not spec.submodule_search_locations:
         return {}
     path = Path(next(iter(spec.submodule_search_locations))) / "pretrained_saes.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the file is large: C loader
+    return yaml.load(path.read_text(), Loader=loader)
 
 
 def check_sae_releases(settings: Settings) -> None:
+    if all(family.release is None for family in settings.saes.values()):
+        return
     directory = sae_lens_directory()
     if not directory:
         return

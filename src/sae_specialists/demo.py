@@ -128,7 +128,7 @@ def training_corpus() -> list[str]:
         "hey, are you gonna come tonight? yeah I'm kinda tired, um, like, you know, haha",
         "Le chat est sur la table. Der Hund schläft. 你好世界。こんにちは。안녕하세요. Привет мир.",
     ]
-    words = [w for group in WORD_MARKERS.values() for w in group]
+    words = [w for group in WORD_MARKERS.values() for w in sorted(group)]
     lines += [" ".join(words)] * 30 + [" ".join(f" {w}" for w in words)] * 30
     return lines * 20
 

@@ -277,6 +277,24 @@ def copy_workflow(dest: Path, env: dict[str, str]) -> tuple[Path, dict[str, str]
     return dest, env
 
 
+SMALL_DEMO_CATEGORIES = ("python", "math", "social")
+
+
+def write_small_demo(copy: Path, yaml) -> None:
+    """config/demo.yaml on 3 categories x 4 texts and layers 1 and 3: every stage of the demo
+    (assets, extraction, analysis, dashboards, methodology), at a size CI can afford on SLURM."""
+    texts = copy / "resources" / "texts_small"
+    texts.mkdir()
+    for category in SMALL_DEMO_CATEGORIES:
+        items = yaml.safe_load((copy / "resources/texts" / f"{category}.yaml").read_text("utf-8"))
+        (texts / f"{category}.yaml").write_text(
+            yaml.safe_dump(items[:4], allow_unicode=True), encoding="utf-8"
+        )
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config.update(texts="resources/texts_small", layers=[1, 3])
+    (copy / "config" / "demo_small.yaml").write_text(yaml.safe_dump(config))
+
+
 def parquet_tables(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root)): p for p in sorted(root.rglob("*.parquet"))}
 
@@ -294,9 +312,11 @@ def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
     pl = pytest.importorskip("polars")
     yaml = pytest.importorskip("yaml")
     results_dir = yaml.safe_load(DEMO_CONFIG.read_text()).get("results_dir", "results")
-    demo = ["--configfile", "config/demo.yaml"]
+    demo = ["--configfile", "config/demo_small.yaml"]
     on_slurm, slurm_run_env = copy_workflow(tmp_path / "slurm", slurm_env)
     local, local_run_env = copy_workflow(tmp_path / "local", slurm_env)
+    for copy in (on_slurm, local):
+        write_small_demo(copy, yaml)
 
     log = run_slurm(on_slurm, slurm_run_env, *demo)
     slurm_ids = check_all_jobs_went_through_sbatch(log)
