@@ -48,7 +48,7 @@ from .texts import Text
 
 log = logging.getLogger(__name__)
 
-WINDOW_TOKENS = 65_536  # tokens per window: length-sorting scope, unit of work and of writing
+WINDOW_TOKENS = 32_768  # tokens per window: length-sorting scope, unit of work and of writing
 TOKENIZE_TEXTS = 512  # texts tokenized per tokenizer call while filling a window
 ENCODE_ROWS = {"cpu": 512}  # rows per SAE encode block (cpu: buffer ~ L2/L3 sized)
 ENCODE_ROWS_DEFAULT = 8192  # cuda / mps
@@ -479,7 +479,10 @@ class Extractor:
         self._torch = torch
 
     # one window -------------------------------------------------------------------------
-    def run(self, tokenized: list[TokenizedText], progress=None) -> WindowResult:
+    def run(self, tokenized: list[TokenizedText], progress=None, sink=None) -> WindowResult:
+        """Extract one window. With ``sink``, each SAE's table is handed to ``sink(key, table)``
+        as soon as it is built and then dropped (``activations`` stays empty), so a window
+        holds at most one SAE's finished table at a time."""
         torch = self._torch
         start = time.perf_counter()
         parts: dict[tuple[str, int], list] = {(s.family, s.layer): [] for s in self.saes}
@@ -488,7 +491,15 @@ class Extractor:
                 self._batch(tokenized, batch, parts)
                 if progress is not None:
                     progress.update(len(batch))
-        tables = {key: self._activation_table(chunks, tokenized) for key, chunks in parts.items()}
+        ids = pa.array([t.text.text_id for t in tokenized], pa.string())
+        tables = {}
+        for key in list(parts):
+            table = _activation_table(parts.pop(key), ids)
+            if sink is None:
+                tables[key] = table
+            else:
+                sink(key, table)
+            del table
         n_tokens = sum(len(t.ids) for t in tokenized)
         return WindowResult(tokenized, self.tokens_table(tokenized), tables, n_tokens,
                             time.perf_counter() - start)
@@ -538,33 +549,42 @@ class Extractor:
         del cache
 
     # tables ------------------------------------------------------------------------------
-    @staticmethod
-    def _activation_table(chunks, tokenized: list[TokenizedText]) -> pa.Table:
-        if chunks:
-            text_index, pos, feature, value = (
-                np.concatenate(c) for c in zip(*chunks, strict=True)
-            )
-            # each text's rows are contiguous and already (pos, feature)-ordered: a stable sort
-            # on the text index alone gives (text, pos, feature) order
-            order = np.argsort(text_index, kind="stable")
-            text_index, pos = text_index[order], pos[order]
-            feature, value = feature[order], value[order]
-        else:
-            text_index = pos = feature = np.zeros(0, dtype=np.int32)
-            value = np.zeros(0, dtype=np.float32)
-        ids = pa.array([t.text.text_id for t in tokenized], pa.string())
-        return pa.table(
-            {
-                "text_id": ids.take(pa.array(text_index, pa.int32())),
-                "token_pos": pa.array(pos, pa.int32()),
-                "feature": pa.array(feature, pa.int32()),
-                "activation": pa.array(value.astype(np.float32, copy=False), pa.float32()),
-            },
-            schema=ACTIVATIONS_SCHEMA,
-        )
-
     def tokens_table(self, tokenized: list[TokenizedText]) -> pa.Table:
         return _tokens_table(self.model.tokenizer, tokenized, self._decoded)
+
+
+# Activation tables as the engine builds them: text_id dictionary-encoded (4 bytes a row instead
+# of the id string). Written with store_schema=False, Parquet stores it as a plain string column,
+# so the file follows ACTIVATIONS_SCHEMA exactly (shards.check_schema).
+ACTIVATIONS_DICT_SCHEMA = pa.schema(
+    [pa.field("text_id", pa.dictionary(pa.int32(), pa.string()))]
+    + [ACTIVATIONS_SCHEMA.field(i) for i in range(1, len(ACTIVATIONS_SCHEMA))]
+)
+
+
+def _activation_table(chunks, ids: pa.Array) -> pa.Table:
+    """Per-batch (text index, pos, feature, value) chunks -> one (text, pos, feature)-ordered
+    table (ACTIVATIONS_DICT_SCHEMA); consumes ``chunks``."""
+    if chunks:
+        columns = [np.concatenate(c) for c in zip(*chunks, strict=True)]
+        chunks.clear()
+        # each text's rows are contiguous and already (pos, feature)-ordered: a stable sort on
+        # the text index alone gives (text, pos, feature) order
+        order = np.argsort(columns[0], kind="stable")
+        columns = [c[order] for c in columns]
+        del order
+    else:
+        columns = [np.zeros(0, dtype=np.int32)] * 3 + [np.zeros(0, dtype=np.float32)]
+    text_index, pos, feature, value = columns
+    return pa.table(
+        {
+            "text_id": pa.DictionaryArray.from_arrays(pa.array(text_index, pa.int32()), ids),
+            "token_pos": pa.array(pos, pa.int32()),
+            "feature": pa.array(feature, pa.int32()),
+            "activation": pa.array(value.astype(np.float32, copy=False), pa.float32()),
+        },
+        schema=ACTIVATIONS_DICT_SCHEMA,
+    )
 
 
 def _tokens_table(tokenizer, tokenized: list[TokenizedText], decoded: dict[int, str]) -> pa.Table:
@@ -616,7 +636,10 @@ def extract(model, saes: list[LoadedSAE], tokenized: list[TokenizedText], batch_
         return _tokens_table(model.tokenizer, [], {}), {
             key: ACTIVATIONS_SCHEMA.empty_table() for key in tables
         }
-    return pa.concat_tables(tokens), {key: pa.concat_tables(t) for key, t in tables.items()}
+    return pa.concat_tables(tokens), {
+        key: pa.concat_tables([t.cast(ACTIVATIONS_SCHEMA) for t in parts])
+        for key, parts in tables.items()
+    }
 
 
 def _windows_of(tokenized: list[TokenizedText], window_tokens: int):

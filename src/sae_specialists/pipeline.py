@@ -114,6 +114,7 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
 
     from .corpus import CorpusOptions, chunk_bounds, iter_texts
     from .extract import (
+        ACTIVATIONS_DICT_SCHEMA,
         WINDOW_TOKENS,
         Extractor,
         check_layers_exist,
@@ -123,7 +124,7 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
     )
     from .models import load_model, resolve_device
     from .saes import load_sae
-    from .shards import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+    from .shards import TOKENS_SCHEMA
 
     tune_allocator()
     ex = settings.extraction
@@ -149,17 +150,15 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
     try:
         writers["tokens"] = AtomicParquetWriter(tokens_out, TOKENS_SCHEMA)
         for key in activation_out:
-            writers[key] = AtomicParquetWriter(activation_out[key], ACTIVATIONS_SCHEMA)
+            writers[key] = AtomicParquetWriter(activation_out[key], ACTIVATIONS_DICT_SCHEMA)
         texts = iter_texts(text_file, category, options, start, stop)
         n_texts = n_tokens = 0
         work_s = 0.0
         windows = tokenized_windows(model, texts, ex["max_tokens"], ex["long_texts"],
                                     window_tokens or WINDOW_TOKENS)
         for window in windows:
-            result = engine.run(window)
+            result = engine.run(window, sink=lambda key, table: writers[key].write(table))
             writers["tokens"].write(result.tokens)
-            for key, table in result.activations.items():
-                writers[key].write(table)
             n_texts += len(window)
             n_tokens += result.n_tokens
             work_s += result.seconds
