@@ -12,14 +12,20 @@ StandardSAEs on ``blocks.{6,8,10,11}.hook_resid_pre`` (encoder biases calibrated
 - ``engine``: the extraction job itself (``pipeline.extract_category``: JSONL corpus ->
   shards): tokens/s, achieved GFLOP/s (model forward up to the deepest hook + SAE encoders,
   non-padding tokens only) against the matmul rate, peak RSS;
-- ``baseline``: the study notebook's way on the same texts and batches: per SAE, one full
-  ``run_with_cache`` (every hook cached, unembedding computed) and a dense ``sae.encode``, dense
-  features to numpy, per-text means;
+- ``compare``: the engine against the study notebook's way on the same texts and batches (per
+  SAE, one full ``run_with_cache``: every hook cached, unembedding computed; a dense
+  ``sae.encode``; dense features to numpy; per-text means), interleaved group by group in one
+  process so that both see the same machine load;
 - ``rss``: peak RSS of extraction jobs as the corpus grows (see ``--rss-texts``).
 
+The engine step probes the matmul rate before the first window and after every window (the
+machine is shared and its load drifts); each window's efficiency is its GFLOP/s over the mean of
+the probes around it.
+
 Usage (a full-size step takes minutes on 2 CPU cores; scale with --texts):
-    python bench/run_bench.py --texts 2000 --baseline-texts 200 --steps matmul engine baseline
-    python bench/run_bench.py --steps rss --rss-texts 2500 5000 10000 20000 --small
+    python bench/run_bench.py --texts 2000 --steps matmul engine
+    python bench/run_bench.py --texts 2000 --compare-texts 128 --steps compare
+    python bench/run_bench.py --small --steps rss --rss-texts 2500 5000 10000 20000
 Results are printed and appended as JSON lines to ``--log`` (default bench/results.jsonl).
 """
 
@@ -156,41 +162,57 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_matmul(args) -> dict:
+def workload_shapes(shape: dict, d_sae: int, batch_tokens: int, encode_rows: int,
+                    n_blocks: int, n_saes: int) -> dict:
+    """The GEMMs of the workload: name -> ((M, K, N), how many per token row)."""
+    d, m = shape["d_model"], shape["d_mlp"]
+    return {
+        "qkv": ((batch_tokens, d, 3 * d), n_blocks),  # one fused QKV matmul per block
+        "attn_out": ((batch_tokens, d, d), n_blocks),
+        "mlp_in": ((batch_tokens, d, m), n_blocks),
+        "mlp_out": ((batch_tokens, m, d), n_blocks),
+        "sae_encode": ((encode_rows, d, d_sae), n_saes),
+    }
+
+
+def matmul_probe(shapes: dict, repeats: int = 3, seconds: float = 0.6) -> dict:
+    """fp32 torch.mm rate (best of ``repeats`` timings of ~``seconds``) per workload shape, and
+    the FLOP-weighted rate of the workload's mix (the time the same GEMMs take alone)."""
     import torch
 
-    torch.set_num_threads(args.threads)
-    d, m, v, s = args.shape["d_model"], args.shape["d_mlp"], args.d_sae, args.batch_tokens
-    e = args.encode_rows
-    shapes = {  # (M, K, N): name -> shape, weight per token in the workload
-        "qkv": (s, d, 3 * d),
-        "attn_out": (s, d, d),
-        "mlp_in": (s, d, m),
-        "mlp_out": (s, m, d),
-        "sae_encode": (e, d, v),
-    }
-    n_blocks, n_saes = args.n_blocks, len(LAYERS)
-    weights = {"qkv": n_blocks, "attn_out": n_blocks, "mlp_in": n_blocks, "mlp_out": n_blocks,
-               "sae_encode": n_saes}
     rates = {}
-    for name, (mm, k, n) in {**shapes, "peak_4096x768x24576": (4096, d, v)}.items():
+    for name, ((mm, k, n), _) in shapes.items():
         a, b = torch.randn(mm, k), torch.randn(k, n)
         out = torch.empty(mm, n)
         torch.mm(a, b, out=out)
+        t = time.perf_counter()
+        torch.mm(a, b, out=out)
+        reps = max(1, int(seconds / max(time.perf_counter() - t, 1e-6)))
         best = 0.0
-        reps = max(3, int(2e10 / (2 * mm * k * n)))
-        for _ in range(5):
+        for _ in range(repeats):
             t = time.perf_counter()
             for _ in range(reps):
                 torch.mm(a, b, out=out)
             best = max(best, reps * 2 * mm * k * n / (time.perf_counter() - t))
         rates[name] = best / 1e9
-    # FLOP-weighted rate of the workload's GEMMs (time the same GEMM mix takes alone)
-    per_token = {name: 2 * k * n * weights[name] for name, (_, k, n) in shapes.items()}
-    total = sum(per_token.values())
-    time_per_token = sum(per_token[name] / (rates[name] * 1e9) for name in shapes)
-    return {"rates_gflops": rates, "workload_mix_gflops": total / time_per_token / 1e9,
-            "peak_gflops": max(rates.values()), "threads": args.threads}
+    per_row = {name: 2 * k * n * w for name, ((_, k, n), w) in shapes.items()}
+    seconds_per_row = sum(per_row[name] / (rates[name] * 1e9) for name in shapes)
+    return {"rates_gflops": rates, "mix_gflops": sum(per_row.values()) / seconds_per_row / 1e9}
+
+
+def child_matmul(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    shapes = workload_shapes(args.shape, args.d_sae, args.batch_tokens, args.encode_rows,
+                             args.n_blocks, len(LAYERS))
+    big = {"peak_4096x768x24576": ((4096, args.shape["d_model"], args.d_sae), 1)}
+    probe = matmul_probe(shapes, repeats=5, seconds=1.0)
+    peak = matmul_probe(big, repeats=5, seconds=1.0)["rates_gflops"]
+    rates = {**probe["rates_gflops"], **peak}
+    return {"rates_gflops": rates, "workload_mix_gflops": probe["mix_gflops"],
+            "peak_gflops": max(rates.values()), "threads": args.threads,
+            "loadavg": os.getloadavg()}
 
 
 def _settings(args, root: Path, results: Path, dtype: str = "float32"):
@@ -209,6 +231,10 @@ def _settings(args, root: Path, results: Path, dtype: str = "float32"):
 
 
 def child_engine(args) -> dict:
+    """The extraction job (JSONL -> shards), with a matmul probe before the first window and
+    after every window (probe time not counted): per-window efficiency against the rate the
+    machine gave at that moment (the machine is shared; its load drifts)."""
+    import pyarrow.parquet as pq
     import torch
 
     from sae_specialists.pipeline import extract_category
@@ -221,63 +247,115 @@ def child_engine(args) -> dict:
                                   "category=bench/chunk=00000/activations.parquet")
             for layer in LAYERS}
     tokens_out = str(results / "tokens/category=bench/chunk=00000/tokens.parquet")
+    shapes = workload_shapes(args.shape, args.d_sae, args.batch_tokens, args.encode_rows,
+                             args.n_blocks, len(LAYERS))
+    probes, windows = [], []
+
+    def on_window(result):
+        lengths = [len(t.ids) for t in result.tokenized]
+        flops = forward_flops(lengths, args.shape, args.n_blocks) + sae_flops(
+            sum(lengths), args.shape["d_model"], args.d_sae, len(LAYERS))
+        windows.append({"texts": len(lengths), "tokens": sum(lengths), "seconds": result.seconds,
+                        "gflops": flops / result.seconds / 1e9, "tflop": flops / 1e12})
+        probes.append(matmul_probe(shapes) if args.probe else None)
+
     t0 = time.perf_counter()
+    first_probe = matmul_probe(shapes) if args.probe else None  # before any window is timed
     summary = extract_category(settings, "bench", str(corpus), tokens_out, acts, chunk=0,
                                n_chunks=1, window_tokens=args.window_tokens,
-                               encode_rows=args.encode_rows)
+                               encode_rows=args.encode_rows, on_window=on_window)
     total = time.perf_counter() - t0
-    import pyarrow.parquet as pq
-
     rows = {layer: pq.ParquetFile(path).metadata.num_rows for (_, layer), path in acts.items()}
+    if args.probe:
+        all_probes = [first_probe, *probes]
+        for i, w in enumerate(windows):
+            rate = (all_probes[i]["mix_gflops"] + all_probes[i + 1]["mix_gflops"]) / 2
+            w["probe_mix_gflops"] = rate
+            w["fraction"] = w["gflops"] / rate
     return {**summary, "total_s": total, "rows": rows, "peak_rss_mb": peak_rss_mb(),
-            "dtype": args.dtype, "batch_size": args.batch_size}
+            "dtype": args.dtype, "batch_size": args.batch_size, "windows": windows,
+            "probes": [first_probe, *probes] if args.probe else [],
+            "loadavg": os.getloadavg()}
 
 
-def child_baseline(args) -> dict:
-    """The study notebook's method: per SAE, full run_with_cache + dense encode per batch."""
+def _batch_tensors(tokenized, batch, pad_id):
+    import torch
+
+    lengths = [len(tokenized[i].ids) for i in batch]
+    tokens = torch.full((len(batch), max(lengths)), pad_id)
+    mask = torch.zeros_like(tokens)
+    for row, i in enumerate(batch):
+        tokens[row, : lengths[row]] = torch.tensor(tokenized[i].ids)
+        mask[row, : lengths[row]] = 1
+    return tokens, mask, lengths
+
+
+def notebook_way(model, saes, tokenized, batch_size: int) -> dict:
+    """The study notebook's method: per SAE, one full run_with_cache per batch (every hook
+    cached, logits computed) and a dense sae.encode; dense features to numpy; per-text means."""
     import numpy as np
     import torch
 
-    from sae_specialists.corpus import iter_texts
-    from sae_specialists.extract import length_sorted_batches, tokenize_texts
-    from sae_specialists.models import load_local_model
-    from sae_specialists.saes import load_sae
+    from sae_specialists.extract import length_sorted_batches
 
-    torch.set_num_threads(args.threads)
-    root = Path(args.root)
-    t0 = time.perf_counter()
-    model = load_local_model(root / "model")
-    saes = [load_sae("bench", layer, {"path": str(root / "saes" / f"layer{layer}")})
-            for layer in LAYERS]
-    load_s = time.perf_counter() - t0
-    texts = list(iter_texts(args.corpus, "bench"))
-    tokenized = tokenize_texts(model, texts)
-    batches = length_sorted_batches(tokenized, args.batch_size)
-    per_text = {}
-    t0 = time.perf_counter()
+    out = {}
     with torch.no_grad():
         for s in saes:
             values = np.zeros((len(tokenized), s.d_sae), dtype=np.float32)
-            for batch in batches:
-                lengths = [len(tokenized[i].ids) for i in batch]
-                tokens = torch.full((len(batch), max(lengths)), model.tokenizer.pad_token_id)
-                mask = torch.zeros_like(tokens)
-                for row, i in enumerate(batch):
-                    tokens[row, : lengths[row]] = torch.tensor(tokenized[i].ids)
-                    mask[row, : lengths[row]] = 1
-                _, cache = model.run_with_cache(tokens, attention_mask=mask)  # every hook
+            pad = model.tokenizer.pad_token_id
+            for batch in length_sorted_batches(tokenized, batch_size):
+                tokens, mask, lengths = _batch_tensors(tokenized, batch, pad)
+                _, cache = model.run_with_cache(tokens, attention_mask=mask)
                 dense = s.sae.encode(cache[s.hook_name]).cpu().numpy()  # [batch, seq, d_sae]
                 for row, i in enumerate(batch):
                     values[i] = dense[row, : lengths[row]].mean(0)
                 del cache, dense
-            per_text[s.layer] = float((values > 0).sum())
-    work_s = time.perf_counter() - t0
+            out[s.layer] = values
+    return out
+
+
+def child_compare(args) -> dict:
+    """Engine vs notebook way on the same texts, interleaved group by group (alternating which
+    goes first) so that both see the same machine load; model and SAEs loaded once."""
+    import torch
+
+    from sae_specialists.corpus import iter_texts
+    from sae_specialists.extract import Extractor, tokenize_texts, tune_allocator
+    from sae_specialists.models import load_local_model
+    from sae_specialists.saes import load_sae
+
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    root = Path(args.root)
+    model = load_local_model(root / "model")
+    saes = [load_sae("bench", layer, {"path": str(root / "saes" / f"layer{layer}")})
+            for layer in LAYERS]
+    tokenized = tokenize_texts(model, list(iter_texts(args.corpus, "bench")))
+    engine = Extractor(model, saes, args.batch_size, encode_rows=args.encode_rows)
+    engine.run(tokenized[:4])  # warm-up (allocations, weights paged in)
+    notebook_way(model, saes, tokenized[:2], args.batch_size)
+    times = {"engine": 0.0, "notebook": 0.0}
+    groups = []
+    for g, lo in enumerate(range(0, len(tokenized), args.group)):
+        group = tokenized[lo : lo + args.group]
+        order = ("engine", "notebook") if g % 2 == 0 else ("notebook", "engine")
+        row = {"texts": len(group), "tokens": sum(len(t.ids) for t in group)}
+        for method in order:
+            t = time.perf_counter()
+            if method == "engine":
+                engine.run(group)
+            else:
+                notebook_way(model, saes, group, args.batch_size)
+            row[method] = time.perf_counter() - t
+            times[method] += row[method]
+        groups.append(row)
     n_tokens = sum(len(t.ids) for t in tokenized)
-    return {"work_s": work_s, "load_s": load_s, "n_texts": len(tokenized), "n_tokens": n_tokens,
-            "peak_rss_mb": peak_rss_mb(), "nonzero_per_text_values": per_text}
+    return {"texts": len(tokenized), "tokens": n_tokens, "engine_s": times["engine"],
+            "notebook_s": times["notebook"], "speedup": times["notebook"] / times["engine"],
+            "groups": groups, "loadavg": os.getloadavg()}
 
 
-CHILDREN = {"matmul": child_matmul, "engine": child_engine, "baseline": child_baseline}
+CHILDREN = {"matmul": child_matmul, "engine": child_engine, "compare": child_compare}
 
 
 def run_child(step: str, **kwargs) -> dict:
@@ -317,14 +395,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--child")
     p.add_argument("--payload")
-    p.add_argument("--steps", nargs="+", default=["matmul", "engine", "baseline"],
-                   choices=["matmul", "engine", "baseline", "rss"])
+    p.add_argument("--steps", nargs="+", default=["matmul", "engine", "compare"],
+                   choices=["matmul", "engine", "compare", "rss"])
     p.add_argument("--texts", type=int, default=2000)
-    p.add_argument("--baseline-texts", type=int, default=200,
-                   help="first N texts: the baseline and the engine both run on them")
+    p.add_argument("--compare-texts", type=int, default=200,
+                   help="the first N texts: engine and notebook way both run on them")
+    p.add_argument("--group", type=int, default=32,
+                   help="compare: texts per interleaved group")
     p.add_argument("--rss-texts", type=int, nargs="+", default=[2500, 5000, 10000, 20000])
     p.add_argument("--small", action="store_true",
-                   help="d_model 128 / d_sae 4096 model for the rss step (see RESULTS.md)")
+                   help="d_model 128 / d_sae 4096 model (cheap compute, same code path)")
+    p.add_argument("--no-probe", action="store_true", help="engine: no matmul probes")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--d-sae", type=int, default=24576)
@@ -351,82 +432,75 @@ def main() -> None:
     t = time.perf_counter()
     build_assets(root, shape, d_sae, args.l0)
     print(f"assets {root} ready ({time.perf_counter() - t:.0f} s)", flush=True)
-    from sae_specialists.extract import ENCODE_ROWS
+    from sae_specialists.extract import ENCODE_ROWS, WINDOW_TOKENS
 
     encode_rows = args.encode_rows or ENCODE_ROWS.get(args.device, 8192)
     n_blocks = max(LAYERS)  # resid_pre of block 11 = resid_post of block 10: 11 blocks run
+    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": tag, "machine": machine_info(),
+              "args": {k: v for k, v in vars(args).items() if k not in ("child", "payload")},
+              "window_tokens": args.window_tokens or WINDOW_TOKENS, "encode_rows": encode_rows}
+
+    corpus = work / f"corpus-{args.texts}.jsonl"
+    write_corpus(corpus, args.texts, shape["d_vocab"])
+    stats = corpus_stats(corpus)
+    record["corpus"] = {k: v for k, v in stats.items() if k != "lengths"}
+    batch_tokens = int(args.batch_size * stats["tokens"] / stats["texts"])
     common = dict(root=str(root), threads=args.threads, batch_size=args.batch_size,
                   device=args.device, dtype=args.dtype, window_tokens=args.window_tokens,
-                  encode_rows=args.encode_rows)
-    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": tag, "machine": machine_info(),
-              "args": {k: v for k, v in vars(args).items() if k not in ("child", "payload")}}
+                  encode_rows=encode_rows, shape=shape, d_sae=d_sae, n_blocks=n_blocks,
+                  batch_tokens=batch_tokens, probe=not args.no_probe)
 
-    def matmul(texts_stats):
-        batch_tokens = int(args.batch_size * texts_stats["tokens"] / texts_stats["texts"])
-        return run_child("matmul", threads=args.threads, shape=shape, d_sae=d_sae,
-                         batch_tokens=batch_tokens, encode_rows=encode_rows, n_blocks=n_blocks)
-
-    def engine_run(corpus, stats, label):
-        res = run_child("engine", corpus=str(corpus), results=str(work / f"out-{tag}-{label}"),
-                        **common)
-        flops = forward_flops(stats["lengths"], shape, n_blocks) + sae_flops(
-            stats["tokens"], shape["d_model"], d_sae, len(LAYERS))
+    def engine_run(path, st, label, probe=True):
+        res = run_child("engine", corpus=str(path), results=str(work / f"out-{tag}-{label}"),
+                        **{**common, "probe": probe and not args.no_probe})
+        flops = forward_flops(st["lengths"], shape, n_blocks) + sae_flops(
+            st["tokens"], shape["d_model"], d_sae, len(LAYERS))
         res["tokens_per_s"] = res["n_tokens"] / res["work_s"]
         res["gflops"] = flops / res["work_s"] / 1e9
         res["tflop"] = flops / 1e12
         res["l0_mean"] = {k: v / res["n_tokens"] for k, v in res["rows"].items()}
         return res
 
-    corpus = work / f"corpus-{args.texts}.jsonl"
-    write_corpus(corpus, args.texts, shape["d_vocab"])
-    stats = corpus_stats(corpus)
-    record["corpus"] = {k: v for k, v in stats.items() if k != "lengths"}
-
-    if "matmul" in args.steps or "engine" in args.steps:
-        record["matmul_before"] = matmul(stats)
-        print("matmul", json.dumps(record["matmul_before"]), flush=True)
+    if "matmul" in args.steps:
+        record["matmul"] = run_child("matmul", **common)
+        print("matmul", json.dumps(record["matmul"]), flush=True)
     if "engine" in args.steps:
         res = engine_run(corpus, stats, "main")
         record["engine"] = res
-        record["matmul_after"] = matmul(stats)
-        best = max(record["matmul_before"]["workload_mix_gflops"],
-                   record["matmul_after"]["workload_mix_gflops"])
-        peak = max(record["matmul_before"]["peak_gflops"], record["matmul_after"]["peak_gflops"])
-        record["engine_fraction_of_workload_mix"] = res["gflops"] / best
-        record["engine_fraction_of_peak"] = res["gflops"] / peak
-        print("engine", json.dumps({k: v for k, v in res.items()}), flush=True)
-        print(f"engine: {res['tokens_per_s']:.0f} tokens/s, {res['gflops']:.1f} GFLOP/s = "
-              f"{100 * res['gflops'] / best:.0f}% of the workload-mix matmul rate "
-              f"({best:.1f}), {100 * res['gflops'] / peak:.0f}% of peak ({peak:.1f}); "
-              f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
-    if "baseline" in args.steps:
-        sub = work / f"corpus-{args.texts}-first{args.baseline_texts}.jsonl"
+        fractions = sorted(w["fraction"] for w in res["windows"] if "fraction" in w)
+        summary = {
+            "tokens_per_s": res["tokens_per_s"], "gflops": res["gflops"],
+            "peak_rss_mb": res["peak_rss_mb"], "work_s": res["work_s"],
+            "window_fractions": fractions,
+            "median_fraction": fractions[len(fractions) // 2] if fractions else None,
+            "overall_fraction": (res["gflops"] / (sum(p["mix_gflops"] for p in res["probes"])
+                                                  / len(res["probes"]))) if res["probes"] else None,
+        }
+        record["engine_summary"] = summary
+        print("engine", json.dumps(summary), flush=True)
+    if "compare" in args.steps:
+        sub = work / f"corpus-{args.texts}-first{args.compare_texts}.jsonl"
         if not sub.exists():
             with open(corpus) as src, open(sub, "w") as dst:
                 for i, line in enumerate(src):
-                    if i >= args.baseline_texts:
+                    if i >= args.compare_texts:
                         break
                     dst.write(line)
-        sub_stats = corpus_stats(sub)
-        eng = engine_run(sub, sub_stats, "subset")
-        base = run_child("baseline", corpus=str(sub), **common)
-        base["tokens_per_s"] = base["n_tokens"] / base["work_s"]
-        record["comparison"] = {"texts": sub_stats["texts"], "tokens": sub_stats["tokens"],
-                                "engine": eng, "notebook_way": base,
-                                "speedup": base["work_s"] / eng["work_s"]}
-        print(f"comparison on {sub_stats['texts']} texts: engine {eng['work_s']:.1f} s, "
-              f"notebook way {base['work_s']:.1f} s: {base['work_s'] / eng['work_s']:.2f}x; "
-              f"peak RSS {eng['peak_rss_mb']:.0f} vs {base['peak_rss_mb']:.0f} MB", flush=True)
+        res = run_child("compare", corpus=str(sub), group=args.group, **common)
+        record["compare"] = res
+        print(f"compare on {res['texts']} texts ({res['tokens']} tokens): engine "
+              f"{res['engine_s']:.1f} s, notebook way {res['notebook_s']:.1f} s: "
+              f"{res['speedup']:.2f}x", flush=True)
     if "rss" in args.steps:
         series = []
         for n in args.rss_texts:
             c = work / f"corpus-{n}.jsonl"
             write_corpus(c, n, shape["d_vocab"])
             st = corpus_stats(c)
-            res = engine_run(c, st, f"rss{n}")
+            res = engine_run(c, st, f"rss{n}", probe=False)
             series.append({"texts": n, "tokens": st["tokens"], "peak_rss_mb": res["peak_rss_mb"],
                            "work_s": res["work_s"], "tokens_per_s": res["tokens_per_s"],
-                           "rows": res["rows"]})
+                           "l0_mean": res["l0_mean"], "rows": res["rows"]})
             print(f"rss: {n} texts ({st['tokens']} tokens): peak RSS {res['peak_rss_mb']:.0f} MB, "
                   f"{res['work_s']:.0f} s", flush=True)
         record["rss_series"] = series

@@ -101,14 +101,15 @@ def remove_stale_chunks(shard_path: str | Path, n_chunks: int) -> list[Path]:
 def extract_category(settings: Settings, category: str, text_file: str, tokens_out: str,
                      activation_out: dict[tuple[str, int], str], chunk: int = 0,
                      n_chunks: int | None = None, window_tokens: int | None = None,
-                     encode_rows: int | None = None) -> dict:
+                     encode_rows: int | None = None, on_window=None) -> dict:
     """Extract one category (or one chunk of it): load the model and every SAE once, stream the
     texts window by window, append each window to every shard, commit all shards at the end.
 
     ``chunk`` selects texts ``[chunk * chunk_size, (chunk + 1) * chunk_size)`` of the file
     (``extraction.chunk_size``; null: the whole file). ``n_chunks`` (the category's chunk count)
     lets the job remove stale higher chunks. ``window_tokens``/``encode_rows`` override the
-    engine's defaults (benchmarks). Returns a small summary (counts, timing).
+    engine's defaults (benchmarks); ``on_window(result)`` is called after each window is
+    written (progress, benchmarks; its time is not counted). Returns a small summary.
     """
     import torch
 
@@ -156,14 +157,22 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
         work_s = 0.0
         windows = tokenized_windows(model, texts, ex["max_tokens"], ex["long_texts"],
                                     window_tokens or WINDOW_TOKENS)
+        # work_s: everything after loading (reading, tokenizing, extracting, writing), minus
+        # the time spent in on_window
+        tick = time.perf_counter()
         for window in windows:
             result = engine.run(window, sink=lambda key, table: writers[key].write(table))
             writers["tokens"].write(result.tokens)
             n_texts += len(window)
             n_tokens += result.n_tokens
+            now = time.perf_counter()
+            result.seconds = now - tick  # the window's wall time, its reading included
             work_s += result.seconds
             log.info("%s chunk %d: %d texts, %d tokens so far (%.0f tokens/s)", category, chunk,
                      n_texts, n_tokens, n_tokens / max(work_s, 1e-9))
+            if on_window is not None:
+                on_window(result)
+            tick = time.perf_counter()
         if n_texts == 0:
             raise TextsError(
                 f"texts: {text_file} has no texts in chunk {chunk} (texts {start} to {stop}); "
@@ -176,6 +185,7 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
                                   settings.dtype, chunk_meta)
             writers.pop(key).commit(meta)
         writers.pop("tokens").commit()
+        work_s += time.perf_counter() - tick
     finally:
         for writer in writers.values():
             writer.abort()

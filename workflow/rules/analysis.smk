@@ -7,17 +7,9 @@ from sae_specialists.analysis.paths import (
     PEAK_TABLES,
     SPECIALIST_TABLES,
     ActivationShardsOf,
-    AnalysisPaths,
-    flatten,
 )
 
-
-from sae_specialists.methodology.settings import methodology_settings
-
 _A = SETTINGS.analysis
-# bootstrap stability columns of the specialists table (methodology.* settings, docs/methodology.md)
-_STABILITY = methodology_settings(config)
-AP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)
 # Every final analysis output (used by `rule all` and `rule analysis`).
 analysis_outputs = AP.outputs
 # tokens_shard/activation_shard (common.smk) give one shard per chunk of a category (a list, in
@@ -59,6 +51,8 @@ rule analysis_texts:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_texts.py"
 
@@ -78,6 +72,8 @@ rule analysis_per_text:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_per_text.py"
 
@@ -94,6 +90,8 @@ rule analysis_peak_tables:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_peak_tables.py"
 
@@ -108,14 +106,16 @@ rule analysis_specialist_tables:
     params:
         threshold=_A["threshold"],
         candidates=_A["candidates"],
-        resamples=_STABILITY["bootstrap_resamples"],
-        seed=_STABILITY["seed"],
-        ci=_STABILITY["ci"],
+        resamples=_M["bootstrap_resamples"],
+        seed=_M["seed"],
+        ci=_M["ci"],
     log:
         f"{R}/logs/analysis/specialist_tables.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_specialist_tables.py"
 
@@ -133,6 +133,8 @@ rule analysis_summary:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_summary.py"
 
@@ -170,6 +172,8 @@ rule analysis_peak_charts:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_peak_charts.py"
 
@@ -198,6 +202,8 @@ rule analysis_specialist_charts:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_specialist_charts.py"
 
@@ -226,6 +232,8 @@ rule analysis_token_views:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_token_views.py"
 
@@ -248,5 +256,7 @@ rule analysis_index:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_index.py"

@@ -24,5 +24,7 @@ if SETTINGS.demo:
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            "../envs/sae_specialists.yaml"
         script:
             "../../scripts/build_demo.py"

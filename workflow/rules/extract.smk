@@ -3,17 +3,6 @@
 # hooks), and writes the chunk's token shard and one activation shard per (family, layer).
 # Only model/SAE/layer/text settings are params here: analysis settings and the batch size never
 # trigger re-extraction. Editing one category file reruns that category's chunks only.
-from sae_specialists.models import model_input_files
-from sae_specialists.saes import sae_input_files
-
-
-def extraction_inputs(wildcards):
-    files = [text_file(wildcards.category)] + model_input_files(SETTINGS.model)
-    for family in SETTINGS.saes.values():
-        for layer in LAYERS:
-            files += sae_input_files(family.source(layer))
-    return files
-
 
 rule extract_activations:
     input:
@@ -41,5 +30,7 @@ rule extract_activations:
         mem_mb=8000,
         runtime=120,
         gpu=1 if SETTINGS.device == "cuda" else 0,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/extract.py"

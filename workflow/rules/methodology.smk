@@ -5,72 +5,6 @@
 # category: a naive right-padded forward pass); every other rule reads shards / per-text tables.
 # Each rule takes only the settings it uses as params: changing the threshold grid or the number
 # of resamples reruns the sweep or the bootstrap (and the summary), never extraction or analysis.
-from sae_specialists.analysis.paths import AnalysisPaths
-from sae_specialists.methodology.settings import methodology_settings
-from sae_specialists.models import model_input_files
-from sae_specialists.saes import sae_input_files
-
-_M = methodology_settings(config)
-_MA = SETTINGS.analysis
-_MAP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)  # the analysis outputs read here
-MR = f"{R}/methodology"
-MCH = f"{MR}/charts"
-_BOOT = dict(
-    threshold=_MA["threshold"],
-    candidates=_MA["candidates"],
-    resamples=_M["bootstrap_resamples"],
-    seed=_M["seed"],
-    ci=_M["ci"],
-)
-
-
-def _flat(items):
-    """Shard helpers give a path or a list of paths (one per extraction chunk): flatten."""
-    return [p for item in items for p in ([item] if isinstance(item, str) else item)]
-
-
-def _mvariant(category, name):
-    return f"{MR}/variants/category={category}/{name}.parquet"
-
-
-def _mtable(name, ext="parquet"):
-    return f"{MR}/{name}.{ext}"
-
-
-def _mchart(name, ext):
-    return f"{MCH}/{name}.{ext}"
-
-
-def _stability_chart(family, ext):
-    return f"{R}/charts/specialist_stability_sae={family}.{ext}"
-
-
-def _methodology_targets():
-    return [
-        _mtable("ablation"),
-        _mtable("ablation_summary"),
-        _mtable("threshold_sweep"),
-        _mtable("auroc"),
-        _mtable("all_features"),
-        _mtable("missed_by_topk"),
-        _mtable("bootstrap"),
-        f"{R}/tables/specialists_stability.parquet",
-        f"{MR}/summary.md",
-        *[_mchart(n, ext) for n in ("ablation", "threshold_sweep", "auroc", "topk_vs_all")
-          for ext in ("html", "png")],
-        *[_stability_chart(f, ext) for f in FAMILIES for ext in ("html", "png")],
-    ]
-
-
-def methodology_outputs():
-    """Final methodology outputs (in `rule all` only when methodology.enabled is true)."""
-    return _methodology_targets() if _M["enabled"] else []
-
-
-def _pair(name):
-    return {name: _mtable(name), f"{name}_csv": _mtable(name, "csv")}
-
-
 rule methodology:
     """Every methodology output (ablation, threshold sweep, AUROC, all-feature scoring,
     bootstrap stability, summary), whether or not methodology.enabled is set."""
@@ -82,9 +16,8 @@ rule methodology_variants:
     """The model-needing variants of one category: texts right-padded to the category's longest
     text, one forward pass without attention mask, aggregate-then-encode + pad activations."""
     input:
-        tokens=lambda w: _flat([tokens_shard(w.category)]),
-        model=model_input_files(SETTINGS.model),
-        saes=[p for f in FAMILIES for l in LAYERS for p in sae_input_files(SETTINGS.saes[f].source(l))],
+        tokens=lambda w: flatten([tokens_shard(w.category)]),
+        model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
     output:
         resid=_mvariant("{category}", "resid"),
         pad=_mvariant("{category}", "pad"),
@@ -101,20 +34,10 @@ rule methodology_variants:
         mem_mb=8000,
         runtime=60,
         gpu=1 if SETTINGS.device == "cuda" else 0,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_variants.py"
-
-
-def _ablation_inputs(wildcards):
-    files = dict(
-        tokens=_flat(tokens_shard(c) for c in CATEGORIES),
-        activations=_flat(activation_shard(f, l, c) for f in FAMILIES for l in LAYERS for c in CATEGORIES),
-    )
-    if _M["model_variants"]:
-        files["resid"] = [_mvariant(c, "resid") for c in CATEGORIES]
-        files["pad"] = [_mvariant(c, "pad") for c in CATEGORIES]
-        files["pad_texts"] = [_mvariant(c, "texts") for c in CATEGORIES]
-    return files
 
 
 rule methodology_ablation:
@@ -140,6 +63,8 @@ rule methodology_ablation:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_ablation.py"
 
@@ -147,8 +72,8 @@ rule methodology_ablation:
 rule methodology_sweep:
     """Specialists found and best scores over the threshold grid (top-k and all features)."""
     input:
-        per_text=_MAP.all_per_text(),
-        texts=_MAP.texts,
+        per_text=AP.all_per_text(),
+        texts=AP.texts,
     output:
         table=_mtable("threshold_sweep"),
         table_csv=_mtable("threshold_sweep", "csv"),
@@ -164,6 +89,8 @@ rule methodology_sweep:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_sweep.py"
 
@@ -171,8 +98,8 @@ rule methodology_sweep:
 rule methodology_scores:
     """All-feature scoring vs the top-k candidate rule, and the AUROC of each specialist."""
     input:
-        per_text=_MAP.all_per_text(),
-        texts=_MAP.texts,
+        per_text=AP.all_per_text(),
+        texts=AP.texts,
     output:
         **_pair("all_features"),
         **_pair("auroc"),
@@ -192,6 +119,8 @@ rule methodology_scores:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_scores.py"
 
@@ -199,8 +128,8 @@ rule methodology_scores:
 rule methodology_bootstrap:
     """Bootstrap stability of each reported specialist (+ join-ready stability table)."""
     input:
-        per_text=_MAP.all_per_text(),
-        texts=_MAP.texts,
+        per_text=AP.all_per_text(),
+        texts=AP.texts,
     output:
         table=_mtable("bootstrap"),
         table_csv=_mtable("bootstrap", "csv"),
@@ -217,6 +146,8 @@ rule methodology_bootstrap:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_bootstrap.py"
 
@@ -241,5 +172,7 @@ rule methodology_summary:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_summary.py"
