@@ -1,4 +1,4 @@
-# Feature dashboards (docs/dashboards.md): per SAE family and layer, one self-contained page per
+# Feature dashboards (README "Feature dashboards"): per SAE family and layer, one self-contained page per
 # specialist and per top strongest / most frequent feature, plus {R}/dashboards/index.html.
 # Only `logit_effects` (model once per layer job + one SAE) and `dashboard_corpus` (optional
 # reference corpus) load the model; the dashboard rules read Parquet only.

@@ -1,4 +1,4 @@
-# Methodology study (docs/methodology.md): how preprocessing and selection choices make
+# Methodology study (README "Methodology study"): how preprocessing and selection choices make
 # specialists appear or vanish. Off the main path: no extraction or analysis rule depends on
 # these outputs (`snakemake analysis` never runs them); `rule all` builds them when
 # `methodology.enabled` is true. Only `methodology_variants` loads the model (one job per
