@@ -256,7 +256,8 @@ def child_engine(args) -> dict:
         flops = forward_flops(lengths, args.shape, args.n_blocks) + sae_flops(
             sum(lengths), args.shape["d_model"], args.d_sae, len(LAYERS))
         windows.append({"texts": len(lengths), "tokens": sum(lengths), "seconds": result.seconds,
-                        "gflops": flops / result.seconds / 1e9, "tflop": flops / 1e12})
+                        "gflops": flops / result.seconds / 1e9, "tflop": flops / 1e12,
+                        "peak_rss_mb_so_far": peak_rss_mb()})
         probes.append(matmul_probe(shapes) if args.probe else None)
 
     t0 = time.perf_counter()
