@@ -33,6 +33,10 @@ HARNESS = textwrap.dedent(
     SETTINGS = SimpleNamespace(analysis=dict(
         aggregation=config["aggregation"], threshold=config["threshold"],
         candidates=config["candidates"], include_bos=config["include_bos"]))
+    from sae_specialists.analysis.paths import AnalysisPaths
+    from sae_specialists.methodology.settings import methodology_settings
+    AP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)
+    _M = methodology_settings(config)
 
     wildcard_constraints:
         category="[A-Za-z0-9_-]+",

@@ -91,8 +91,10 @@ def test_grid_resamples_and_seed_rerun_only_their_rules(meth_run):
         "methodology_sweep": 1, "methodology_summary": 1, "methodology": 1}
     resamples = {**config, "methodology": {**METHODOLOGY, "bootstrap_resamples": 50,
                                            "seed": 3, "ci": 0.8}}
+    # the specialists table carries the bootstrap stability columns, so it reruns too
     assert _jobs(work, resamples, *tg) == {
-        "methodology_bootstrap": 1, "methodology_summary": 1, "methodology": 1}
+        "methodology_bootstrap": 1, "methodology_summary": 1, "methodology": 1,
+        "analysis_specialist_tables": 1}
     # an analysis threshold change reruns the threshold-dependent tables, never extraction,
     # per-text values or the model-needing variants
     thr = {**config, "analysis": {**config["analysis"], "threshold": 3.0}}
