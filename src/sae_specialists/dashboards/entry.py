@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from ..analysis.shards import write_text
 from ..shards import read_metadata, write_table_atomic
 from .data import Source, build_layer_data
 from .index import build_index
@@ -25,18 +26,6 @@ from .render import feature_page, layer_page
 log = logging.getLogger("sae_specialists.dashboards")
 
 LAYER_TABLES = ("features", "examples", "histograms", "profiles")
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def rel(target: str | os.PathLike, start_dir: str | os.PathLike) -> str:
@@ -78,9 +67,9 @@ def write_layer(
             links={"index": rel(index_path, out), "layer": "index.html", "token_view": views},
         )
         path = out / row["page"]
-        write_text_atomic(html, path)
+        write_text(html, path)
         pages.append(path)
-    write_text_atomic(
+    write_text(
         layer_page(data.features, data.family, data.layer, rel(index_path, out)), out / "index.html"
     )
     return pages
@@ -131,5 +120,5 @@ def index(smk: Any) -> None:
             df.with_columns((pl.lit(rel(d, out.parent) + "/") + pl.col("page")).alias("href"))
         )
     features = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-    write_text_atomic(build_index(features, dict(smk.params.settings)), out)
+    write_text(build_index(features, dict(smk.params.settings)), out)
     log.info("dashboards index: %d dashboards", features.height)

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from ..analysis.tokenview import JS as TOKEN_JS
 from .text import token_html
 
 ORANGE = "240,140,0"
@@ -55,22 +56,8 @@ svg rect.hbar{fill:rgb(240,140,0)}svg rect.hbar:hover{fill:#e8590c}
 .note{color:#666;font-size:.88em}
 """
 
-JS = """
-(function(){
-  var info=document.getElementById('info');
-  function show(el){
-    info.textContent='token '+el.getAttribute('data-tok')+'  ·  position '+
-      el.getAttribute('data-pos')+'  ·  activation '+el.getAttribute('data-act');
-  }
-  document.querySelectorAll('.tok').forEach(function(el){
-    el.addEventListener('mouseenter',function(){show(el);});
-    el.addEventListener('click',function(){
-      document.querySelectorAll('.tok.sel').forEach(function(s){s.classList.remove('sel');});
-      el.classList.add('sel');show(el);
-    });
-  });
-})();
-"""
+JS = TOKEN_JS  # same hover/click behaviour as the token views
+
 
 esc = html.escape
 
