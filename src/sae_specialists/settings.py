@@ -13,7 +13,7 @@ EXTRACTION_DEFAULTS = {
     "batch_size": 8,
     "max_tokens": None,
     "long_texts": "truncate",
-    "chunk_size": 1000,  # texts per extraction job (docs/performance.md)
+    "chunk_size": 1000,  # texts per extraction job (README "Performance and large corpora")
     "text_field": "text",  # JSONL key / Parquet column of large corpora (corpus.py)
     "text_split": "lines",  # .txt corpora: lines | blank_lines
 }
