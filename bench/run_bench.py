@@ -501,7 +501,9 @@ def main() -> None:
             res = engine_run(c, st, f"rss{n}", probe=False)
             series.append({"texts": n, "tokens": st["tokens"], "peak_rss_mb": res["peak_rss_mb"],
                            "work_s": res["work_s"], "tokens_per_s": res["tokens_per_s"],
-                           "l0_mean": res["l0_mean"], "rows": res["rows"]})
+                           "l0_mean": res["l0_mean"], "rows": res["rows"],
+                           "peak_rss_mb_by_window": [round(w["peak_rss_mb_so_far"])
+                                                     for w in res["windows"]]})
             print(f"rss: {n} texts ({st['tokens']} tokens): peak RSS {res['peak_rss_mb']:.0f} MB, "
                   f"{res['work_s']:.0f} s", flush=True)
         record["rss_series"] = series

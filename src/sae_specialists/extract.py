@@ -14,9 +14,10 @@ Engine (``Extractor``), built once per job for a model and its SAEs:
 - One ``run_with_cache`` per batch with ``names_filter`` = the hooks needed, under
   ``torch.inference_mode``. ``blocks.L.hook_resid_pre`` (L >= 1) is read as
   ``blocks.{L-1}.hook_resid_post`` (the same tensor), so the forward stops *before* block L.
-  While it runs, TransformerLens's unfused GELU-tanh and LayerNorm modules (several
-  elementwise passes each) are swapped for ``F.gelu(approximate="tanh")`` / ``F.layer_norm``
-  (same functions, one pass; restored afterwards, and never for a module whose hooks are read).
+  While it runs, TransformerLens's unfused modules are swapped for fused torch ops computing the
+  same functions (``fast_modules``): GELU-tanh and LayerNorm (one pass instead of 8-9), plain
+  causal attention (one QKV matmul + ``F.scaled_dot_product_attention``); restored afterwards,
+  and never for a module whose own hooks are read.
 - Per hook, the non-padding rows are gathered once and encoded in row blocks of
   ``encode_rows`` (a cache-sized buffer, reused). Standard and JumpReLU SAEs take a fused path:
   one matmul into the reused buffer, then the ReLU / threshold *is* the sparse selection
