@@ -2,6 +2,8 @@
 # Stages (one file each under workflow/rules/): demo assets -> extraction -> analysis.
 from snakemake.utils import min_version
 
+from sae_specialists.runtime import cancel_rate_limit_timers
+
 min_version("9.0")
 
 
@@ -27,3 +29,12 @@ rule all:
         dashboard_outputs(),
         methodology_outputs(),
     default_target: True
+
+
+# After the last job: let the process exit now instead of up to 1 s later (runtime.py).
+onsuccess:
+    cancel_rate_limit_timers()
+
+
+onerror:
+    cancel_rate_limit_timers()

@@ -258,6 +258,11 @@ def child_engine(args) -> dict:
         windows.append({"texts": len(lengths), "tokens": sum(lengths), "seconds": result.seconds,
                         "gflops": flops / result.seconds / 1e9, "tflop": flops / 1e12,
                         "peak_rss_mb_so_far": peak_rss_mb()})
+        if args.progress:  # one line per window: a long run cut short still leaves evidence
+            with open(args.progress, "a") as handle:
+                handle.write(json.dumps({"window": len(windows), "texts_so_far": sum(
+                    w["texts"] for w in windows), **windows[-1],
+                    "when": time.strftime("%H:%M:%S")}) + "\n")
         probes.append(matmul_probe(shapes) if args.probe else None)
 
     t0 = time.perf_counter()
@@ -452,8 +457,11 @@ def main() -> None:
                   batch_tokens=batch_tokens, probe=not args.no_probe)
 
     def engine_run(path, st, label, probe=True):
+        progress = str(work / f"progress-{tag}-{label}.jsonl")
+        Path(progress).unlink(missing_ok=True)
+        print(f"per-window progress: {progress}", flush=True)
         res = run_child("engine", corpus=str(path), results=str(work / f"out-{tag}-{label}"),
-                        **{**common, "probe": probe and not args.no_probe})
+                        progress=progress, **{**common, "probe": probe and not args.no_probe})
         flops = forward_flops(st["lengths"], shape, n_blocks) + sae_flops(
             st["tokens"], shape["d_model"], d_sae, len(LAYERS))
         res["tokens_per_s"] = res["n_tokens"] / res["work_s"]

@@ -189,11 +189,10 @@ def test_threshold_change_reruns_only_analysis_rules(run):
         "all",
         "analysis_specialist_tables",
         "analysis_specialist_charts",
-        "analysis_summary",
         "analysis_token_views",
-        "analysis_index",
+        "analysis_report",
     }, dry.stdout
-    assert jobs["analysis_token_views"] == "2"
+    assert jobs["analysis_token_views"] == "1"  # one job per SAE family, every layer
     before = pl.read_parquet(work / "results" / "tables" / "specialists.parquet")
     snakemake(work, "--configfile", "config.yaml", "--config", "threshold=9.5")
     after = pl.read_parquet(work / "results" / "tables" / "specialists.parquet")

@@ -16,6 +16,9 @@ analysis_outputs = AP.outputs
 # text order); the analysis reads every chunk of every category.
 ALL_TOKENS = flatten(tokens_shard(c) for c in CATEGORIES)
 activations_of = ActivationShardsOf(activation_shard, tuple(sorted(CATEGORIES)))
+activations_of_family = ActivationShardsOf(
+    activation_shard, tuple(sorted(CATEGORIES)), layers=tuple(LAYERS)
+)
 ALL_TABLES = list(AP.tables(PEAK_TABLES + SPECIALIST_TABLES).values())
 TABLE_INPUT = dict(
     strongest=AP.table("strongest"),
@@ -120,25 +123,6 @@ rule analysis_specialist_tables:
         "../../scripts/analysis_specialist_tables.py"
 
 
-rule analysis_summary:
-    """summary.md: the study's headline findings for this run."""
-    input:
-        **TABLE_INPUT,
-    output:
-        report(AP.summary, caption="../report/summary.rst", category="Summary"),
-    params:
-        **ALL_SETTINGS,
-    log:
-        f"{R}/logs/analysis/summary.log",
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    conda:
-        "../envs/sae_specialists.yaml"
-    script:
-        "../../scripts/analysis_summary.py"
-
-
 rule analysis_peak_charts:
     """Peak activation by layer (overall, per category) and coverage by layer."""
     input:
@@ -197,6 +181,8 @@ rule analysis_specialist_charts:
             subcategory="Specialists",
         ),
         heatmap_png=[AP.heatmap(f, "png") for f in FAMILIES],
+    # the longest job of a threshold-only rerun (PNG rendering): start it first
+    priority: 1
     log:
         f"{R}/logs/analysis/specialist_charts.log",
     resources:
@@ -209,54 +195,57 @@ rule analysis_specialist_charts:
 
 
 rule analysis_token_views:
-    """Token-level views of each category's specialist at one SAE family and layer."""
+    """Token-level views of each category's specialist, every layer of one SAE family (one job:
+    a threshold change reruns one job per family, not one per layer)."""
     input:
         specialists=AP.table("specialists"),
-        per_text=AP.per_text("{family}", "{layer}"),
+        per_text=lambda w: [AP.per_text(w.family, layer) for layer in LAYERS],
         texts=AP.texts,
         tokens=ALL_TOKENS,
-        activations=activations_of,
+        activations=activations_of_family,
     output:
         report(
-            AP.token_views("{family}", "{layer}"),
+            AP.family_token_views("{family}"),
             caption="../report/token_view.rst",
             category="Token views",
-            subcategory="SAE {family}, layer {layer}",
+            subcategory="SAE {family}",
         ),
     params:
         include_bos=_A["include_bos"],
         threshold=_A["threshold"],
         index=AP.index,
     log:
-        f"{R}/logs/analysis/token_views_sae={{family}}_layer={{layer}}.log",
+        f"{R}/logs/analysis/token_views_sae={{family}}.log",
     resources:
         mem_mb=2000,
-        runtime=10,
+        runtime=20,
     conda:
         "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_token_views.py"
 
 
-rule analysis_index:
-    """index.html linking every table, chart and token view."""
+rule analysis_report:
+    """summary.md (the study's headline findings) and index.html, from the tables. The charts
+    and token views the index links to are built beside it by their own jobs (their paths are
+    fixed), so a threshold change runs this job in parallel with them, not after them."""
     input:
         **TABLE_INPUT,
-        summary=AP.summary,
         tables=ALL_TABLES,
-        charts=AP.chart_files(),
-        token_views=AP.all_token_views(),
         per_text=AP.all_per_text(),
     output:
-        AP.index,
+        index=AP.index,
+        summary=report(AP.summary, caption="../report/summary.rst", category="Summary"),
     params:
         **ALL_SETTINGS,
+        charts=AP.chart_files(),
+        token_views=AP.all_token_views(),
     log:
-        f"{R}/logs/analysis/index.log",
+        f"{R}/logs/analysis/report.log",
     resources:
         mem_mb=2000,
         runtime=5,
     conda:
         "../envs/sae_specialists.yaml"
     script:
-        "../../scripts/analysis_index.py"
+        "../../scripts/analysis_report.py"

@@ -18,7 +18,7 @@ if SETTINGS.demo:
             plan=f"{DEMO_DIR}/planted.json",
         params:
             seed=SETTINGS.demo.get("seed", 0),
-            out_dir=DEMO_DIR,
+            out_dir=lambda w, output: os.path.dirname(output.plan),
         log:
             f"{R}/logs/build_demo_assets.log",
         resources:

@@ -157,11 +157,6 @@ def _summary_doc(smk: Any):
     )
 
 
-def summary(smk: Any) -> None:
-    with logged(smk, "summary"):
-        write_text(_summary_doc(smk).to_markdown(), smk.output[0])
-
-
 def peak_charts(smk: Any) -> None:
     from . import charts as ch  # altair: imported only by the chart rules
 
@@ -195,25 +190,45 @@ def specialist_charts(smk: Any) -> None:
             ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path)
 
 
+_LAYER_IN_PATH = re.compile(r"/layer=(\d+)(?:/|\.parquet$)")
+
+
+def by_layer(paths: list[str]) -> dict[int, list[str]]:
+    """Group contract paths (``.../layer=L/...`` or ``.../layer=L.parquet``) by layer, in order."""
+    out: dict[int, list[str]] = {}
+    for path in paths:
+        match = _LAYER_IN_PATH.search(Path(path).as_posix())
+        if match is None:
+            raise ValueError(f"no layer=N in path {path}")
+        out.setdefault(int(match.group(1)), []).append(str(path))
+    return out
+
+
 def token_views(smk: Any) -> None:
-    family, layer = str(smk.wildcards.family), int(smk.wildcards.layer)
-    with logged(smk, f"token views {family} layer {layer}"):
-        meta = read_metadata(smk.input.per_text)
-        pages = {Path(p).stem: p for p in smk.output}
-        build_token_views(
-            sae=family,
-            layer=layer,
-            specialists=pl.read_parquet(smk.input.specialists),
-            per_text=pl.read_parquet(smk.input.per_text),
-            texts=pl.read_parquet(smk.input.texts),
-            token_paths=list(smk.input.tokens),
-            activation_paths=list(smk.input.activations),
-            outputs=pages,
-            neuronpedia_id=meta.get("neuronpedia_id"),
-            include_bos=bool(smk.params.include_bos),
-            threshold=float(smk.params.threshold),
-            index_path=smk.params.index,
-        )
+    """Token views of every layer of one SAE family (one job per family)."""
+    family = str(smk.wildcards.family)
+    per_text_paths = by_layer(list(smk.input.per_text))
+    activations = by_layer(list(smk.input.activations))
+    pages = by_layer(list(smk.output))
+    specialists = pl.read_parquet(smk.input.specialists)
+    texts_df = pl.read_parquet(smk.input.texts)
+    with logged(smk, f"token views {family}, layers {sorted(per_text_paths)}") as lg:
+        for layer, per_text_path in per_text_paths.items():
+            lg.info("layer %d: %d activation shards", layer, len(activations[layer]))
+            build_token_views(
+                sae=family,
+                layer=layer,
+                specialists=specialists,
+                per_text=pl.read_parquet(per_text_path[0]),
+                texts=texts_df,
+                token_paths=list(smk.input.tokens),
+                activation_paths=activations[layer],
+                outputs={Path(p).stem: p for p in pages[layer]},
+                neuronpedia_id=read_metadata(per_text_path[0]).get("neuronpedia_id"),
+                include_bos=bool(smk.params.include_bos),
+                threshold=float(smk.params.threshold),
+                index_path=smk.params.index,
+            )
 
 
 _VIEW = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)/([A-Za-z0-9_-]+)\.html$")
@@ -225,27 +240,30 @@ CHART_TITLES = {
 }
 
 
-def index(smk: Any) -> None:
-    with logged(smk, "index"):
-        i = smk.input
+def report(smk: Any) -> None:
+    """summary.md and index.html (rule analysis_report)."""
+    with logged(smk, "summary and index"):
+        i, o = smk.input, smk.output
+        summary_doc = _summary_doc(smk)
+        write_text(summary_doc.to_markdown(), o.summary)
         tables = {}
         for pq_path in i.tables:
             if pq_path.endswith(".parquet"):
                 tables[Path(pq_path).stem] = (pq_path, pq_path[: -len(".parquet")] + ".csv")
         charts = []
-        for html_path in [p for p in i.charts if p.endswith(".html")]:
+        for html_path in [p for p in smk.params.charts if p.endswith(".html")]:
             stem = Path(html_path).stem
             m = _SAE_IN_NAME.search(stem)
             title = f"Specialist scores, SAE {m.group(1)}" if m else CHART_TITLES.get(stem, stem)
             charts.append((title, html_path, html_path[: -len(".html")] + ".png"))
         views = {}
-        for page in i.token_views:
+        for page in smk.params.token_views:
             m = _VIEW.search(Path(page).as_posix())
             views[(m.group(1), int(m.group(2)), m.group(3))] = page
         page = build_index(
-            output=smk.output[0],
-            summary=_summary_doc(smk),
-            summary_md=i.summary,
+            output=o.index,
+            summary=summary_doc,
+            summary_md=o.summary,
             tables=tables,
             charts=charts,
             token_views=views,
@@ -253,4 +271,4 @@ def index(smk: Any) -> None:
             per_text=list(i.per_text),
             texts_path=i.texts,
         )
-        write_text(page, smk.output[0])
+        write_text(page, o.index)
