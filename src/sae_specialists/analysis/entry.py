@@ -45,7 +45,14 @@ def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
     except Exception:
         log.exception("%s: failed", what)
         raise
-    log.info("%s: done in %.2f s", what, time.perf_counter() - start)
+    log.info("%s: done in %.2f s, peak RSS %d MB", what, time.perf_counter() - start, peak_rss_mb())
+
+
+def peak_rss_mb() -> int:
+    """Peak resident memory of this job's process so far (Linux: ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def _settings(smk: Any) -> dict[str, Any]:
