@@ -9,7 +9,7 @@ import pytest
 from test_analysis_fixture import Fixture, reference_tables, reference_values
 
 from sae_specialists.analysis import tables as tb
-from sae_specialists.analysis.pertext import per_text_values
+from sae_specialists.analysis.pertext import build_per_text, per_text_values
 from sae_specialists.analysis.shards import texts_table
 
 
@@ -31,16 +31,23 @@ def compute(
     paths = fx.write(tmp_path, chunk_size=chunk_size)
     toks = fx.flat(paths["tokens"])
     acts = fx.flat(paths["activations"])
-    pt = per_text_values(toks, acts, aggregation, include_bos)
+    # the production path: per-text file built chunk by chunk, tables on a lazy scan of it
+    direct = per_text_values(toks, acts, aggregation, include_bos)
+    out = tmp_path / "per_text" / "layer=0.parquet"
+    n_rows = build_per_text(
+        toks, acts, out, family="res", layer=0, aggregation=aggregation, include_bos=include_bos
+    )
+    assert n_rows == direct.height
+    assert pl.read_parquet(out).equals(direct)  # same rows, same order as all shards at once
     texts = texts_table(toks, include_bos)
-    pt = pt.with_columns(pl.lit("res").alias("sae"), pl.lit(0, pl.Int64).alias("layer"))
-    pt = pt.select(tb.PT_COLUMNS)
+    pt, _, metas = tb.scan_per_text([out])
+    assert isinstance(pt, pl.LazyFrame) and list(metas) == [("res", 0)]
     keys = pl.DataFrame(
         {"sae": ["res"], "layer": [0]}, schema={"sae": pl.String, "layer": pl.Int64}
     )
     cands = tb.candidates(pt, texts, threshold, k)
     return {
-        "pt": pt,
+        "pt": pt.collect(),
         "texts": texts,
         "strongest": tb.strongest(pt, texts),
         "frequent": tb.frequent(pt, texts),

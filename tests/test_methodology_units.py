@@ -249,3 +249,26 @@ def test_methodology_settings_defaults():
     assert s["bootstrap_resamples"] == 1000 and s["seed"] == 0 and not s["enabled"]
     s = methodology_settings({"methodology": {"thresholds": [1, 2], "enabled": True}})
     assert s["thresholds"] == [1.0, 2.0] and s["enabled"] and s["model_variants"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("k", [1, 3])
+def test_candidate_layer_data_keeps_few_features_and_gives_the_same_bootstrap(seed, k):
+    """Column restriction for large corpora: on data with far more entries per category than
+    the selection's prefix, the kept features are a strict subset and the point estimate and
+    every bootstrap statistic equal those of the full matrix."""
+    from sae_specialists.methodology.dense import candidate_layer_data
+
+    pt, texts = random_case(seed, sizes=(9, 6, 11), d=300, density=0.6, levels=40)
+    full = layer_data(pt, texts, "res", 0)
+    kept = candidate_layer_data(pt.lazy(), texts, "res", 0, k)
+    assert 0 < kept.values.shape[1] < full.values.shape[1]
+    assert kept.categories == full.categories
+    assert (kept.cat_index == full.cat_index).all()
+    assert set(kept.features) <= set(full.features)
+    for threshold in (5.0, 20.0):
+        ref = bootstrap_table([full], threshold, k, 200, seed)
+        got = bootstrap_table([kept], threshold, k, 200, seed)
+        assert got.equals(ref), (threshold, got, ref)
+        spec = analysis_specialists(pt, texts, threshold, k)
+        assert got["feature"].to_list() == spec["feature"].to_list()

@@ -85,7 +85,7 @@ def texts(smk: Any) -> None:
 
 def per_text(smk: Any) -> None:
     with logged(smk, f"per-text {smk.wildcards.family} layer {smk.wildcards.layer}") as lg:
-        df = build_per_text(
+        rows = build_per_text(
             list(smk.input.tokens),
             list(smk.input.activations),
             smk.output[0],
@@ -94,12 +94,12 @@ def per_text(smk: Any) -> None:
             aggregation=str(smk.params.aggregation),
             include_bos=bool(smk.params.include_bos),
         )
-        lg.info("%d (text, feature) rows with value > 0", df.height)
+        lg.info("%d (text, feature) rows with value > 0", rows)
 
 
 def peak_tables(smk: Any) -> None:
     with logged(smk, "peak tables"):
-        pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
+        pt, ids, metas = tb.scan_per_text(list(smk.input.per_text))
         txt = pl.read_parquet(smk.input.texts)
         out = {
             "strongest": tb.strongest(pt, txt),
@@ -112,13 +112,17 @@ def peak_tables(smk: Any) -> None:
 
 def with_stability(specialists: pl.DataFrame, pt, txt, keys, p) -> pl.DataFrame:
     """Add bootstrap stability (fraction of resamples of texts within categories in which the
-    same feature wins) and a percentile interval of the score to the specialists table."""
-    from ..methodology.bootstrap import bootstrap_table, stability_columns
-    from ..methodology.dense import layer_data
+    same feature wins) and a percentile interval of the score to the specialists table.
 
-    layers = [layer_data(pt, txt, sae, layer) for sae, layer in keys]
+    One layer in memory at a time, restricted to the features the selection can look at
+    (``candidate_layer_data``): memory does not grow with the number of active features."""
+    from ..methodology.bootstrap import bootstrap_table, stability_columns
+    from ..methodology.dense import candidate_layer_data
+
+    k = int(p.candidates)
+    layers = (candidate_layer_data(pt, txt, sae, layer, k) for sae, layer in keys)
     boot = bootstrap_table(
-        layers, float(p.threshold), int(p.candidates), int(p.resamples), int(p.seed), float(p.ci)
+        layers, float(p.threshold), k, int(p.resamples), int(p.seed), float(p.ci)
     )
     columns = stability_columns(boot).drop("category_feature", strict=False)
     return specialists.join(
@@ -128,7 +132,7 @@ def with_stability(specialists: pl.DataFrame, pt, txt, keys, p) -> pl.DataFrame:
 
 def specialist_tables(smk: Any) -> None:
     with logged(smk, "specialist tables") as lg:
-        pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
+        pt, ids, metas = tb.scan_per_text(list(smk.input.per_text))
         txt = pl.read_parquet(smk.input.texts)
         thr, k = float(smk.params.threshold), int(smk.params.candidates)
         cands = tb.candidates(pt, txt, thr, k)
@@ -226,7 +230,7 @@ def token_views(smk: Any) -> None:
                 sae=family,
                 layer=layer,
                 specialists=specialists,
-                per_text=pl.read_parquet(per_text_path[0]),
+                per_text=pl.scan_parquet(per_text_path[0]),
                 texts=texts_df,
                 token_paths=list(smk.input.tokens),
                 activation_paths=activations[layer],

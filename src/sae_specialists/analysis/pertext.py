@@ -12,13 +12,18 @@ stored, so never counted. The table is sparse: only (text, feature) pairs with v
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from ..shards import ACTIVATIONS_SCHEMA, check_schema
 from .shards import (
+    META_KEY,
     counted_positions,
     merge_activation_metadata,
     scan_tokens,
@@ -100,6 +105,31 @@ def per_text_values(
     )
 
 
+_CHUNK_IN_PATH = re.compile(r"category=([^/]+)/chunk=(\d+)/")
+
+
+def chunk_key(path: str | os.PathLike) -> tuple[str, int] | None:
+    """(category, chunk) of a contract shard path, None for a path outside the contract."""
+    match = _CHUNK_IN_PATH.search(Path(path).as_posix())
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def chunk_groups(
+    token_paths: Sequence[str | os.PathLike], activation_paths: Sequence[str | os.PathLike]
+) -> list[tuple[list[str], list[str]]]:
+    """Pairs (tokens shards, activation shards) to aggregate together, in text order.
+
+    Contract paths pair one tokens shard with the activation shard of the same (category,
+    chunk): a text lies in exactly one chunk, so each pair is aggregated on its own and memory
+    stays that of one chunk. Paths outside the contract form a single group.
+    """
+    tokens = {chunk_key(p): str(p) for p in token_paths}
+    acts = {chunk_key(p): str(p) for p in activation_paths}
+    if None in tokens or None in acts or len(tokens) != len(token_paths) or set(acts) - set(tokens):
+        return [([str(p) for p in token_paths], [str(p) for p in activation_paths])]
+    return [([tokens[k]], [acts[k]] if k in acts else []) for k in sorted(tokens)]
+
+
 def build_per_text(
     token_paths: Sequence[str | os.PathLike],
     activation_paths: Sequence[str | os.PathLike],
@@ -109,9 +139,12 @@ def build_per_text(
     layer: int,
     aggregation: str = "mean",
     include_bos: bool = False,
-) -> pl.DataFrame:
-    """Compute the per-text table of one (family, layer) and write it with its metadata."""
-    df = per_text_values(token_paths, activation_paths, aggregation, include_bos)
+) -> int:
+    """Compute the per-text table of one (family, layer) chunk by chunk and write it (with its
+    metadata) as one Parquet file, a row group per chunk, atomically. Returns the row count.
+
+    Rows come in text order then feature, exactly as ``per_text_values`` over every shard."""
+    texts_table(token_paths, include_bos)  # whole-corpus checks (e.g. duplicated text ids)
     meta = merge_activation_metadata(activation_paths)
     meta.update(
         sae=family,
@@ -120,8 +153,25 @@ def build_per_text(
         include_bos=bool(include_bos),
         neuronpedia_id=meta.get("neuronpedia_id"),
     )
-    write_parquet(df, output, meta)
-    return df
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    schema = pl.DataFrame(schema=PER_TEXT_SCHEMA).to_arrow().schema
+    schema = schema.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for tokens, acts in chunk_groups(token_paths, activation_paths):
+                if not acts:
+                    continue
+                df = per_text_values(tokens, acts, aggregation, include_bos)
+                writer.write_table(df.to_arrow().cast(schema))
+                rows += df.height
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return rows
 
 
 def build_texts(

@@ -16,6 +16,10 @@ Definitions (README, "Analyses"), for each SAE family and layer:
   n_in (n_out) = texts inside (outside) the category with value > threshold; the best candidate
   has the highest score, ties broken by the higher in-category peak. has_specialist = score > 0.
 
+Scale: ``pt`` may be a LazyFrame (``scan_per_text``): every function aggregates with polars'
+streaming engine and never materialises the per-text rows, only per-feature aggregates and the
+few rows attaining a peak, so memory does not grow with the number of texts.
+
 Final deterministic tie-breaks (documented): equal on every criterion above -> lower feature id;
 the text reported for a peak is the first text in text order (categories alphabetically, then the
 order of the texts in their tokens shards, chunk by chunk) among those attaining the peak.
@@ -35,10 +39,10 @@ KEY = ["sae", "layer"]
 TOP = 10
 
 
-def load_per_text(
+def scan_per_text(
     paths: Sequence[str | os.PathLike],
-) -> tuple[pl.DataFrame, dict[tuple[str, int], str | None], dict[tuple[str, int], dict]]:
-    """Stack per-text files; returns (pt, neuronpedia ids, metadata) keyed by (sae, layer)."""
+) -> tuple[pl.LazyFrame, dict[tuple[str, int], str | None], dict[tuple[str, int], dict]]:
+    """Per-text files stacked lazily; returns (pt, neuronpedia ids, metadata) by (sae, layer)."""
     frames, ids, metas = [], {}, {}
     for path in paths:
         meta = read_metadata(path)
@@ -46,13 +50,25 @@ def load_per_text(
         ids[(sae, layer)] = meta.get("neuronpedia_id")
         metas[(sae, layer)] = meta
         frames.append(
-            pl.read_parquet(path).with_columns(
+            pl.scan_parquet(str(path)).with_columns(
                 pl.lit(sae, dtype=pl.String).alias("sae"),
                 pl.lit(layer, dtype=pl.Int64).alias("layer"),
             )
         )
-    pt = pl.concat(frames, how="vertical") if frames else empty_per_text()
+    pt = pl.concat(frames, how="vertical") if frames else empty_per_text().lazy()
     return pt.select(PT_COLUMNS), ids, metas
+
+
+def load_per_text(
+    paths: Sequence[str | os.PathLike],
+) -> tuple[pl.DataFrame, dict[tuple[str, int], str | None], dict[tuple[str, int], dict]]:
+    """``scan_per_text``, collected (for the methodology's dense computations)."""
+    pt, ids, metas = scan_per_text(paths)
+    return collect(pt), ids, metas
+
+
+def collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    return frame.lazy().collect(engine="streaming")
 
 
 PT_COLUMNS = ["sae", "layer", "text_id", "category", "feature", "value", "max"]
@@ -72,24 +88,33 @@ def empty_per_text() -> pl.DataFrame:
     )
 
 
-def _rank(df: pl.DataFrame, by: list[str], descending: list[bool], over: list[str]) -> pl.DataFrame:
+def _rank(df: pl.LazyFrame, by: list[str], descending: list[bool], over: list[str]) -> pl.LazyFrame:
     """Sort by ``over`` then ``by`` (+ feature ascending) and number rows 1.. within ``over``."""
     df = df.sort(over + by + ["feature"], descending=[False] * len(over) + descending + [False])
     return df.with_columns((pl.int_range(pl.len()).over(over) + 1).cast(pl.Int64).alias("rank"))
 
 
-def _with_order(pt: pl.DataFrame, texts: pl.DataFrame) -> pl.DataFrame:
-    return pt.join(texts.select("text_id", "text_order"), on="text_id", how="left")
+def _order(texts: pl.DataFrame) -> pl.LazyFrame:
+    return texts.lazy().select("text_id", "text_order")
 
 
-def _peak_text(pt: pl.DataFrame, texts: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+def _at_peak(pt: pl.LazyFrame, group: list[str]) -> pl.LazyFrame:
+    """Rows of ``pt`` attaining their ``group``'s maximum value (ties: all), with ``peak``:
+    a streaming max per group, then a join back; never a sort of every row."""
+    peaks = pt.group_by(group).agg(pl.col("value").max().alias("peak"))
+    return pt.join(peaks, on=group, how="inner").filter(pl.col("value") == pl.col("peak"))
+
+
+def _peak_text(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, group: list[str]
+               ) -> pl.LazyFrame:
     """Per ``group``: peak = max value, and the first text (text order) attaining it."""
     return (
-        _with_order(pt, texts)
-        .sort(group + ["value", "text_order"], descending=[False] * len(group) + [True, False])
+        _at_peak(pt.lazy(), group)
+        .join(_order(texts), on="text_id", how="left")
+        .sort(group + ["text_order"])
         .group_by(group, maintain_order=True)
         .agg(
-            pl.col("value").first().alias("peak"),
+            pl.col("peak").first(),
             pl.col("text_id").first(),
             pl.col("category").first(),
         )
@@ -100,20 +125,23 @@ def strongest(pt: pl.DataFrame, texts: pl.DataFrame, top: int = TOP) -> pl.DataF
     """Top features by peak (maximum per-text value over all texts), per (sae, layer)."""
     peaks = _peak_text(pt, texts, KEY + ["feature"])
     ranked = _rank(peaks, ["peak"], [True], KEY).filter(pl.col("rank") <= top)
-    return ranked.select("sae", "layer", "rank", "feature", "peak", "text_id", "category")
+    return collect(ranked.select("sae", "layer", "rank", "feature", "peak", "text_id", "category"))
 
 
 def frequent(pt: pl.DataFrame, texts: pl.DataFrame, top: int = TOP) -> pl.DataFrame:
     """Top features by n_texts (texts with per-text value > 0); ties: higher peak, lower id."""
     n = texts.height
     counts = (
-        pt.filter(pl.col("value") > 0)
+        pt.lazy()
+        .filter(pl.col("value") > 0)
         .group_by(KEY + ["feature"])
         .agg(pl.len().cast(pl.Int64).alias("n_texts"), pl.col("value").max().alias("peak"))
     )
     ranked = _rank(counts, ["n_texts", "peak"], [True, True], KEY).filter(pl.col("rank") <= top)
-    return ranked.with_columns((pl.col("n_texts") / n).alias("coverage")).select(
-        "sae", "layer", "rank", "feature", "n_texts", "coverage", "peak"
+    return collect(
+        ranked.with_columns((pl.col("n_texts") / n).alias("coverage")).select(
+            "sae", "layer", "rank", "feature", "n_texts", "coverage", "peak"
+        )
     )
 
 
@@ -125,21 +153,20 @@ def category_peaks(
     active gets peak 0 and null feature/text."""
     group = KEY + ["category"]
     best = (
-        _with_order(pt, texts)
-        .sort(
-            group + ["value", "text_order", "feature"],
-            descending=[False] * len(group) + [True, False, False],
-        )
+        _at_peak(pt.lazy(), group)
+        .join(_order(texts), on="text_id", how="left")
+        .sort(group + ["text_order", "feature"])
         .group_by(group, maintain_order=True)
         .agg(
-            pl.col("value").first().alias("peak"),
+            pl.col("peak").first(),
             pl.col("feature").first(),
             pl.col("text_id").first(),
         )
     )
     grid = _grid(pt, texts, keys)
-    return (
-        grid.join(best, on=group, how="left")
+    return collect(
+        grid.lazy()
+        .join(best, on=group, how="left")
         .with_columns(pl.col("peak").fill_null(0.0))
         .sort(group)
         .select("sae", "layer", "category", "feature", "peak", "text_id")
@@ -149,7 +176,7 @@ def category_peaks(
 def _grid(pt: pl.DataFrame, texts: pl.DataFrame, keys: pl.DataFrame | None) -> pl.DataFrame:
     """Every (sae, layer, category) combination."""
     if keys is None:
-        keys = pt.select(KEY).unique()
+        keys = collect(pt.lazy().select(KEY).unique())
     cats = texts.select("category").unique()
     return keys.select(pl.col("sae").cast(pl.String), pl.col("layer").cast(pl.Int64)).join(
         cats, how="cross"
@@ -161,13 +188,13 @@ def selective(
 ) -> pl.DataFrame:
     """Features with value > threshold in >= 1 text, ranked by fewest such texts (n_above),
     then higher peak, then lower id. A layer where no feature exceeds the threshold has no row."""
-    above = pt.filter(pl.col("value") > threshold)
+    above = pt.lazy().filter(pl.col("value") > threshold)
     counts = above.group_by(KEY + ["feature"]).agg(pl.len().cast(pl.Int64).alias("n_above"))
     peaks = _peak_text(above, texts, KEY + ["feature"])
     ranked = _rank(
         counts.join(peaks, on=KEY + ["feature"]), ["n_above", "peak"], [False, True], KEY
     )
-    return (
+    return collect(
         ranked.filter(pl.col("rank") <= top)
         .with_columns(pl.lit(float(threshold)).alias("threshold"))
         .select(
@@ -179,7 +206,10 @@ def selective(
 def candidates(pt: pl.DataFrame, texts: pl.DataFrame, threshold: float, k: int = 5) -> pl.DataFrame:
     """Every specialist candidate: the k features with the highest in-category peak (ties: lower
     id; only features active in the category), with n_in, n_out, score = n_in - n_out."""
-    cat_sizes = texts.group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
+    pt = pt.lazy()
+    cat_sizes = (
+        texts.lazy().group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
+    )
     in_peak = pt.group_by(KEY + ["category", "feature"]).agg(pl.col("value").max().alias("peak"))
     cands = (
         _rank(in_peak, ["peak"], [True], KEY + ["category"])
@@ -202,18 +232,20 @@ def candidates(pt: pl.DataFrame, texts: pl.DataFrame, threshold: float, k: int =
             pl.lit(float(threshold)).alias("threshold"),
         )
     )
-    return out.sort(KEY + ["category", "candidate_rank"]).select(
-        "sae",
-        "layer",
-        "category",
-        "candidate_rank",
-        "feature",
-        "peak",
-        "n_in",
-        "n_out",
-        "score",
-        "n_category",
-        "threshold",
+    return collect(
+        out.sort(KEY + ["category", "candidate_rank"]).select(
+            "sae",
+            "layer",
+            "category",
+            "candidate_rank",
+            "feature",
+            "peak",
+            "n_in",
+            "n_out",
+            "score",
+            "n_category",
+            "threshold",
+        )
     )
 
 

@@ -249,7 +249,7 @@ def build_token_views(
     sae: str,
     layer: int,
     specialists: pl.DataFrame,
-    per_text: pl.DataFrame,
+    per_text: pl.DataFrame | pl.LazyFrame,
     texts: pl.DataFrame,
     token_paths: Sequence[str | os.PathLike],
     activation_paths: Sequence[str | os.PathLike],
@@ -264,6 +264,8 @@ def build_token_views(
     spec = specialists.filter((pl.col("sae") == sae) & (pl.col("layer") == layer))
     categories = sorted(texts["category"].unique().to_list())
     features = [f for f in spec["feature"].to_list() if f is not None]
+    # only the specialists' rows: a lazy per-text table is never read whole
+    per_text = per_text.lazy().filter(pl.col("feature").is_in(features)).collect()
     samples_by_cat: dict[str, pl.DataFrame] = {}
     needed: set[str] = set()
     for row in spec.iter_rows(named=True):

@@ -308,7 +308,7 @@ def build_layer_data(
     layer: int,
     sources: Sequence[Source],
     texts: pl.DataFrame,
-    per_text: pl.DataFrame,
+    per_text: pl.DataFrame | pl.LazyFrame,
     specialists: pl.DataFrame,
     strongest: pl.DataFrame,
     frequent: pl.DataFrame,
@@ -324,6 +324,8 @@ def build_layer_data(
         specialists, strongest, frequent, family, layer, int(settings["top_k_features"])
     )
     features = chosen["feature"].to_list()
+    # only the chosen features' rows: a lazy per-text table is never read whole
+    per_text = per_text.lazy().filter(pl.col("feature").is_in(features)).collect()
     before, after = int(settings["window"]["before"]), int(settings["window"]["after"])
 
     token_frames, act_frames, offset = [], [], 0

@@ -90,7 +90,7 @@ def layer(smk: Any) -> None:
         layer=layer_,
         sources=sources,
         texts=pl.read_parquet(i.texts),
-        per_text=pl.read_parquet(i.per_text),
+        per_text=pl.scan_parquet(i.per_text),
         specialists=pl.read_parquet(i.specialists),
         strongest=pl.read_parquet(i.strongest),
         frequent=pl.read_parquet(i.frequent),

@@ -16,6 +16,11 @@ import numpy as np
 import polars as pl
 
 
+def default_prefix(k: int, n_category: int) -> int:
+    """Entries of a category the selection's fast path looks at (``scoring.select``)."""
+    return max(64, 4 * k * n_category)
+
+
 @dataclass
 class LayerData:
     sae: str
@@ -25,6 +30,10 @@ class LayerData:
     text_ids: list[str]  # row order = text order
     categories: list[str]  # sorted category names
     cat_index: np.ndarray  # int64 [n_texts]: index into ``categories`` of each row
+    # Only for column-restricted data (``candidate_layer_data``): the number of (text, feature)
+    # entries with value > 0 of each category over *every* feature; None: the columns are all
+    # the active features, count them from ``values``.
+    category_entries: np.ndarray | None = None
 
     @property
     def n_texts(self) -> int:
@@ -41,13 +50,69 @@ class LayerData:
 def layer_data(pt: pl.DataFrame, texts: pl.DataFrame, sae: str, layer: int) -> LayerData:
     """Dense matrix of one (sae, layer) from stacked per-text rows ``pt`` (columns sae, layer,
     text_id, feature, value) and the text list ``texts`` (text_id, category, text_order)."""
+    text_ids, categories, cat_index = _text_rows(texts)
+    rows = pt.filter((pl.col("sae") == sae) & (pl.col("layer") == layer) & (pl.col("value") > 0))
+    data = _dense(rows, text_ids, sae, layer)
+    data.categories, data.cat_index = categories, cat_index
+    return data
+
+
+def _text_rows(texts: pl.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
     txt = texts.sort("text_order")
     text_ids = txt["text_id"].to_list()
     cats = txt["category"].to_list()
     categories = sorted(set(cats))
     cat_pos = {c: i for i, c in enumerate(categories)}
-    cat_index = np.array([cat_pos[c] for c in cats], dtype=np.int64)
-    rows = pt.filter((pl.col("sae") == sae) & (pl.col("layer") == layer) & (pl.col("value") > 0))
+    return text_ids, categories, np.array([cat_pos[c] for c in cats], dtype=np.int64)
+
+
+def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, sae: str,
+                         layer: int, k: int) -> LayerData:
+    """``layer_data`` restricted to the features the specialist selection can ever look at, for
+    corpora whose full texts x features matrix would not fit in memory.
+
+    ``scoring.select`` (k candidates) first walks the ``default_prefix(k, n_c)`` largest (text,
+    feature) entries of category c; the columns kept are every feature with an entry among them
+    (in-category peak >= the prefix's smallest value), in every category, with their values on
+    every text. On these columns the fast path sees exactly the entries it would see on the full
+    matrix, so the selection is the same (tested); ``category_entries`` keeps the true entry
+    counts. Only a weighting in which the prefix holds fewer than k distinct features among the
+    texts present falls back to the dense path over the kept columns (``select`` then logs it).
+    Reads ``pt`` with polars' streaming engine: memory is n_texts x kept features.
+    """
+    text_ids, categories, cat_index = _text_rows(texts)
+    rows = pt.lazy().filter(
+        (pl.col("sae") == sae) & (pl.col("layer") == layer) & (pl.col("value") > 0)
+    )
+    sizes = np.bincount(cat_index, minlength=len(categories))
+    entries = np.zeros(len(categories), dtype=np.int64)
+    floors = {}
+    for c, category in enumerate(categories):
+        prefix = default_prefix(k, int(sizes[c]))
+        stats = (
+            rows.filter(pl.col("category") == category)
+            .select(pl.len().alias("n"), pl.col("value").top_k(prefix).min().alias("floor"))
+            .collect(engine="streaming")
+        )
+        entries[c] = int(stats["n"][0])
+        floors[category] = float(stats["floor"][0] or 0.0) if entries[c] > prefix else 0.0
+    floor = pl.DataFrame({"category": list(floors), "floor": list(floors.values())})
+    kept = (
+        rows.group_by("category", "feature")
+        .agg(pl.col("value").max().alias("peak"))
+        .join(floor.lazy(), on="category")
+        .filter(pl.col("peak") >= pl.col("floor"))
+        .select("feature")
+        .unique()
+        .collect(engine="streaming")["feature"]
+    )
+    sub = rows.filter(pl.col("feature").is_in(kept.implode())).select("text_id", "feature", "value")
+    data = _dense(sub.collect(engine="streaming"), text_ids, sae, layer)
+    data.categories, data.cat_index, data.category_entries = categories, cat_index, entries
+    return data
+
+
+def _dense(rows: pl.DataFrame, text_ids: list[str], sae: str, layer: int) -> LayerData:
     row_of = pl.DataFrame(
         {"text_id": text_ids, "_row": np.arange(len(text_ids), dtype=np.int64)},
         schema={"text_id": pl.String, "_row": pl.Int64},
@@ -59,7 +124,7 @@ def layer_data(pt: pl.DataFrame, texts: pl.DataFrame, sae: str, layer: int) -> L
     features, col = np.unique(feats, return_inverse=True)
     values = np.zeros((len(text_ids), len(features)), dtype=np.float64)
     values[joined["_row"].to_numpy(), col] = joined["value"].to_numpy().astype(np.float64)
-    return LayerData(sae, int(layer), values, features, text_ids, categories, cat_index)
+    return LayerData(sae, int(layer), values, features, text_ids, [], np.zeros(0, np.int64))
 
 
 def iter_layers(pt: pl.DataFrame, texts: pl.DataFrame, keys: list[tuple[str, int]]

@@ -21,11 +21,14 @@ this engine reproduces it exactly.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from .dense import LayerData
+from .dense import LayerData, default_prefix
+
+log = logging.getLogger("sae_specialists.methodology")
 
 BLOCK_ELEMENTS = 4_000_000  # rows x features per block (float64: ~32 MB per array)
 PREFIX_ENTRIES = None  # fast path: entries looked at (None: max(64, 4 k n_category))
@@ -151,6 +154,12 @@ def select(data: LayerData, c: int, weights: np.ndarray | None = None, threshold
     if k is not None and method in ("auto", "prefix"):
         todo = _select_prefix(data, c, cols, weights, thresholds, k, prefix, out)
     if len(todo):
+        if data.category_entries is not None:
+            log.warning(
+                "%s layer %s, %s: %d of %d weightings had fewer than %s distinct features among "
+                "the category's largest entries; selected among the kept features only",
+                data.sae, data.layer, data.categories[c], len(todo), weights.shape[0], k,
+            )
         _select_dense(data, c, cols, weights, thresholds, k, out, todo)
     return out
 
@@ -189,8 +198,10 @@ def _select_prefix(data, c, cols, weights, thresholds, k, prefix, out) -> np.nda
     val = vc[text_i, col_j]
     order = np.lexsort((text_i, col_j, -val))  # value desc, then feature asc
     if prefix is None:  # enough for k features present in every text of the category
-        prefix = max(64, 4 * k * len(rows_c))
-    complete = len(order) <= prefix  # the prefix holds every entry of the category
+        prefix = default_prefix(k, len(rows_c))
+    # the prefix holds every entry of the category (counted before any column restriction)
+    n_entries = len(order) if data.category_entries is None else int(data.category_entries[c])
+    complete = n_entries <= prefix
     order = order[:prefix]
     e_text, e_col, e_val = text_i[order], col_j[order], val[order]
     m = len(order)
