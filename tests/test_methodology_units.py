@@ -272,3 +272,16 @@ def test_candidate_layer_data_keeps_few_features_and_gives_the_same_bootstrap(se
         assert got.equals(ref), (threshold, got, ref)
         spec = analysis_specialists(pt, texts, threshold, k)
         assert got["feature"].to_list() == spec["feature"].to_list()
+
+
+def test_methodology_refuses_dense_matrices_over_budget():
+    from sae_specialists.errors import UserError
+    from sae_specialists.methodology.entry import check_dense_budget
+
+    pt, texts = random_case(0, sizes=(9, 6, 11), d=300, density=0.6)
+    n_features = pt["feature"].n_unique()
+    expected = texts.height * n_features * 8 / 1e9
+    assert check_dense_budget(pt.lazy(), texts.height, 1.0) == pytest.approx(expected)
+    with pytest.raises(UserError, match="methodology.enabled: false") as err:
+        check_dense_budget(pt.lazy(), texts.height, expected / 2)
+    assert f"{texts.height} texts x {n_features} active features" in str(err.value)

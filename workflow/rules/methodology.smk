@@ -81,6 +81,7 @@ rule methodology_sweep:
                           caption="../report/methodology_sweep.rst", category="Methodology"),
         chart_png=_mchart("threshold_sweep", "png"),
     params:
+        max_dense_gb=_M["max_dense_gb"],
         thresholds=_M["thresholds"],
         threshold=_MA["threshold"],
         candidates=_MA["candidates"],
@@ -112,6 +113,7 @@ rule methodology_scores:
                           caption="../report/methodology_auroc.rst", category="Methodology"),
         auroc_png=_mchart("auroc", "png"),
     params:
+        max_dense_gb=_M["max_dense_gb"],
         threshold=_MA["threshold"],
         candidates=_MA["candidates"],
     log:
@@ -140,6 +142,7 @@ rule methodology_bootstrap:
                            category="Methodology"),
         charts_png=[_stability_chart(f, "png") for f in FAMILIES],
     params:
+        max_dense_gb=_M["max_dense_gb"],
         **_BOOT,
     log:
         f"{R}/logs/methodology/bootstrap.log",

@@ -11,6 +11,7 @@ import polars as pl
 from ..analysis import tables as tb
 from ..analysis.entry import logged
 from ..analysis.shards import write_csv, write_parquet, write_text
+from ..errors import UserError
 
 _SHARD = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)/")
 _SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
@@ -22,9 +23,33 @@ def _write(df: pl.DataFrame, parquet: str, csv: str, meta: dict | None = None) -
 
 
 def _load(smk: Any):
-    pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
     texts = pl.read_parquet(smk.input.texts)
+    lazy, _, _ = tb.scan_per_text(list(smk.input.per_text))
+    check_dense_budget(lazy, texts.height, float(smk.params.max_dense_gb))
+    pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
     return pt, ids, sorted(metas), texts
+
+
+def check_dense_budget(pt: pl.LazyFrame, n_texts: int, max_gb: float) -> float:
+    """The methodology scores every active feature on dense texts x features matrices (one per
+    SAE family and layer, all held at once). Refuse, before loading anything, when they would
+    need more than ``max_gb``; returns the size in GB otherwise."""
+    per_layer = (
+        pt.group_by("sae", "layer")
+        .agg(pl.col("feature").n_unique().alias("n"))
+        .collect(engine="streaming")
+    )
+    gb = n_texts * int(per_layer["n"].sum()) * 8 / 1e9
+    if gb > max_gb:
+        raise UserError(
+            f"the methodology study needs {gb:.1f} GB of dense per-text matrices here "
+            f"({n_texts} texts x {int(per_layer['n'].sum())} active features over "
+            f"{per_layer.height} SAE layers), more than methodology.max_dense_gb = {max_gb:g}. "
+            "It is meant for study-size corpora (up to a few thousand texts); for a large corpus "
+            "set methodology.enabled: false (the analysis and dashboards scale without it), or "
+            "raise methodology.max_dense_gb if the machine has the memory."
+        )
+    return gb
 
 
 def _layers(pt, texts, keys):

@@ -15,6 +15,8 @@ DEFAULTS: dict[str, Any] = {
     "bootstrap_resamples": 1000,  # resamples of texts within categories
     "seed": 0,  # numpy Generator seed of the bootstrap
     "ci": 0.95,  # coverage of the percentile intervals
+    # refuse (clear error) when the dense per-text matrices would need more memory than this
+    "max_dense_gb": 4.0,
 }
 
 
