@@ -2,7 +2,9 @@
 # Stages (one file each under workflow/rules/): demo assets -> extraction -> analysis.
 from snakemake.utils import min_version
 
-from sae_specialists.runtime import cancel_rate_limit_timers
+from sae_specialists.runtime import cancel_rate_limit_timers, single_threaded_polars
+
+single_threaded_polars()
 
 min_version("9.0")
 

@@ -32,6 +32,7 @@ from .shards import (
 )
 
 AGGREGATIONS = ("mean", "max")
+ROW_GROUP_ROWS = 262_144  # per-text Parquet row groups: readers stream them in small pieces
 PER_TEXT_SCHEMA = {
     "text_id": pl.String,
     "category": pl.String,
@@ -165,7 +166,7 @@ def build_per_text(
                 if not acts:
                     continue
                 df = per_text_values(tokens, acts, aggregation, include_bos)
-                writer.write_table(df.to_arrow().cast(schema))
+                writer.write_table(df.to_arrow().cast(schema), row_group_size=ROW_GROUP_ROWS)
                 rows += df.height
         os.replace(tmp, output)
     finally:

@@ -67,8 +67,14 @@ def load_per_text(
     return collect(pt), ids, metas
 
 
+# No common-subplan elimination: it would cache a per-text scan that a query reads twice (e.g.
+# a max per group joined back to the rows) in memory whole; reading the files twice keeps
+# memory independent of the corpus size.
+_STREAMING = pl.QueryOptFlags(comm_subplan_elim=False)
+
+
 def collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    return frame.lazy().collect(engine="streaming")
+    return frame.lazy().collect(engine="streaming", optimizations=_STREAMING)
 
 
 PT_COLUMNS = ["sae", "layer", "text_id", "category", "feature", "value", "max"]
