@@ -145,6 +145,8 @@ def build_per_text(
     metadata) as one Parquet file, a row group per chunk, atomically. Returns the row count.
 
     Rows come in text order then feature, exactly as ``per_text_values`` over every shard."""
+    for path in activation_paths:  # a corrupt or foreign shard is reported, never analysed
+        check_schema(path, ACTIVATIONS_SCHEMA)
     texts_table(token_paths, include_bos)  # whole-corpus checks (e.g. duplicated text ids)
     meta = merge_activation_metadata(activation_paths)
     meta.update(
