@@ -119,6 +119,7 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
         WINDOW_TOKENS,
         Extractor,
         check_layers_exist,
+        release_free_memory,
         shard_metadata,
         tokenized_windows,
         tune_allocator,
@@ -172,6 +173,8 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
                      n_texts, n_tokens, n_tokens / max(work_s, 1e-9))
             if on_window is not None:
                 on_window(result)
+            result = None  # the window's buffers are free now: hand them back to the OS
+            release_free_memory()
             tick = time.perf_counter()
         if n_texts == 0:
             raise TextsError(

@@ -1,0 +1,135 @@
+"""Wall time of the default study end to end and of threshold-only reruns (run by hand).
+
+The default study (config/config.yaml: layers 6/8/10/11, the 70 texts of resources/texts,
+methodology and dashboards on) with *local* weights: the GPT-2-small-shaped model and the four
+24,576-wide SAEs that bench/run_bench.py builds with random weights (no download), so every
+shape and every job is the real one. Steps:
+
+- ``--e2e``: ``snakemake --cores N`` from an empty results directory, timed;
+- then ``--reruns`` times: change ``analysis.threshold`` (alternating 4.0 / 5.0), check with a
+  dry run that only threshold-dependent rules are scheduled (never extraction, logit effects,
+  the model-variant rules or anything else that loads the model), then time
+  ``snakemake analysis`` and, separately, the whole default target (``snakemake``).
+
+Usage:
+    python bench/rerun_bench.py --e2e --reruns 5
+    python bench/rerun_bench.py --reruns 10          # reuse an existing results directory
+Appends a JSON record to bench/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from run_bench import GPT2, build_assets, machine_info  # noqa: E402
+
+MODEL_RULES = {"extract_activations", "logit_effects", "methodology_variants",
+               "build_demo_assets", "dashboard_corpus"}
+
+
+def study_config(assets: Path, results: Path, threshold: float) -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["model"] = {"path": str(assets / "model")}
+    cfg["saes"] = {"res": {"path": str(assets / "saes" / "layer{layer}")}}
+    cfg["device"] = "cpu"
+    cfg["texts"] = str(REPO / "resources" / "texts")
+    cfg["results_dir"] = str(results)
+    cfg["analysis"]["threshold"] = float(threshold)
+    return cfg
+
+
+def snakemake(args: list[str], cfg_path: Path, cores: int) -> tuple[float, str]:
+    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", str(cores),
+           "--configfile", str(cfg_path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout + proc.stderr
+
+
+def scheduled(output: str) -> dict[str, int]:
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)
+            if m[0] not in ("job", "total")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--e2e", action="store_true", help="first run the whole study from scratch")
+    p.add_argument("--reruns", type=int, default=5)
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--workdir", default="/tmp/sae-default-study")
+    p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
+    p.add_argument("--log", default=str(HERE / "results.jsonl"))
+    args = p.parse_args()
+
+    work, assets = Path(args.workdir), Path(args.assets)
+    work.mkdir(parents=True, exist_ok=True)
+    build_assets(assets, GPT2, 24576, 64)
+    results = work / "results"
+    configs = {}
+    for t in (5.0, 4.0):
+        configs[t] = work / f"config-threshold{t:g}.yaml"
+        configs[t].write_text(yaml.safe_dump(study_config(assets, results, t)))
+    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": "default-study-local-weights",
+              "machine": machine_info(), "cores": args.cores, "assets": str(assets)}
+
+    if args.e2e:
+        if results.exists():
+            subprocess.run(["rm", "-rf", str(results)], check=True)
+        wall, out = snakemake([], configs[5.0], args.cores)
+        record["e2e"] = {"wall_s": wall, "jobs": scheduled(out)}
+        print(f"end to end: {wall:.0f} s, {sum(record['e2e']['jobs'].values())} jobs", flush=True)
+    else:
+        snakemake([], configs[5.0], args.cores)  # bring the results up to date first
+
+    runs = []
+    current = 5.0
+    for i in range(args.reruns):
+        for target in ("analysis", "all"):
+            current = 4.0 if current == 5.0 else 5.0
+            cfg = configs[current]
+            _, dry = snakemake(["-n", target], cfg, args.cores)
+            jobs = scheduled(dry)
+            if set(jobs) & MODEL_RULES:
+                raise RuntimeError(f"a threshold change scheduled model rules: {jobs}")
+            wall, _ = snakemake([target], cfg, args.cores)
+            runs.append({"target": target, "threshold": current, "wall_s": wall, "jobs": jobs})
+            print(f"rerun {i + 1} {target} (threshold {current:g}): {wall:.2f} s, "
+                  f"{sum(jobs.values())} jobs", flush=True)
+    record["reruns"] = runs
+    for target in ("analysis", "all"):
+        walls = [r["wall_s"] for r in runs if r["target"] == target]
+        if walls:
+            record[f"rerun_{target}"] = {"median_s": statistics.median(walls),
+                                         "min_s": min(walls), "max_s": max(walls), "n": len(walls)}
+            print(f"threshold-only rerun, snakemake {'' if target == 'all' else target}: "
+                  f"median {statistics.median(walls):.2f} s (min {min(walls):.2f}, "
+                  f"max {max(walls):.2f}, n={len(walls)})")
+    record["machine"]["loadavg_end"] = os.getloadavg()
+    with open(args.log, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    print(f"appended to {args.log}")
+
+
+if __name__ == "__main__":
+    main()
