@@ -106,10 +106,27 @@ def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, s
         .unique()
         .collect(engine="streaming")["feature"]
     )
-    sub = rows.filter(pl.col("feature").is_in(kept.implode())).select("text_id", "feature", "value")
-    data = _dense(sub.collect(engine="streaming"), text_ids, sae, layer)
-    data.categories, data.cat_index, data.category_entries = categories, cat_index, entries
-    return data
+    features = np.sort(kept.to_numpy().astype(np.int64))
+    row_of = pl.DataFrame(
+        {"text_id": text_ids, "_row": np.arange(len(text_ids), dtype=np.int64)},
+        schema={"text_id": pl.String, "_row": pl.Int64},
+    )
+    values = np.zeros((len(text_ids), len(features)), dtype=np.float64)
+    # filled batch by batch: only the dense matrix and one batch are ever in memory
+    batches = (
+        rows.filter(pl.col("feature").is_in(kept.implode()))
+        .join(row_of.lazy(), on="text_id", how="left")
+        .select("_row", "feature", "value")
+        .collect_batches(chunk_size=1 << 20, engine="streaming",
+                         optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
+    )
+    for batch in batches:
+        if batch["_row"].null_count():
+            raise ValueError(f"{sae} layer {layer}: per-text rows reference texts not in the text "
+                             "list")
+        cols = np.searchsorted(features, batch["feature"].to_numpy().astype(np.int64))
+        values[batch["_row"].to_numpy(), cols] = batch["value"].to_numpy()
+    return LayerData(sae, int(layer), values, features, text_ids, categories, cat_index, entries)
 
 
 def _dense(rows: pl.DataFrame, text_ids: list[str], sae: str, layer: int) -> LayerData:
