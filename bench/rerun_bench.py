@@ -8,8 +8,7 @@ shape and every job is the real one. Steps:
 - ``--e2e``: ``snakemake --cores N`` from an empty results directory, timed;
 - then ``--reruns`` times: change ``analysis.threshold`` (to a value no earlier run used),
   check with a dry run that only threshold-dependent rules are scheduled (never extraction,
-  logit effects,
-  the model-variant rules or anything else that loads the model), then time
+  logit effects, the model-variant rules or anything else that loads the model), then time
   ``snakemake analysis`` and, separately, the whole default target (``snakemake``).
 
 Usage:
