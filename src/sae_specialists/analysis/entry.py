@@ -45,7 +45,13 @@ def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
     except Exception:
         log.exception("%s: failed", what)
         raise
-    log.info("%s: done in %.2f s, peak RSS %d MB", what, time.perf_counter() - start, peak_rss_mb())
+    log.info(
+        "%s: done in %.2f s, peak RSS %d MB, polars threads %d",
+        what,
+        time.perf_counter() - start,
+        peak_rss_mb(),
+        pl.thread_pool_size(),
+    )
 
 
 def peak_rss_mb() -> int:
