@@ -9,6 +9,7 @@ extraction it needs stays small."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,9 @@ def test_demo_threshold_change_reruns_only_analysis(demo):
     assert jobs["analysis_token_views"] == len(cfg["saes"])  # one job per family, all layers
     before = pl.read_parquet(results / "tables" / "specialists.parquet")
     run_snakemake(work, "--cores", "2", "analysis", config=new)
+    # jobs run with one polars thread (set by the Snakefile) and report their peak memory
+    log = (results / "logs" / "analysis" / "specialist_tables.log").read_text()
+    assert re.search(r"done in [0-9.]+ s, peak RSS [0-9]+ MB, polars threads 1$", log, re.M), log
     after = check_tables(results, new, new["analysis"]["threshold"])
     assert before["score"].to_list() != after["score"].to_list()
     assert after["threshold"].unique().to_list() == [new["analysis"]["threshold"]]
