@@ -23,7 +23,6 @@ CATEGORIES = ("python", "math", "social", "formal")
 THRESHOLD_RULES = {
     "analysis_specialist_tables",
     "analysis_specialist_charts",
-    "analysis_token_views",
     "analysis_report",
 }
 
@@ -156,7 +155,7 @@ def test_demo_threshold_change_reruns_only_analysis(demo):
     dry = run_snakemake(work, "--cores", "2", "-n", "analysis", config=new)
     jobs = scheduled_jobs(dry)
     assert set(jobs) == THRESHOLD_RULES | {"analysis"}, dry.stdout
-    assert jobs["analysis_token_views"] == len(cfg["saes"])  # one job per family, all layers
+    assert jobs["analysis_report"] == 1  # token views of every layer, summary, index
     before = pl.read_parquet(results / "tables" / "specialists.parquet")
     run_snakemake(work, "--cores", "2", "analysis", config=new)
     # jobs run with one polars thread (set by the Snakefile) and report their peak memory

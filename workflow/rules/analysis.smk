@@ -16,9 +16,6 @@ analysis_outputs = AP.outputs
 # text order); the analysis reads every chunk of every category.
 ALL_TOKENS = flatten(tokens_shard(c) for c in CATEGORIES)
 activations_of = ActivationShardsOf(activation_shard, tuple(sorted(CATEGORIES)))
-activations_of_family = ActivationShardsOf(
-    activation_shard, tuple(sorted(CATEGORIES)), layers=tuple(LAYERS)
-)
 ALL_TABLES = list(AP.tables(PEAK_TABLES + SPECIALIST_TABLES).values())
 TABLE_INPUT = dict(
     strongest=AP.table("strongest"),
@@ -194,57 +191,35 @@ rule analysis_specialist_charts:
         "../../scripts/analysis_specialist_charts.py"
 
 
-rule analysis_token_views:
-    """Token-level views of each category's specialist, every layer of one SAE family (one job:
-    a threshold change reruns one job per family, not one per layer)."""
-    input:
-        specialists=AP.table("specialists"),
-        per_text=lambda w: [AP.per_text(w.family, layer) for layer in LAYERS],
-        texts=AP.texts,
-        tokens=ALL_TOKENS,
-        activations=activations_of_family,
-    output:
-        report(
-            AP.family_token_views("{family}"),
-            caption="../report/token_view.rst",
-            category="Token views",
-            subcategory="SAE {family}",
-        ),
-    params:
-        include_bos=_A["include_bos"],
-        threshold=_A["threshold"],
-        index=AP.index,
-    log:
-        f"{R}/logs/analysis/token_views_sae={{family}}.log",
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
-    script:
-        "../../scripts/analysis_token_views.py"
-
-
 rule analysis_report:
-    """summary.md (the study's headline findings) and index.html, from the tables. The charts
-    and token views the index links to are built beside it by their own jobs (their paths are
-    fixed), so a threshold change runs this job in parallel with them, not after them."""
+    """The browsable report: the token views of each category's specialist (every SAE family and
+    layer), summary.md (the headline findings) and index.html linking every table, chart and
+    view. One job: a threshold change reruns three jobs (specialist tables, then these and the
+    specialist charts side by side). The charts are linked by their fixed paths."""
     input:
         **TABLE_INPUT,
         tables=ALL_TABLES,
         per_text=AP.all_per_text(),
+        tokens=ALL_TOKENS,
+        activations=flatten(
+            activation_shard(f, layer, c) for f in FAMILIES for layer in LAYERS for c in CATEGORIES
+        ),
     output:
         index=AP.index,
         summary=report(AP.summary, caption="../report/summary.rst", category="Summary"),
+        token_views=report(
+            AP.all_token_views(),
+            caption="../report/token_view.rst",
+            category="Token views",
+        ),
     params:
         **ALL_SETTINGS,
         charts=AP.chart_files(),
-        token_views=AP.all_token_views(),
     log:
         f"{R}/logs/analysis/report.log",
     resources:
         mem_mb=2000,
-        runtime=5,
+        runtime=20,
     conda:
         "../envs/sae_specialists.yaml"
     script:

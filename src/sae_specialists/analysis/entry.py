@@ -207,45 +207,46 @@ def specialist_charts(smk: Any) -> None:
             ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path)
 
 
-_LAYER_IN_PATH = re.compile(r"/layer=(\d+)(?:/|\.parquet$)")
+_SAE_LAYER_IN_PATH = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)(?:/|\.parquet$)")
 
 
-def by_layer(paths: list[str]) -> dict[int, list[str]]:
-    """Group contract paths (``.../layer=L/...`` or ``.../layer=L.parquet``) by layer, in order."""
-    out: dict[int, list[str]] = {}
+def by_sae_layer(paths: list[str]) -> dict[tuple[str, int], list[str]]:
+    """Group contract paths (``.../sae=F/layer=L/...`` or ``.../sae=F/layer=L.parquet``) by
+    (family, layer), keeping their order."""
+    out: dict[tuple[str, int], list[str]] = {}
     for path in paths:
-        match = _LAYER_IN_PATH.search(Path(path).as_posix())
+        match = _SAE_LAYER_IN_PATH.search(Path(path).as_posix())
         if match is None:
-            raise ValueError(f"no layer=N in path {path}")
-        out.setdefault(int(match.group(1)), []).append(str(path))
+            raise ValueError(f"no sae=F/layer=N in path {path}")
+        out.setdefault((match.group(1), int(match.group(2))), []).append(str(path))
     return out
 
 
-def token_views(smk: Any) -> None:
-    """Token views of every layer of one SAE family (one job per family)."""
-    family = str(smk.wildcards.family)
-    per_text_paths = by_layer(list(smk.input.per_text))
-    activations = by_layer(list(smk.input.activations))
-    pages = by_layer(list(smk.output))
-    specialists = pl.read_parquet(smk.input.specialists)
-    texts_df = pl.read_parquet(smk.input.texts)
-    with logged(smk, f"token views {family}, layers {sorted(per_text_paths)}") as lg:
-        for layer, per_text_path in per_text_paths.items():
-            lg.info("layer %d: %d activation shards", layer, len(activations[layer]))
-            build_token_views(
-                sae=family,
-                layer=layer,
-                specialists=specialists,
-                per_text=pl.scan_parquet(per_text_path[0]),
-                texts=texts_df,
-                token_paths=list(smk.input.tokens),
-                activation_paths=activations[layer],
-                outputs={Path(p).stem: p for p in pages[layer]},
-                neuronpedia_id=read_metadata(per_text_path[0]).get("neuronpedia_id"),
-                include_bos=bool(smk.params.include_bos),
-                threshold=float(smk.params.threshold),
-                index_path=smk.params.index,
-            )
+def _token_views(smk: Any, lg: logging.Logger) -> None:
+    """Token views of every (family, layer): one page per category's specialist."""
+    i, p = smk.input, smk.params
+    per_text_paths = by_sae_layer(list(i.per_text))
+    activations = by_sae_layer(list(i.activations))
+    pages = by_sae_layer(list(smk.output.token_views))
+    specialists = pl.read_parquet(i.specialists)
+    texts_df = pl.read_parquet(i.texts)
+    for (family, layer), per_text_path in per_text_paths.items():
+        lg.info("token views %s layer %d: %d activation shards", family, layer,
+                len(activations[(family, layer)]))
+        build_token_views(
+            sae=family,
+            layer=layer,
+            specialists=specialists,
+            per_text=pl.scan_parquet(per_text_path[0]),
+            texts=texts_df,
+            token_paths=list(i.tokens),
+            activation_paths=activations[(family, layer)],
+            outputs={Path(page).stem: page for page in pages[(family, layer)]},
+            neuronpedia_id=read_metadata(per_text_path[0]).get("neuronpedia_id"),
+            include_bos=bool(p.include_bos),
+            threshold=float(p.threshold),
+            index_path=smk.output.index,
+        )
 
 
 _VIEW = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)/([A-Za-z0-9_-]+)\.html$")
@@ -258,9 +259,10 @@ CHART_TITLES = {
 
 
 def report(smk: Any) -> None:
-    """summary.md and index.html (rule analysis_report)."""
-    with logged(smk, "summary and index"):
+    """Token views, summary.md and index.html (rule analysis_report)."""
+    with logged(smk, "report (token views, summary, index)") as lg:
         i, o = smk.input, smk.output
+        _token_views(smk, lg)
         summary_doc = _summary_doc(smk)
         write_text(summary_doc.to_markdown(), o.summary)
         tables = {}
@@ -274,7 +276,7 @@ def report(smk: Any) -> None:
             title = f"Specialist scores, SAE {m.group(1)}" if m else CHART_TITLES.get(stem, stem)
             charts.append((title, html_path, html_path[: -len(".html")] + ".png"))
         views = {}
-        for page in smk.params.token_views:
+        for page in o.token_views:
             m = _VIEW.search(Path(page).as_posix())
             views[(m.group(1), int(m.group(2)), m.group(3))] = page
         page = build_index(

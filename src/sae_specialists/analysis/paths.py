@@ -32,21 +32,16 @@ def flatten(items: Iterable) -> list[str]:
 
 @dataclass(frozen=True)
 class ActivationShardsOf:
-    """Input function: every activation shard of the job's (family, layer), all categories; or,
-    with ``layers``, of every given layer of the job's family (jobs with only a family wildcard).
+    """Input function: every activation shard of the job's (family, layer), all categories.
 
     ``shard_fn(family, layer, category)`` is the contract's path helper (common.smk).
     """
 
     shard_fn: Callable[[str, str, str], str | list[str]]
     categories: tuple[str, ...]
-    layers: tuple[int, ...] | None = None
 
     def __call__(self, wildcards: Any) -> list[str]:
-        layers = self.layers if self.layers is not None else (wildcards.layer,)
-        return flatten(
-            self.shard_fn(wildcards.family, layer, c) for layer in layers for c in self.categories
-        )
+        return flatten(self.shard_fn(wildcards.family, wildcards.layer, c) for c in self.categories)
 
 
 @dataclass(frozen=True)
@@ -120,9 +115,6 @@ class AnalysisPaths:
 
     def token_views(self, family: str, layer: int | str) -> list[str]:
         return [self.token_view(family, layer, c) for c in self.categories]
-
-    def family_token_views(self, family: str) -> list[str]:
-        return [p for layer in self.layers for p in self.token_views(family, layer)]
 
     def all_token_views(self) -> list[str]:
         return [
