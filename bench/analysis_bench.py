@@ -64,7 +64,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
-from run_bench import GPT2, LAYERS, build_assets, machine_info  # noqa: E402
+from run_bench import GPT2, LAYERS, append_record, build_assets, machine_info  # noqa: E402
 
 CATEGORIES = ("conversational", "formal", "math", "non_english", "python", "social", "urls")
 FAMILY = "res"
@@ -575,8 +575,6 @@ def main() -> None:
     record["max_job_rss_mb"] = max(rss, default=None)
     if run["rc"] != 0:
         record["error"] = sm_log.read_text(errors="replace")[-4000:]
-    record["machine"]["loadavg_end"] = os.getloadavg()
-
     sh = record["shards"]
     print(f"\n== analysis benchmark: {generated['texts']} texts, L0 {generated['l0']:g} ==")
     print(f"texts {generated['texts']:,}, tokens {sh['tokens']['rows']:,} "
@@ -601,9 +599,7 @@ def main() -> None:
         print(line)
     if run["rc"] != 0:
         print(f"\nsnakemake failed; last lines of {sm_log}:\n{record['error'][-2500:]}")
-    with open(args.log, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-    print(f"appended to {args.log}")
+    append_record(record, args.log)
     if run["rc"] != 0:
         sys.exit(1)
 

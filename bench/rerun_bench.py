@@ -20,7 +20,6 @@ Appends a JSON record to bench/results.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -35,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run_bench import GPT2, build_assets, machine_info  # noqa: E402
+from run_bench import GPT2, append_record, build_assets, machine_info  # noqa: E402
 
 MODEL_RULES = {"extract_activations", "logit_effects", "methodology_variants",
                "build_demo_assets", "dashboard_corpus"}
@@ -131,10 +130,7 @@ def main() -> None:
             print(f"threshold-only rerun, snakemake {'' if target == 'all' else target}: "
                   f"median {statistics.median(walls):.2f} s (min {min(walls):.2f}, "
                   f"max {max(walls):.2f}, n={len(walls)})")
-    record["machine"]["loadavg_end"] = os.getloadavg()
-    with open(args.log, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-    print(f"appended to {args.log}")
+    append_record(record, args.log)
 
 
 if __name__ == "__main__":

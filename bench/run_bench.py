@@ -378,6 +378,14 @@ def run_child(step: str, **kwargs) -> dict:
 # -- orchestration --------------------------------------------------------------------------------
 
 
+def append_record(record: dict, log: str) -> None:
+    """Stamp the end load average and append ``record`` as one JSON line to ``log``."""
+    record["machine"]["loadavg_end"] = os.getloadavg()
+    with open(log, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    print(f"appended to {log}")
+
+
 def machine_info() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
@@ -515,10 +523,7 @@ def main() -> None:
             print(f"rss: {n} texts ({st['tokens']} tokens): peak RSS {res['peak_rss_mb']:.0f} MB, "
                   f"{res['work_s']:.0f} s", flush=True)
         record["rss_series"] = series
-    record["machine"]["loadavg_end"] = os.getloadavg()
-    with open(args.log, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-    print(f"appended to {args.log}")
+    append_record(record, args.log)
 
 
 if __name__ == "__main__":

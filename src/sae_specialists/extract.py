@@ -31,6 +31,7 @@ Engine (``Extractor``), built once per job for a model and its SAEs:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -213,17 +214,13 @@ def tune_allocator() -> bool:
     that costs more system time than the BLAS work). Raising the mmap and trim thresholds makes
     freed memory reusable; the peak RSS stays what the job needs. No-op off glibc.
     """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(name)
         m_trim_threshold, m_mmap_threshold = -1, -3
         ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30)
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     return bool(ok)
 
@@ -236,16 +233,26 @@ def release_free_memory() -> bool:
     RSS creeps up window after window. Trimming once per window (~32k tokens) costs a few page
     faults in the next window's first batch and keeps the peak RSS at what one window needs.
     """
+    libc = _libc()
+    try:
+        return bool(libc.malloc_trim(0)) if libc is not None else False
+    except AttributeError:
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """The C library (ctypes), None where it cannot be found or loaded (looked up once)."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     if not name:
-        return False
+        return None
     try:
-        return bool(ctypes.CDLL(name).malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
 
 
 # -- fast forward ---------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import threading
 
 # Snakemake's job-rate limiter (default 100 jobs / 1 s) re-checks its budget with a non-daemon
 # threading.Timer of one timespan after every scheduling round. When the run is over, the last
-# such timers keep the process alive for up to a second: on a threshold-only rerun (4 jobs of
-# ~0.5 s) that is a fifth of the wall time, and every `snakemake` call pays it. Sub-second
+# such timers keep the process alive for up to a second: on a threshold-only rerun (3 jobs of
+# ~1 s) that is a fifth of the wall time, and every `snakemake` call pays it. Sub-second
 # timespans cannot be configured (`--max-jobs-per-timespan 10/100ms` parses as 100 minutes).
 _RATE_LIMIT_TIMER = "_schedule_reevalutation"  # sic: Snakemake's method name
 

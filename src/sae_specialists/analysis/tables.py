@@ -59,22 +59,14 @@ def scan_per_text(
     return pt.select(PT_COLUMNS), ids, metas
 
 
-def load_per_text(
-    paths: Sequence[str | os.PathLike],
-) -> tuple[pl.DataFrame, dict[tuple[str, int], str | None], dict[tuple[str, int], dict]]:
-    """``scan_per_text``, collected (for the methodology's dense computations)."""
-    pt, ids, metas = scan_per_text(paths)
-    return collect(pt), ids, metas
-
-
 # No common-subplan elimination: it would cache a per-text scan that a query reads twice (e.g.
 # a max per group joined back to the rows) in memory whole; reading the files twice keeps
 # memory independent of the corpus size.
-_STREAMING = pl.QueryOptFlags(comm_subplan_elim=False)
+STREAMING_OPTS = pl.QueryOptFlags(comm_subplan_elim=False)
 
 
 def collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    return frame.lazy().collect(engine="streaming", optimizations=_STREAMING)
+    return frame.lazy().collect(engine="streaming", optimizations=STREAMING_OPTS)
 
 
 PT_COLUMNS = ["sae", "layer", "text_id", "category", "feature", "value", "max"]

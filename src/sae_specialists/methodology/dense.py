@@ -9,11 +9,12 @@ n_active_features x 8 bytes (the study: 70 x ~10^4 -> a few MB per layer).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from ..analysis.tables import STREAMING_OPTS, collect
 
 
 def default_prefix(k: int, n_category: int) -> int:
@@ -52,9 +53,21 @@ def layer_data(pt: pl.DataFrame, texts: pl.DataFrame, sae: str, layer: int) -> L
     text_id, feature, value) and the text list ``texts`` (text_id, category, text_order)."""
     text_ids, categories, cat_index = _text_rows(texts)
     rows = pt.filter((pl.col("sae") == sae) & (pl.col("layer") == layer) & (pl.col("value") > 0))
-    data = _dense(rows, text_ids, sae, layer)
-    data.categories, data.cat_index = categories, cat_index
-    return data
+    joined = rows.join(_row_index(text_ids), on="text_id", how="inner")
+    if joined.height != rows.height:
+        raise ValueError(f"{sae} layer {layer}: per-text rows reference texts not in the text list")
+    features, col = np.unique(joined["feature"].to_numpy().astype(np.int64), return_inverse=True)
+    values = np.zeros((len(text_ids), len(features)), dtype=np.float64)
+    values[joined["_row"].to_numpy(), col] = joined["value"].to_numpy().astype(np.float64)
+    return LayerData(sae, int(layer), values, features, text_ids, categories, cat_index)
+
+
+def _row_index(text_ids: list[str]) -> pl.DataFrame:
+    """text_id -> its row of the dense matrix (text order)."""
+    return pl.DataFrame(
+        {"text_id": text_ids, "_row": np.arange(len(text_ids), dtype=np.int64)},
+        schema={"text_id": pl.String, "_row": pl.Int64},
+    )
 
 
 def _text_rows(texts: pl.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
@@ -89,36 +102,30 @@ def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, s
     floors = {}
     for c, category in enumerate(categories):
         prefix = default_prefix(k, int(sizes[c]))
-        stats = (
-            rows.filter(pl.col("category") == category)
-            .select(pl.len().alias("n"), pl.col("value").top_k(prefix).min().alias("floor"))
-            .collect(engine="streaming")
+        stats = collect(
+            rows.filter(pl.col("category") == category).select(
+                pl.len().alias("n"), pl.col("value").top_k(prefix).min().alias("floor")
+            )
         )
         entries[c] = int(stats["n"][0])
         floors[category] = float(stats["floor"][0] or 0.0) if entries[c] > prefix else 0.0
     floor = pl.DataFrame({"category": list(floors), "floor": list(floors.values())})
-    kept = (
+    kept = collect(
         rows.group_by("category", "feature")
         .agg(pl.col("value").max().alias("peak"))
         .join(floor.lazy(), on="category")
         .filter(pl.col("peak") >= pl.col("floor"))
         .select("feature")
         .unique()
-        .collect(engine="streaming")["feature"]
-    )
+    )["feature"]
     features = np.sort(kept.to_numpy().astype(np.int64))
-    row_of = pl.DataFrame(
-        {"text_id": text_ids, "_row": np.arange(len(text_ids), dtype=np.int64)},
-        schema={"text_id": pl.String, "_row": pl.Int64},
-    )
     values = np.zeros((len(text_ids), len(features)), dtype=np.float64)
     # filled batch by batch: only the dense matrix and one batch are ever in memory
     batches = (
         rows.filter(pl.col("feature").is_in(kept.implode()))
-        .join(row_of.lazy(), on="text_id", how="left")
+        .join(_row_index(text_ids).lazy(), on="text_id", how="left")
         .select("_row", "feature", "value")
-        .collect_batches(chunk_size=1 << 20, engine="streaming",
-                         optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
+        .collect_batches(chunk_size=1 << 20, engine="streaming", optimizations=STREAMING_OPTS)
     )
     for batch in batches:
         if batch["_row"].null_count():
@@ -127,24 +134,3 @@ def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, s
         cols = np.searchsorted(features, batch["feature"].to_numpy().astype(np.int64))
         values[batch["_row"].to_numpy(), cols] = batch["value"].to_numpy()
     return LayerData(sae, int(layer), values, features, text_ids, categories, cat_index, entries)
-
-
-def _dense(rows: pl.DataFrame, text_ids: list[str], sae: str, layer: int) -> LayerData:
-    row_of = pl.DataFrame(
-        {"text_id": text_ids, "_row": np.arange(len(text_ids), dtype=np.int64)},
-        schema={"text_id": pl.String, "_row": pl.Int64},
-    )
-    joined = rows.join(row_of, on="text_id", how="inner")
-    if joined.height != rows.height:
-        raise ValueError(f"{sae} layer {layer}: per-text rows reference texts not in the text list")
-    feats = joined["feature"].to_numpy().astype(np.int64)
-    features, col = np.unique(feats, return_inverse=True)
-    values = np.zeros((len(text_ids), len(features)), dtype=np.float64)
-    values[joined["_row"].to_numpy(), col] = joined["value"].to_numpy().astype(np.float64)
-    return LayerData(sae, int(layer), values, features, text_ids, [], np.zeros(0, np.int64))
-
-
-def iter_layers(pt: pl.DataFrame, texts: pl.DataFrame, keys: list[tuple[str, int]]
-                ) -> Iterator[LayerData]:
-    for sae, layer in keys:
-        yield layer_data(pt, texts, sae, layer)

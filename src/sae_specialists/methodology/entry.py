@@ -9,11 +9,10 @@ from typing import Any
 import polars as pl
 
 from ..analysis import tables as tb
-from ..analysis.entry import logged
+from ..analysis.entry import by_sae_layer, logged
 from ..analysis.shards import write_csv, write_parquet, write_text
 from ..errors import UserError
 
-_SHARD = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)/")
 _SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
 
 
@@ -24,10 +23,9 @@ def _write(df: pl.DataFrame, parquet: str, csv: str, meta: dict | None = None) -
 
 def _load(smk: Any):
     texts = pl.read_parquet(smk.input.texts)
-    lazy, _, _ = tb.scan_per_text(list(smk.input.per_text))
+    lazy, ids, metas = tb.scan_per_text(list(smk.input.per_text))
     check_dense_budget(lazy, texts.height, float(smk.params.max_dense_gb))
-    pt, ids, metas = tb.load_per_text(list(smk.input.per_text))
-    return pt, ids, sorted(metas), texts
+    return tb.collect(lazy), ids, sorted(metas), texts
 
 
 def check_dense_budget(pt: pl.LazyFrame, n_texts: int, max_gb: float) -> float:
@@ -37,8 +35,8 @@ def check_dense_budget(pt: pl.LazyFrame, n_texts: int, max_gb: float) -> float:
     per_layer = (
         pt.group_by("sae", "layer")
         .agg(pl.col("feature").n_unique().alias("n"))
-        .collect(engine="streaming")
     )
+    per_layer = tb.collect(per_layer)
     gb = n_texts * int(per_layer["n"].sum()) * 8 / 1e9
     if gb > max_gb:
         raise UserError(
@@ -85,10 +83,7 @@ def ablation(smk: Any) -> None:
 
     with logged(smk, "methodology ablation") as lg:
         p = smk.params
-        acts: dict[tuple[str, int], list[str]] = {}
-        for path in smk.input.activations:
-            m = _SHARD.search(Path(path).as_posix())
-            acts.setdefault((m.group(1), int(m.group(2))), []).append(path)
+        acts = by_sae_layer(list(smk.input.activations))
         variants = None
         if p.model_variants:
             variants = [{"resid": r, "pad": q, "texts": t} for r, q, t in zip(
