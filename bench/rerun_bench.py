@@ -11,6 +11,13 @@ shape and every job is the real one. Steps:
   logit effects, the model-variant rules or anything else that loads the model), then time
   ``snakemake analysis`` and, separately, the whole default target (``snakemake``).
 
+Bytecode: a job process imports ~40 of the package's modules. Python caches their bytecode on
+first import unless ``PYTHONDONTWRITEBYTECODE`` is set (many container images and this
+project's development sandbox set it), and then every job compiles them again (~0.25 s per job).
+The benchmark therefore compiles ``src/`` once first (``--no-compile``: measure as is) and
+records whether the variable was set and whether the SLURM executor plugin (which makes
+Snakemake import pandas at start) is installed.
+
 Usage:
     python bench/rerun_bench.py --e2e --reruns 5
     python bench/rerun_bench.py --reruns 10          # reuse an existing results directory
@@ -20,6 +27,8 @@ Appends a JSON record to bench/results.jsonl.
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import os
 import re
 import statistics
@@ -63,6 +72,14 @@ def snakemake(args: list[str], cfg_path: Path, cores: int) -> tuple[float, str]:
     return wall, proc.stdout + proc.stderr
 
 
+JOB_DONE = re.compile(r"INFO (.+?): done in ([0-9.]+) s")
+
+
+def job_seconds(output: str) -> dict[str, float]:
+    """The in-process time each analysis job logs ("<what>: done in X s")."""
+    return {m[0]: float(m[1]) for m in JOB_DONE.findall(output)}
+
+
 def scheduled(output: str) -> dict[str, int]:
     if "Nothing to be done" in output:
         return {}
@@ -79,7 +96,11 @@ def main() -> None:
     p.add_argument("--workdir", default="/tmp/sae-default-study")
     p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
     p.add_argument("--log", default=str(HERE / "results.jsonl"))
+    p.add_argument("--no-compile", action="store_true",
+                   help="do not compile src/ to bytecode first (see the module docstring)")
     args = p.parse_args()
+    if not args.no_compile:
+        compileall.compile_dir(str(REPO / "src"), quiet=1)
 
     work, assets = Path(args.workdir), Path(args.assets)
     work.mkdir(parents=True, exist_ok=True)
@@ -93,7 +114,11 @@ def main() -> None:
 
     base = config_for(5.0)
     record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": "default-study-local-weights",
-              "machine": machine_info(), "cores": args.cores, "assets": str(assets)}
+              "machine": machine_info(), "cores": args.cores, "assets": str(assets),
+              "bytecode_compiled": not args.no_compile,
+              "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
+              "slurm_plugin": importlib.util.find_spec("snakemake_executor_plugin_slurm")
+              is not None}
 
     if args.e2e:
         if results.exists():
@@ -117,8 +142,9 @@ def main() -> None:
             jobs = scheduled(dry)
             if set(jobs) & MODEL_RULES:
                 raise RuntimeError(f"a threshold change scheduled model rules: {jobs}")
-            wall, _ = snakemake([target], cfg, args.cores)
-            runs.append({"target": target, "threshold": current, "wall_s": wall, "jobs": jobs})
+            wall, out = snakemake([target], cfg, args.cores)
+            runs.append({"target": target, "threshold": current, "wall_s": wall, "jobs": jobs,
+                         "job_s": job_seconds(out)})
             print(f"rerun {i + 1} {target} (threshold {current:g}): {wall:.2f} s, "
                   f"{sum(jobs.values())} jobs", flush=True)
     record["reruns"] = runs

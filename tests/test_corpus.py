@@ -4,6 +4,7 @@ counting for the DAG, chunk slicing, and clear errors."""
 from __future__ import annotations
 
 import json
+import os
 from itertools import islice
 from pathlib import Path
 
@@ -194,3 +195,19 @@ def test_list_categories_accepts_corpus_suffixes(tmp_path):
     (tmp_path / "social.txt").write_text("a\n", encoding="utf-8")
     with pytest.raises(TextsError, match="defined twice"):
         list_categories(tmp_path)
+
+
+def test_yaml_category_is_parsed_once_per_version_of_the_file(tmp_path):
+    """The Snakefile reads each YAML category twice; the second read is cached, and an edit of
+    the file (new size, or the same size with a new mtime) is seen at once."""
+    path = tmp_path / "python.yaml"
+    path.write_text(yaml.safe_dump(["a = 1", "b = 2"]))
+    first = load_category(path)
+    first.append("the caller's copy")  # callers get their own list
+    assert [t.text for t in load_category(path)] == ["a = 1", "b = 2"]
+    path.write_text(yaml.safe_dump(["a = 1", "b = 2", "c = 3"]))
+    assert [t.text for t in load_category(path)] == ["a = 1", "b = 2", "c = 3"]
+    stat = path.stat()
+    path.write_text(yaml.safe_dump(["x = 1", "y = 2", "z = 3"]))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert [t.text for t in load_category(path)] == ["x = 1", "y = 2", "z = 3"]

@@ -17,7 +17,7 @@ import yaml
 
 from .errors import ConfigError, SAEError
 from .settings import Settings
-from .texts import load_category
+from .texts import YAML_LOADER, load_category
 
 UNEQUAL_SIZE_RATIO = 2.0
 
@@ -39,7 +39,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def validate_config(config: dict, schema_path: str | Path) -> None:
     """Validate against the JSON schema; report every problem with its key path."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = yaml.load(Path(schema_path).read_text(), Loader=YAML_LOADER)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -60,8 +60,7 @@ def sae_lens_directory() -> dict:
     path = Path(next(iter(spec.submodule_search_locations))) / "pretrained_saes.yaml"
     if not path.is_file():
         return {}
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the file is large: C loader
-    return yaml.load(path.read_text(), Loader=loader)
+    return yaml.load(path.read_text(), Loader=YAML_LOADER)
 
 
 def check_sae_releases(settings: Settings) -> None:

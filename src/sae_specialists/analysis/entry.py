@@ -190,7 +190,7 @@ def peak_charts(smk: Any) -> None:
         )
 
 
-_SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
+SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
 
 
 def specialist_charts(smk: Any) -> None:
@@ -203,7 +203,7 @@ def specialist_charts(smk: Any) -> None:
             ch.specialists_found_chart(tb.specialists_found(spec)), o.found_html, o.found_png
         )
         for html_path, png_path in zip(o.heatmap_html, o.heatmap_png, strict=True):
-            sae = _SAE_IN_NAME.search(Path(html_path).name).group(1)
+            sae = SAE_IN_NAME.search(Path(html_path).name).group(1)
             ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path)
 
 
@@ -272,7 +272,7 @@ def report(smk: Any) -> None:
         charts = []
         for html_path in [p for p in smk.params.charts if p.endswith(".html")]:
             stem = Path(html_path).stem
-            m = _SAE_IN_NAME.search(stem)
+            m = SAE_IN_NAME.search(stem)
             title = f"Specialist scores, SAE {m.group(1)}" if m else CHART_TITLES.get(stem, stem)
             charts.append((title, html_path, html_path[: -len(".html")] + ".png"))
         views = {}

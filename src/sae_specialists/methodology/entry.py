@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ..analysis import tables as tb
-from ..analysis.entry import by_sae_layer, logged
+from ..analysis.entry import SAE_IN_NAME, by_sae_layer, logged
 from ..analysis.shards import write_csv, write_parquet, write_text
 from ..errors import UserError
-
-_SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
 
 
 def _write(df: pl.DataFrame, parquet: str, csv: str, meta: dict | None = None) -> None:
@@ -162,7 +159,7 @@ def bootstrap(smk: Any) -> None:
         _write(tb.with_links(boot, ids), o.table, o.table_csv)
         _write(stability_columns(boot), o.stability, o.stability_csv)
         for html, png in zip(o.charts_html, o.charts_png, strict=True):
-            sae = _SAE_IN_NAME.search(Path(html).name).group(1)
+            sae = SAE_IN_NAME.search(Path(html).name).group(1)
             ch.save_chart(ch.stability_chart(boot, sae), html, png)
         rep = boot.filter(pl.col("has_specialist"))
         if rep.height:
