@@ -193,18 +193,23 @@ def render_page(
     )
     parts.append('<div id="info">hover a token</div>')
     acts_map = {(t, p): a for t, p, a in acts.select("text_id", "token_pos", "activation").rows()}
-    token_groups = {
-        key[0]: grp
-        for key, grp in tokens.sort("text_id", "token_pos").group_by("text_id", maintain_order=True)
-    }
+    # plain Python groups: one polars call per page instead of several per sample text
+    token_groups: dict[str, list[tuple]] = {}
+    for tid, pos, tok, bos in tokens.select("text_id", "token_pos", "token", "bos").sort(
+        "text_id", "token_pos"
+    ).rows():
+        token_groups.setdefault(tid, []).append((pos, tok, bos))
+    samples_by_category: dict[str, list[dict]] = {}
+    if samples.height:
+        for s in samples.sort("category", "sample_rank").iter_rows(named=True):
+            samples_by_category.setdefault(s["category"], []).append(s)
     order = [category] + [c for c in categories if c != category]
     for cat in order:
         own = cat == category
         sec_cls = ' class="own"' if own else ""
         badge = '<span class="badge">specialist\'s category</span>' if own else ""
         parts.append(f'<section data-category="{esc(cat)}"><h2{sec_cls}>{esc(cat)}{badge}</h2>')
-        cat_samples = samples.filter(pl.col("category") == cat).sort("sample_rank")
-        for s in cat_samples.iter_rows(named=True):
+        for s in samples_by_category.get(cat, []):
             tid = s["text_id"]
             fires = s["value"] > threshold
             head = (
@@ -213,31 +218,29 @@ def render_page(
                 + ("<strong>above threshold</strong>" if fires else "not above threshold")
                 + '</div><div class="text">'
             )
-            grp = token_groups.get(tid)
             spans = []
-            if grp is not None:
-                for pos, tok, bos in grp.select("token_pos", "token", "bos").rows():
-                    act = float(acts_map.get((tid, pos), 0.0))
-                    counted = include_bos or not bos
-                    tok_attr = esc(repr(tok), quote=True)
-                    hover = f"{repr(tok)} · position {pos} · activation {act:.4f}"
-                    if bos:
-                        hover += " · BOS" + ("" if counted else " (not counted)")
-                    if bos and not counted:
-                        spans.append(
-                            f'<span class="tok bos" data-pos="{pos}" data-act="{act:.4f}" '
-                            f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}">'
-                            "⟨BOS⟩</span>"
-                        )
-                        continue
-                    shade = _alpha(act, scale)
-                    style = f' style="background:rgba(240,140,0,{shade})"' if shade > 0 else ""
-                    label = "⟨BOS⟩" if bos else render_token(tok)
+            for pos, tok, bos in token_groups.get(tid, ()):
+                act = float(acts_map.get((tid, pos), 0.0))
+                counted = include_bos or not bos
+                tok_attr = esc(repr(tok), quote=True)
+                hover = f"{repr(tok)} · position {pos} · activation {act:.4f}"
+                if bos:
+                    hover += " · BOS" + ("" if counted else " (not counted)")
+                if bos and not counted:
                     spans.append(
-                        f'<span class="tok" data-pos="{pos}" data-act="{act:.4f}" '
-                        f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}"{style}>'
-                        f"{label}</span>"
+                        f'<span class="tok bos" data-pos="{pos}" data-act="{act:.4f}" '
+                        f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}">'
+                        "⟨BOS⟩</span>"
                     )
+                    continue
+                shade = _alpha(act, scale)
+                style = f' style="background:rgba(240,140,0,{shade})"' if shade > 0 else ""
+                label = "⟨BOS⟩" if bos else render_token(tok)
+                spans.append(
+                    f'<span class="tok" data-pos="{pos}" data-act="{act:.4f}" '
+                    f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}"{style}>'
+                    f"{label}</span>"
+                )
             parts.append(head + "".join(spans) + "</div></div>")
         parts.append("</section>")
     parts.append(f"<script>{JS}</script></body></html>")
