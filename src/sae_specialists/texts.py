@@ -79,7 +79,9 @@ def load_category(path: str | Path, category: str | None = None, options=None) -
     return list(_load_yaml_category(path, category, stat.st_mtime_ns, stat.st_size))
 
 
-@lru_cache(maxsize=64)
+# far above any realistic number of categories: both passes of a run must hit the cache (an
+# LRU smaller than the category count would evict every file before its second read)
+@lru_cache(maxsize=1024)
 def _load_yaml_category(path: Path, category: str, _mtime_ns: int, _size: int) -> tuple[Text, ...]:
     try:
         raw = path.read_bytes().decode("utf-8")
