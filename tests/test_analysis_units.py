@@ -39,6 +39,49 @@ def test_analysis_never_imports_torch():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+
+_RERUN_JOBS = """
+import sys
+from types import SimpleNamespace as NS
+from sae_specialists.analysis import entry
+d = sys.argv[1]
+class Out(dict):
+    __getattr__ = dict.__getitem__
+tables = Out({n + s: f"{d}/{n}{s and '.csv' or '.parquet'}"
+              for n in ("selective", "candidates", "specialists") for s in ("", "_csv")})
+params = NS(threshold=0.5, candidates=3, resamples=20, seed=0, ci=0.9)
+entry.specialist_tables(NS(input=NS(per_text=[f"{d}/pt.parquet"], texts=f"{d}/texts.parquet"),
+                           output=tables, params=params, log=[]))
+entry.specialist_charts(NS(input=NS(specialists=tables["specialists"]),
+                           output=NS(found_html=f"{d}/f.html", found_png=f"{d}/f.png",
+                                     heatmap_html=[f"{d}/h_sae=res.html"],
+                                     heatmap_png=[f"{d}/h_sae=res.png"]), log=[]))
+bad = sorted(m for m in ("pyarrow", "torch", "transformer_lens", "sae_lens") if m in sys.modules)
+print(bad); sys.exit(1 if bad else 0)
+"""
+
+
+def test_threshold_rerun_jobs_never_import_pyarrow(tmp_path):
+    """The two jobs on a threshold-only rerun's critical path (specialist tables, specialist
+    charts) read and write Parquet with polars alone: importing pyarrow costs ~0.2 s per job."""
+    from sae_specialists.analysis.shards import write_parquet
+
+    texts = pl.DataFrame({"text_id": ["a", "b", "c", "d"], "category": ["x", "x", "y", "y"],
+                          "text_order": [0, 1, 2, 3], "n_positions": [3] * 4,
+                          "n_counted": [2] * 4})
+    write_parquet(texts, tmp_path / "texts.parquet", {"include_bos": False})
+    per_text = pl.DataFrame({"text_id": ["a", "b", "c", "d"], "category": ["x", "x", "y", "y"],
+                             "feature": [7, 7, 9, 9], "value": [2.0, 1.0, 3.0, 1.5],
+                             "max": [2.0, 1.0, 3.0, 1.5]},
+                            schema_overrides={"feature": pl.Int32})
+    write_parquet(per_text, tmp_path / "pt.parquet", {"sae": "res", "layer": 6})
+    proc = subprocess.run([sys.executable, "-c", _RERUN_JOBS, str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spec = pl.read_parquet(tmp_path / "specialists.parquet").sort("category")
+    assert spec.select("category", "feature", "score").rows() == [("x", 7, 2), ("y", 9, 2)]
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
 def test_neuronpedia_links():
     assert neuronpedia.feature_url("gpt2-small/6-res-jb", 22917) == (
         "https://www.neuronpedia.org/gpt2-small/6-res-jb/22917"

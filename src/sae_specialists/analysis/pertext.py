@@ -19,9 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from ..shards import ACTIVATIONS_SCHEMA, check_schema
 from .shards import (
     META_KEY,
     counted_positions,
@@ -43,6 +41,8 @@ PER_TEXT_SCHEMA = {
 
 
 def scan_activations(paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
+    from ..shards import ACTIVATIONS_SCHEMA, check_schema  # pyarrow: only the per-text job
+
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("no activation shards given")
@@ -145,6 +145,10 @@ def build_per_text(
     metadata) as one Parquet file, a row group per chunk, atomically. Returns the row count.
 
     Rows come in text order then feature, exactly as ``per_text_values`` over every shard."""
+    import pyarrow.parquet as pq
+
+    from ..shards import ACTIVATIONS_SCHEMA, check_schema
+
     for path in activation_paths:  # a corrupt or foreign shard is reported, never analysed
         check_schema(path, ACTIVATIONS_SCHEMA)
     texts_table(token_paths, include_bos)  # whole-corpus checks (e.g. duplicated text ids)
@@ -159,7 +163,7 @@ def build_per_text(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     schema = pl.DataFrame(schema=PER_TEXT_SCHEMA).to_arrow().schema
-    schema = schema.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    schema = schema.with_metadata({META_KEY.encode(): json.dumps(meta, sort_keys=True).encode()})
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     rows = 0
     try:

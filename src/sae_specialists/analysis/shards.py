@@ -15,11 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from ..shards import TOKENS_SCHEMA, check_schema
-
-META_KEY = b"sae_specialists"
+META_KEY = "sae_specialists"
 
 TEXT_COLUMNS = ["text_id", "category", "text_order", "n_positions", "n_counted"]
 
@@ -29,8 +26,7 @@ _CONSISTENT_KEYS = ("model", "family", "layer", "d_sae", "d_in", "hook_name", "n
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The ``sae_specialists`` JSON metadata of a Parquet file ({} when absent)."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(META_KEY)
+    raw = (pl.read_parquet_metadata(path) or {}).get(META_KEY)
     return json.loads(raw) if raw else {}
 
 
@@ -57,6 +53,8 @@ def merge_activation_metadata(paths: Iterable[str | os.PathLike]) -> dict[str, A
 
 
 def scan_tokens(token_paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
+    from ..shards import TOKENS_SCHEMA, check_schema  # pyarrow: only the jobs reading shards
+
     paths = [str(p) for p in token_paths]
     if not paths:
         raise ValueError("no tokens shards given")
@@ -130,17 +128,25 @@ def texts_table(token_paths: Iterable[str | os.PathLike], include_bos: bool) -> 
 def write_parquet(
     df: pl.DataFrame, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
 ) -> None:
-    """Write ``df`` atomically (temp file + rename), with optional ``sae_specialists`` metadata."""
+    """Write ``df`` atomically (temp file + rename), with optional ``sae_specialists`` metadata.
+
+    With metadata, pyarrow writes it (into the Arrow schema as well as the file's key-value
+    metadata, so ``pyarrow.parquet.read_schema(path).metadata`` finds it; polars' writer only
+    fills the latter). Without, polars writes the file: the table jobs of a threshold-only
+    rerun then never import pyarrow (~0.2 s per job)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = df.to_arrow()
-    if metadata is not None:
-        existing = dict(table.schema.metadata or {})
-        existing[META_KEY] = json.dumps(dict(metadata), sort_keys=True).encode()
-        table = table.replace_schema_metadata(existing)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp)
+        if metadata is None:
+            df.write_parquet(tmp)
+        else:
+            import pyarrow.parquet as pq
+
+            table = df.to_arrow()
+            existing = dict(table.schema.metadata or {})
+            existing[META_KEY.encode()] = json.dumps(dict(metadata), sort_keys=True).encode()
+            pq.write_table(table.replace_schema_metadata(existing), tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
