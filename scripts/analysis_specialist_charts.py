@@ -3,10 +3,6 @@
 Logic: sae_specialists.analysis.entry.specialist_charts
 """
 
-from sae_specialists.analysis.renderer import warm_up_in_background
-
-warm_up_in_background()  # vl-convert's start-up (~0.6 s) runs while the job imports
-
-from sae_specialists.analysis import entry  # noqa: E402
+from sae_specialists.analysis import entry
 
 entry.specialist_charts(snakemake)  # noqa: F821  (injected by Snakemake)
