@@ -92,6 +92,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--e2e", action="store_true", help="first run the whole study from scratch")
     p.add_argument("--reruns", type=int, default=5)
+    p.add_argument("--targets", nargs="+", default=["analysis", "all"], choices=["analysis", "all"],
+                   help="targets timed after each threshold change (default: both)")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--workdir", default="/tmp/sae-default-study")
     p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
@@ -132,7 +134,7 @@ def main() -> None:
     runs = []
     step = 0
     for i in range(args.reruns):
-        for target in ("analysis", "all"):
+        for target in args.targets:
             # a threshold no earlier run used: every threshold-dependent rule of the target
             # (for `all`: methodology and dashboards too) really reruns
             step += 1
