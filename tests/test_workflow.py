@@ -124,8 +124,12 @@ def test_hub_unreachable_fails_fast_with_a_clear_message(tmp_path):
 
 def test_default_config_dry_run_lists_one_extraction_job_per_category():
     proc = run_snakemake(REPO, "-n", "--quiet", "rules")
-    jobs = scheduled_jobs(run_snakemake(REPO, "-n"))
+    dry = run_snakemake(REPO, "-n")
+    jobs = scheduled_jobs(dry)
     assert jobs.get("extract_activations") in (None, 7), proc.stdout
+    # the workflow profile (greedy job selection, profiles/default/config.yaml) applies to
+    # every run of the Snakefile, wherever it is started from
+    assert "Using workflow specific profile profiles/default" in dry.stdout + dry.stderr
 
 
 def test_corrupt_shard_is_reported_and_not_analysed(workflow_run, tmp_path, copy_tree):
