@@ -274,6 +274,26 @@ def test_candidate_layer_data_keeps_few_features_and_gives_the_same_bootstrap(se
         assert got["feature"].to_list() == spec["feature"].to_list()
 
 
+
+@pytest.mark.parametrize("density", [0.6, 0.02])
+def test_candidate_layer_data_is_the_same_streamed_in_small_batches(monkeypatch, density):
+    """The per-category entry counts and largest values are merged batch by batch: batches of
+    a few rows give exactly the result of one batch (density 0.02: some categories have fewer
+    entries than the prefix, so every one of their features is kept)."""
+    from sae_specialists.methodology import dense
+
+    pt, texts = random_case(1, sizes=(9, 6, 11), d=300, density=density, levels=40)
+    whole = dense.candidate_layer_data(pt.lazy(), texts, "res", 0, 2)
+    monkeypatch.setattr(dense, "BATCH_ROWS", 37)
+    batched = dense.candidate_layer_data(pt.lazy(), texts, "res", 0, 2)
+    assert (batched.category_entries == whole.category_entries).all()
+    assert (batched.features == whole.features).all()
+    assert (batched.values == whole.values).all()
+    sizes = pt.group_by("category").len().sort("category")["len"].to_list()
+    assert batched.category_entries.tolist() == sizes
+    if density < 0.1:
+        assert min(sizes) <= dense.default_prefix(2, 6)  # the no-floor case is exercised
+
 def test_methodology_refuses_dense_matrices_over_budget():
     from sae_specialists.errors import UserError
     from sae_specialists.methodology.entry import check_dense_budget

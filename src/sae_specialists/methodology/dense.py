@@ -16,6 +16,8 @@ import polars as pl
 
 from ..analysis.tables import STREAMING_OPTS, collect
 
+BATCH_ROWS = 1 << 20  # per-text rows per streamed batch
+
 
 def default_prefix(k: int, n_category: int) -> int:
     """Entries of a category the selection's fast path looks at (``scoring.select``)."""
@@ -79,6 +81,33 @@ def _text_rows(texts: pl.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
     return text_ids, categories, np.array([cat_pos[c] for c in cats], dtype=np.int64)
 
 
+def _category_entries(rows: pl.LazyFrame, categories: list[str],
+                      top: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per category (in ``categories`` order): the number of rows and their ``top`` largest
+    values. One streaming pass over ``rows``, batch by batch: memory is one batch plus ``top``
+    values per category, whatever the corpus size."""
+    position = {c: i for i, c in enumerate(categories)}
+    entries = np.zeros(len(categories), dtype=np.int64)
+    largest = [np.zeros(0, dtype=np.float64) for _ in categories]
+    batches = rows.select("category", "value").collect_batches(
+        chunk_size=BATCH_ROWS, engine="streaming", optimizations=STREAMING_OPTS
+    )
+    for batch in batches:
+        stats = batch.group_by("category").agg(
+            pl.len().alias("n"), pl.col("value").top_k(top).alias("top")
+        )
+        for category, n, values in stats.iter_rows():
+            c = position.get(category)
+            if c is None:  # not a category of the text list: never selected
+                continue
+            entries[c] += n
+            merged = np.concatenate([largest[c], np.asarray(values, dtype=np.float64)])
+            if len(merged) > top:
+                merged = np.partition(merged, len(merged) - top)[len(merged) - top :]
+            largest[c] = merged
+    return entries, largest
+
+
 def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, sae: str,
                          layer: int, k: int) -> LayerData:
     """``layer_data`` restricted to the features the specialist selection can ever look at, for
@@ -98,17 +127,17 @@ def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, s
         (pl.col("sae") == sae) & (pl.col("layer") == layer) & (pl.col("value") > 0)
     )
     sizes = np.bincount(cat_index, minlength=len(categories))
-    entries = np.zeros(len(categories), dtype=np.int64)
+    prefixes = [default_prefix(k, int(n)) for n in sizes]
+    entries, largest = _category_entries(rows, categories, max(prefixes, default=0))
     floors = {}
     for c, category in enumerate(categories):
-        prefix = default_prefix(k, int(sizes[c]))
-        stats = collect(
-            rows.filter(pl.col("category") == category).select(
-                pl.len().alias("n"), pl.col("value").top_k(prefix).min().alias("floor")
-            )
+        # the prefix-th largest entry of the category (0: the prefix holds every entry)
+        top = largest[c]
+        floors[category] = (
+            float(np.partition(top, len(top) - prefixes[c])[len(top) - prefixes[c]])
+            if entries[c] > prefixes[c]
+            else 0.0
         )
-        entries[c] = int(stats["n"][0])
-        floors[category] = float(stats["floor"][0] or 0.0) if entries[c] > prefix else 0.0
     floor = pl.DataFrame({"category": list(floors), "floor": list(floors.values())})
     kept = collect(
         rows.group_by("category", "feature")
@@ -125,7 +154,7 @@ def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, s
         rows.filter(pl.col("feature").is_in(kept.implode()))
         .join(_row_index(text_ids).lazy(), on="text_id", how="left")
         .select("_row", "feature", "value")
-        .collect_batches(chunk_size=1 << 20, engine="streaming", optimizations=STREAMING_OPTS)
+        .collect_batches(chunk_size=BATCH_ROWS, engine="streaming", optimizations=STREAMING_OPTS)
     )
     for batch in batches:
         if batch["_row"].null_count():
