@@ -2,7 +2,11 @@
 # Stages (one file each under workflow/rules/): demo assets -> extraction -> analysis.
 from snakemake.utils import min_version
 
-from sae_specialists.runtime import cancel_rate_limit_timers, single_threaded_polars
+from sae_specialists.runtime import (
+    cancel_rate_limit_timers,
+    exit_without_interpreter_teardown,
+    single_threaded_polars,
+)
 
 single_threaded_polars()
 
@@ -33,9 +37,11 @@ rule all:
     default_target: True
 
 
-# After the last job: let the process exit now instead of up to 1 s later (runtime.py).
+# After the last job: let the process exit now instead of up to 1 s later, and without the
+# interpreter's ~0.45 s teardown (runtime.py).
 onsuccess:
     cancel_rate_limit_timers()
+    exit_without_interpreter_teardown()
 
 
 onerror:

@@ -227,7 +227,7 @@ def _token_views(smk: Any, lg: logging.Logger) -> None:
     i, p = smk.input, smk.params
     per_text_paths = by_sae_layer(list(i.per_text))
     activations = by_sae_layer(list(i.activations))
-    pages = by_sae_layer(list(smk.output.token_views))
+    pages = by_sae_layer(list(p.token_views))
     specialists = pl.read_parquet(i.specialists)
     texts_df = pl.read_parquet(i.texts)
     for (family, layer), per_text_path in per_text_paths.items():
@@ -276,7 +276,7 @@ def report(smk: Any) -> None:
             title = f"Specialist scores, SAE {m.group(1)}" if m else CHART_TITLES.get(stem, stem)
             charts.append((title, html_path, html_path[: -len(".html")] + ".png"))
         views = {}
-        for page in o.token_views:
+        for page in smk.params.token_views:
             m = _VIEW.search(Path(page).as_posix())
             views[(m.group(1), int(m.group(2)), m.group(3))] = page
         page = build_index(

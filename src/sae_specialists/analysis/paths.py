@@ -136,5 +136,5 @@ class AnalysisPaths:
             self.summary,
             *self.tables(PEAK_TABLES + SPECIALIST_TABLES).values(),
             *self.chart_files(),
-            *self.all_token_views(),
+            self.views_dir,  # the token views (one directory output)
         ]
