@@ -137,3 +137,9 @@ def test_chart_html_is_self_contained(tmp_path):
     assert not re.search(r"<script[^>]+src=", text)
     assert "vegaEmbed" in text and len(text) > 100_000
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the spec is built once for both formats: the files are exactly what chart.save writes
+    chart = charts.peak_by_layer(df)
+    chart.save(str(tmp_path / "ref.html"), format="html", inline=True, embed_options=charts.EMBED)
+    chart.save(str(tmp_path / "ref.png"), format="png", scale_factor=2)
+    assert (tmp_path / "c.html").read_bytes() == (tmp_path / "ref.html").read_bytes()
+    assert (tmp_path / "c.png").read_bytes() == (tmp_path / "ref.png").read_bytes()
