@@ -51,7 +51,8 @@ def single_threaded_polars() -> str:
 # After a successful run, Snakemake's process (~1,700 modules loaded: pandas, sqlalchemy,
 # pydantic, ...) spends ~0.45 s tearing its interpreter down (module dictionaries, garbage
 # collection) once everything is written, logged, flushed and unlocked: a tenth of a
-# threshold-only rerun, paid by every `snakemake` call including dry runs.
+# threshold-only rerun. Runs that execute jobs and succeed skip it (``onsuccess``); dry runs
+# and failures still pay it.
 _THREAD_JOIN_S = 2.0
 
 
