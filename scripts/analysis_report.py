@@ -1,8 +1,8 @@
-"""Snakemake script of rule analysis_report (summary.md + index.html).
+"""Snakemake script of rule analysis_report (token views, summary.md + index.html).
 
-Logic: sae_specialists.analysis.entry.report
+Logic: sae_specialists.report.entry.report
 """
 
-from sae_specialists.analysis import entry
+from sae_specialists.report import entry
 
 entry.report(snakemake)  # noqa: F821  (injected by Snakemake)

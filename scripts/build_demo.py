@@ -4,8 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821
-from _common import rule_logging  # noqa: E402
-
+from sae_specialists.core.jobs import rule_logging  # noqa: E402
 from sae_specialists.demo import build_demo  # noqa: E402
 
 with rule_logging(snakemake):  # noqa: F821

@@ -4,11 +4,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821
-from _common import rule_logging  # noqa: E402
-
+from sae_specialists.core.jobs import rule_logging  # noqa: E402
+from sae_specialists.core.settings import check_config  # noqa: E402
 from sae_specialists.dashboards.corpus import extract_corpus  # noqa: E402
 from sae_specialists.dashboards.settings import dashboard_settings  # noqa: E402
-from sae_specialists.settings import check_config  # noqa: E402
 
 with rule_logging(snakemake):  # noqa: F821
     settings = check_config(snakemake.config)  # noqa: F821

@@ -4,10 +4,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821
-from _common import rule_logging  # noqa: E402
-
-from sae_specialists.pipeline import extract_category  # noqa: E402
-from sae_specialists.settings import check_config  # noqa: E402
+from sae_specialists.core.jobs import rule_logging  # noqa: E402
+from sae_specialists.core.settings import check_config  # noqa: E402
+from sae_specialists.extraction.pipeline import extract_category  # noqa: E402
 
 with rule_logging(snakemake):  # noqa: F821
     settings = check_config(snakemake.config)  # noqa: F821

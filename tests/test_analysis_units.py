@@ -9,21 +9,26 @@ import sys
 
 import polars as pl
 
-from sae_specialists.analysis import doc, neuronpedia, tokenview
+from sae_specialists.analysis import neuronpedia, tokenview
+from sae_specialists.report import doc
 
 MODULES = [
     "sae_specialists.analysis",
     "sae_specialists.analysis.charts",
-    "sae_specialists.analysis.doc",
+    "sae_specialists.analysis.bootstrap",
+    "sae_specialists.analysis.dense",
     "sae_specialists.analysis.entry",
-    "sae_specialists.analysis.index",
     "sae_specialists.analysis.neuronpedia",
-    "sae_specialists.analysis.paths",
     "sae_specialists.analysis.pertext",
+    "sae_specialists.analysis.selection",
     "sae_specialists.analysis.shards",
-    "sae_specialists.analysis.summary",
     "sae_specialists.analysis.tables",
     "sae_specialists.analysis.tokenview",
+    "sae_specialists.core.layout",
+    "sae_specialists.report.doc",
+    "sae_specialists.report.entry",
+    "sae_specialists.report.index",
+    "sae_specialists.report.summary",
 ]
 
 

@@ -33,7 +33,7 @@ HARNESS = textwrap.dedent(
     SETTINGS = SimpleNamespace(analysis=dict(
         aggregation=config["aggregation"], threshold=config["threshold"],
         candidates=config["candidates"], include_bos=config["include_bos"]))
-    from sae_specialists.analysis.paths import AnalysisPaths
+    from sae_specialists.core.layout import AnalysisPaths
     from sae_specialists.methodology.settings import methodology_settings
     AP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)
     _M = methodology_settings(config)

@@ -14,10 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import demo_config, resource_texts, run_snakemake, scheduled_jobs, write_texts
 
-from sae_specialists.corpus import CorpusOptions
-from sae_specialists.errors import TextsError
-from sae_specialists.shards import read_metadata
-from sae_specialists.texts import load_category
+from sae_specialists.core.errors import TextsError
+from sae_specialists.core.io import read_metadata
+from sae_specialists.extraction.corpus import CorpusOptions, load_category
 
 CHUNK = 2
 # texts per category: python.yaml and formal.parquet fit one chunk, social.jsonl and math.txt
@@ -104,9 +103,9 @@ def load_texts_for(work, category, config):
 
 
 def test_chunked_shards_equal_a_one_shot_extraction(chunked_run, demo_assets):
-    from sae_specialists.extract import extract, tokenize_texts
-    from sae_specialists.models import load_local_model
-    from sae_specialists.saes import load_sae
+    from sae_specialists.extraction.engine import extract, tokenize_texts
+    from sae_specialists.extraction.models import load_local_model
+    from sae_specialists.extraction.saes import load_sae
 
     work, config, _ = chunked_run
     results = work / "results"
@@ -167,8 +166,8 @@ def test_changing_chunk_size_reextracts(chunked_run):
 
 def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path, copy_tree,
                                                          demo_assets):
-    from sae_specialists.pipeline import extract_category
-    from sae_specialists.settings import check_config
+    from sae_specialists.core.settings import check_config
+    from sae_specialists.extraction.pipeline import extract_category
 
     work = copy_tree(chunked_run[0], tmp_path / "copy")
     results = work / "results"
@@ -193,7 +192,7 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
     assert pl.read_parquet(tokens_out)["text_id"].n_unique() == N_TEXTS["social"]
 
     # a corrupt line after the first window: no output is replaced, no temporary file is left
-    import sae_specialists.extract as engine
+    import sae_specialists.extraction.engine as engine
 
     before = {Path(p): Path(p).read_bytes() for p in [tokens_out, *layers.values()]}
     with open(work / "texts/social.jsonl", "a", encoding="utf-8") as handle:

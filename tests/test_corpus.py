@@ -13,17 +13,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from sae_specialists.corpus import (
+from sae_specialists.core.errors import TextsError
+from sae_specialists.extraction.corpus import (
     CorpusOptions,
     chunk_bounds,
     chunk_counts,
     count_texts,
     iter_texts,
+    load_category,
     load_texts,
     n_chunks,
 )
-from sae_specialists.errors import TextsError
-from sae_specialists.texts import list_categories, load_category, text_id
+from sae_specialists.extraction.texts import list_categories, text_id
 
 TEXTS = ["def f(x):\n    return x", "lol 🔥 #wow", "def f(x):\n    return x", "Hereby agreed.",
          "naïve café", "lol 🔥 #wow", "lol 🔥 #wow"]

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import resource_texts
 
-import sae_specialists.extract as engine
-from sae_specialists.extract import (
+import sae_specialists.extraction.engine as engine
+from sae_specialists.extraction.engine import (
     _Encoder,
     capture_hooks,
     extract,
@@ -19,9 +19,9 @@ from sae_specialists.extract import (
     tokenize_texts,
     tokenized_windows,
 )
-from sae_specialists.models import load_local_model
-from sae_specialists.saes import LoadedSAE
-from sae_specialists.texts import Text
+from sae_specialists.extraction.models import load_local_model
+from sae_specialists.extraction.saes import LoadedSAE
+from sae_specialists.extraction.texts import Text
 
 
 def make_sae(kind: str, d_in: int = 64, d_sae: int = 96, hook: str = "blocks.1.hook_resid_pre",
@@ -127,7 +127,7 @@ def test_a_module_whose_hook_is_read_keeps_its_code(model, demo_assets):
 
 
 def test_windows_do_not_change_results(model, demo_assets, monkeypatch):
-    from sae_specialists.saes import load_sae
+    from sae_specialists.extraction.saes import load_sae
 
     saes = [load_sae("res", 3, {"path": str(demo_assets / "saes/res/layer3")})]
     items = resource_texts(("python", "math", "urls"), n=5)

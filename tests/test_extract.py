@@ -7,10 +7,10 @@ import polars as pl
 import pytest
 from conftest import resource_texts
 
-from sae_specialists.extract import extract, stop_layer, tokenize_texts
-from sae_specialists.models import load_local_model
-from sae_specialists.saes import load_sae
-from sae_specialists.texts import Text
+from sae_specialists.extraction.engine import extract, stop_layer, tokenize_texts
+from sae_specialists.extraction.models import load_local_model
+from sae_specialists.extraction.saes import load_sae
+from sae_specialists.extraction.texts import Text
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_long_texts_are_truncated_with_a_warning_or_rejected(model, caplog):
     with caplog.at_level("WARNING"):
         (tok,) = tokenize_texts(model, [long], max_tokens=None, long_texts="truncate")
     assert len(tok.ids) == model.cfg.n_ctx and "long-1" in caplog.text
-    from sae_specialists.errors import TextsError
+    from sae_specialists.core.errors import TextsError
 
     with pytest.raises(TextsError, match="long-1"):
         tokenize_texts(model, [long], max_tokens=64, long_texts="error")

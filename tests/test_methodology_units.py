@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 
 from sae_specialists.analysis import tables as tb
+from sae_specialists.analysis.bootstrap import bootstrap_table, resample_weights
+from sae_specialists.analysis.dense import LayerData, layer_data
+from sae_specialists.analysis.selection import feature_scores, peak_rank, select, topk_mask
 from sae_specialists.methodology.allfeatures import all_feature_table
 from sae_specialists.methodology.auroc import auroc_matrix, auroc_table, average_ranks
-from sae_specialists.methodology.bootstrap import bootstrap_table, resample_weights
-from sae_specialists.methodology.dense import LayerData, layer_data
-from sae_specialists.methodology.scoring import feature_scores, peak_rank, select, topk_mask
 from sae_specialists.methodology.settings import methodology_settings, sweep_thresholds
 from sae_specialists.methodology.sweep import threshold_sweep
 
@@ -257,7 +257,7 @@ def test_candidate_layer_data_keeps_few_features_and_gives_the_same_bootstrap(se
     """Column restriction for large corpora: on data with far more entries per category than
     the selection's prefix, the kept features are a strict subset and the point estimate and
     every bootstrap statistic equal those of the full matrix."""
-    from sae_specialists.methodology.dense import candidate_layer_data
+    from sae_specialists.analysis.dense import candidate_layer_data
 
     pt, texts = random_case(seed, sizes=(9, 6, 11), d=300, density=0.6, levels=40)
     full = layer_data(pt, texts, "res", 0)
@@ -280,7 +280,7 @@ def test_candidate_layer_data_is_the_same_streamed_in_small_batches(monkeypatch,
     """The per-category entry counts and largest values are merged batch by batch: batches of
     a few rows give exactly the result of one batch (density 0.02: some categories have fewer
     entries than the prefix, so every one of their features is kept)."""
-    from sae_specialists.methodology import dense
+    from sae_specialists.analysis import dense
 
     pt, texts = random_case(1, sizes=(9, 6, 11), d=300, density=density, levels=40)
     whole = dense.candidate_layer_data(pt.lazy(), texts, "res", 0, 2)
@@ -295,7 +295,7 @@ def test_candidate_layer_data_is_the_same_streamed_in_small_batches(monkeypatch,
         assert min(sizes) <= dense.default_prefix(2, 6)  # the no-floor case is exercised
 
 def test_methodology_refuses_dense_matrices_over_budget():
-    from sae_specialists.errors import UserError
+    from sae_specialists.core.errors import UserError
     from sae_specialists.methodology.entry import check_dense_budget
 
     pt, texts = random_case(0, sizes=(9, 6, 11), d=300, density=0.6)

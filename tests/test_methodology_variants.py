@@ -290,8 +290,8 @@ def test_position_masks_and_empty_texts():
 
 @pytest.fixture(scope="module")
 def demo_model(demo_assets):
-    from sae_specialists.models import load_local_model
-    from sae_specialists.saes import load_sae
+    from sae_specialists.extraction.models import load_local_model
+    from sae_specialists.extraction.saes import load_sae
 
     model = load_local_model(demo_assets / "model")
     saes = [load_sae("res", layer, {"path": str(demo_assets / f"saes/res/layer{layer}")})
@@ -302,8 +302,8 @@ def demo_model(demo_assets):
 def test_run_category_equals_a_naive_padded_notebook(demo_model):
     import torch
 
-    from sae_specialists.extract import tokenize_texts
-    from sae_specialists.texts import Text
+    from sae_specialists.extraction.engine import tokenize_texts
+    from sae_specialists.extraction.texts import Text
 
     model, saes = demo_model
     raw = ["def f(self): return None", "hey lol",

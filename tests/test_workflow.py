@@ -20,7 +20,7 @@ from conftest import (
     write_texts,
 )
 
-from sae_specialists.shards import read_metadata
+from sae_specialists.core.io import read_metadata
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_hub_unreachable_fails_fast_with_a_clear_message(tmp_path):
     env.pop("HF_HUB_OFFLINE", None)
     env.pop("TRANSFORMERS_OFFLINE", None)
     code = (
-        "from sae_specialists.models import load_model\n"
+        "from sae_specialists.extraction.models import load_model\n"
         "load_model({'name': 'gpt2-small'}, device='cpu')\n"
     )
     start = time.monotonic()

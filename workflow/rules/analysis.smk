@@ -2,7 +2,7 @@
 # index. Reads shards only (never the model): `snakemake analysis` analyses shards made anywhere.
 # Each rule takes exactly the analysis settings it depends on as params, so changing
 # `analysis.threshold` reruns the specialist rules only, never extraction or per-text values.
-from sae_specialists.analysis.paths import (
+from sae_specialists.core.layout import (
     PEAK_CHARTS,
     PEAK_TABLES,
     SPECIALIST_TABLES,

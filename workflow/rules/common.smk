@@ -1,14 +1,14 @@
 # Shared helpers: configuration checks, categories, and the paths of the data contract.
 from pathlib import Path
 
-from sae_specialists.analysis.paths import AnalysisPaths, flatten
-from sae_specialists.checks import startup_checks
-from sae_specialists.corpus import CorpusOptions, chunk_counts
+from sae_specialists.core.layout import AnalysisPaths, flatten
+from sae_specialists.startup import startup_checks
+from sae_specialists.extraction.corpus import CorpusOptions, chunk_counts
 from sae_specialists.dashboards.settings import dashboard_settings
 from sae_specialists.methodology.settings import methodology_settings
-from sae_specialists.models import model_input_files
-from sae_specialists.saes import sae_input_files
-from sae_specialists.texts import list_categories
+from sae_specialists.extraction.models import model_input_files
+from sae_specialists.extraction.saes import sae_input_files
+from sae_specialists.extraction.texts import list_categories
 
 # Schema validation with readable messages, plus the checks a schema cannot express (SAE ids,
 # layers of a local model, every text file) — all before any job starts.

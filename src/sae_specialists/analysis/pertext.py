@@ -41,7 +41,7 @@ PER_TEXT_SCHEMA = {
 
 
 def scan_activations(paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
-    from ..shards import ACTIVATIONS_SCHEMA, check_schema  # pyarrow: only the per-text job
+    from ..core.io import ACTIVATIONS_SCHEMA, check_schema  # pyarrow: only the per-text job
 
     paths = [str(p) for p in paths]
     if not paths:
@@ -147,7 +147,7 @@ def build_per_text(
     Rows come in text order then feature, exactly as ``per_text_values`` over every shard."""
     import pyarrow.parquet as pq
 
-    from ..shards import ACTIVATIONS_SCHEMA, check_schema
+    from ..core.io import ACTIVATIONS_SCHEMA, check_schema
 
     for path in activation_paths:  # a corrupt or foreign shard is reported, never analysed
         check_schema(path, ACTIVATIONS_SCHEMA)

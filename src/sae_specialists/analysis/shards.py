@@ -53,7 +53,7 @@ def merge_activation_metadata(paths: Iterable[str | os.PathLike]) -> dict[str, A
 
 
 def scan_tokens(token_paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
-    from ..shards import TOKENS_SCHEMA, check_schema  # pyarrow: only the jobs reading shards
+    from ..core.io import TOKENS_SCHEMA, check_schema  # pyarrow: only the jobs reading shards
 
     paths = [str(p) for p in token_paths]
     if not paths:

@@ -42,7 +42,7 @@ def extract_corpus(
     """Rule dashboard_corpus: extract the corpus's first texts with the study's extraction job
     (model and every SAE loaded once); write its token shard and one activation shard per
     (family, layer)."""
-    from ..pipeline import extract_category
+    from ..extraction.pipeline import extract_category
 
     summary = extract_category(
         corpus_settings(settings, dash),

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from ..analysis.shards import write_text
-from ..shards import read_metadata, write_table_atomic
+from ..core.io import read_metadata, write_table_atomic
 from .data import Source, build_layer_data
 from .index import build_index
 from .render import feature_page, layer_page

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from ..analysis.tokenview import JS as TOKEN_JS
-from .text import token_html
+from ..core.tokens import token_html
 
 ORANGE = "240,140,0"
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 import numpy as np
 import polars as pl
 
-from .dense import LayerData
-from .scoring import peak_rank, select
+from ..analysis.dense import LayerData
+from ..analysis.selection import peak_rank, select
 
 SCHEMA = {
     "sae": pl.String,

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import numpy as np
 import polars as pl
 
-from .dense import LayerData
-from .scoring import select
+from ..analysis.dense import LayerData
+from ..analysis.selection import select
 
 COLUMN_BLOCK = 8192
 

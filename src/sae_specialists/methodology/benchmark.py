@@ -15,8 +15,8 @@ import time
 import numpy as np
 import polars as pl
 
-from .bootstrap import bootstrap_table
-from .dense import LayerData
+from ..analysis.bootstrap import bootstrap_table
+from ..analysis.dense import LayerData
 
 D_SAE = 24_576
 

@@ -10,7 +10,7 @@ import polars as pl
 from ..analysis import tables as tb
 from ..analysis.entry import SAE_IN_NAME, by_sae_layer, logged
 from ..analysis.shards import write_csv, write_parquet, write_text
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 def _write(df: pl.DataFrame, parquet: str, csv: str, meta: dict | None = None) -> None:
@@ -48,13 +48,13 @@ def check_dense_budget(pt: pl.LazyFrame, n_texts: int, max_gb: float) -> float:
 
 
 def _layers(pt, texts, keys):
-    from .dense import layer_data
+    from ..analysis.dense import layer_data
 
     return [layer_data(pt, texts, sae, layer) for sae, layer in keys]
 
 
 def variants(smk: Any) -> None:
-    from ..settings import check_config
+    from ..core.settings import check_config
     from .variants import run_variants_job
 
     category = str(smk.wildcards.category)
@@ -135,8 +135,8 @@ def scores(smk: Any) -> None:
 
 
 def bootstrap(smk: Any) -> None:
+    from ..analysis.bootstrap import bootstrap_table, stability_columns
     from . import charts as ch
-    from .bootstrap import bootstrap_table, stability_columns
 
     with logged(smk, "methodology bootstrap") as lg:
         p = smk.params

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from .dense import LayerData
-from .scoring import Selection, select
+from ..analysis.dense import LayerData
+from ..analysis.selection import Selection, select
 
 RULES = ("top_k", "all_features")
 

@@ -252,7 +252,7 @@ def run_category(model, saes, toks: CategoryTokens, batch_size: int = 8
     """The naive padded forward pass of one category -> (resid, pad, texts) tables."""
     import torch
 
-    from ..extract import capture_hooks, stop_layer
+    from ..extraction.engine import capture_hooks, stop_layer
 
     tok = model.tokenizer
     pad_id = pad_token_id(tok)
@@ -330,9 +330,9 @@ def _encoder(s, device) -> Callable[[np.ndarray], np.ndarray]:
 
 def run_variants_job(settings, token_paths: Sequence[str]) -> tuple[pl.DataFrame, ...]:
     """Rule methodology_variants: load the model and every SAE once, run one category."""
-    from ..extract import check_layers_exist
-    from ..models import load_model, resolve_device
-    from ..saes import load_sae
+    from ..extraction.engine import check_layers_exist
+    from ..extraction.models import load_model, resolve_device
+    from ..extraction.saes import load_sae
 
     device = resolve_device(settings.device)
     model = load_model(settings.model, device=device, dtype=settings.dtype)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HubUnreachableError, SAEError
+from ..core.errors import HubUnreachableError, SAEError
 from .hub import LOCAL_FORMATS_HINT, prepare_hub_access
 
 SAE_FILES = ("cfg.json", "sae_weights.safetensors")

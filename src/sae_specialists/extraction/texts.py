@@ -1,5 +1,5 @@
 """Text categories: `<texts>/<category>.yaml`, each a YAML list of strings (or a large
-`.jsonl` / `.parquet` / `.txt` corpus, read by sae_specialists.corpus).
+`.jsonl` / `.parquet` / `.txt` corpus, read by ``corpus``).
 
 The category is the file stem, so adding a file adds a category. Every text gets a `text_id`
 that is unique across categories and stable under edits of *other* texts:
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import TextsError
+from ..core.errors import TextsError
 
 CATEGORY_FILE_SUFFIXES = (".yaml", ".yml", ".jsonl", ".parquet", ".txt")  # corpus.py: formats
 SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -65,14 +65,11 @@ def text_id(category: str, text: str) -> str:
     return f"{category}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
-def load_category(path: str | Path, category: str | None = None, options=None) -> list[Text]:
-    """Read one category file and give every text its id."""
+def load_yaml_category(path: str | Path, category: str | None = None) -> list[Text]:
+    """Read one YAML category file and give every text its id (any format:
+    ``corpus.load_category``)."""
     path = Path(path)
     category = category or path.stem
-    if path.suffix not in (".yaml", ".yml"):  # JSONL / Parquet / text corpora: corpus.py
-        from .corpus import load_texts
-
-        return load_texts(path, category, options)
     # the Snakefile reads each YAML category twice (checks, chunk counts): parse it once per
     # version of the file
     stat = path.stat()

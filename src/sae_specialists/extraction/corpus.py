@@ -11,7 +11,7 @@ A category is one file ``<texts>/<category>.<ext>``; the extension picks the rea
   ``blank_lines`` makes every block of lines separated by one or more blank lines a text (its
   lines joined with ``\\n``, so a text may span several lines). Lines lose their line ending only.
 
-Every text gets the same stable id as a YAML text (``sae_specialists.texts.text_id``):
+Every text gets the same stable id as a YAML text (``texts.text_id``):
 ``<category>-<first 10 hex digits of sha256(text)>``, with ``-2``, ``-3``... for the 2nd, 3rd
 occurrence of the same text in file order. Ids do not depend on chunking: the reader of a chunk
 counts earlier occurrences of the chunk's texts in the part of the file before the chunk.
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from .errors import TextsError
-from .texts import Text, text_id
+from ..core.errors import TextsError
+from .texts import Text, load_yaml_category, text_id
 
 YAML_SUFFIXES = (".yaml", ".yml")
 CORPUS_SUFFIXES = (".jsonl", ".parquet", ".txt")
@@ -182,9 +182,7 @@ def _iter_txt(path: Path, options: CorpusOptions) -> Iterator[str]:
 
 
 def _iter_yaml(path: Path, category: str) -> Iterator[str]:
-    from .texts import load_category
-
-    for text in load_category(path, category):
+    for text in load_yaml_category(path, category):
         yield text.text
 
 
@@ -287,9 +285,7 @@ def iter_texts(
     category = category or path.stem
     options = options or CorpusOptions()
     if path.suffix.lower() in YAML_SUFFIXES:
-        from .texts import load_category
-
-        yield from load_category(path, category)[start:stop]
+        yield from load_yaml_category(path, category)[start:stop]
         return
     seen: dict[str, int] = {}
     if start > 0:
@@ -310,8 +306,18 @@ def iter_texts(
 def load_texts(
     path: str | Path, category: str | None = None, options: CorpusOptions | None = None
 ) -> list[Text]:
-    """Every text of a category file with its id (non-YAML files; YAML: texts.load_category)."""
+    """Every text of a category file with its id (non-YAML files; any format: load_category)."""
     texts = list(iter_texts(path, category, options))
     if not texts:
         raise TextsError(f"texts: {_fmt(Path(path))} holds no texts. Add texts or remove the file.")
     return texts
+
+
+def load_category(
+    path: str | Path, category: str | None = None, options: CorpusOptions | None = None
+) -> list[Text]:
+    """Every text of a category file of any format (the suffix picks the reader), with its id."""
+    path = Path(path)
+    if path.suffix.lower() in YAML_SUFFIXES:
+        return load_yaml_category(path, category)
+    return load_texts(path, category, options)

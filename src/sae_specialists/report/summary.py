@@ -7,8 +7,8 @@ from typing import Any
 
 import polars as pl
 
+from ..analysis.tables import specialists_found
 from .doc import Doc, code, link
-from .tables import specialists_found
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:

@@ -22,9 +22,10 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from .errors import SAEError
-from .saes import hook_block
-from .shards import write_table_atomic
+from ..core.errors import SAEError
+from ..core.io import write_table_atomic
+from ..core.tokens import UNICODE_TO_BYTE, byte_level_token, readable_token
+from ..extraction.saes import hook_block
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ def top_effects(directions, w_u, top: int = 10, chunk: int = 1024):
 
 def _byte_decoder(tokenizer) -> dict[str, int] | None:
     """GPT-2's byte-level alphabet, when the tokenizer uses it (else None)."""
-    from .demo import UNICODE_TO_BYTE
-
     sample = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), 300))))
     if all(t is None or all(ch in UNICODE_TO_BYTE for ch in t) for t in sample if t):
         return UNICODE_TO_BYTE
@@ -98,8 +97,6 @@ def _byte_decoder(tokenizer) -> dict[str, int] | None:
 def token_strings(tokenizer, ids) -> dict[int, str]:
     """Decoded text of each token id; a byte-level token that is an incomplete UTF-8 sequence
     shows its bytes as ``\\xNN`` escapes instead of the replacement character."""
-    from .dashboards.text import byte_level_token
-
     ids = sorted({int(i) for i in ids})
     n_vocab = len(tokenizer)
     known = [i for i in ids if i < n_vocab]
@@ -117,8 +114,6 @@ def token_strings(tokenizer, ids) -> dict[int, str]:
 
 def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
     """The logit-effects table of every feature of ``sae`` (see the module doc)."""
-    from .dashboards.text import readable_token
-
     directions = decoder_directions(model, sae, hook_name)
     pos_ids, pos_vals, neg_ids, neg_vals = top_effects(directions, model.W_U.detach(), top)
     n, k = pos_ids.shape
@@ -147,8 +142,8 @@ def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
 
 def compute_logit_effects(settings, family: str, layer: int, output: str, top: int = 10) -> None:
     """Rule logit_effects: load the model once and one SAE; write its logit-effects Parquet."""
-    from .models import load_model, resolve_device
-    from .saes import load_sae
+    from ..extraction.models import load_model, resolve_device
+    from ..extraction.saes import load_sae
 
     device = resolve_device(settings.device)
     model = load_model(settings.model, device=device, dtype=settings.dtype)

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .errors import HubUnreachableError, ModelError
+from ..core.errors import HubUnreachableError, ModelError
 from .hub import LOCAL_FORMATS_HINT, prepare_hub_access
 
 MODEL_FILES = ("config.json", "model.safetensors")

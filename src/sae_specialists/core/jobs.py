@@ -4,7 +4,7 @@ import logging
 import sys
 from contextlib import contextmanager
 
-from sae_specialists.errors import UserError
+from .errors import UserError
 
 
 @contextmanager

@@ -15,9 +15,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .errors import ConfigError, SAEError
-from .settings import Settings
-from .texts import YAML_LOADER, load_category
+from .core.errors import ConfigError, SAEError
+from .core.settings import Settings
+from .extraction.texts import YAML_LOADER, load_yaml_category
 
 UNEQUAL_SIZE_RATIO = 2.0
 
@@ -123,7 +123,7 @@ def _local_model_config(settings: Settings) -> dict | None:
     model_dir = Path(settings.model["path"])
     if not model_dir.exists():
         return None  # built by a rule (demo) or reported by the extraction job
-    from .models import check_local_model_dir
+    from .extraction.models import check_local_model_dir
 
     check_local_model_dir(model_dir)
     return json.loads((model_dir / "config.json").read_text())
@@ -131,7 +131,7 @@ def _local_model_config(settings: Settings) -> dict | None:
 
 def check_local_saes(settings: Settings, model_config: dict | None) -> None:
     """Local SAE directories that exist must be complete and fit the model's hooks."""
-    from .saes import check_local_sae_dir, hook_block
+    from .extraction.saes import check_local_sae_dir, hook_block
 
     for family in settings.saes.values():
         if family.path_template is None:
@@ -174,7 +174,7 @@ def text_warnings(categories: dict[str, Path]) -> list[str]:
     for category, path in categories.items():
         if path.suffix not in (".yaml", ".yml"):
             continue  # large corpora are checked by their extraction jobs
-        texts = load_category(path, category)
+        texts = load_yaml_category(path, category)
         sizes[category] = len(texts)
         for text in texts:
             by_text[text.text].append(text.text_id)
@@ -201,8 +201,8 @@ def text_warnings(categories: dict[str, Path]) -> list[str]:
 
 def startup_checks(config: dict, schema_path: str | Path) -> Settings:
     """Everything the Snakefile checks before scheduling a job; returns the settings."""
-    from .settings import check_config
-    from .texts import list_categories
+    from .core.settings import check_config
+    from .extraction.texts import list_categories
 
     validate_config(config, schema_path)
     settings = check_config(config)

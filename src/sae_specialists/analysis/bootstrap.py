@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from .dense import LayerData
-from .scoring import feature_scores, select
+from .selection import feature_scores, select
 
 SCHEMA = {
     "sae": pl.String,

@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import TextsError
-from .settings import Settings
-from .shards import METADATA_KEY
+from ..core.errors import TextsError
+from ..core.io import METADATA_KEY
+from ..core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,9 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
     """
     import torch
 
+    from ..core.io import TOKENS_SCHEMA
     from .corpus import CorpusOptions, chunk_bounds, iter_texts
-    from .extract import (
+    from .engine import (
         ACTIVATIONS_DICT_SCHEMA,
         WINDOW_TOKENS,
         Extractor,
@@ -126,7 +127,6 @@ def extract_category(settings: Settings, category: str, text_file: str, tokens_o
     )
     from .models import load_model, resolve_device
     from .saes import load_sae
-    from .shards import TOKENS_SCHEMA
 
     tune_allocator()
     ex = settings.extraction

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .texts import list_categories  # noqa: F401  (re-exported for the Snakefile)
 
 EXTRACTION_DEFAULTS = {
     "batch_size": 8,

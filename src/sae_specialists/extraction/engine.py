@@ -43,9 +43,9 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from .errors import ModelError, SAEError, TextsError
+from ..core.errors import ModelError, SAEError, TextsError
+from ..core.io import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
 from .saes import LoadedSAE, hook_block
-from .shards import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
 from .texts import Text
 
 log = logging.getLogger(__name__)

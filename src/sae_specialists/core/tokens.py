@@ -1,8 +1,26 @@
-"""Readable token strings: whitespace made visible, undecodable bytes shown as escapes."""
+"""Token strings: GPT-2's byte-level BPE alphabet, and tokens as readable text (whitespace made
+visible, undecodable bytes shown as escapes)."""
 
 from __future__ import annotations
 
 import html
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet (the one tokenizers' ByteLevel pre-tokenizer uses)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+UNICODE_TO_BYTE = {v: k for k, v in bytes_to_unicode().items()}
 
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 
