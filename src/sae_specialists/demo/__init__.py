@@ -286,7 +286,7 @@ def logit_token_id(model) -> int:
 
 def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
     """Write the demo model and SAEs (local formats) and planted.json; returns the plan."""
-    from .extraction.models import save_local_model
+    from ..extraction.models import save_local_model
 
     out_dir = Path(out_dir)
     model, _ = build_model(out_dir / "model", seed)
