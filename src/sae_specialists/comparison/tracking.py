@@ -1,0 +1,246 @@
+"""Cross-layer and cross-family tracking of each category's specialists.
+
+- ``specialist_links``: per category, every pair of its specialists (any SAE family, any layer)
+  with the cosine of their decoder directions and the correlation of their per-token
+  activations (coactivation.py). This is the category's "feature family": its member features
+  with family/layer, and how strongly each pair is the same direction / fires together.
+- ``next_layer_neighbours``: per specialist, the features of the same family's next layer
+  (the next layer in that family's layer list) nearest by decoder cosine.
+
+Decoder cosines are only taken between SAEs whose rows live in the residual basis
+(hooks.comparable); other pairs get a null cosine and a ``cosine_note``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import polars as pl
+
+from .coactivation import pair_correlations
+from .decoders import nearest, unit_rows
+from .hooks import comparable, with_positions
+
+MEMBER_COLUMNS = ["category", "sae", "layer", "feature", "score", "hook_name", "block", "stage"]
+LINK_COLUMNS = [
+    "category",
+    "sae_a",
+    "layer_a",
+    "feature_a",
+    "sae_b",
+    "layer_b",
+    "feature_b",
+    "relation",
+    "cosine",
+    "correlation",
+    "cosine_note",
+]
+NEIGHBOUR_COLUMNS = [
+    "category",
+    "sae",
+    "layer",
+    "feature",
+    "next_layer",
+    "rank",
+    "next_feature",
+    "cosine",
+    "correlation",
+    "next_is_specialist",
+]
+
+
+def _sae_rows(saes: pl.DataFrame) -> dict[tuple[str, int], dict]:
+    return {(r["sae"], int(r["layer"])): r for r in saes.iter_rows(named=True)}
+
+
+def specialist_members(specialists: pl.DataFrame, saes: pl.DataFrame) -> pl.DataFrame:
+    """The specialists (score > 0) of every category, in forward-pass order of their hooks."""
+    hooks = with_positions(saes).select(
+        pl.col("sae").cast(pl.String),
+        pl.col("layer").cast(pl.Int64),
+        "hook_name",
+        "block",
+        "stage",
+    )
+    return (
+        specialists.filter(pl.col("has_specialist"))
+        .select(
+            pl.col("category").cast(pl.String),
+            pl.col("sae").cast(pl.String),
+            pl.col("layer").cast(pl.Int64),
+            pl.col("feature").cast(pl.Int64),
+            pl.col("score").cast(pl.Int64),
+        )
+        .join(hooks, on=["sae", "layer"], how="left")
+        .sort("category", "block", "stage", "sae", "layer")
+        .select(MEMBER_COLUMNS)
+    )
+
+
+def family_layers(saes: pl.DataFrame) -> dict[str, list[int]]:
+    """Each family's layers, ascending."""
+    out: dict[str, list[int]] = {}
+    for sae, layer in saes.select("sae", "layer").unique().sort("sae", "layer").iter_rows():
+        out.setdefault(sae, []).append(int(layer))
+    return out
+
+
+def _relation(a: dict, b: dict, layers: dict[str, list[int]]) -> str:
+    if a["sae"] == b["sae"]:
+        order = layers[a["sae"]]
+        gap = abs(order.index(a["layer"]) - order.index(b["layer"]))
+        return "next_layer" if gap == 1 else "same_family"
+    return "same_layer" if a["layer"] == b["layer"] else "other_family"
+
+
+def member_directions(
+    members: pl.DataFrame, decoders: Mapping[tuple[str, int], np.ndarray]
+) -> dict[tuple[str, int, int], np.ndarray]:
+    """Unit decoder row of every member, read SAE by SAE (family, then layer order)."""
+    out = {}
+    ordered = members.sort("sae", "layer", "feature")
+    for (sae, layer), group in ordered.group_by("sae", "layer", maintain_order=True):
+        features = group["feature"].unique(maintain_order=True).to_list()
+        rows = unit_rows(decoders[(sae, int(layer))], features)
+        out.update({(sae, int(layer), int(f)): rows[i] for i, f in enumerate(features)})
+    return out
+
+
+def specialist_links(
+    members: pl.DataFrame,
+    saes: pl.DataFrame,
+    decoders: Mapping[tuple[str, int], np.ndarray],
+    acts: pl.LazyFrame | pl.DataFrame,
+    n_positions: int,
+) -> pl.DataFrame:
+    """Every pair of a category's specialists: relation, decoder cosine, co-activation.
+
+    Pair order: member a is written no later than member b in the forward pass. ``relation``:
+    next_layer (same family, adjacent layers of its list), same_family, same_layer (another
+    family at the same layer), other_family.
+    """
+    info = _sae_rows(saes)
+    layers = family_layers(saes)
+    directions = member_directions(members, decoders)
+    rows = []
+    for category, group in members.group_by("category", maintain_order=True):
+        items = group.to_dicts()
+        for i, a in enumerate(items):
+            for b in items[i + 1 :]:
+                note = comparable(info[(a["sae"], a["layer"])], info[(b["sae"], b["layer"])])
+                cosine = None
+                if note is None:
+                    da = directions[(a["sae"], a["layer"], a["feature"])]
+                    db = directions[(b["sae"], b["layer"], b["feature"])]
+                    cosine = float(da @ db)
+                rows.append(
+                    {
+                        "category": category[0],
+                        "sae_a": a["sae"],
+                        "layer_a": a["layer"],
+                        "feature_a": a["feature"],
+                        "sae_b": b["sae"],
+                        "layer_b": b["layer"],
+                        "feature_b": b["feature"],
+                        "relation": _relation(a, b, layers),
+                        "cosine": cosine,
+                        "cosine_note": note,
+                    }
+                )
+    schema = {
+        "category": pl.String,
+        "sae_a": pl.String,
+        "layer_a": pl.Int64,
+        "feature_a": pl.Int64,
+        "sae_b": pl.String,
+        "layer_b": pl.Int64,
+        "feature_b": pl.Int64,
+        "relation": pl.String,
+        "cosine": pl.Float64,
+        "cosine_note": pl.String,
+    }
+    pairs = pl.DataFrame(rows, schema=schema)
+    if pairs.height == 0:
+        return pairs.with_columns(pl.lit(None, dtype=pl.Float64).alias("correlation")).select(
+            LINK_COLUMNS
+        )
+    return pair_correlations(acts, pairs, n_positions).select(LINK_COLUMNS)
+
+
+def next_layer_neighbours(
+    members: pl.DataFrame,
+    saes: pl.DataFrame,
+    decoders: Mapping[tuple[str, int], np.ndarray],
+    k: int,
+) -> pl.DataFrame:
+    """Per specialist: the ``k`` features of its family's next layer nearest by decoder cosine.
+
+    Families outside the residual basis (hook_z, MLP hidden hooks) and last layers get no rows.
+    Columns as NEIGHBOUR_COLUMNS without ``correlation`` (add it with add_correlations).
+    """
+    info = _sae_rows(saes)
+    layers = family_layers(saes)
+    specialist_at = {
+        (r["category"], r["sae"], r["layer"]): r["feature"] for r in members.iter_rows(named=True)
+    }
+    rows = []
+    by_sae = members.sort("sae", "layer", "category")
+    for (sae, layer), group in by_sae.group_by("sae", "layer", maintain_order=True):
+        order = layers[sae]
+        position = order.index(layer)
+        if position + 1 == len(order):
+            continue
+        nxt = order[position + 1]
+        if comparable(info[(sae, layer)], info[(sae, nxt)]) is not None:
+            continue
+        queries = unit_rows(decoders[(sae, layer)], group["feature"].to_list())
+        idx, cos = nearest(queries, decoders[(sae, nxt)], k)
+        for i, member in enumerate(group.iter_rows(named=True)):
+            for rank in range(idx.shape[1]):
+                feature = int(idx[i, rank])
+                rows.append(
+                    {
+                        "category": member["category"],
+                        "sae": sae,
+                        "layer": layer,
+                        "feature": member["feature"],
+                        "next_layer": nxt,
+                        "rank": rank + 1,
+                        "next_feature": feature,
+                        "cosine": float(cos[i, rank]),
+                        "next_is_specialist": specialist_at.get((member["category"], sae, nxt))
+                        == feature,
+                    }
+                )
+    schema = {
+        "category": pl.String,
+        "sae": pl.String,
+        "layer": pl.Int64,
+        "feature": pl.Int64,
+        "next_layer": pl.Int64,
+        "rank": pl.Int64,
+        "next_feature": pl.Int64,
+        "cosine": pl.Float64,
+        "next_is_specialist": pl.Boolean,
+    }
+    return pl.DataFrame(rows, schema=schema).sort("category", "sae", "layer", "rank")
+
+
+def add_neighbour_correlations(
+    neighbours: pl.DataFrame, acts: pl.LazyFrame | pl.DataFrame, n_positions: int
+) -> pl.DataFrame:
+    """``neighbours`` plus the co-activation of each specialist with each neighbour."""
+    pairs = neighbours.with_columns(
+        pl.col("sae").alias("sae_a"),
+        pl.col("layer").alias("layer_a"),
+        pl.col("feature").alias("feature_a"),
+        pl.col("sae").alias("sae_b"),
+        pl.col("next_layer").alias("layer_b"),
+        pl.col("next_feature").alias("feature_b"),
+    )
+    if pairs.height == 0:
+        return neighbours.with_columns(pl.lit(None, dtype=pl.Float64).alias("correlation")).select(
+            NEIGHBOUR_COLUMNS
+        )
+    return pair_correlations(acts, pairs, n_positions).select(NEIGHBOUR_COLUMNS)

@@ -1,0 +1,558 @@
+"""Comparison stage (issue 19) on hand-made cases, each checked against an independent
+numpy / plain-Python computation."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sae_specialists.comparison.coactivation import pair_correlations
+from sae_specialists.comparison.components import component_first, component_grid
+from sae_specialists.comparison.decoders import DecoderCache, cosine_matrix, nearest, unit_rows
+from sae_specialists.comparison.hooks import (
+    comparable,
+    hook_position,
+    in_residual_basis,
+    width_ladders,
+)
+from sae_specialists.comparison.splitting import (
+    add_similarity,
+    parent_texts,
+    split_candidates,
+    split_shares,
+)
+from sae_specialists.comparison.tracking import (
+    add_neighbour_correlations,
+    next_layer_neighbours,
+    specialist_links,
+    specialist_members,
+)
+
+D = 6
+
+
+def sae_rows(rows):
+    return pl.DataFrame(
+        rows,
+        schema={
+            "sae": pl.String,
+            "layer": pl.Int64,
+            "hook_name": pl.String,
+            "d_sae": pl.Int64,
+            "d_in": pl.Int64,
+        },
+        orient="row",
+    )
+
+
+# res reads resid_pre, attn attn_out, mlp mlp_out, z hook_z; layers 1 and 2.
+SAES = sae_rows(
+    [
+        (fam, layer, f"blocks.{layer}.{hook}", 8, D)
+        for fam, hook in [
+            ("res", "hook_resid_pre"),
+            ("attn", "hook_attn_out"),
+            ("mlp", "hook_mlp_out"),
+            ("z", "attn.hook_z"),
+        ]
+        for layer in (1, 2)
+    ]
+)
+
+
+def specialists_frame(rows):
+    return pl.DataFrame(
+        rows,
+        schema={
+            "sae": pl.String,
+            "layer": pl.Int64,
+            "category": pl.String,
+            "feature": pl.Int32,
+            "score": pl.Int64,
+            "n_in": pl.Int64,
+            "n_out": pl.Int64,
+        },
+        orient="row",
+    ).with_columns((pl.col("score") > 0).alias("has_specialist"))
+
+
+# (sae, layer, category, feature, score, n_in, n_out)
+SPEC = specialists_frame(
+    [
+        # code: attention has it at layer 1 (score 3), mlp at layer 1 too but weaker; res at 2
+        ("attn", 1, "code", 3, 3, 4, 1),
+        ("mlp", 1, "code", 5, 2, 3, 1),
+        ("res", 1, "code", 0, 0, 1, 1),
+        ("z", 1, "code", 1, -1, 0, 1),
+        ("attn", 2, "code", 3, 4, 4, 0),
+        ("mlp", 2, "code", 6, 4, 5, 1),  # same score, more texts inside: strongest at layer 2
+        ("res", 2, "code", 2, 4, 4, 0),
+        ("z", 2, "code", 1, 0, 0, 0),
+        # maths: the MLP at layer 2 is the earliest; res at layer 2 equal score and n_in, so
+        # the hook written earlier (resid_pre < mlp_out) wins the tie
+        ("attn", 1, "maths", 4, 0, 0, 0),
+        ("mlp", 1, "maths", 4, -2, 0, 2),
+        ("res", 1, "maths", 4, 0, 0, 0),
+        ("z", 1, "maths", 2, 0, 0, 0),
+        ("attn", 2, "maths", 4, 0, 1, 1),
+        ("mlp", 2, "maths", 7, 3, 3, 0),
+        ("res", 2, "maths", 5, 3, 3, 0),
+        ("z", 2, "maths", 2, 1, 1, 0),
+    ]
+)
+
+
+def expected_components(spec: pl.DataFrame, saes: pl.DataFrame):
+    """Plain-Python version of the component comparison."""
+    hook = {(r["sae"], r["layer"]): r["hook_name"] for r in saes.iter_rows(named=True)}
+    stage = {"hook_resid_pre": 0, "attn.hook_z": 2, "hook_attn_out": 3, "hook_mlp_out": 7}
+
+    def position(sae, layer):
+        name = hook[(sae, layer)]
+        block, rest = name.split(".", 2)[1], name.split(".", 2)[2]
+        return int(block), stage[rest]
+
+    rows = [r for r in spec.iter_rows(named=True) if r["score"] > 0]
+    strongest = {}
+    for (category, layer), group in itertools.groupby(
+        sorted(rows, key=lambda r: (r["category"], r["layer"])),
+        key=lambda r: (r["category"], r["layer"]),
+    ):
+        best = sorted(
+            group,
+            key=lambda r: (-r["score"], -r["n_in"], position(r["sae"], layer), r["sae"]),
+        )[0]
+        strongest[(category, layer)] = best["sae"]
+    earliest = {}
+    for r in rows:
+        key = (r["category"], r["sae"])
+        earliest[key] = min(earliest.get(key, 99), r["layer"])
+    first = {}
+    for category in {r["category"] for r in rows}:
+        positions = {
+            sae: position(sae, layer) for (c, sae), layer in earliest.items() if c == category
+        }
+        ranks = sorted(set(positions.values()))
+        first[category] = {sae: ranks.index(p) + 1 for sae, p in positions.items()}
+    return strongest, earliest, first
+
+
+def test_hook_positions_follow_the_forward_pass():
+    names = [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.attn.hook_z",
+        "blocks.0.hook_attn_out",
+        "blocks.0.hook_resid_mid",
+        "blocks.0.mlp.hook_post",
+        "blocks.0.hook_mlp_out",
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_pre",
+    ]
+    assert sorted(names, key=hook_position) == names
+    assert hook_position("hook_embed") < hook_position("blocks.0.hook_resid_pre")
+    assert in_residual_basis("blocks.3.hook_mlp_out")
+    assert not in_residual_basis("blocks.3.attn.hook_z")
+    assert not in_residual_basis("blocks.3.mlp.hook_post")
+    z = {"hook_name": "blocks.1.attn.hook_z", "d_in": D}
+    res = {"hook_name": "blocks.1.hook_resid_pre", "d_in": D}
+    assert comparable(res, res) is None
+    assert "hook_z" in comparable(res, z)
+    assert "d_in differs" in comparable(res, {**res, "d_in": D + 1})
+
+
+def test_component_grid_and_first_match_plain_python():
+    grid = component_grid(SPEC, SAES)
+    first = component_first(grid)
+    strongest, earliest, order = expected_components(SPEC, SAES)
+
+    assert grid.height == SPEC.height
+    got_strongest = {
+        (r["category"], r["layer"]): r["sae"]
+        for r in grid.filter("strongest").iter_rows(named=True)
+    }
+    assert got_strongest == strongest
+    assert got_strongest == {
+        ("code", 1): "attn",
+        ("code", 2): "mlp",
+        ("maths", 2): "res",
+    }
+    got_earliest = {
+        (r["category"], r["sae"]): r["layer"] for r in grid.filter("earliest").iter_rows(named=True)
+    }
+    assert got_earliest == earliest
+    got_order = {
+        (r["category"], r["sae"]): r["order"]
+        for r in first.iter_rows(named=True)
+        if r["order"] is not None
+    }
+    assert got_order == {(c, s): o for c, ranks in order.items() for s, o in ranks.items()}
+    # code: attn_out (block 1, stage 3) is written before mlp_out of block 1, then resid_pre 2
+    code = first.filter(pl.col("category") == "code")
+    assert code.filter("first")["sae"].to_list() == ["attn"]
+    assert code.filter(pl.col("sae") == "z")["order"].to_list() == [None]
+    maths = first.filter(pl.col("category") == "maths").filter(pl.col("order").is_not_null())
+    # maths at layer 2: resid_pre (2,0) < z (2,2) < mlp_out (2,7)
+    assert maths.sort("order")["sae"].to_list() == ["res", "z", "mlp"]
+
+
+def dense_case(
+    seed=0,
+    n_positions=40,
+    units=(
+        ("res", 1, 0),
+        ("res", 1, 3),
+        ("res", 2, 1),
+        ("attn", 1, 2),
+        ("mlp", 2, 5),
+        ("res", 2, 7),
+    ),
+    silent_last=True,
+):
+    """A dense positions x units matrix with many zeros, and its sparse long table."""
+    rng = np.random.default_rng(seed)
+    dense = rng.exponential(1.0, (n_positions, len(units))) * (
+        rng.random((n_positions, len(units))) < 0.35
+    )
+    dense[:, 1] = np.where(dense[:, 0] > 0, dense[:, 0] * 2 + 0.1, 0)  # strongly co-active
+    if silent_last:
+        dense[:, -1] = 0.0  # never fires: no correlation
+    text_ids = [f"t{p // 8}" for p in range(n_positions)]
+    positions = [p % 8 + 1 for p in range(n_positions)]
+    rows = [
+        (sae, layer, feature, text_ids[p], positions[p], float(dense[p, u]))
+        for u, (sae, layer, feature) in enumerate(units)
+        for p in range(n_positions)
+        if dense[p, u] > 0
+    ]
+    acts = pl.DataFrame(
+        rows,
+        schema={
+            "sae": pl.String,
+            "layer": pl.Int64,
+            "feature": pl.Int32,
+            "text_id": pl.String,
+            "token_pos": pl.Int32,
+            "activation": pl.Float32,
+        },
+        orient="row",
+    )
+    return dense.astype(np.float32).astype(np.float64), acts, list(units)
+
+
+def test_sparse_pearson_matches_numpy_corrcoef():
+    dense, acts, units = dense_case()
+    pairs = pl.DataFrame(
+        [(*a, *b) for a, b in itertools.combinations(units, 2)],
+        schema=["sae_a", "layer_a", "feature_a", "sae_b", "layer_b", "feature_b"],
+        orient="row",
+    )
+    got = pair_correlations(acts, pairs, dense.shape[0])
+    assert got.height == pairs.height
+    for row in got.iter_rows(named=True):
+        i = units.index((row["sae_a"], row["layer_a"], row["feature_a"]))
+        j = units.index((row["sae_b"], row["layer_b"], row["feature_b"]))
+        if dense[:, i].std() == 0 or dense[:, j].std() == 0:
+            assert row["correlation"] is None
+        else:
+            assert row["correlation"] == pytest.approx(
+                np.corrcoef(dense[:, i], dense[:, j])[0, 1], abs=1e-9
+            )
+    strong = got.filter((pl.col("feature_a") == 0) & (pl.col("feature_b") == 3))
+    assert strong["correlation"].item() > 0.9
+
+
+def test_nearest_and_cosines_match_numpy():
+    rng = np.random.default_rng(1)
+    pool = rng.normal(size=(12, D))
+    pool[5] = pool[2] * 3.0  # same direction, other norm: equal cosine, lower index first
+    queries = rng.normal(size=(3, D))
+    queries[0] = pool[2]
+    idx, cos = nearest(queries, pool, k=4)
+    full = cosine_matrix(queries, pool)
+    for i in range(3):
+        expected = sorted(range(12), key=lambda j: (-round(full[i, j], 12), j))[:4]
+        assert idx[i].tolist() == expected
+        assert np.allclose(cos[i], full[i, expected])
+    assert idx[0, :2].tolist() == [2, 5]
+    assert cos[0, 0] == pytest.approx(1.0)
+    own, _ = nearest(unit_rows(pool, [3]), pool, k=2, exclude=[3])
+    assert 3 not in own[0].tolist()
+    calls = []
+    cache = DecoderCache(lambda key: calls.append(key) or pool, size=2)
+    for key in ["a", "b", "a", "c", "a", "b"]:
+        cache[key]
+    assert calls == ["a", "b", "c", "b"]
+
+
+def decoders_case():
+    """W_dec per (sae, layer): res L1 feature 0 and res L2 feature 2 share a direction
+    (a chain); attn L1 feature 3 is close to it; hook_z rows are random."""
+    rng = np.random.default_rng(2)
+    out = {key: rng.normal(size=(8, D)) for key in SAES.select("sae", "layer").iter_rows()}
+    chain = rng.normal(size=D)
+    out[("res", 1)][0] = chain
+    out[("res", 2)][2] = 2.5 * chain
+    out[("attn", 1)][3] = chain + 0.3 * rng.normal(size=D)
+    return out
+
+
+def test_specialist_links_match_numpy():
+    spec = specialists_frame(
+        [
+            ("res", 1, "code", 0, 2, 2, 0),
+            ("res", 2, "code", 2, 3, 3, 0),
+            ("attn", 1, "code", 3, 2, 2, 0),
+            ("z", 2, "code", 1, 1, 1, 0),
+            ("mlp", 1, "code", 4, 0, 0, 0),
+        ]
+    )
+    decoders = decoders_case()
+    members = specialist_members(spec, SAES)
+    assert members["sae"].to_list() == ["res", "attn", "res", "z"]  # forward-pass order
+    dense, acts, units = dense_case(
+        units=(("res", 1, 0), ("res", 2, 2), ("attn", 1, 3), ("z", 2, 1)), silent_last=False
+    )
+    links = specialist_links(members, SAES, decoders, acts, dense.shape[0])
+    assert links.height == 6
+    member_units = [(r["sae"], r["layer"], r["feature"]) for r in members.iter_rows(named=True)]
+    for row in links.iter_rows(named=True):
+        a = (row["sae_a"], row["layer_a"], row["feature_a"])
+        b = (row["sae_b"], row["layer_b"], row["feature_b"])
+        assert member_units.index(a) < member_units.index(b)
+        i, j = units.index(a), units.index(b)
+        assert row["correlation"] == pytest.approx(np.corrcoef(dense[:, i], dense[:, j])[0, 1])
+        if "z" in (a[0], b[0]):
+            assert row["cosine"] is None and "hook_z" in row["cosine_note"]
+        else:
+            wa, wb = decoders[a[:2]][a[2]], decoders[b[:2]][b[2]]
+            assert row["cosine"] == pytest.approx(wa @ wb / np.linalg.norm(wa) / np.linalg.norm(wb))
+    chain = links.filter((pl.col("sae_a") == "res") & (pl.col("sae_b") == "res"))
+    assert chain["relation"].to_list() == ["next_layer"]
+    assert chain["cosine"].item() == pytest.approx(1.0)
+    relations = dict(
+        zip(zip(links["sae_a"], links["sae_b"], strict=True), links["relation"], strict=True)
+    )
+    assert relations[("res", "attn")] == "same_layer"
+    assert relations[("attn", "res")] == "other_family"
+
+
+def test_next_layer_neighbours_match_numpy():
+    spec = specialists_frame(
+        [
+            ("res", 1, "code", 0, 2, 2, 0),
+            ("res", 2, "code", 2, 3, 3, 0),
+            ("res", 1, "maths", 6, 1, 1, 0),
+            ("z", 1, "code", 1, 1, 1, 0),
+        ]
+    )
+    decoders = decoders_case()
+    members = specialist_members(spec, SAES)
+    got = next_layer_neighbours(members, SAES, decoders, k=3)
+    # res layer 2 is the family's last layer; hook_z is not in the residual basis
+    assert set(got["layer"].to_list()) == {1} and set(got["sae"].to_list()) == {"res"}
+    for (_category, feature), group in got.group_by("category", "feature"):
+        w = decoders[("res", 1)][feature]
+        pool = decoders[("res", 2)]
+        cos = pool @ w / np.linalg.norm(pool, axis=1) / np.linalg.norm(w)
+        expected = np.argsort(-cos, kind="stable")[:3]
+        assert group.sort("rank")["next_feature"].to_list() == expected.tolist()
+        assert np.allclose(group.sort("rank")["cosine"].to_numpy(), cos[expected])
+    top = got.filter((pl.col("category") == "code") & (pl.col("rank") == 1))
+    assert top["next_feature"].item() == 2 and top["next_is_specialist"].item()
+    assert top["cosine"].item() == pytest.approx(1.0)
+    dense, acts, units = dense_case(
+        units=tuple(("res", 1, f) for f in (0, 6)) + tuple(("res", 2, f) for f in range(8)),
+        silent_last=False,
+    )
+    with_r = add_neighbour_correlations(got, acts, dense.shape[0])
+    for row in with_r.iter_rows(named=True):
+        i = units.index(("res", 1, row["feature"]))
+        j = units.index(("res", 2, row["next_feature"]))
+        assert row["correlation"] == pytest.approx(np.corrcoef(dense[:, i], dense[:, j])[0, 1])
+
+
+def test_width_ladders_are_detected_and_ordered():
+    saes = sae_rows(
+        [
+            ("res", 8, "blocks.8.hook_resid_pre", 24576, 768),
+            ("w768", 8, "blocks.8.hook_resid_pre", 768, 768),
+            ("w1536", 8, "blocks.8.hook_resid_pre", 1536, 768),
+            ("w24k", 8, "blocks.8.hook_resid_pre", 24576, 768),
+            ("res", 6, "blocks.6.hook_resid_pre", 24576, 768),
+            ("mlp", 8, "blocks.8.hook_mlp_out", 32768, 768),
+        ]
+    )
+    ladders = width_ladders(saes)
+    assert ladders["sae"].to_list() == ["w768", "w1536", "res", "w24k"]
+    assert ladders["rung"].to_list() == [0, 1, 2, 3]
+    assert set(ladders["ladder"].to_list()) == {"blocks.8.hook_resid_pre"}
+
+
+def split_case():
+    """Narrow SAE (d_sae 4) feature 1 is the 'maths' specialist on texts m0..m5; in the wide
+    SAE (d_sae 8) feature 5 covers m0-m2, feature 6 m3-m4 (and m2 weakly), feature 7 fires on
+    m5 but also on many other texts, uncorrelated with the parent; nothing covers... every
+    text is covered by someone."""
+    saes = sae_rows(
+        [
+            ("narrow", 2, "blocks.2.hook_resid_pre", 4, D),
+            ("wide", 2, "blocks.2.hook_resid_pre", 8, D),
+        ]
+    )
+    texts = [(f"m{i}", "maths") for i in range(6)] + [(f"o{i}", "other") for i in range(6)]
+    threshold = 1.0
+    # per-text values (value > 0 rows only)
+    values = {
+        ("narrow", 1): {f"m{i}": 3.0 for i in range(6)},
+        ("narrow", 2): {"o0": 2.0},
+        ("wide", 5): {"m0": 4.0, "m1": 3.5, "m2": 2.0, "o1": 1.5},
+        ("wide", 6): {"m2": 2.5, "m3": 3.0, "m4": 2.0},
+        ("wide", 7): {"m5": 1.2, **{f"o{i}": 2.0 for i in range(6)}},
+        ("wide", 0): {"m0": 0.5},  # below threshold: never a candidate
+    }
+    category = dict(texts)
+    per_text = pl.DataFrame(
+        [
+            (sae, 2, t, category[t], f, v)
+            for (sae, f), per in values.items()
+            for t, v in per.items()
+        ],
+        schema=["sae", "layer", "text_id", "category", "feature", "value"],
+        orient="row",
+    )
+    spec = specialists_frame(
+        [
+            ("narrow", 2, "maths", 1, 6, 6, 0),
+            ("narrow", 2, "other", 2, 1, 1, 0),
+            ("wide", 2, "maths", 5, 3, 3, 1),
+            ("wide", 2, "other", 7, 5, 6, 1),
+        ]
+    )
+    return saes, per_text, spec, threshold, values, category
+
+
+def test_splits_match_plain_python():
+    saes, per_text, spec, threshold, values, category = split_case()
+    ladders = width_ladders(saes)
+    parents = parent_texts(ladders, spec, per_text, threshold)
+    maths = parents.filter(pl.col("category") == "maths")
+    assert maths["text_id"].to_list() == [f"m{i}" for i in range(6)]
+    assert parents.filter(pl.col("category") == "other")["text_id"].to_list() == ["o0"]
+    cands = split_candidates(ladders, parents, per_text, threshold)
+    assert set(cands.filter(pl.col("category") == "maths")["child_feature"].to_list()) == {5, 6, 7}
+
+    # correlations from a dense token matrix: the parent fires where its texts are; 5 and 6
+    # fire with it; 7 fires mostly elsewhere
+    units = [("narrow", 2, 1), ("narrow", 2, 2)] + [("wide", 2, f) for f in (5, 6, 7)]
+    rng = np.random.default_rng(3)
+    n = 60
+    dense = np.zeros((n, len(units)))
+    dense[:30, 0] = rng.uniform(1, 2, 30)
+    dense[:15, 2] = dense[:15, 0] * 1.1
+    dense[15:28, 3] = dense[15:28, 0] * 0.9
+    dense[25:60, 4] = rng.uniform(0.5, 1, 35)
+    dense[40:45, 1] = 1.0
+    rows = [
+        (*units[u], f"p{p // 10}", p % 10, float(dense[p, u]))
+        for u in range(len(units))
+        for p in range(n)
+        if dense[p, u] > 0
+    ]
+    acts = pl.DataFrame(
+        rows,
+        schema=["sae", "layer", "feature", "text_id", "token_pos", "activation"],
+        orient="row",
+    )
+    decoders = {("narrow", 2): rng.normal(size=(4, D)), ("wide", 2): rng.normal(size=(8, D))}
+    decoders[("wide", 2)][5] = decoders[("narrow", 2)][1] + 0.1 * rng.normal(size=D)
+    decoders[("wide", 2)][7] = decoders[("narrow", 2)][1] * -1.0  # opposite: never a child
+    sim = add_similarity(cands, saes, decoders, acts, n)
+    for row in sim.iter_rows(named=True):
+        i = units.index(("narrow", 2, row["parent_feature"]))
+        j = units.index(("wide", 2, row["child_feature"]))
+        assert row["correlation"] == pytest.approx(np.corrcoef(dense[:, i], dense[:, j])[0, 1])
+        wp = decoders[("narrow", 2)][row["parent_feature"]]
+        wc = decoders[("wide", 2)][row["child_feature"]]
+        assert row["cosine"] == pytest.approx(wp @ wc / np.linalg.norm(wp) / np.linalg.norm(wc))
+    min_corr, min_cos = 0.3, 0.8
+    splits = split_shares(sim, parents, per_text, spec, threshold, min_corr, min_cos)
+
+    # plain-Python expectation for the maths parent
+    corr = {
+        r["child_feature"]: r["correlation"]
+        for r in sim.iter_rows(named=True)
+        if r["category"] == "maths"
+    }
+    cos = {
+        r["child_feature"]: r["cosine"]
+        for r in sim.iter_rows(named=True)
+        if r["category"] == "maths"
+    }
+    children = sorted(f for f in corr if corr[f] >= min_corr or (cos[f] or -2) >= min_cos)
+    assert children == [5, 6]
+    parent_set = [t for t, v in values[("narrow", 1)].items() if v > threshold]
+    owner = {}
+    for t in parent_set:
+        firing = [
+            (values[("wide", f)].get(t, 0.0), -f)
+            for f in children
+            if values[("wide", f)].get(t, 0.0) > threshold
+        ]
+        if firing:
+            owner[t] = -max(firing)[1]
+    got = splits.filter(pl.col("category") == "maths")
+    assert got["child_feature"].to_list() == [6, 5]  # share descending: m2 goes to 6 (2.5 > 2)
+    for row in got.iter_rows(named=True):
+        f = row["child_feature"]
+        covered = [t for t in parent_set if values[("wide", f)].get(t, 0.0) > threshold]
+        assert row["n_covered"] == len(covered)
+        assert row["coverage"] == pytest.approx(len(covered) / len(parent_set))
+        assert row["n_assigned"] == sum(o == f for o in owner.values())
+        assert row["share"] == pytest.approx(row["n_assigned"] / len(parent_set))
+        outside = [
+            t for t, v in values[("wide", f)].items() if v > threshold and category[t] != "maths"
+        ]
+        assert row["n_out"] == len(outside)
+        assert row["n_parent_texts"] == 6 and row["parent_d_sae"] == 4
+        assert row["child_d_sae"] == 8 and row["rung"] == 1
+    assert got["share"].to_list() == pytest.approx([3 / 6, 2 / 6])  # m5 is uncovered
+    assert owner == {"m0": 5, "m1": 5, "m2": 6, "m3": 6, "m4": 6}
+    assert got.filter(pl.col("child_feature") == 5)["child_is_specialist"].item()
+
+
+def test_charts_are_saved_self_contained(tmp_path):
+    from sae_specialists.analysis.charts import save_chart
+    from sae_specialists.comparison.charts import components_chart, links_chart, splits_chart
+
+    grid = component_grid(SPEC, SAES)
+    spec = specialists_frame(
+        [
+            ("res", 1, "code", 0, 2, 2, 0),
+            ("res", 2, "code", 2, 3, 3, 0),
+            ("z", 2, "code", 1, 1, 1, 0),
+        ]
+    )
+    members = specialist_members(spec, SAES)
+    dense, acts, _ = dense_case(
+        units=(("res", 1, 0), ("res", 2, 2), ("z", 2, 1)), silent_last=False
+    )
+    links = specialist_links(members, SAES, decoders_case(), acts, dense.shape[0])
+    saes, per_text, sspec, threshold, _, _ = split_case()
+    ladders = width_ladders(saes)
+    parents = parent_texts(ladders, sspec, per_text, threshold)
+    cands = split_candidates(ladders, parents, per_text, threshold).with_columns(
+        pl.lit(0.5).alias("cosine"), pl.lit(0.5).alias("correlation")
+    )
+    splits = split_shares(cands, parents, per_text, sspec, threshold, 0.3, 0.8)
+    for name, chart in {
+        "components": components_chart(grid),
+        "links": links_chart(members, links),
+        "splits": splits_chart(splits),
+    }.items():
+        save_chart(chart, tmp_path / f"{name}.html", tmp_path / f"{name}.png")
+        html = (tmp_path / f"{name}.html").read_text()
+        assert "vegaEmbed" in html and "https://cdn" not in html
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
