@@ -1,0 +1,274 @@
+"""Causal check, unit level: ablation Δloss, feature statistics, top tokens, statistics and
+steering on the demo model, each against an independent computation written out here with
+TransformerLens's own ``run_with_hooks`` / ``generate`` on one unpadded text at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sae_specialists.causal.ablation import (
+    Ablation,
+    FeatureSite,
+    ablation_effects,
+    feature_stats,
+    iter_batches,
+)
+from sae_specialists.causal.stats import (
+    bootstrap_effect,
+    cell_effect,
+    cell_rng,
+    draw_controls,
+)
+from sae_specialists.causal.steering import steer
+
+TEXTS = [
+    ("python", "def main(self): return None  # import os"),
+    ("python", "class A:\n    def run(self):\n        return self.x"),
+    ("python", "import sys"),
+    ("formal", "The parties hereby agree, pursuant to the Agreement, that the Party shall comply."),
+    ("formal", "Whereas the Board approved the resolution"),
+    ("math", "x^2 + y^2 = z^2, \\frac{a}{b} = c"),
+    ("math", "+"),  # BOS + one token: no loss position
+]
+
+
+@pytest.fixture(scope="module")
+def demo(demo_assets, planted):
+    from sae_lens import SAE
+
+    from sae_specialists.extraction.models import load_local_model
+
+    model = load_local_model(demo_assets / "model")
+    sae = SAE.load_from_disk(str(demo_assets / "saes/res/layer1"))
+    tok = model.tokenizer
+    ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for _, t in TEXTS]
+    cats = [c for c, _ in TEXTS]
+    return model, sae, ids, cats, planted["layers"]["1"]
+
+
+def resid_mid_sae(sae):
+    """The same SAE read at another (non-residual) hook: exercises the hooked forward path."""
+    from sae_lens import StandardSAE
+
+    other = StandardSAE(sae.cfg)
+    other.load_state_dict(sae.state_dict())
+    other.cfg.metadata.hook_name = "blocks.1.hook_resid_mid"
+    return other
+
+
+def manual_delta(model, sae, ids, feature, value=None):
+    """Per-text Δloss by hand: one unpadded text per forward, run_with_hooks, the feature's
+    activation set to ``value`` (None: 0) at positions >= 1, loss over predictions 1..n-2."""
+    hook_name = sae.cfg.metadata.hook_name
+    out = []
+    for seq in ids:
+        tokens = torch.tensor([seq])
+
+        def edit(act, hook):
+            x = act.clone()
+            a = sae.encode(x[0, 1:])[:, feature]
+            target = 0.0 if value is None else value
+            x[0, 1:] = x[0, 1:] + (target - a)[:, None] * sae.W_dec[feature]
+            return x
+
+        with torch.inference_mode():
+            clean = model(tokens, return_type="loss", loss_per_token=True)[0]
+            abl = model.run_with_hooks(
+                tokens, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, edit)]
+            )[0]
+        diff = (abl - clean)[1:]
+        out.append(float(diff.mean()) if len(diff) else np.nan)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("hook", ["resid_pre", "resid_mid"])
+def test_delta_loss_matches_run_with_hooks(demo, hook):
+    model, sae, ids, cats, roles = demo
+    if hook == "resid_mid":
+        sae = resid_mid_sae(sae)
+    site = FeatureSite(model, sae)
+    assert (site.resume is not None) == (hook == "resid_pre")
+    stats = feature_stats(site, iter_batches(ids, 3, model.tokenizer.pad_token_id))
+    feature = roles["python"]
+    mean = float(stats.mean[feature])
+    assert mean > 0
+    result = ablation_effects(
+        site,
+        ids,
+        [Ablation(feature, "zero"), Ablation(feature, "mean")],
+        means={feature: mean},
+        batch_size=3,
+        pad_id=model.tokenizer.pad_token_id,
+    )
+    zero = manual_delta(model, sae, ids, feature)
+    mean_abl = manual_delta(model, sae, ids, feature, mean)
+    np.testing.assert_allclose(result.delta[Ablation(feature, "zero")], zero, atol=2e-5)
+    np.testing.assert_allclose(result.delta[Ablation(feature, "mean")], mean_abl, atol=2e-5)
+    assert np.isnan(result.delta[Ablation(feature, "zero")][-1])  # BOS + 1 token
+    assert result.n_positions.tolist() == [max(len(s) - 2, 0) for s in ids]
+    # the ablation changes the loss: not a vacuous comparison
+    assert np.nanmax(np.abs(zero)) > 1e-4
+
+
+def test_clean_loss_matches_model_loss(demo):
+    model, sae, ids, cats, roles = demo
+    site = FeatureSite(model, sae)
+    result = ablation_effects(site, ids, [], batch_size=4, pad_id=model.tokenizer.pad_token_id)
+    for i, seq in enumerate(ids):
+        with torch.inference_mode():
+            loss = model(torch.tensor([seq]), return_type="loss", loss_per_token=True)[0]
+        expected = float(loss[1:].mean()) if len(seq) > 2 else np.nan
+        np.testing.assert_allclose(result.clean_loss[i], expected, atol=1e-5)
+
+
+def test_batching_and_stacking_do_not_change_results(demo):
+    model, sae, ids, cats, roles = demo
+    site = FeatureSite(model, sae)
+    ablations = [Ablation(roles[c], "zero") for c in ("python", "formal", "math")]
+    pad = model.tokenizer.pad_token_id
+    one = ablation_effects(site, ids, ablations, batch_size=1, pad_id=pad, pass_tokens=1)
+    many = ablation_effects(site, ids, ablations, batch_size=7, pad_id=pad, pass_tokens=10**6)
+    for a in ablations:
+        np.testing.assert_allclose(one.delta[a], many.delta[a], atol=2e-5)
+
+
+def test_silent_feature_changes_nothing(demo):
+    model, sae, ids, cats, roles = demo
+    site = FeatureSite(model, sae)
+    stats = feature_stats(site, iter_batches(ids, 4, model.tokenizer.pad_token_id))
+    silent = int(np.flatnonzero(stats.density == 0)[0])
+    result = ablation_effects(
+        site, ids, [Ablation(silent, "zero")], batch_size=4, pad_id=model.tokenizer.pad_token_id
+    )
+    values = result.delta[Ablation(silent, "zero")]
+    assert np.all(values[np.isfinite(values)] == 0.0)
+
+
+def test_feature_stats_match_dense_encoding(demo):
+    model, sae, ids, cats, roles = demo
+    site = FeatureSite(model, sae)
+    stats = feature_stats(site, iter_batches(ids, 2, model.tokenizer.pad_token_id))
+    rows = []
+    with torch.inference_mode():
+        for seq in ids:
+            _, cache = model.run_with_cache(torch.tensor([seq]), names_filter=[site.hook])
+            rows.append(sae.encode(cache[site.hook][0, 1:]))
+    dense = torch.cat(rows).numpy()
+    assert stats.n_tokens == dense.shape[0] == sum(len(s) - 1 for s in ids)
+    np.testing.assert_allclose(stats.density, (dense > 0).mean(0), atol=1e-12)
+    np.testing.assert_allclose(stats.mean, dense.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats.max, dense.max(0), rtol=1e-5)
+
+
+def test_top_tokens_are_the_largest_position_effects(demo):
+    model, sae, ids, cats, roles = demo
+    feature = roles["python"]
+    site = FeatureSite(model, sae)
+    result = ablation_effects(
+        site,
+        ids,
+        [Ablation(feature, "zero")],
+        text_categories=cats,
+        top_cells={feature: ["python"]},
+        batch_size=3,
+        top_k=5,
+        pad_id=model.tokenizer.pad_token_id,
+    )
+    expected = []  # (Δ, text, t) by hand, python texts only
+    for i, seq in enumerate(ids):
+        if cats[i] != "python":
+            continue
+        tokens = torch.tensor([seq])
+
+        def edit(act, hook):
+            x = act.clone()
+            a = sae.encode(x[0, 1:])[:, feature]
+            x[0, 1:] -= a[:, None] * sae.W_dec[feature]
+            return x
+
+        with torch.inference_mode():
+            clean = model(tokens, return_type="loss", loss_per_token=True)[0]
+            abl = model.run_with_hooks(
+                tokens, return_type="loss", loss_per_token=True, fwd_hooks=[(site.hook, edit)]
+            )[0]
+        expected += [(float(abl[t] - clean[t]), i, t) for t in range(1, len(seq) - 1)]
+    expected.sort(key=lambda r: (-r[0], r[1], r[2]))
+    top = result.top[(feature, "python")]
+    assert [(int(r[0]), int(r[1])) for r in top.rows] == [(i, t) for _, i, t in expected[:5]]
+    np.testing.assert_allclose(top.delta, [d for d, _, _ in expected[:5]], atol=2e-5)
+
+
+def test_draw_controls_similar_density_excludes_specialists():
+    density = np.array([0.0, 0.10, 0.11, 0.5, 0.09, 0.001, 0.2, 0.0])
+    rng = np.random.default_rng(0)
+    picked = draw_controls(density, feature=1, exclude=[2], draws=2, rng=rng, pool=2)
+    assert picked == [4, 6]  # the two nearest in log density among 3, 4, 5, 6
+    again = draw_controls(density, 1, [2], 1, np.random.default_rng(0), pool=3)
+    assert again == draw_controls(density, 1, [2], 1, np.random.default_rng(0), pool=3)
+    assert draw_controls(np.zeros(4), 0, [], 2, rng) == []
+
+
+def test_cell_rng_independent_of_other_cells():
+    a = cell_rng(0, "res", 3, "python").integers(0, 1 << 30, 4)
+    b = cell_rng(0, "res", 3, "python").integers(0, 1 << 30, 4)
+    c = cell_rng(0, "res", 3, "math").integers(0, 1 << 30, 4)
+    assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
+
+
+def test_bootstrap_effect_point_and_interval():
+    inside = np.array([1.0, 2.0, 3.0, np.nan])
+    outside = np.array([0.1, 0.2, 0.3])
+    out = bootstrap_effect(inside, outside, 2000, np.random.default_rng(1))
+    assert out["n_in"] == 3 and out["n_out"] == 3
+    assert out["in_mean"] == pytest.approx(2.0) and out["out_mean"] == pytest.approx(0.2)
+    assert out["diff"] == pytest.approx(1.8) and out["ratio"] == pytest.approx(10.0)
+    assert out["diff_low"] <= out["diff"] <= out["diff_high"]
+    assert 1.0 - 0.3 <= out["diff_low"] and out["diff_high"] <= 3.0 - 0.1
+    assert 1.0 / 0.3 <= out["ratio_low"] <= out["ratio"] <= out["ratio_high"] <= 3.0 / 0.1
+    zero_out = bootstrap_effect(inside, np.zeros(3), 100, np.random.default_rng(1))
+    assert zero_out["ratio"] is None and zero_out["ratio_low"] is None
+
+
+def test_cell_effect_verdicts():
+    in_cat = np.array([True] * 5 + [False] * 5)
+    driver = np.array([1.0, 1.2, 0.9, 1.1, 1.0, 0.0, 0.01, 0.0, 0.02, 0.0])
+    detector = np.zeros(10)
+    control = np.array([0.0, 0.01, 0.0, 0.02, 0.0] * 2)
+    rng = np.random.default_rng(0)
+    d = cell_effect(driver, control, in_cat, 500, rng)
+    assert d["verdict"] == "specific" and not d["detector_only"] and d["above_control"]
+    assert d["control_in_mean"] == pytest.approx(0.006)
+    det = cell_effect(detector, control, in_cat, 500, rng)
+    assert det["detector_only"] and det["verdict"] == "detector only"
+    flat = cell_effect(np.full(10, 1.0), control, in_cat, 500, rng)
+    assert flat["verdict"] == "unspecific"
+    alone = cell_effect(driver, None, in_cat, 500, rng)
+    assert alone["detector_only"] and alone["control_in_mean"] is None
+
+
+def test_steering_matches_a_hand_written_greedy_loop(demo):
+    model, sae, ids, cats, roles = demo
+    site = FeatureSite(model, sae)
+    feature = roles["formal"]
+    prompt = ids[4]
+    values = [None, 0.0, 300.0]
+    out = steer(site, feature, prompt, values, 6)
+    for row, value in zip(out, values, strict=True):
+        seq = list(prompt)
+        for _ in range(6):
+
+            def clamp(act, hook, v=value):
+                if v is None:
+                    return act
+                x = act.clone()
+                a = sae.encode(x[0, 1:])[:, feature]
+                x[0, 1:] += (v - a)[:, None] * sae.W_dec[feature]
+                return x
+
+            with torch.inference_mode():
+                logits = model.run_with_hooks(torch.tensor([seq]), fwd_hooks=[(site.hook, clamp)])
+            seq.append(int(logits[0, -1].argmax()))
+        assert row == seq[len(prompt) :]
+    assert out[0] != out[2]  # clamping changes the continuation
