@@ -18,6 +18,7 @@ from sae_specialists.comparison.hooks import (
     in_residual_basis,
     width_ladders,
 )
+from sae_specialists.comparison.neighbours import sweep_decoders
 from sae_specialists.comparison.splitting import (
     add_similarity,
     parent_texts,
@@ -312,10 +313,14 @@ def test_specialist_links_match_numpy():
     decoders = decoders_case()
     members = specialist_members(spec, SAES)
     assert members["sae"].to_list() == ["res", "attn", "res", "z"]  # forward-pass order
+    queries = {}
+    for r in members.iter_rows(named=True):
+        queries.setdefault((r["sae"], r["layer"]), []).append(r["feature"])
+    directions, _ = sweep_decoders(SAES, queries, decoders.__getitem__, k=0)
     dense, acts, units = dense_case(
         units=(("res", 1, 0), ("res", 2, 2), ("attn", 1, 3), ("z", 2, 1)), silent_last=False
     )
-    links = specialist_links(members, SAES, decoders, acts, dense.shape[0])
+    links = specialist_links(members, SAES, directions, acts, dense.shape[0])
     assert links.height == 6
     member_units = [(r["sae"], r["layer"], r["feature"]) for r in members.iter_rows(named=True)]
     for row in links.iter_rows(named=True):
@@ -350,7 +355,11 @@ def test_next_layer_neighbours_match_numpy():
     )
     decoders = decoders_case()
     members = specialist_members(spec, SAES)
-    got = next_layer_neighbours(members, SAES, decoders, k=3)
+    queries = {}
+    for r in members.iter_rows(named=True):
+        queries.setdefault((r["sae"], r["layer"]), []).append(r["feature"])
+    _, related = sweep_decoders(SAES, queries, decoders.__getitem__, k=3)
+    got = next_layer_neighbours(members, related)
     # res layer 2 is the family's last layer; hook_z is not in the residual basis
     assert set(got["layer"].to_list()) == {1} and set(got["sae"].to_list()) == {"res"}
     for (_category, feature), group in got.group_by("category", "feature"):
@@ -469,7 +478,9 @@ def test_splits_match_plain_python():
     decoders = {("narrow", 2): rng.normal(size=(4, D)), ("wide", 2): rng.normal(size=(8, D))}
     decoders[("wide", 2)][5] = decoders[("narrow", 2)][1] + 0.1 * rng.normal(size=D)
     decoders[("wide", 2)][7] = decoders[("narrow", 2)][1] * -1.0  # opposite: never a child
-    sim = add_similarity(cands, saes, decoders, acts, n)
+    queries = {("narrow", 2): [1, 2], ("wide", 2): cands["child_feature"].unique().to_list()}
+    directions, _ = sweep_decoders(saes, queries, decoders.__getitem__, k=0)
+    sim = add_similarity(cands, saes, directions, acts, n)
     for row in sim.iter_rows(named=True):
         i = units.index(("narrow", 2, row["parent_feature"]))
         j = units.index(("wide", 2, row["child_feature"]))
@@ -539,7 +550,9 @@ def test_charts_are_saved_self_contained(tmp_path):
     dense, acts, _ = dense_case(
         units=(("res", 1, 0), ("res", 2, 2), ("z", 2, 1)), silent_last=False
     )
-    links = specialist_links(members, SAES, decoders_case(), acts, dense.shape[0])
+    queries = {("res", 1): [0], ("res", 2): [2], ("z", 2): [1]}
+    directions, _ = sweep_decoders(SAES, queries, decoders_case().__getitem__, k=0)
+    links = specialist_links(members, SAES, directions, acts, dense.shape[0])
     saes, per_text, sspec, threshold, _, _ = split_case()
     ladders = width_ladders(saes)
     parents = parent_texts(ladders, sspec, per_text, threshold)
@@ -556,3 +569,54 @@ def test_charts_are_saved_self_contained(tmp_path):
         html = (tmp_path / f"{name}.html").read_text()
         assert "vegaEmbed" in html and "https://cdn" not in html
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_decoder_sweep_relations_match_numpy():
+    decoders = decoders_case()
+    loads = []
+
+    def load(key):
+        loads.append(key)
+        return decoders[key]
+
+    queries = {("res", 1): [0, 4], ("attn", 1): [3], ("z", 1): [2], ("res", 2): [2]}
+    directions, related = sweep_decoders(SAES, queries, load, k=2)
+    assert sorted(loads) == sorted(SAES.select("sae", "layer").iter_rows())  # each SAE once
+    assert [k[1] for k in loads] == sorted(k[1] for k in loads)  # layer by layer
+    for (sae, layer, feature), row in directions.items():
+        w = decoders[(sae, layer)][feature]
+        assert np.allclose(row, w / np.linalg.norm(w))
+
+    def expected(src, feature, dst, exclude_self):
+        w = decoders[src][feature]
+        pool = decoders[dst]
+        cos = pool @ w / np.linalg.norm(pool, axis=1) / np.linalg.norm(w)
+        if exclude_self:
+            cos[feature] = -np.inf
+        order = np.lexsort((np.arange(cos.size), -cos))[:2]
+        return order.tolist(), cos[order]
+
+    groups = related.group_by("sae", "layer", "feature", "relation", "other_sae", "other_layer")
+    seen = set()
+    for (sae, layer, feature, relation, other_sae, other_layer), group in groups:
+        seen.add((sae, layer, relation, other_sae, other_layer))
+        idx, cos = expected((sae, layer), feature, (other_sae, other_layer), relation == "same_sae")
+        group = group.sort("rank")
+        assert group["other_feature"].to_list() == idx
+        assert np.allclose(group["cosine"].to_numpy(), cos)
+    assert seen == {
+        ("res", 1, "same_sae", "res", 1),
+        ("attn", 1, "same_sae", "attn", 1),
+        ("z", 1, "same_sae", "z", 1),  # hook_z: its own SAE only
+        ("res", 2, "same_sae", "res", 2),
+        ("res", 1, "next_layer", "res", 2),
+        ("attn", 1, "next_layer", "attn", 2),
+        ("res", 1, "other_component", "attn", 1),
+        ("res", 1, "other_component", "mlp", 1),
+        ("attn", 1, "other_component", "res", 1),
+        ("attn", 1, "other_component", "mlp", 1),
+        ("res", 2, "other_component", "attn", 2),
+        ("res", 2, "other_component", "mlp", 2),
+    }
+    self_rows = related.filter(pl.col("relation") == "same_sae")
+    assert (self_rows["feature"] != self_rows["other_feature"]).all()

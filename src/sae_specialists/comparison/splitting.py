@@ -24,7 +24,6 @@ import numpy as np
 import polars as pl
 
 from .coactivation import pair_correlations
-from .decoders import unit_rows
 from .hooks import comparable
 
 PARENT_KEYS = ["ladder", "layer", "category", "parent_sae", "parent_feature"]
@@ -139,28 +138,26 @@ def split_candidates(
 def add_similarity(
     candidates: pl.DataFrame,
     saes: pl.DataFrame,
-    decoders: Mapping[tuple[str, int], np.ndarray],
+    directions: Mapping[tuple[str, int, int], np.ndarray],
     acts: pl.LazyFrame | pl.DataFrame,
     n_positions: int,
 ) -> pl.DataFrame:
-    """``candidates`` plus the decoder ``cosine`` and the ``correlation`` with the parent."""
+    """``candidates`` plus the decoder ``cosine`` and the ``correlation`` with the parent.
+
+    ``directions``: unit decoder row of every parent and candidate (neighbours.sweep_decoders).
+    """
     info = {(r["sae"], int(r["layer"])): r for r in saes.iter_rows(named=True)}
     cosines = []
-    for (parent_sae, child_sae, layer), group in candidates.group_by(
-        "parent_sae", "child_sae", "layer", maintain_order=True
-    ):
-        if comparable(info[(parent_sae, layer)], info[(child_sae, layer)]) is not None:
-            values = [None] * group.height
-        else:
-            parent_rows = unit_rows(decoders[(parent_sae, layer)], group["parent_feature"])
-            child_rows = unit_rows(decoders[(child_sae, layer)], group["child_feature"])
-            values = np.einsum("ij,ij->i", parent_rows, child_rows).tolist()
-        cosines.append(group.with_columns(pl.Series("cosine", values, dtype=pl.Float64)))
-    with_cos = (
-        pl.concat(cosines)
-        if cosines
-        else candidates.with_columns(pl.lit(None, dtype=pl.Float64).alias("cosine"))
-    )
+    for row in candidates.iter_rows(named=True):
+        parent = (row["parent_sae"], row["layer"])
+        child = (row["child_sae"], row["layer"])
+        if comparable(info[parent], info[child]) is not None:
+            cosines.append(None)
+            continue
+        a = directions[(*parent, row["parent_feature"])]
+        b = directions[(*child, row["child_feature"])]
+        cosines.append(float(np.clip(a @ b, -1.0, 1.0)))
+    with_cos = candidates.with_columns(pl.Series("cosine", cosines, dtype=pl.Float64))
     pairs = with_cos.with_columns(
         pl.col("parent_sae").alias("sae_a"),
         pl.col("layer").alias("layer_a"),

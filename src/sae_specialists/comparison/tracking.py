@@ -5,7 +5,8 @@
   activations (coactivation.py). This is the category's "feature family": its member features
   with family/layer, and how strongly each pair is the same direction / fires together.
 - ``next_layer_neighbours``: per specialist, the features of the same family's next layer
-  (the next layer in that family's layer list) nearest by decoder cosine.
+  (the next layer in that family's layer list) nearest by decoder cosine (found by the decoder
+  sweep, neighbours.py).
 
 Decoder cosines are only taken between SAEs whose rows live in the residual basis
 (hooks.comparable); other pairs get a null cosine and a ``cosine_note``.
@@ -19,7 +20,6 @@ import numpy as np
 import polars as pl
 
 from .coactivation import pair_correlations
-from .decoders import nearest, unit_rows
 from .hooks import comparable, with_positions
 
 MEMBER_COLUMNS = ["category", "sae", "layer", "feature", "score", "hook_name", "block", "stage"]
@@ -94,23 +94,10 @@ def _relation(a: dict, b: dict, layers: dict[str, list[int]]) -> str:
     return "same_layer" if a["layer"] == b["layer"] else "other_family"
 
 
-def member_directions(
-    members: pl.DataFrame, decoders: Mapping[tuple[str, int], np.ndarray]
-) -> dict[tuple[str, int, int], np.ndarray]:
-    """Unit decoder row of every member, read SAE by SAE (family, then layer order)."""
-    out = {}
-    ordered = members.sort("sae", "layer", "feature")
-    for (sae, layer), group in ordered.group_by("sae", "layer", maintain_order=True):
-        features = group["feature"].unique(maintain_order=True).to_list()
-        rows = unit_rows(decoders[(sae, int(layer))], features)
-        out.update({(sae, int(layer), int(f)): rows[i] for i, f in enumerate(features)})
-    return out
-
-
 def specialist_links(
     members: pl.DataFrame,
     saes: pl.DataFrame,
-    decoders: Mapping[tuple[str, int], np.ndarray],
+    directions: Mapping[tuple[str, int, int], np.ndarray],
     acts: pl.LazyFrame | pl.DataFrame,
     n_positions: int,
 ) -> pl.DataFrame:
@@ -122,7 +109,6 @@ def specialist_links(
     """
     info = _sae_rows(saes)
     layers = family_layers(saes)
-    directions = member_directions(members, decoders)
     rows = []
     for category, group in members.group_by("category", maintain_order=True):
         items = group.to_dicts()
@@ -133,7 +119,7 @@ def specialist_links(
                 if note is None:
                     da = directions[(a["sae"], a["layer"], a["feature"])]
                     db = directions[(b["sae"], b["layer"], b["feature"])]
-                    cosine = float(da @ db)
+                    cosine = float(np.clip(da @ db, -1.0, 1.0))
                 rows.append(
                     {
                         "category": category[0],
@@ -168,63 +154,41 @@ def specialist_links(
     return pair_correlations(acts, pairs, n_positions).select(LINK_COLUMNS)
 
 
-def next_layer_neighbours(
-    members: pl.DataFrame,
-    saes: pl.DataFrame,
-    decoders: Mapping[tuple[str, int], np.ndarray],
-    k: int,
-) -> pl.DataFrame:
-    """Per specialist: the ``k`` features of its family's next layer nearest by decoder cosine.
+def next_layer_neighbours(members: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
+    """Per specialist: its nearest features in its family's next layer (the ``next_layer`` rows
+    of the related-features table, neighbours.sweep_decoders), with ``next_is_specialist``:
+    whether the neighbour is the same category's specialist at that layer.
 
     Families outside the residual basis (hook_z, MLP hidden hooks) and last layers get no rows.
-    Columns as NEIGHBOUR_COLUMNS without ``correlation`` (add it with add_correlations).
+    Columns as NEIGHBOUR_COLUMNS without ``correlation`` (add_neighbour_correlations adds it).
     """
-    info = _sae_rows(saes)
-    layers = family_layers(saes)
-    specialist_at = {
-        (r["category"], r["sae"], r["layer"]): r["feature"] for r in members.iter_rows(named=True)
-    }
-    rows = []
-    by_sae = members.sort("sae", "layer", "category")
-    for (sae, layer), group in by_sae.group_by("sae", "layer", maintain_order=True):
-        order = layers[sae]
-        position = order.index(layer)
-        if position + 1 == len(order):
-            continue
-        nxt = order[position + 1]
-        if comparable(info[(sae, layer)], info[(sae, nxt)]) is not None:
-            continue
-        queries = unit_rows(decoders[(sae, layer)], group["feature"].to_list())
-        idx, cos = nearest(queries, decoders[(sae, nxt)], k)
-        for i, member in enumerate(group.iter_rows(named=True)):
-            for rank in range(idx.shape[1]):
-                feature = int(idx[i, rank])
-                rows.append(
-                    {
-                        "category": member["category"],
-                        "sae": sae,
-                        "layer": layer,
-                        "feature": member["feature"],
-                        "next_layer": nxt,
-                        "rank": rank + 1,
-                        "next_feature": feature,
-                        "cosine": float(cos[i, rank]),
-                        "next_is_specialist": specialist_at.get((member["category"], sae, nxt))
-                        == feature,
-                    }
-                )
-    schema = {
-        "category": pl.String,
-        "sae": pl.String,
-        "layer": pl.Int64,
-        "feature": pl.Int64,
-        "next_layer": pl.Int64,
-        "rank": pl.Int64,
-        "next_feature": pl.Int64,
-        "cosine": pl.Float64,
-        "next_is_specialist": pl.Boolean,
-    }
-    return pl.DataFrame(rows, schema=schema).sort("category", "sae", "layer", "rank")
+    nxt = related.filter(pl.col("relation") == "next_layer").select(
+        "sae",
+        "layer",
+        "feature",
+        pl.col("other_layer").alias("next_layer"),
+        "rank",
+        pl.col("other_feature").alias("next_feature"),
+        "cosine",
+    )
+    spec = members.select(
+        "category",
+        "sae",
+        pl.col("layer").alias("next_layer"),
+        pl.col("feature").alias("specialist_next"),
+    )
+    return (
+        members.select("category", "sae", "layer", "feature")
+        .join(nxt, on=["sae", "layer", "feature"], how="inner")
+        .join(spec, on=["category", "sae", "next_layer"], how="left")
+        .with_columns(
+            (pl.col("specialist_next") == pl.col("next_feature"))
+            .fill_null(False)
+            .alias("next_is_specialist")
+        )
+        .sort("category", "sae", "layer", "rank")
+        .select([c for c in NEIGHBOUR_COLUMNS if c != "correlation"])
+    )
 
 
 def add_neighbour_correlations(
