@@ -620,3 +620,85 @@ def test_decoder_sweep_relations_match_numpy():
     }
     self_rows = related.filter(pl.col("relation") == "same_sae")
     assert (self_rows["feature"] != self_rows["other_feature"]).all()
+
+
+def test_study_reads_counted_positions_from_shards(tmp_path):
+    """The tracking job over real contract shards: BOS rows (large activations) are left out,
+    and every correlation equals numpy's over the dense counted-position matrix."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sae_specialists.comparison import study
+    from sae_specialists.core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+
+    rng = np.random.default_rng(5)
+    texts = [(f"t{i}", "code" if i < 3 else "maths") for i in range(6)]
+    n_pos = 7  # position 0 is BOS
+    tokens = pa.table(
+        {
+            "text_id": [t for t, _ in texts for _ in range(n_pos)],
+            "category": [c for _, c in texts for _ in range(n_pos)],
+            "token_pos": [p for _ in texts for p in range(n_pos)],
+            "token_id": [p for _ in texts for p in range(n_pos)],
+            "token": ["x"] * (len(texts) * n_pos),
+            "bos": [p == 0 for _ in texts for p in range(n_pos)],
+        },
+        schema=TOKENS_SCHEMA,
+    )
+    pq.write_table(tokens, tmp_path / "tokens.parquet")
+    saes = SAES.filter(pl.col("sae").is_in(["res", "attn"]))
+    dense, paths = {}, {}
+    for key in saes.select("sae", "layer").iter_rows():
+        values = rng.exponential(1.0, (len(texts), n_pos, 8)) * (
+            rng.random((len(texts), n_pos, 8)) < 0.4
+        )
+        values[:, 0, :] = 50.0  # BOS: must never count
+        dense[key] = values
+        t, p, f = np.nonzero(values)
+        table = pa.table(
+            {
+                "text_id": [texts[i][0] for i in t],
+                "token_pos": p.astype(np.int32),
+                "feature": f.astype(np.int32),
+                "activation": values[t, p, f].astype(np.float32),
+            },
+            schema=ACTIVATIONS_SCHEMA,
+        )
+        paths[key] = [str(tmp_path / f"{key[0]}_{key[1]}.parquet")]
+        pq.write_table(table, paths[key][0])
+    spec = specialists_frame(
+        [
+            ("res", 1, "code", 0, 2, 2, 0),
+            ("res", 2, "code", 2, 3, 3, 0),
+            ("attn", 1, "code", 3, 2, 2, 0),
+            ("attn", 2, "code", 5, 0, 0, 0),
+        ]
+    )
+    strongest = pl.DataFrame({"sae": ["res"], "layer": [1], "feature": [4]})
+    frequent = pl.DataFrame({"sae": ["attn"], "layer": [2], "feature": [6]})
+    counted = study.counted_positions([tmp_path / "tokens.parquet"], include_bos=False)
+    n_counted = len(texts) * (n_pos - 1)
+    out = study.tracking(
+        spec, strongest, frequent, saes, decoders_case().__getitem__, paths, counted, n_counted, 2
+    )
+
+    def column(sae, layer, feature):
+        return dense[(sae, layer)][:, 1:, feature].reshape(-1).astype(np.float32)
+
+    links = out["specialist_links"]
+    assert links.height == 3
+    related = out["related_features"]
+    assert set(related["relation"].to_list()) == {"same_sae", "next_layer", "other_component"}
+    assert {(4, "res", 1), (6, "attn", 2)} <= set(
+        zip(related["feature"], related["sae"], related["layer"], strict=True)
+    )
+    for frame, a_cols, b_cols in (
+        (links, ("sae_a", "layer_a", "feature_a"), ("sae_b", "layer_b", "feature_b")),
+        (related, ("sae", "layer", "feature"), ("other_sae", "other_layer", "other_feature")),
+        (out["next_layer"], ("sae", "layer", "feature"), ("sae", "next_layer", "next_feature")),
+    ):
+        assert frame.height > 0
+        for row in frame.iter_rows(named=True):
+            x = column(*(row[c] for c in a_cols))
+            y = column(*(row[c] for c in b_cols))
+            assert row["correlation"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-9)
