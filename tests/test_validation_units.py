@@ -9,6 +9,13 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from sae_specialists.analysis.dense import LayerData
 from sae_specialists.analysis.selection import select
@@ -129,6 +136,13 @@ def test_auroc_and_threshold_metrics_match_counting():
         assert m["recall"] == pytest.approx(rec)
         assert m["f1"] == pytest.approx(f1)
         assert m["balanced_accuracy"] == pytest.approx((rec + tn / (tn + fp)) / 2)
+        # the same numbers from scikit-learn's own functions
+        pred = s > 2
+        assert auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert m["precision"] == pytest.approx(precision_score(y, pred, zero_division=0))
+        assert m["recall"] == pytest.approx(recall_score(y, pred, zero_division=0))
+        assert m["f1"] == pytest.approx(f1_score(y, pred, zero_division=0))
+        assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
     assert math.isnan(auroc([True, True], [1.0, 2.0]))
 
 

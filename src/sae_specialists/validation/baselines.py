@@ -53,9 +53,15 @@ def dense_probe(y_train: np.ndarray, seed: int, cs=PROBE_CS):
     inner = StratifiedKFold(n_splits=min(INNER_FOLDS, n_min), shuffle=True, random_state=seed)
     return make_pipeline(
         StandardScaler(),
-        LogisticRegressionCV(Cs=list(cs), cv=inner, scoring="roc_auc", class_weight="balanced",
+        LogisticRegressionCV(Cs=list(cs), cv=inner, scoring=auroc_scorer, class_weight="balanced",
                              l1_ratios=(0.0,), max_iter=MAX_ITER, use_legacy_attributes=False),
     )
+
+
+def auroc_scorer(estimator, x: np.ndarray, y: np.ndarray) -> float:
+    """Inner-CV score: AUROC of the decision function (``metrics.auroc``, the value of
+    scikit-learn's ``roc_auc_score`` without its per-call validation overhead)."""
+    return auroc(y, estimator.decision_function(x))
 
 
 def sparse_probe(c: float = 1.0):
