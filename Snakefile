@@ -1,12 +1,9 @@
 # sae-specialists: which SAE features specialise in which kinds of text, at which layers.
-# Stages (one file each under workflow/rules/): demo assets -> extraction -> analysis.
+# Stages (one file each under workflow/rules/): demo assets -> extraction -> analysis (+ report)
+# -> dashboards, methodology. docs/architecture.md: the module map and how to add a stage.
 from snakemake.utils import min_version
 
-from sae_specialists.runtime import (
-    cancel_rate_limit_timers,
-    exit_without_interpreter_teardown,
-    single_threaded_polars,
-)
+from sae_specialists.startup import single_threaded_polars
 
 single_threaded_polars()
 
@@ -30,19 +27,8 @@ include: "workflow/rules/methodology.smk"
 
 rule all:
     input:
-        extraction_outputs(),
-        analysis_outputs(),
-        dashboard_outputs(),
-        methodology_outputs(),
+        L.extraction_outputs(),
+        L.analysis_outputs(),
+        L.dashboard_outputs(),
+        L.methodology_outputs() if S.methodology.enabled else [],
     default_target: True
-
-
-# After the last job: let the process exit now instead of up to 1 s later, and without the
-# interpreter's ~0.45 s teardown (runtime.py).
-onsuccess:
-    cancel_rate_limit_timers()
-    exit_without_interpreter_teardown()
-
-
-onerror:
-    cancel_rate_limit_timers()

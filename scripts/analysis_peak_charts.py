@@ -1,8 +1,6 @@
-"""Snakemake script of rule analysis_peak_charts.
+"""Rule analysis_peak_charts (logic: sae_specialists.analysis.entry.peak_charts)."""
 
-Logic: sae_specialists.analysis.entry.peak_charts
-"""
+from sae_specialists.analysis.entry import peak_charts
+from sae_specialists.core.jobs import run
 
-from sae_specialists.analysis import entry
-
-entry.peak_charts(snakemake)  # noqa: F821  (injected by Snakemake)
+run(peak_charts, snakemake)

@@ -1,8 +1,6 @@
-"""Snakemake script of rule analysis_peak_tables.
+"""Rule analysis_peak_tables (logic: sae_specialists.analysis.entry.peak_tables)."""
 
-Logic: sae_specialists.analysis.entry.peak_tables
-"""
+from sae_specialists.analysis.entry import peak_tables
+from sae_specialists.core.jobs import run
 
-from sae_specialists.analysis import entry
-
-entry.peak_tables(snakemake)  # noqa: F821  (injected by Snakemake)
+run(peak_tables, snakemake)

@@ -1,8 +1,6 @@
-"""Snakemake script of rule analysis_per_text.
+"""Rule analysis_per_text (logic: sae_specialists.analysis.entry.per_text)."""
 
-Logic: sae_specialists.analysis.entry.per_text
-"""
+from sae_specialists.analysis.entry import per_text
+from sae_specialists.core.jobs import run
 
-from sae_specialists.analysis import entry
-
-entry.per_text(snakemake)  # noqa: F821  (injected by Snakemake)
+run(per_text, snakemake)

@@ -1,8 +1,6 @@
-"""Snakemake script of rule analysis_report (token views, summary.md + index.html).
+"""Rule analysis_report (logic: sae_specialists.report.entry.report)."""
 
-Logic: sae_specialists.report.entry.report
-"""
+from sae_specialists.core.jobs import run
+from sae_specialists.report.entry import report
 
-from sae_specialists.report import entry
-
-entry.report(snakemake)  # noqa: F821  (injected by Snakemake)
+run(report, snakemake)

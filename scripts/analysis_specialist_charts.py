@@ -1,8 +1,6 @@
-"""Snakemake script of rule analysis_specialist_charts.
+"""Rule analysis_specialist_charts (logic: sae_specialists.analysis.entry.specialist_charts)."""
 
-Logic: sae_specialists.analysis.entry.specialist_charts
-"""
+from sae_specialists.analysis.entry import specialist_charts
+from sae_specialists.core.jobs import run
 
-from sae_specialists.analysis import entry
-
-entry.specialist_charts(snakemake)  # noqa: F821  (injected by Snakemake)
+run(specialist_charts, snakemake)

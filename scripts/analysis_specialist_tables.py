@@ -1,8 +1,6 @@
-"""Snakemake script of rule analysis_specialist_tables.
+"""Rule analysis_specialist_tables (logic: sae_specialists.analysis.entry.specialist_tables)."""
 
-Logic: sae_specialists.analysis.entry.specialist_tables
-"""
+from sae_specialists.analysis.entry import specialist_tables
+from sae_specialists.core.jobs import run
 
-from sae_specialists.analysis import entry
-
-entry.specialist_tables(snakemake)  # noqa: F821  (injected by Snakemake)
+run(specialist_tables, snakemake)

@@ -1,8 +1,6 @@
-"""Snakemake script of rule analysis_texts.
+"""Rule analysis_texts (logic: sae_specialists.analysis.entry.texts)."""
 
-Logic: sae_specialists.analysis.entry.texts
-"""
+from sae_specialists.analysis.entry import texts
+from sae_specialists.core.jobs import run
 
-from sae_specialists.analysis import entry
-
-entry.texts(snakemake)  # noqa: F821  (injected by Snakemake)
+run(texts, snakemake)

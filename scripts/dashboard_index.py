@@ -1,11 +1,6 @@
-"""Rule dashboards_index: {R}/dashboards/index.html, every dashboard with a filter."""
+"""Rule dashboards_index (logic: sae_specialists.dashboards.entry.index)."""
 
-import sys
-from pathlib import Path
+from sae_specialists.core.jobs import run
+from sae_specialists.dashboards.entry import index
 
-sys.path.insert(0, str(Path(snakemake.scriptdir)))  # noqa: F821
-from sae_specialists.core.jobs import rule_logging  # noqa: E402
-from sae_specialists.dashboards import entry  # noqa: E402
-
-with rule_logging(snakemake):  # noqa: F821
-    entry.index(snakemake)  # noqa: F821
+run(index, snakemake)

@@ -1,5 +1,6 @@
-"""Snakemake script for rule methodology_ablation (logic: methodology.entry.ablation)."""
+"""Rule methodology_ablation (logic: sae_specialists.methodology.entry.ablation)."""
 
-from sae_specialists.methodology import entry
+from sae_specialists.core.jobs import run
+from sae_specialists.methodology.entry import ablation
 
-entry.ablation(snakemake)  # noqa: F821  (injected by Snakemake)
+run(ablation, snakemake)

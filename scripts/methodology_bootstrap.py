@@ -1,5 +1,6 @@
-"""Snakemake script for rule methodology_bootstrap (logic: methodology.entry.bootstrap)."""
+"""Rule methodology_bootstrap (logic: sae_specialists.methodology.entry.bootstrap)."""
 
-from sae_specialists.methodology import entry
+from sae_specialists.core.jobs import run
+from sae_specialists.methodology.entry import bootstrap
 
-entry.bootstrap(snakemake)  # noqa: F821  (injected by Snakemake)
+run(bootstrap, snakemake)

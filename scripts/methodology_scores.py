@@ -1,5 +1,6 @@
-"""Snakemake script for rule methodology_scores (logic: methodology.entry.scores)."""
+"""Rule methodology_scores (logic: sae_specialists.methodology.entry.scores)."""
 
-from sae_specialists.methodology import entry
+from sae_specialists.core.jobs import run
+from sae_specialists.methodology.entry import scores
 
-entry.scores(snakemake)  # noqa: F821  (injected by Snakemake)
+run(scores, snakemake)

@@ -1,5 +1,6 @@
-"""Snakemake script for rule methodology_summary (logic: methodology.entry.report)."""
+"""Rule methodology_summary (logic: sae_specialists.methodology.entry.report)."""
 
-from sae_specialists.methodology import entry
+from sae_specialists.core.jobs import run
+from sae_specialists.methodology.entry import report
 
-entry.report(snakemake)  # noqa: F821  (injected by Snakemake)
+run(report, snakemake)

@@ -1,5 +1,6 @@
-"""Snakemake script for rule methodology_sweep (logic: methodology.entry.sweep)."""
+"""Rule methodology_sweep (logic: sae_specialists.methodology.entry.sweep)."""
 
-from sae_specialists.methodology import entry
+from sae_specialists.core.jobs import run
+from sae_specialists.methodology.entry import sweep
 
-entry.sweep(snakemake)  # noqa: F821  (injected by Snakemake)
+run(sweep, snakemake)

@@ -1,5 +1,6 @@
-"""Snakemake script for rule methodology_variants (logic: methodology.entry.variants)."""
+"""Rule methodology_variants (logic: sae_specialists.methodology.entry.variants)."""
 
-from sae_specialists.methodology import entry
+from sae_specialists.core.jobs import run
+from sae_specialists.methodology.entry import variants
 
-entry.variants(snakemake)  # noqa: F821  (injected by Snakemake)
+run(variants, snakemake)

@@ -60,7 +60,8 @@ entry.specialist_tables(NS(input=NS(per_text=[f"{d}/pt.parquet"], texts=f"{d}/te
 entry.specialist_charts(NS(input=NS(specialists=tables["specialists"]),
                            output=NS(found_html=f"{d}/f.html", found_png=f"{d}/f.png",
                                      heatmap_html=[f"{d}/h_sae=res.html"],
-                                     heatmap_png=[f"{d}/h_sae=res.png"]), log=[]))
+                                     heatmap_png=[f"{d}/h_sae=res.png"]),
+                           params=NS(families=["res"]), log=[]))
 bad = sorted(m for m in ("pyarrow", "torch", "transformer_lens", "sae_lens") if m in sys.modules)
 print(bad); sys.exit(1 if bad else 0)
 """
@@ -69,7 +70,7 @@ print(bad); sys.exit(1 if bad else 0)
 def test_threshold_rerun_jobs_never_import_pyarrow(tmp_path):
     """The two jobs on a threshold-only rerun's critical path (specialist tables, specialist
     charts) read and write Parquet with polars alone: importing pyarrow costs ~0.2 s per job."""
-    from sae_specialists.analysis.shards import write_parquet
+    from sae_specialists.core.io import write_parquet
 
     texts = pl.DataFrame({"text_id": ["a", "b", "c", "d"], "category": ["x", "x", "y", "y"],
                           "text_order": [0, 1, 2, 3], "n_positions": [3] * 4,

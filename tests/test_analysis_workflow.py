@@ -23,38 +23,30 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 HARNESS = textwrap.dedent(
     """
-    # Stand-in for workflow/rules/common.smk: the helpers analysis.smk relies on.
+    # Stand-in for workflow/rules/common.smk: the settings and layout analysis.smk relies on.
     from types import SimpleNamespace
 
-    R = config["results_dir"]
-    CATEGORIES = {{c: f"texts/{{c}}.yaml" for c in config["categories"]}}
-    FAMILIES = sorted(config["families"])
-    LAYERS = config["layers"]
-    SETTINGS = SimpleNamespace(analysis=dict(
-        aggregation=config["aggregation"], threshold=config["threshold"],
-        candidates=config["candidates"], include_bos=config["include_bos"]))
-    from sae_specialists.core.layout import AnalysisPaths
-    from sae_specialists.methodology.settings import methodology_settings
-    AP = AnalysisPaths.of(R, FAMILIES, LAYERS, CATEGORIES)
-    _M = methodology_settings(config)
+    from sae_specialists.core.layout import Layout
+    from sae_specialists.core.settings import AnalysisSettings
+
+    S = SimpleNamespace(
+        analysis=AnalysisSettings(
+            aggregation=config["aggregation"], threshold=config["threshold"],
+            candidates=config["candidates"], include_bos=config["include_bos"]),
+        methodology=SimpleNamespace(bootstrap_resamples=1000, seed=0, ci=0.95))
+    L = Layout.of(config["results_dir"], config["families"], config["layers"],
+                  config["categories"], config["chunks"])
+    FAMILIES = L.families
 
     wildcard_constraints:
         category="[A-Za-z0-9_-]+",
         family="[A-Za-z0-9_-]+",
         layer=r"\\d+",
 
-    def tokens_shard(category):
-        return [f"{{R}}/tokens/category={{category}}/chunk={{k:05d}}/tokens.parquet"
-                for k in range(config["chunks"][category])]
-
-    def activation_shard(family, layer, category):
-        return [f"{{R}}/activations/sae={{family}}/layer={{layer}}/category={{category}}/"
-                f"chunk={{k:05d}}/activations.parquet" for k in range(config["chunks"][category])]
-
     include: "{smk}"
 
     rule all:
-        input: analysis_outputs()
+        input: L.analysis_outputs()
         default_target: True
     """
 )

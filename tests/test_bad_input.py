@@ -16,7 +16,8 @@ import pytest
 from conftest import REPO, demo_config, resource_texts, run_snakemake, write_texts
 
 from sae_specialists.core.errors import ShardError, UserError
-from sae_specialists.core.io import ACTIVATIONS_SCHEMA, check_schema, write_table_atomic
+from sae_specialists.core.contract import ACTIVATIONS_SCHEMA
+from sae_specialists.core.io import check_schema, write_table_atomic
 from sae_specialists.startup import startup_checks
 
 HUB_CONFIG = {
@@ -204,7 +205,7 @@ KILL_MID_WRITE = """
 import os, signal, sys
 import pyarrow as pa
 from sae_specialists.core import io as shards
-from sae_specialists.core.io import ACTIVATIONS_SCHEMA
+from sae_specialists.core.contract import ACTIVATIONS_SCHEMA
 os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # die after data, before rename
 n = 100000
 table = pa.table({"text_id": ["t"] * n, "token_pos": list(range(n)), "feature": [2] * n,
@@ -235,7 +236,7 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_old_shard(tmp_path, monkeyp
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("sae_specialists.core.io.pq.write_table", full)
+    monkeypatch.setattr("pyarrow.parquet.write_table", full)
     with pytest.raises(ShardError, match="disk full while writing .*activations.parquet"):
         write_table_atomic(small_table(10), target)
     assert target.read_bytes() == before

@@ -166,7 +166,8 @@ def test_changing_chunk_size_reextracts(chunked_run):
 
 def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path, copy_tree,
                                                          demo_assets):
-    from sae_specialists.core.settings import check_config
+    from sae_specialists.core.settings import load_settings, schema_path
+    from sae_specialists.extraction.loading import ModelAndSAEs
     from sae_specialists.extraction.pipeline import extract_category
 
     work = copy_tree(chunked_run[0], tmp_path / "copy")
@@ -176,12 +177,13 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
                        .read_bytes())
     config = {**chunked_run[1], "texts": str(work / "texts"), "results_dir": str(results)}
     config["extraction"] = {**config["extraction"], "chunk_size": None}
-    settings = check_config(config)
+    settings = load_settings(config, schema_path())
+    job, options = ModelAndSAEs.of(settings), settings.extraction
     layers = {("res", layer): str(results / f"activations/sae=res/layer={layer}/"
                                   "category=social/chunk=00000/activations.parquet")
               for layer in (1, 3)}
     tokens_out = str(results / "tokens/category=social/chunk=00000/tokens.parquet")
-    summary = extract_category(settings, "social", str(work / "texts/social.jsonl"), tokens_out,
+    summary = extract_category(job, options, "social", str(work / "texts/social.jsonl"), tokens_out,
                                layers, chunk=0, n_chunks=1)
     assert summary["n_texts"] == N_TEXTS["social"]
     assert not legacy.exists()
@@ -201,7 +203,7 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
     engine.TOKENIZE_TEXTS = 1
     try:
         with pytest.raises(TextsError, match="line 4"):
-            extract_category(settings, "social", str(work / "texts/social.jsonl"), tokens_out,
+            extract_category(job, options, "social", str(work / "texts/social.jsonl"), tokens_out,
                              layers, chunk=0, n_chunks=1, window_tokens=8)
     finally:
         engine.TOKENIZE_TEXTS = old

@@ -12,10 +12,10 @@ from sae_specialists.analysis import tables as tb
 from sae_specialists.analysis.bootstrap import bootstrap_table, resample_weights
 from sae_specialists.analysis.dense import LayerData, layer_data
 from sae_specialists.analysis.selection import feature_scores, peak_rank, select, topk_mask
+from sae_specialists.core.settings import load_settings, schema_path
 from sae_specialists.methodology.allfeatures import all_feature_table
 from sae_specialists.methodology.auroc import auroc_matrix, auroc_table, average_ranks
-from sae_specialists.methodology.settings import methodology_settings, sweep_thresholds
-from sae_specialists.methodology.sweep import threshold_sweep
+from sae_specialists.methodology.sweep import sweep_thresholds, threshold_sweep
 
 
 def random_case(seed: int, sizes=(4, 3, 5), d=40, density=0.5, levels=12):
@@ -244,11 +244,18 @@ def test_all_feature_scoring_reports_what_top_k_misses():
     assert ref["feature"].to_list() == [5] and ref["has_specialist"].to_list() == [False]
 
 
+def methodology_settings(config: dict):
+    """The methodology settings of a minimal config plus ``config`` (defaults: the schema's)."""
+    base = {"model": {"name": "m"}, "saes": {"r": {"path": "p{layer}"}}, "layers": [0],
+            "texts": "t"}
+    return load_settings({**base, **config}, schema_path()).methodology
+
+
 def test_methodology_settings_defaults():
     s = methodology_settings({})
-    assert s["bootstrap_resamples"] == 1000 and s["seed"] == 0 and not s["enabled"]
+    assert s.bootstrap_resamples == 1000 and s.seed == 0 and not s.enabled
     s = methodology_settings({"methodology": {"thresholds": [1, 2], "enabled": True}})
-    assert s["thresholds"] == [1.0, 2.0] and s["enabled"] and s["model_variants"]
+    assert s.thresholds == (1.0, 2.0) and s.enabled and s.model_variants
 
 
 @pytest.mark.parametrize("seed", range(4))

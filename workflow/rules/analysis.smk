@@ -1,53 +1,26 @@
 # Analysis stage: activation shards -> per-text values -> tables, summary, charts, token views,
 # index. Reads shards only (never the model): `snakemake analysis` analyses shards made anywhere.
-# Each rule takes exactly the analysis settings it depends on as params, so changing
+# Each rule takes exactly the analysis settings it uses as params, so changing
 # `analysis.threshold` reruns the specialist rules only, never extraction or per-text values.
-from sae_specialists.core.layout import (
-    PEAK_CHARTS,
-    PEAK_TABLES,
-    SPECIALIST_TABLES,
-    ActivationShardsOf,
-)
-
-_A = SETTINGS.analysis
-# Every final analysis output (used by `rule all` and `rule analysis`).
-analysis_outputs = AP.outputs
-# tokens_shard/activation_shard (common.smk) give one shard per chunk of a category (a list, in
-# text order); the analysis reads every chunk of every category.
-ALL_TOKENS = flatten(tokens_shard(c) for c in CATEGORIES)
-activations_of = ActivationShardsOf(activation_shard, tuple(sorted(CATEGORIES)))
-ALL_TABLES = list(AP.tables(PEAK_TABLES + SPECIALIST_TABLES).values())
-TABLE_INPUT = dict(
-    strongest=AP.table("strongest"),
-    frequent=AP.table("frequent"),
-    selective=AP.table("selective"),
-    specialists=AP.table("specialists"),
-    texts=AP.texts,
-)
-ALL_SETTINGS = dict(
-    aggregation=_A["aggregation"],
-    include_bos=_A["include_bos"],
-    threshold=_A["threshold"],
-    candidates=_A["candidates"],
-)
+from sae_specialists.core.layout import PEAK_CHARTS, PEAK_TABLES, SPECIALIST_TABLES
 
 
 rule analysis:
     """Build every analysis output from existing shards (no model needed)."""
     input:
-        AP.outputs(),
+        L.analysis_outputs(),
 
 
 rule analysis_texts:
     """The text list and counted positions per text, from the tokens shards."""
     input:
-        tokens=ALL_TOKENS,
+        tokens=L.tokens(),
     output:
-        AP.texts,
+        L.texts,
     params:
-        include_bos=_A["include_bos"],
+        include_bos=S.analysis.include_bos,
     log:
-        f"{R}/logs/analysis/texts.log",
+        L.log("analysis", "texts"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -60,15 +33,16 @@ rule analysis_texts:
 rule analysis_per_text:
     """Sparse per-text values (value > 0) of one SAE family and layer."""
     input:
-        tokens=ALL_TOKENS,
-        activations=activations_of,
+        tokens=L.tokens(),
+        # in the order of the tokens shards: the i-th of each holds the same chunk
+        activations=lambda w: L.activations(w.family, w.layer),
     output:
-        AP.per_text("{family}", "{layer}"),
+        L.per_text("{family}", "{layer}"),
     params:
-        aggregation=_A["aggregation"],
-        include_bos=_A["include_bos"],
+        aggregation=S.analysis.aggregation,
+        include_bos=S.analysis.include_bos,
     log:
-        f"{R}/logs/analysis/per_text_sae={{family}}_layer={{layer}}.log",
+        L.log("analysis", "per_text_sae={family}_layer={layer}"),
     resources:
         mem_mb=2000,
         runtime=20,
@@ -81,12 +55,12 @@ rule analysis_per_text:
 rule analysis_peak_tables:
     """Strongest and most frequent features, per-category peaks (threshold-free)."""
     input:
-        per_text=AP.all_per_text(),
-        texts=AP.texts,
+        per_text=L.all_per_text(),
+        texts=L.texts,
     output:
-        **AP.tables(PEAK_TABLES),
+        **L.tables(PEAK_TABLES),
     log:
-        f"{R}/logs/analysis/peak_tables.log",
+        L.log("analysis", "peak_tables"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -99,18 +73,18 @@ rule analysis_peak_tables:
 rule analysis_specialist_tables:
     """Most selective features, specialist candidates and specialists."""
     input:
-        per_text=AP.all_per_text(),
-        texts=AP.texts,
+        per_text=L.all_per_text(),
+        texts=L.texts,
     output:
-        **AP.tables(SPECIALIST_TABLES),
+        **L.tables(SPECIALIST_TABLES),
     params:
-        threshold=_A["threshold"],
-        candidates=_A["candidates"],
-        resamples=_M["bootstrap_resamples"],
-        seed=_M["seed"],
-        ci=_M["ci"],
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
+        resamples=S.methodology.bootstrap_resamples,
+        seed=S.methodology.seed,
+        ci=S.methodology.ci,
     log:
-        f"{R}/logs/analysis/specialist_tables.log",
+        L.log("analysis", "specialist_tables"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -123,33 +97,33 @@ rule analysis_specialist_tables:
 rule analysis_peak_charts:
     """Peak activation by layer (overall, per category) and coverage by layer."""
     input:
-        strongest=AP.table("strongest"),
-        frequent=AP.table("frequent"),
-        category_peaks=AP.table("category_peaks"),
+        strongest=L.table("strongest"),
+        frequent=L.table("frequent"),
+        category_peaks=L.table("category_peaks"),
     output:
         peak_html=report(
-            AP.chart(PEAK_CHARTS["peak"], "html"),
+            L.chart(PEAK_CHARTS["peak"], "html"),
             caption="../report/peak_by_layer.rst",
             category="Charts",
             subcategory="Peak activation",
         ),
-        peak_png=AP.chart(PEAK_CHARTS["peak"], "png"),
+        peak_png=L.chart(PEAK_CHARTS["peak"], "png"),
         peak_category_html=report(
-            AP.chart(PEAK_CHARTS["peak_category"], "html"),
+            L.chart(PEAK_CHARTS["peak_category"], "html"),
             caption="../report/peak_by_layer_category.rst",
             category="Charts",
             subcategory="Peak activation",
         ),
-        peak_category_png=AP.chart(PEAK_CHARTS["peak_category"], "png"),
+        peak_category_png=L.chart(PEAK_CHARTS["peak_category"], "png"),
         coverage_html=report(
-            AP.chart(PEAK_CHARTS["coverage"], "html"),
+            L.chart(PEAK_CHARTS["coverage"], "html"),
             caption="../report/coverage_by_layer.rst",
             category="Charts",
             subcategory="Coverage",
         ),
-        coverage_png=AP.chart(PEAK_CHARTS["coverage"], "png"),
+        coverage_png=L.chart(PEAK_CHARTS["coverage"], "png"),
     log:
-        f"{R}/logs/analysis/peak_charts.log",
+        L.log("analysis", "peak_charts"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -162,26 +136,28 @@ rule analysis_peak_charts:
 rule analysis_specialist_charts:
     """Specialists found per layer; specialist score heatmap per SAE family."""
     input:
-        specialists=AP.table("specialists"),
+        specialists=L.table("specialists"),
     output:
         found_html=report(
-            AP.chart("specialists_found", "html"),
+            L.chart("specialists_found", "html"),
             caption="../report/specialists_found.rst",
             category="Charts",
             subcategory="Specialists",
         ),
-        found_png=AP.chart("specialists_found", "png"),
+        found_png=L.chart("specialists_found", "png"),
         heatmap_html=report(
-            [AP.heatmap(f, "html") for f in FAMILIES],
+            [L.heatmap(f, "html") for f in FAMILIES],
             caption="../report/specialist_scores.rst",
             category="Charts",
             subcategory="Specialists",
         ),
-        heatmap_png=[AP.heatmap(f, "png") for f in FAMILIES],
+        heatmap_png=[L.heatmap(f, "png") for f in FAMILIES],
+    params:
+        families=list(FAMILIES),  # the family of each heatmap, in output order
     # the longest job of a threshold-only rerun (PNG rendering): start it first
     priority: 1
     log:
-        f"{R}/logs/analysis/specialist_charts.log",
+        L.log("analysis", "specialist_charts"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -197,30 +173,39 @@ rule analysis_report:
     view. One job: a threshold change reruns three jobs (specialist tables, then these and the
     specialist charts side by side). The charts are linked by their fixed paths."""
     input:
-        **TABLE_INPUT,
-        tables=ALL_TABLES,
-        per_text=AP.all_per_text(),
-        tokens=ALL_TOKENS,
-        activations=flatten(
-            activation_shard(f, layer, c) for f in FAMILIES for layer in LAYERS for c in CATEGORIES
-        ),
+        strongest=L.table("strongest"),
+        frequent=L.table("frequent"),
+        selective=L.table("selective"),
+        specialists=L.table("specialists"),
+        texts=L.texts,
+        tables=list(L.analysis_tables().values()),
+        per_text=L.all_per_text(),
+        tokens=L.tokens(),
+        activations=L.all_activations(),
     output:
-        index=AP.index,
-        summary=report(AP.summary, caption="../report/summary.rst", category="Summary"),
+        index=L.index,
+        summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
         # one directory output, not one output per page: Snakemake stores the checksums of
         # every input with every output, and ~50 inputs x 28 pages cost ~0.4 s per rerun
         token_views=report(
-            directory(AP.views_dir),
+            directory(L.views_dir),
             patterns=["sae={family}/layer={layer}/{category}.html"],
             caption="../report/token_view.rst",
             category="Token views",
         ),
     params:
-        **ALL_SETTINGS,
-        token_views=AP.all_token_views(),
-        charts=AP.chart_files(),
+        aggregation=S.analysis.aggregation,
+        include_bos=S.analysis.include_bos,
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
+        # keys (family, layer[, category]) -> paths, from the layout
+        per_text=L.per_text_by_sae_layer(),
+        activations=L.activations_by_sae_layer(),
+        token_views=L.token_views(),
+        tables={n: (L.table(n), L.table(n, "csv")) for n in PEAK_TABLES + SPECIALIST_TABLES},
+        charts=L.charts(),  # (title, html, png): linked by their fixed paths
     log:
-        f"{R}/logs/analysis/report.log",
+        L.log("analysis", "report"),
     resources:
         mem_mb=2000,
         runtime=20,

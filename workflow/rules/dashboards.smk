@@ -1,60 +1,67 @@
-# Feature dashboards (README "Feature dashboards"): per SAE family and layer, one self-contained page per
-# specialist and per top strongest / most frequent feature, plus {R}/dashboards/index.html.
+# Feature dashboards (docs/dashboards.md): per SAE family and layer, one self-contained page per
+# specialist and per top strongest / most frequent feature, plus {results_dir}/dashboards/index.html.
 # Only `logit_effects` (model once per layer job + one SAE) and `dashboard_corpus` (optional
 # reference corpus) load the model; the dashboard rules read Parquet only.
+DB = S.dashboards
+
+
 rule dashboards:
     """Build every feature dashboard (needs the analysis tables and the logit effects)."""
     input:
-        dashboard_outputs(),
+        L.dashboard_outputs(),
 
 
 rule logit_effects:
     input:
         lambda w: model_and_sae_files([w.family], [w.layer]),
     output:
-        logits_file("{family}", "{layer}"),
+        L.logits("{family}", "{layer}"),
     params:
-        model=SETTINGS.model,
-        sae=lambda w: config["saes"][w.family],
-        dtype=SETTINGS.dtype,
-        top=_DB["logit_top"],
+        model=S.model.spec,
+        saes=lambda w: sae_sources([w.family], [int(w.layer)]),
+        dtype=S.dtype,
+        top=DB.logit_top,
+        device=unchecked(S.device),
     log:
-        f"{R}/logs/dashboards/logits_sae={{family}}_layer={{layer}}.log",
+        L.log("dashboards", "logits_sae={family}_layer={layer}"),
     threads: 2
     resources:
         mem_mb=8000,
         runtime=30,
-        gpu=1 if SETTINGS.device == "cuda" else 0,
+        gpu=GPU,
     conda:
         "../envs/sae_specialists.yaml"
     script:
         "../../scripts/logit_effects.py"
 
 
-if _DB["corpus"]:
+if DB.corpus:
 
     rule dashboard_corpus:
         input:
-            [_DB["corpus"]] + model_and_sae_files(FAMILIES, LAYERS),
+            corpus=DB.corpus,
+            model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
         output:
-            tokens=corpus_tokens(),
-            activations=[corpus_activations(f, l) for f in FAMILIES for l in LAYERS],
+            tokens=L.corpus_tokens,
+            # one per (family, layer), in the order of params.saes
+            activations=[L.corpus_activations(f, l) for f, l in L.sae_layers()],
         params:
-            model=SETTINGS.model,
-            saes={name: config["saes"][name] for name in FAMILIES},
-            layers=LAYERS,
-            dtype=SETTINGS.dtype,
-            text_field=_DB["corpus_text_field"],
-            text_split=SETTINGS.extraction.get("text_split"),
-            max_texts=_DB["corpus_max_texts"],
-            max_tokens=_DB["corpus_max_tokens"],
+            model=S.model.spec,
+            saes=sae_sources(),
+            dtype=S.dtype,
+            text_field=DB.corpus_text_field,
+            text_split=S.extraction.text_split,
+            max_texts=DB.corpus_max_texts,
+            max_tokens=DB.corpus_max_tokens,
+            batch_size=unchecked(S.extraction.batch_size),
+            device=unchecked(S.device),
         log:
-            f"{R}/logs/dashboards/corpus.log",
+            L.log("dashboards", "corpus"),
         threads: 2
         resources:
             mem_mb=8000,
             runtime=240,
-            gpu=1 if SETTINGS.device == "cuda" else 0,
+            gpu=GPU,
         conda:
             "../envs/sae_specialists.yaml"
         script:
@@ -63,10 +70,10 @@ if _DB["corpus"]:
 
 rule dashboards_layer:
     input:
-        unpack(_dashboard_layer_inputs),
+        unpack(lambda w: L.dashboard_layer_inputs(w.family, w.layer, bool(DB.corpus))),
     output:
         report(
-            directory(dashboard_dir("{family}", "{layer}")),
+            directory(L.dashboard_dir("{family}", "{layer}")),
             patterns=["feature={feature}.html"],  # each page is self-contained
             caption="../report/dashboards.rst",
             category="Feature dashboards",
@@ -74,15 +81,15 @@ rule dashboards_layer:
             labels={"feature": "{feature}", "SAE": "{family}", "layer": "{layer}"},
         ),
     params:
-        settings={k: v for k, v in _DB.items() if not k.startswith("corpus") and k != "logit_top"},
-        corpus=bool(_DB["corpus"]),
-        include_bos=SETTINGS.analysis["include_bos"],
-        threshold=SETTINGS.analysis["threshold"],
-        aggregation=SETTINGS.analysis["aggregation"],
-        token_views_dir=AP.views_dir,
-        index=f"{DASHBOARDS_DIR}/index.html",
+        settings=DB.page_settings(),
+        corpus=bool(DB.corpus),
+        include_bos=S.analysis.include_bos,
+        threshold=S.analysis.threshold,
+        aggregation=S.analysis.aggregation,
+        token_views=lambda w: L.token_views()[(w.family, int(w.layer))],
+        index=L.dashboards_index,
     log:
-        f"{R}/logs/dashboards/dashboards_sae={{family}}_layer={{layer}}.log",
+        L.log("dashboards", "dashboards_sae={family}_layer={layer}"),
     resources:
         mem_mb=4000,
         runtime=20,
@@ -94,13 +101,13 @@ rule dashboards_layer:
 
 rule dashboards_index:
     input:
-        dirs=[dashboard_dir(f, l) for f in FAMILIES for l in LAYERS],
+        dirs=[L.dashboard_dir(f, l) for f, l in L.sae_layers()],
     output:
-        f"{DASHBOARDS_DIR}/index.html",
+        L.dashboards_index,
     params:
-        settings={"top_k_features": _DB["top_k_features"], "corpus": _DB["corpus"]},
+        settings={"top_k_features": DB.top_k_features, "corpus": DB.corpus},
     log:
-        f"{R}/logs/dashboards/index.log",
+        L.log("dashboards", "index"),
     resources:
         mem_mb=2000,
         runtime=5,

@@ -1,35 +1,37 @@
 # Extraction: one job per (category, chunk of extraction.chunk_size texts) loads the model and
 # every SAE once, streams the chunk's texts window by window (one forward pass per batch for all
 # hooks), and writes the chunk's token shard and one activation shard per (family, layer).
-# Only model/SAE/layer/text settings are params here: analysis settings and the batch size never
-# trigger re-extraction. Editing one category file reruns that category's chunks only.
+# Only model/SAE/layer/text settings are compared for reruns: analysis settings, the batch size
+# and the device never trigger re-extraction. Editing one category file reruns its chunks only.
+
 
 rule extract_activations:
     input:
-        extraction_inputs,
+        text_file=lambda w: str(CATEGORIES[w.category]),
+        model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
     output:
-        tokens=tokens_chunk_shard("{category}", "{chunk}"),
-        activations=[
-            activation_chunk_shard(f, l, "{category}", "{chunk}") for f in FAMILIES for l in LAYERS
-        ],
+        tokens=L.tokens_chunk("{category}", "{chunk}"),
+        # one per (family, layer), in the order of params.saes
+        activations=[L.activations_chunk(f, l, "{category}", "{chunk}") for f, l in L.sae_layers()],
     params:
-        model=SETTINGS.model,
-        saes={name: config["saes"][name] for name in FAMILIES},
-        layers=LAYERS,
-        dtype=SETTINGS.dtype,
-        max_tokens=SETTINGS.extraction["max_tokens"],
-        long_texts=SETTINGS.extraction["long_texts"],
-        chunk_size=CHUNK_SIZE,
-        text_field=SETTINGS.extraction["text_field"],
-        text_split=SETTINGS.extraction["text_split"],
+        model=S.model.spec,
+        saes=sae_sources(),
+        dtype=S.dtype,
+        max_tokens=S.extraction.max_tokens,
+        long_texts=S.extraction.long_texts,
+        chunk_size=S.extraction.chunk_size,
+        text_field=S.extraction.text_field,
+        text_split=S.extraction.text_split,
         n_chunks=lambda w: N_CHUNKS[w.category],
+        batch_size=unchecked(S.extraction.batch_size),
+        device=unchecked(S.device),
     log:
-        f"{R}/logs/extract/category={{category}}/chunk={{chunk}}.log",
+        L.log("extract", "category={category}/chunk={chunk}"),
     threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=1 if SETTINGS.device == "cuda" else 0,
+        gpu=GPU,
     conda:
         "../envs/sae_specialists.yaml"
     script:

@@ -1,39 +1,43 @@
-# Methodology study (README "Methodology study"): how preprocessing and selection choices make
+# Methodology study (docs/methodology.md): how preprocessing and selection choices make
 # specialists appear or vanish. Off the main path: no extraction or analysis rule depends on
 # these outputs (`snakemake analysis` never runs them); `rule all` builds them when
 # `methodology.enabled` is true. Only `methodology_variants` loads the model (one job per
 # category: a naive right-padded forward pass); every other rule reads shards / per-text tables.
 # Each rule takes only the settings it uses as params: changing the threshold grid or the number
 # of resamples reruns the sweep or the bootstrap (and the summary), never extraction or analysis.
+M = S.methodology
+
+
 rule methodology:
     """Every methodology output (ablation, threshold sweep, AUROC, all-feature scoring,
     bootstrap stability, summary), whether or not methodology.enabled is set."""
     input:
-        _methodology_targets(),
+        L.methodology_outputs(),
 
 
 rule methodology_variants:
     """The model-needing variants of one category: texts right-padded to the category's longest
     text, one forward pass without attention mask, aggregate-then-encode + pad activations."""
     input:
-        tokens=lambda w: flatten([tokens_shard(w.category)]),
+        tokens=lambda w: L.tokens(w.category),
         model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
     output:
-        resid=_mvariant("{category}", "resid"),
-        pad=_mvariant("{category}", "pad"),
-        texts=_mvariant("{category}", "texts"),
+        resid=L.variant("{category}", "resid"),
+        pad=L.variant("{category}", "pad"),
+        texts=L.variant("{category}", "texts"),
     params:
-        model=SETTINGS.model,
-        saes={name: config["saes"][name] for name in FAMILIES},
-        layers=LAYERS,
-        dtype=SETTINGS.dtype,
+        model=S.model.spec,
+        saes=sae_sources(),
+        dtype=S.dtype,
+        batch_size=unchecked(S.extraction.batch_size),
+        device=unchecked(S.device),
     log:
-        f"{R}/logs/methodology/variants_category={{category}}.log",
+        L.log("methodology", "variants_category={category}"),
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=1 if SETTINGS.device == "cuda" else 0,
+        gpu=GPU,
     conda:
         "../envs/sae_specialists.yaml"
     script:
@@ -43,23 +47,27 @@ rule methodology_variants:
 rule methodology_ablation:
     """Specialists under every method (encode order x padding x BOS x aggregation)."""
     input:
-        unpack(_ablation_inputs),
+        unpack(lambda w: L.ablation_inputs(M.model_variants)),
     output:
-        rows=_mtable("ablation"),
-        rows_csv=_mtable("ablation", "csv"),
-        summary=_mtable("ablation_summary"),
-        summary_csv=_mtable("ablation_summary", "csv"),
-        chart_html=report(_mchart("ablation", "html"), caption="../report/methodology_ablation.rst",
-                          category="Methodology"),
-        chart_png=_mchart("ablation", "png"),
+        rows=L.methodology_table("ablation"),
+        rows_csv=L.methodology_table("ablation", "csv"),
+        summary=L.methodology_table("ablation_summary"),
+        summary_csv=L.methodology_table("ablation_summary", "csv"),
+        chart_html=report(
+            L.methodology_chart("ablation", "html"),
+            caption="../report/methodology_ablation.rst",
+            category="Methodology",
+        ),
+        chart_png=L.methodology_chart("ablation", "png"),
     params:
-        threshold=_MA["threshold"],
-        candidates=_MA["candidates"],
-        aggregation=_MA["aggregation"],
-        include_bos=_MA["include_bos"],
-        model_variants=_M["model_variants"],
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
+        aggregation=S.analysis.aggregation,
+        include_bos=S.analysis.include_bos,
+        model_variants=M.model_variants,
+        activations=L.activations_by_sae_layer(),
     log:
-        f"{R}/logs/methodology/ablation.log",
+        L.log("methodology", "ablation"),
     resources:
         mem_mb=4000,
         runtime=20,
@@ -72,21 +80,24 @@ rule methodology_ablation:
 rule methodology_sweep:
     """Specialists found and best scores over the threshold grid (top-k and all features)."""
     input:
-        per_text=AP.all_per_text(),
-        texts=AP.texts,
+        per_text=L.all_per_text(),
+        texts=L.texts,
     output:
-        table=_mtable("threshold_sweep"),
-        table_csv=_mtable("threshold_sweep", "csv"),
-        chart_html=report(_mchart("threshold_sweep", "html"),
-                          caption="../report/methodology_sweep.rst", category="Methodology"),
-        chart_png=_mchart("threshold_sweep", "png"),
+        table=L.methodology_table("threshold_sweep"),
+        table_csv=L.methodology_table("threshold_sweep", "csv"),
+        chart_html=report(
+            L.methodology_chart("threshold_sweep", "html"),
+            caption="../report/methodology_sweep.rst",
+            category="Methodology",
+        ),
+        chart_png=L.methodology_chart("threshold_sweep", "png"),
     params:
-        max_dense_gb=_M["max_dense_gb"],
-        thresholds=_M["thresholds"],
-        threshold=_MA["threshold"],
-        candidates=_MA["candidates"],
+        max_dense_gb=M.max_dense_gb,
+        thresholds=list(M.thresholds),
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
     log:
-        f"{R}/logs/methodology/sweep.log",
+        L.log("methodology", "sweep"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -99,25 +110,31 @@ rule methodology_sweep:
 rule methodology_scores:
     """All-feature scoring vs the top-k candidate rule, and the AUROC of each specialist."""
     input:
-        per_text=AP.all_per_text(),
-        texts=AP.texts,
+        per_text=L.all_per_text(),
+        texts=L.texts,
     output:
-        **_pair("all_features"),
-        **_pair("auroc"),
-        missed=_mtable("missed_by_topk"),
-        missed_csv=_mtable("missed_by_topk", "csv"),
-        topk_html=report(_mchart("topk_vs_all", "html"),
-                         caption="../report/methodology_topk.rst", category="Methodology"),
-        topk_png=_mchart("topk_vs_all", "png"),
-        auroc_html=report(_mchart("auroc", "html"),
-                          caption="../report/methodology_auroc.rst", category="Methodology"),
-        auroc_png=_mchart("auroc", "png"),
+        **L.methodology_pair("all_features"),
+        **L.methodology_pair("auroc"),
+        missed=L.methodology_table("missed_by_topk"),
+        missed_csv=L.methodology_table("missed_by_topk", "csv"),
+        topk_html=report(
+            L.methodology_chart("topk_vs_all", "html"),
+            caption="../report/methodology_topk.rst",
+            category="Methodology",
+        ),
+        topk_png=L.methodology_chart("topk_vs_all", "png"),
+        auroc_html=report(
+            L.methodology_chart("auroc", "html"),
+            caption="../report/methodology_auroc.rst",
+            category="Methodology",
+        ),
+        auroc_png=L.methodology_chart("auroc", "png"),
     params:
-        max_dense_gb=_M["max_dense_gb"],
-        threshold=_MA["threshold"],
-        candidates=_MA["candidates"],
+        max_dense_gb=M.max_dense_gb,
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
     log:
-        f"{R}/logs/methodology/scores.log",
+        L.log("methodology", "scores"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -130,22 +147,29 @@ rule methodology_scores:
 rule methodology_bootstrap:
     """Bootstrap stability of each reported specialist (+ join-ready stability table)."""
     input:
-        per_text=AP.all_per_text(),
-        texts=AP.texts,
+        per_text=L.all_per_text(),
+        texts=L.texts,
     output:
-        table=_mtable("bootstrap"),
-        table_csv=_mtable("bootstrap", "csv"),
-        stability=f"{R}/tables/specialists_stability.parquet",
-        stability_csv=f"{R}/tables/specialists_stability.csv",
-        charts_html=report([_stability_chart(f, "html") for f in FAMILIES],
-                           caption="../report/methodology_stability.rst",
-                           category="Methodology"),
-        charts_png=[_stability_chart(f, "png") for f in FAMILIES],
+        table=L.methodology_table("bootstrap"),
+        table_csv=L.methodology_table("bootstrap", "csv"),
+        stability=L.table("specialists_stability"),
+        stability_csv=L.table("specialists_stability", "csv"),
+        charts_html=report(
+            [L.stability_chart(f, "html") for f in FAMILIES],
+            caption="../report/methodology_stability.rst",
+            category="Methodology",
+        ),
+        charts_png=[L.stability_chart(f, "png") for f in FAMILIES],
     params:
-        max_dense_gb=_M["max_dense_gb"],
-        **_BOOT,
+        max_dense_gb=M.max_dense_gb,
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
+        resamples=M.bootstrap_resamples,
+        seed=M.seed,
+        ci=M.ci,
+        families=list(FAMILIES),  # the family of each stability chart, in output order
     log:
-        f"{R}/logs/methodology/bootstrap.log",
+        L.log("methodology", "bootstrap"),
     resources:
         mem_mb=4000,
         runtime=20,
@@ -158,20 +182,27 @@ rule methodology_bootstrap:
 rule methodology_summary:
     """summary.md: each pitfall with this run's numbers."""
     input:
-        ablation=_mtable("ablation_summary"),
-        sweep=_mtable("threshold_sweep"),
-        auroc=_mtable("auroc"),
-        all_features=_mtable("all_features"),
-        bootstrap=_mtable("bootstrap"),
+        ablation=L.methodology_table("ablation_summary"),
+        sweep=L.methodology_table("threshold_sweep"),
+        auroc=L.methodology_table("auroc"),
+        all_features=L.methodology_table("all_features"),
+        bootstrap=L.methodology_table("bootstrap"),
     output:
-        report(f"{MR}/summary.md", caption="../report/methodology_summary.rst",
-               category="Methodology"),
+        report(
+            L.methodology_summary,
+            caption="../report/methodology_summary.rst",
+            category="Methodology",
+        ),
     params:
-        **_BOOT,
-        aggregation=_MA["aggregation"],
-        include_bos=_MA["include_bos"],
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
+        resamples=M.bootstrap_resamples,
+        seed=M.seed,
+        ci=M.ci,
+        aggregation=S.analysis.aggregation,
+        include_bos=S.analysis.include_bos,
     log:
-        f"{R}/logs/methodology/summary.log",
+        L.log("methodology", "summary"),
     resources:
         mem_mb=2000,
         runtime=5,

@@ -1,71 +1,21 @@
-"""Entry points called by the thin scripts/analysis_*.py (one per Snakemake rule).
+"""Entry points of the analysis rules (scripts/analysis_*.py run them through core.jobs.run).
 
-Each takes the ``snakemake`` object that Snakemake injects into a script and wires its input,
-output, params and wildcards to the package functions; logging goes to the rule's log file.
+Each takes the ``snakemake`` object of its job and wires its input, output, params (exactly the
+settings the job uses) and wildcards to the package functions.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from ..core.io import write_csv, write_parquet
 from . import tables as tb
 from .pertext import build_per_text, build_texts
-from .shards import write_csv, write_parquet
 
 log = logging.getLogger("sae_specialists.analysis")
-
-
-@contextmanager
-def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if getattr(smk, "log", None) and len(smk.log):
-        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(smk.log[0], mode="w", encoding="utf-8"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-    start = time.perf_counter()
-    log.info("%s: start", what)
-    try:
-        yield log
-    except Exception:
-        log.exception("%s: failed", what)
-        raise
-    log.info(
-        "%s: done in %.2f s, peak RSS %d MB, polars threads %d",
-        what,
-        time.perf_counter() - start,
-        peak_rss_mb(),
-        pl.thread_pool_size(),
-    )
-
-
-def peak_rss_mb() -> int:
-    """Peak resident memory of this job's process so far (Linux: ru_maxrss is in KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-
-
-def _settings(smk: Any) -> dict[str, Any]:
-    p = smk.params
-    return {
-        "aggregation": p.aggregation,
-        "include_bos": bool(p.include_bos),
-        "threshold": float(p.threshold),
-        "candidates": int(p.candidates),
-    }
 
 
 def _write_table(df: pl.DataFrame, parquet: str, csv: str) -> None:
@@ -81,36 +31,33 @@ def _keys(metas: dict[tuple[str, int], dict]) -> pl.DataFrame:
 
 
 def texts(smk: Any) -> None:
-    with logged(smk, "texts") as lg:
-        df = build_texts(list(smk.input.tokens), smk.output[0], bool(smk.params.include_bos))
-        lg.info("%d texts, %d categories", df.height, df["category"].n_unique())
+    df = build_texts(list(smk.input.tokens), smk.output[0], smk.params.include_bos)
+    log.info("%d texts, %d categories", df.height, df["category"].n_unique())
 
 
 def per_text(smk: Any) -> None:
-    with logged(smk, f"per-text {smk.wildcards.family} layer {smk.wildcards.layer}") as lg:
-        rows = build_per_text(
-            list(smk.input.tokens),
-            list(smk.input.activations),
-            smk.output[0],
-            family=str(smk.wildcards.family),
-            layer=int(smk.wildcards.layer),
-            aggregation=str(smk.params.aggregation),
-            include_bos=bool(smk.params.include_bos),
-        )
-        lg.info("%d (text, feature) rows with value > 0", rows)
+    rows = build_per_text(
+        list(smk.input.tokens),
+        list(smk.input.activations),
+        smk.output[0],
+        family=str(smk.wildcards.family),
+        layer=int(smk.wildcards.layer),
+        aggregation=smk.params.aggregation,
+        include_bos=smk.params.include_bos,
+    )
+    log.info("%d (text, feature) rows with value > 0", rows)
 
 
 def peak_tables(smk: Any) -> None:
-    with logged(smk, "peak tables"):
-        pt, ids, metas = tb.scan_per_text(list(smk.input.per_text))
-        txt = pl.read_parquet(smk.input.texts)
-        out = {
-            "strongest": tb.strongest(pt, txt),
-            "frequent": tb.frequent(pt, txt),
-            "category_peaks": tb.category_peaks(pt, txt, _keys(metas)),
-        }
-        for name, df in out.items():
-            _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
+    pt, ids, metas = tb.scan_per_text(list(smk.input.per_text))
+    txt = pl.read_parquet(smk.input.texts)
+    out = {
+        "strongest": tb.strongest(pt, txt),
+        "frequent": tb.frequent(pt, txt),
+        "category_peaks": tb.category_peaks(pt, txt, _keys(metas)),
+    }
+    for name, df in out.items():
+        _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
 
 
 def with_stability(specialists: pl.DataFrame, pt, txt, keys, p) -> pl.DataFrame:
@@ -122,11 +69,8 @@ def with_stability(specialists: pl.DataFrame, pt, txt, keys, p) -> pl.DataFrame:
     from .bootstrap import bootstrap_table, stability_columns
     from .dense import candidate_layer_data
 
-    k = int(p.candidates)
-    layers = (candidate_layer_data(pt, txt, sae, layer, k) for sae, layer in keys)
-    boot = bootstrap_table(
-        layers, float(p.threshold), k, int(p.resamples), int(p.seed), float(p.ci)
-    )
+    layers = (candidate_layer_data(pt, txt, sae, layer, p.candidates) for sae, layer in keys)
+    boot = bootstrap_table(layers, p.threshold, p.candidates, p.resamples, p.seed, p.ci)
     columns = stability_columns(boot).drop("category_feature", strict=False)
     return specialists.join(
         columns, on=["sae", "layer", "category", "feature"], how="left", nulls_equal=True
@@ -134,74 +78,54 @@ def with_stability(specialists: pl.DataFrame, pt, txt, keys, p) -> pl.DataFrame:
 
 
 def specialist_tables(smk: Any) -> None:
-    with logged(smk, "specialist tables") as lg:
-        pt, ids, metas = tb.scan_per_text(list(smk.input.per_text))
-        txt = pl.read_parquet(smk.input.texts)
-        thr, k = float(smk.params.threshold), int(smk.params.candidates)
-        cands = tb.candidates(pt, txt, thr, k)
-        out = {
-            "selective": tb.selective(pt, txt, thr),
-            "candidates": cands,
-            "specialists": with_stability(
-                tb.specialists(cands, txt, _keys(metas)), pt, txt, sorted(metas), smk.params
-            ),
-        }
-        for name, df in out.items():
-            _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
-        found = tb.specialists_found(out["specialists"])
-        for row in found.iter_rows(named=True):
-            lg.info(
-                "%s layer %s: %s/%s specialists",
-                row["sae"],
-                row["layer"],
-                row["found"],
-                row["n_categories"],
-            )
+    p = smk.params
+    pt, ids, metas = tb.scan_per_text(list(smk.input.per_text))
+    txt = pl.read_parquet(smk.input.texts)
+    cands = tb.candidates(pt, txt, p.threshold, p.candidates)
+    out = {
+        "selective": tb.selective(pt, txt, p.threshold),
+        "candidates": cands,
+        "specialists": with_stability(
+            tb.specialists(cands, txt, _keys(metas)), pt, txt, sorted(metas), p
+        ),
+    }
+    for name, df in out.items():
+        _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
+    found = tb.specialists_found(out["specialists"])
+    for row in found.iter_rows(named=True):
+        log.info(
+            "%s layer %s: %s/%s specialists",
+            row["sae"],
+            row["layer"],
+            row["found"],
+            row["n_categories"],
+        )
 
 
 def peak_charts(smk: Any) -> None:
     from . import charts as ch  # altair: imported only by the chart rules
 
-    with logged(smk, "peak charts"):
-        i, o = smk.input, smk.output
-        ch.save_chart(ch.peak_by_layer(pl.read_parquet(i.strongest)), o.peak_html, o.peak_png)
-        ch.save_chart(
-            ch.peak_by_layer_category(pl.read_parquet(i.category_peaks)),
-            o.peak_category_html,
-            o.peak_category_png,
-        )
-        ch.save_chart(
-            ch.coverage_by_layer(pl.read_parquet(i.frequent)), o.coverage_html, o.coverage_png
-        )
-
-
-SAE_IN_NAME = re.compile(r"sae=([A-Za-z0-9_-]+)")
+    i, o = smk.input, smk.output
+    ch.save_chart(ch.peak_by_layer(pl.read_parquet(i.strongest)), o.peak_html, o.peak_png)
+    ch.save_chart(
+        ch.peak_by_layer_category(pl.read_parquet(i.category_peaks)),
+        o.peak_category_html,
+        o.peak_category_png,
+    )
+    ch.save_chart(
+        ch.coverage_by_layer(pl.read_parquet(i.frequent)), o.coverage_html, o.coverage_png
+    )
 
 
 def specialist_charts(smk: Any) -> None:
+    """The specialists-found chart, and one heatmap per SAE family (``params.families``, in the
+    order of the heatmap outputs)."""
     from . import charts as ch
 
-    with logged(smk, "specialist charts"):
-        spec = pl.read_parquet(smk.input.specialists)
-        o = smk.output
-        ch.save_chart(
-            ch.specialists_found_chart(tb.specialists_found(spec)), o.found_html, o.found_png
-        )
-        for html_path, png_path in zip(o.heatmap_html, o.heatmap_png, strict=True):
-            sae = SAE_IN_NAME.search(Path(html_path).name).group(1)
-            ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path)
-
-
-_SAE_LAYER_IN_PATH = re.compile(r"sae=([A-Za-z0-9_-]+)/layer=(\d+)(?:/|\.parquet$)")
-
-
-def by_sae_layer(paths: list[str]) -> dict[tuple[str, int], list[str]]:
-    """Group contract paths (``.../sae=F/layer=L/...`` or ``.../sae=F/layer=L.parquet``) by
-    (family, layer), keeping their order."""
-    out: dict[tuple[str, int], list[str]] = {}
-    for path in paths:
-        match = _SAE_LAYER_IN_PATH.search(Path(path).as_posix())
-        if match is None:
-            raise ValueError(f"no sae=F/layer=N in path {path}")
-        out.setdefault((match.group(1), int(match.group(2))), []).append(str(path))
-    return out
+    spec = pl.read_parquet(smk.input.specialists)
+    o = smk.output
+    ch.save_chart(ch.specialists_found_chart(tb.specialists_found(spec)), o.found_html, o.found_png)
+    for sae, html_path, png_path in zip(
+        smk.params.families, o.heatmap_html, o.heatmap_png, strict=True
+    ):
+        ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path)

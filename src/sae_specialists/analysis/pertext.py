@@ -14,20 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import polars as pl
 
-from .shards import (
-    META_KEY,
-    counted_positions,
-    merge_activation_metadata,
-    scan_tokens,
-    texts_table,
-    write_parquet,
-)
+from ..core.io import META_KEY, atomic_path, check_schema, scan_shards, write_parquet
+from .shards import counted_positions, merge_activation_metadata, scan_tokens, texts_table
 
 AGGREGATIONS = ("mean", "max")
 ROW_GROUP_ROWS = 262_144  # per-text Parquet row groups: readers stream them in small pieces
@@ -41,19 +33,10 @@ PER_TEXT_SCHEMA = {
 
 
 def scan_activations(paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
-    from ..core.io import ACTIVATIONS_SCHEMA, check_schema  # pyarrow: only the per-text job
+    """text_id, token_pos, feature, activation (float64) of activation shards (schema-checked)."""
+    from ..core.contract import ACTIVATIONS_SCHEMA  # pyarrow: only the jobs reading shards
 
-    paths = [str(p) for p in paths]
-    if not paths:
-        raise ValueError("no activation shards given")
-    for path in paths:  # a corrupt or foreign shard is reported, never analysed
-        check_schema(path, ACTIVATIONS_SCHEMA)
-    return pl.scan_parquet(paths).select(
-        pl.col("text_id").cast(pl.String),
-        pl.col("token_pos").cast(pl.Int32),
-        pl.col("feature").cast(pl.Int32),
-        pl.col("activation").cast(pl.Float64),
-    )
+    return scan_shards(paths, ACTIVATIONS_SCHEMA)
 
 
 def per_text_values(
@@ -106,29 +89,21 @@ def per_text_values(
     )
 
 
-_CHUNK_IN_PATH = re.compile(r"category=([^/]+)/chunk=(\d+)/")
-
-
-def chunk_key(path: str | os.PathLike) -> tuple[str, int] | None:
-    """(category, chunk) of a contract shard path, None for a path outside the contract."""
-    match = _CHUNK_IN_PATH.search(Path(path).as_posix())
-    return (match.group(1), int(match.group(2))) if match else None
-
-
 def chunk_groups(
     token_paths: Sequence[str | os.PathLike], activation_paths: Sequence[str | os.PathLike]
 ) -> list[tuple[list[str], list[str]]]:
     """Pairs (tokens shards, activation shards) to aggregate together, in text order.
 
-    Contract paths pair one tokens shard with the activation shard of the same (category,
-    chunk): a text lies in exactly one chunk, so each pair is aggregated on its own and memory
-    stays that of one chunk. Paths outside the contract form a single group.
+    The layout lists a (family, layer)'s activation shards in the order of the tokens shards,
+    one per (category, chunk) (``Layout.tokens`` / ``Layout.activations``): a text lies in
+    exactly one chunk, so each pair is aggregated on its own and memory stays that of one
+    chunk. Lists of other lengths form a single group.
     """
-    tokens = {chunk_key(p): str(p) for p in token_paths}
-    acts = {chunk_key(p): str(p) for p in activation_paths}
-    if None in tokens or None in acts or len(tokens) != len(token_paths) or set(acts) - set(tokens):
-        return [([str(p) for p in token_paths], [str(p) for p in activation_paths])]
-    return [([tokens[k]], [acts[k]] if k in acts else []) for k in sorted(tokens)]
+    tokens = [str(p) for p in token_paths]
+    acts = [str(p) for p in activation_paths]
+    if len(tokens) != len(acts):
+        return [(tokens, acts)]
+    return [([t], [a]) for t, a in zip(tokens, acts, strict=True)]
 
 
 def build_per_text(
@@ -147,7 +122,7 @@ def build_per_text(
     Rows come in text order then feature, exactly as ``per_text_values`` over every shard."""
     import pyarrow.parquet as pq
 
-    from ..core.io import ACTIVATIONS_SCHEMA, check_schema
+    from ..core.contract import ACTIVATIONS_SCHEMA
 
     for path in activation_paths:  # a corrupt or foreign shard is reported, never analysed
         check_schema(path, ACTIVATIONS_SCHEMA)
@@ -160,24 +135,16 @@ def build_per_text(
         include_bos=bool(include_bos),
         neuronpedia_id=meta.get("neuronpedia_id"),
     )
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     schema = pl.DataFrame(schema=PER_TEXT_SCHEMA).to_arrow().schema
     schema = schema.with_metadata({META_KEY.encode(): json.dumps(meta, sort_keys=True).encode()})
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for tokens, acts in chunk_groups(token_paths, activation_paths):
-                if not acts:
-                    continue
-                df = per_text_values(tokens, acts, aggregation, include_bos)
-                writer.write_table(df.to_arrow().cast(schema), row_group_size=ROW_GROUP_ROWS)
-                rows += df.height
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for tokens, acts in chunk_groups(token_paths, activation_paths):
+            if not acts:
+                continue
+            df = per_text_values(tokens, acts, aggregation, include_bos)
+            writer.write_table(df.to_arrow().cast(schema), row_group_size=ROW_GROUP_ROWS)
+            rows += df.height
     return rows
 
 

@@ -1,4 +1,4 @@
-"""Reading the extraction stage's shards (the data contract) and writing analysis Parquet files.
+"""The text list and counted positions, read from the extraction stage's shards.
 
 Tokens shard:      text_id, category, token_pos, token_id, token, bos   (one row per position)
 Activation shard:  text_id, token_pos, feature, activation              (activation > 0 only)
@@ -8,26 +8,18 @@ family, layer, d_sae, neuronpedia_id, ...).
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
 
-META_KEY = "sae_specialists"
+from ..core.io import read_metadata, scan_shards
 
 TEXT_COLUMNS = ["text_id", "category", "text_order", "n_positions", "n_counted"]
 
 # Keys of the activation-shard metadata that must agree between the categories of one SAE.
 _CONSISTENT_KEYS = ("model", "family", "layer", "d_sae", "d_in", "hook_name", "neuronpedia_id")
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``sae_specialists`` JSON metadata of a Parquet file ({} when absent)."""
-    raw = (pl.read_parquet_metadata(path) or {}).get(META_KEY)
-    return json.loads(raw) if raw else {}
 
 
 def merge_activation_metadata(paths: Iterable[str | os.PathLike]) -> dict[str, Any]:
@@ -38,7 +30,7 @@ def merge_activation_metadata(paths: Iterable[str | os.PathLike]) -> dict[str, A
     merged: dict[str, Any] | None = None
     first = None
     for path in paths:
-        meta = read_metadata(path)
+        meta = read_metadata(path, required=False)
         meta.pop("category", None)
         if merged is None:
             merged, first = meta, path
@@ -53,19 +45,10 @@ def merge_activation_metadata(paths: Iterable[str | os.PathLike]) -> dict[str, A
 
 
 def scan_tokens(token_paths: Iterable[str | os.PathLike]) -> pl.LazyFrame:
-    from ..core.io import TOKENS_SCHEMA, check_schema  # pyarrow: only the jobs reading shards
+    """text_id, category, token_pos, bos of the tokens shards (schema-checked)."""
+    from ..core.contract import TOKENS_SCHEMA  # pyarrow: only the jobs reading shards
 
-    paths = [str(p) for p in token_paths]
-    if not paths:
-        raise ValueError("no tokens shards given")
-    for path in paths:  # a corrupt or foreign shard is reported, never analysed
-        check_schema(path, TOKENS_SCHEMA)
-    return pl.scan_parquet(paths).select(
-        pl.col("text_id").cast(pl.String),
-        pl.col("category").cast(pl.String),
-        pl.col("token_pos").cast(pl.Int32),
-        pl.col("bos").cast(pl.Boolean),
-    )
+    return scan_shards(token_paths, TOKENS_SCHEMA, ["text_id", "category", "token_pos", "bos"])
 
 
 def counted_positions(token_paths: Iterable[str | os.PathLike], include_bos: bool) -> pl.LazyFrame:
@@ -123,56 +106,3 @@ def texts_table(token_paths: Iterable[str | os.PathLike], include_bos: bool) -> 
         pl.col("n_positions").cast(pl.Int64),
         pl.col("n_counted").cast(pl.Int64),
     )
-
-
-def write_parquet(
-    df: pl.DataFrame, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
-) -> None:
-    """Write ``df`` atomically (temp file + rename), with optional ``sae_specialists`` metadata.
-
-    With metadata, pyarrow writes it (into the Arrow schema as well as the file's key-value
-    metadata, so ``pyarrow.parquet.read_schema(path).metadata`` finds it; polars' writer only
-    fills the latter). Without, polars writes the file: the table jobs of a threshold-only
-    rerun then never import pyarrow (~0.2 s per job)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        if metadata is None:
-            df.write_parquet(tmp)
-        else:
-            import pyarrow.parquet as pq
-
-            table = df.to_arrow()
-            existing = dict(table.schema.metadata or {})
-            existing[META_KEY.encode()] = json.dumps(dict(metadata), sort_keys=True).encode()
-            pq.write_table(table.replace_schema_metadata(existing), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(text: str, path: str | os.PathLike) -> None:
-    """Write a text file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_csv(df: pl.DataFrame, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        df.write_csv(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -32,8 +32,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from ..core.io import read_metadata
 from .neuronpedia import add_url_column
-from .shards import read_metadata
 
 KEY = ["sae", "layer"]
 TOP = 10

@@ -16,9 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from ..core.io import write_text
 from .neuronpedia import feature_url
 from .pertext import scan_activations
-from .shards import write_text
 
 N_SAMPLES = 2
 

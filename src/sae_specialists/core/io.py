@@ -1,11 +1,12 @@
-"""The data contract: token and activation shards (Parquet), written atomically.
+"""Reading and writing results: one shard reader (with the data contract's schema check), one
+family of atomic writers, one metadata reader.
 
-- ``{results}/tokens/category={category}/tokens.parquet``: one row per stored position.
-- ``{results}/activations/sae={family}/layer={layer}/category={category}/activations.parquet``:
-  one row per (token, feature) with activation > 0; BOS included, padding never.
+Every writer writes to a temporary file next to its target and renames it over the target
+(atomic on POSIX), so a killed job never leaves a file that looks complete; shards are also
+flushed to disk first. A full disk is one clear error that names the file.
 
-Activation shards carry Parquet key-value metadata under the key ``sae_specialists`` (JSON).
-This module never imports torch, so analysis steps can use it.
+pyarrow is imported only inside the functions that need it: the table jobs of a threshold-only
+rerun read and write with polars alone (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,96 +15,208 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import Any
 
 from .errors import ShardError
 
-METADATA_KEY = b"sae_specialists"
-
-TOKENS_SCHEMA = pa.schema(
-    [
-        ("text_id", pa.string()),
-        ("category", pa.string()),
-        ("token_pos", pa.int32()),
-        ("token_id", pa.int32()),
-        ("token", pa.string()),
-        ("bos", pa.bool_()),
-    ]
-)
-
-ACTIVATIONS_SCHEMA = pa.schema(
-    [
-        ("text_id", pa.string()),
-        ("token_pos", pa.int32()),
-        ("feature", pa.int32()),
-        ("activation", pa.float32()),
-    ]
-)
+META_KEY = "sae_specialists"  # key of the JSON metadata in the Parquet key-value metadata
+METADATA_KEY = META_KEY.encode()
 
 
-def write_table_atomic(table: pa.Table, path: str | Path, metadata: dict | None = None) -> None:
-    """Write `table` to `path` so that a killed job never leaves a file that looks complete.
+# -- reading ----------------------------------------------------------------------------------
 
-    The table goes to a temporary file in the same directory, is flushed to disk, and is then
-    renamed over `path` (rename is atomic on POSIX file systems). On any error the temporary
-    file is removed and `path` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if metadata is not None:
-        existing = table.schema.metadata or {}
-        table = table.replace_schema_metadata(
-            {**existing, METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()}
-        )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+def _unreadable(path, err) -> ShardError:
+    return ShardError(
+        f"shard {path} is unreadable or corrupt ({err}). Delete it and rerun snakemake to "
+        "extract it again."
+    )
+
+
+def read_metadata(path: str | os.PathLike, required: bool = True) -> dict[str, Any]:
+    """The ``sae_specialists`` JSON metadata of a Parquet file. Missing: an error naming the
+    file, or ``{}`` when not ``required``."""
+    import polars as pl
+
     try:
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ShardError(
-                f"disk full while writing {path}: {err.strerror}. Nothing was written there and "
-                "earlier shards are intact; free space (or point results_dir elsewhere) and "
-                "rerun snakemake, which redoes only the missing work."
-            ) from None
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_metadata(path: str | Path) -> dict:
-    """The `sae_specialists` metadata of an activation shard."""
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowInvalid) as err:
-        raise ShardError(
-            f"shard {path} is unreadable or corrupt ({err}). Delete it and rerun snakemake to "
-            "extract it again."
-        ) from None
-    raw = (schema.metadata or {}).get(METADATA_KEY)
+        raw = (pl.read_parquet_metadata(path) or {}).get(META_KEY)
+    except (OSError, pl.exceptions.ComputeError) as err:
+        raise _unreadable(path, err) from None
     if raw is None:
-        raise ShardError(f"shard {path} has no '{METADATA_KEY.decode()}' metadata.")
+        if required:
+            raise ShardError(f"shard {path} has no '{META_KEY}' metadata.")
+        return {}
     return json.loads(raw)
 
 
-def check_schema(path: str | Path, expected: pa.Schema) -> None:
+def check_schema(path: str | os.PathLike, expected) -> None:
     """Fail with a clear message if a shard is corrupt or does not follow the contract."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as err:
-        raise ShardError(
-            f"shard {path} is unreadable or corrupt ({err}). Delete it and rerun snakemake to "
-            "extract it again."
-        ) from None
+        raise _unreadable(path, err) from None
     got = pa.schema([(f.name, f.type) for f in schema])
     want = pa.schema([(f.name, f.type) for f in expected])
     if not got.equals(want):
         raise ShardError(f"shard {path} has columns {got} but the data contract requires {want}.")
+
+
+def scan_shards(paths: Iterable[str | os.PathLike], schema, columns: Iterable[str] | None = None):
+    """The shards at ``paths`` as one polars LazyFrame of ``columns`` (default: all), after
+    checking each shard against the contract's ``schema`` (a corrupt or foreign shard is
+    reported, never analysed). Ids are plain strings (the engine writes them
+    dictionary-encoded), activations float64 (sums and means are taken in float64)."""
+    import polars as pl
+
+    types = {
+        "text_id": pl.String,
+        "category": pl.String,
+        "token_pos": pl.Int32,
+        "token_id": pl.Int32,
+        "token": pl.String,
+        "bos": pl.Boolean,
+        "feature": pl.Int32,
+        "activation": pl.Float64,
+    }
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError(f"no shards given (expected columns {schema.names})")
+    for path in paths:
+        check_schema(path, schema)
+    names = schema.names if columns is None else list(columns)
+    return pl.scan_parquet(paths).select(pl.col(n).cast(types[n]) for n in names)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; on success it is renamed over ``path``
+    (after an fsync when ``durable``), on any error removed and ``path`` left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ShardError(
+                f"disk full while writing {path}: {err.strerror}. Nothing was written there and "
+                "earlier outputs are intact; free space (or point results_dir elsewhere) and "
+                "rerun snakemake, which redoes only the missing work."
+            ) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _with_metadata(table, metadata: Mapping[str, Any] | None):
+    if metadata is None:
+        return table
+    existing = dict(table.schema.metadata or {})
+    existing[METADATA_KEY] = json.dumps(dict(metadata), sort_keys=True).encode()
+    return table.replace_schema_metadata(existing)
+
+
+def write_table_atomic(table, path: str | os.PathLike, metadata: Mapping | None = None) -> None:
+    """Write a pyarrow table as a zstd Parquet shard, durably and atomically, with optional
+    ``sae_specialists`` metadata."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path, durable=True) as tmp:
+        pq.write_table(_with_metadata(table, metadata), tmp, compression="zstd")
+
+
+def write_parquet(df, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write a polars DataFrame atomically, with optional ``sae_specialists`` metadata.
+
+    With metadata, pyarrow writes it (into the Arrow schema as well as the file's key-value
+    metadata, so ``pyarrow.parquet.read_schema(path).metadata`` finds it; polars' writer only
+    fills the latter). Without, polars writes the file: the table jobs of a threshold-only
+    rerun then never import pyarrow (~0.2 s per job)."""
+    with atomic_path(path) as tmp:
+        if metadata is None:
+            df.write_parquet(tmp)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(_with_metadata(df.to_arrow(), metadata), tmp)
+
+
+def write_csv(df, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_tables(frames: Mapping[str, Any], outputs: Mapping[str, str]) -> None:
+    """Each DataFrame ``frames[name]`` to ``outputs[name]`` (Parquet) and its CSV twin
+    ``outputs[name + '_csv']``."""
+    for name, df in frames.items():
+        write_parquet(df, outputs[name])
+        write_csv(df, outputs[f"{name}_csv"])
+
+
+class AtomicParquetWriter:
+    """Write a Parquet file incrementally (one row group per ``write``), atomically.
+
+    Rows go to a temporary file next to ``path``; ``commit`` adds the key-value metadata,
+    closes, fsyncs and renames it over ``path``, so a killed job never leaves a file that looks
+    complete. ``abort`` (or an exception before ``commit``) removes it.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema):
+        import pyarrow.parquet as pq
+
+        self._target = atomic_path(path, durable=True)
+        self.tmp = self._target.__enter__()
+        self.path = Path(path)
+        self.schema = schema
+        # store_schema=False: the key-value metadata added at commit becomes the Arrow schema
+        # metadata readers see (pq.read_schema(path).metadata); types round-trip unchanged.
+        self.writer = pq.ParquetWriter(str(self.tmp), schema, compression="zstd",
+                                       store_schema=False)
+        self.rows = 0
+
+    def write(self, table) -> None:
+        if table.num_rows:
+            self.writer.write_table(table)
+            self.rows += table.num_rows
+
+    def commit(self, metadata: Mapping | None = None) -> None:
+        try:
+            if metadata is not None:
+                self.writer.add_key_value_metadata(
+                    {META_KEY: json.dumps(dict(metadata), sort_keys=True)}
+                )
+            self.writer.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._target.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001 - best effort, the file is removed anyway
+            pass
+        self.tmp.unlink(missing_ok=True)

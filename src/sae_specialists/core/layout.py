@@ -1,10 +1,25 @@
-"""Output paths of the analysis stage (used by workflow/rules/analysis.smk and the index)."""
+"""Every path under results_dir: the data contract (token and activation shards) and each stage's
+outputs. The .smk files build their inputs and outputs from one ``Layout``; jobs receive the keys
+(family, layer, category) as params or wildcards and never parse them back from a path.
+
+Layout (docs/architecture.md):
+
+    tokens/category=C/chunk=K/tokens.parquet                         data contract
+    activations/sae=F/layer=L/category=C/chunk=K/activations.parquet data contract
+    per_text/texts.parquet, per_text/sae=F/layer=L.parquet           analysis
+    tables/<name>.parquet|csv, charts/<stem>.html|png                analysis (+ methodology)
+    token_views/sae=F/layer=L/<category>.html                        analysis
+    summary.md, index.html                                           report
+    logits/sae=F/layer=L.parquet, dashboards/..., corpus/...         dashboards
+    methodology/...                                                  methodology
+    logs/<stage>/<job>.log                                           every job
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 PEAK_TABLES = ("strongest", "frequent", "category_peaks")
 SPECIALIST_TABLES = ("selective", "candidates", "specialists")
@@ -13,43 +28,38 @@ PEAK_CHARTS = {
     "peak_category": "peak_by_layer_category",
     "coverage": "coverage_by_layer",
 }
+CHART_TITLES = {
+    "peak_by_layer": "Peak activation by layer",
+    "peak_by_layer_category": "Peak activation by layer and category",
+    "coverage_by_layer": "Coverage of the most frequent feature by layer",
+    "specialists_found": "Specialists found per layer",
+}
+METHODOLOGY_TABLES = (
+    "ablation",
+    "ablation_summary",
+    "threshold_sweep",
+    "auroc",
+    "all_features",
+    "missed_by_topk",
+    "bootstrap",
+)
+METHODOLOGY_CHARTS = ("ablation", "threshold_sweep", "auroc", "topk_vs_all")
+VARIANT_TABLES = ("resid", "pad", "texts")
+CHUNK_DIR = re.compile(r"^chunk=(\d+)$")  # the directory of one extraction chunk
 
 
-def flatten(items: Iterable) -> list[str]:
-    """Flatten paths given as str or (nested) lists of str, keeping order.
-
-    The contract's ``tokens_shard(category)`` / ``activation_shard(...)`` return one shard per
-    chunk of a category (a list, in text order); a plain str is accepted too.
-    """
-    out: list[str] = []
-    for item in items:
-        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
-            out.append(str(item))
-        else:
-            out.extend(flatten(item))
-    return out
-
-
-@dataclass(frozen=True)
-class ActivationShardsOf:
-    """Input function: every activation shard of the job's (family, layer), all categories.
-
-    ``shard_fn(family, layer, category)`` is the contract's path helper (common.smk).
-    """
-
-    shard_fn: Callable[[str, str, str], str | list[str]]
-    categories: tuple[str, ...]
-
-    def __call__(self, wildcards: Any) -> list[str]:
-        return flatten(self.shard_fn(wildcards.family, wildcards.layer, c) for c in self.categories)
+def chunk_label(chunk: int) -> str:
+    """00000, 00001, ... (zero-padded: path order = chunk order)."""
+    return f"{chunk:05d}"
 
 
 @dataclass(frozen=True)
-class AnalysisPaths:
+class Layout:
     results_dir: str
     families: tuple[str, ...]
     layers: tuple[int, ...]
     categories: tuple[str, ...]
+    n_chunks: Mapping[str, int] = field(default_factory=dict)  # per category; absent: 1
 
     @classmethod
     def of(
@@ -58,39 +68,79 @@ class AnalysisPaths:
         families: Iterable[str],
         layers: Iterable[int],
         categories: Iterable[str],
-    ) -> AnalysisPaths:
-        return cls(str(results_dir), tuple(families), tuple(layers), tuple(sorted(categories)))
+        n_chunks: Mapping[str, int] | None = None,
+    ) -> Layout:
+        return cls(
+            str(results_dir).rstrip("/"),
+            tuple(sorted(families)),
+            tuple(layers),
+            tuple(sorted(categories)),
+            dict(n_chunks or {}),
+        )
 
-    # -- directories ------------------------------------------------------------------------
-    @property
-    def per_text_dir(self) -> str:
-        return f"{self.results_dir}/per_text"
+    def _p(self, *parts: str) -> str:
+        return "/".join((self.results_dir, *parts))
 
-    @property
-    def tables_dir(self) -> str:
-        return f"{self.results_dir}/tables"
+    def sae_layers(self) -> list[tuple[str, int]]:
+        """Every (family, layer): families sorted, then layers in order."""
+        return [(f, layer) for f in self.families for layer in self.layers]
 
-    @property
-    def charts_dir(self) -> str:
-        return f"{self.results_dir}/charts"
+    def log(self, stage: str, job: str) -> str:
+        return self._p("logs", stage, f"{job}.log")
 
-    @property
-    def views_dir(self) -> str:
-        return f"{self.results_dir}/token_views"
+    # -- data contract ------------------------------------------------------------------------
+    def chunks(self, category: str) -> list[str]:
+        return [chunk_label(k) for k in range(self.n_chunks.get(category, 1))]
 
-    # -- files --------------------------------------------------------------------------------
+    def tokens_chunk(self, category: str, chunk: str) -> str:
+        return self._p("tokens", f"category={category}", f"chunk={chunk}", "tokens.parquet")
+
+    def activations_chunk(self, family: str, layer, category: str, chunk: str) -> str:
+        return self._p(
+            "activations",
+            f"sae={family}",
+            f"layer={layer}",
+            f"category={category}",
+            f"chunk={chunk}",
+            "activations.parquet",
+        )
+
+    def tokens(self, category: str | None = None) -> list[str]:
+        """Tokens shards of a category (every category: None), one per chunk, in text order."""
+        cats = self.categories if category is None else (category,)
+        return [self.tokens_chunk(c, k) for c in cats for k in self.chunks(c)]
+
+    def activations(self, family: str, layer, category: str | None = None) -> list[str]:
+        """Activation shards of (family, layer) for a category (every category: None), in the
+        order of ``tokens``: the i-th of each holds the same chunk."""
+        cats = self.categories if category is None else (category,)
+        return [self.activations_chunk(family, layer, c, k) for c in cats for k in self.chunks(c)]
+
+    def all_activations(self, category: str | None = None) -> list[str]:
+        return [p for f, layer in self.sae_layers() for p in self.activations(f, layer, category)]
+
+    def activations_by_sae_layer(self) -> dict[tuple[str, int], list[str]]:
+        return {(f, layer): self.activations(f, layer) for f, layer in self.sae_layers()}
+
+    def extraction_outputs(self) -> list[str]:
+        return [p for c in self.categories for p in self.tokens(c) + self.all_activations(c)]
+
+    # -- analysis -----------------------------------------------------------------------------
     @property
     def texts(self) -> str:
-        return f"{self.per_text_dir}/texts.parquet"
+        return self._p("per_text", "texts.parquet")
 
-    def per_text(self, family: str, layer: int | str) -> str:
-        return f"{self.per_text_dir}/sae={family}/layer={layer}.parquet"
+    def per_text(self, family: str, layer) -> str:
+        return self._p("per_text", f"sae={family}", f"layer={layer}.parquet")
 
     def all_per_text(self) -> list[str]:
-        return [self.per_text(f, layer) for f in self.families for layer in self.layers]
+        return [self.per_text(f, layer) for f, layer in self.sae_layers()]
+
+    def per_text_by_sae_layer(self) -> dict[tuple[str, int], str]:
+        return {(f, layer): self.per_text(f, layer) for f, layer in self.sae_layers()}
 
     def table(self, name: str, ext: str = "parquet") -> str:
-        return f"{self.tables_dir}/{name}.{ext}"
+        return self._p("tables", f"{name}.{ext}")
 
     def tables(self, names: Iterable[str]) -> dict[str, str]:
         """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
@@ -99,42 +149,133 @@ class AnalysisPaths:
         out.update({f"{n}_csv": self.table(n, "csv") for n in names})
         return out
 
+    def analysis_tables(self) -> dict[str, str]:
+        return self.tables(PEAK_TABLES + SPECIALIST_TABLES)
+
     def chart(self, stem: str, ext: str) -> str:
-        return f"{self.charts_dir}/{stem}.{ext}"
+        return self._p("charts", f"{stem}.{ext}")
 
     def heatmap(self, family: str, ext: str) -> str:
         return self.chart(f"specialist_scores_sae={family}", ext)
 
-    def chart_files(self) -> list[str]:
+    def charts(self) -> list[tuple[str, str, str]]:
+        """(title, html, png) of every analysis chart, in the index's order."""
         stems = [*PEAK_CHARTS.values(), "specialists_found"]
-        files = [self.chart(s, ext) for s in stems for ext in ("html", "png")]
-        return files + [self.heatmap(f, ext) for f in self.families for ext in ("html", "png")]
-
-    def token_view(self, family: str, layer: int | str, category: str) -> str:
-        return f"{self.views_dir}/sae={family}/layer={layer}/{category}.html"
-
-    def token_views(self, family: str, layer: int | str) -> list[str]:
-        return [self.token_view(family, layer, c) for c in self.categories]
-
-    def all_token_views(self) -> list[str]:
-        return [
-            p for f in self.families for layer in self.layers for p in self.token_views(f, layer)
+        out = [(CHART_TITLES[s], self.chart(s, "html"), self.chart(s, "png")) for s in stems]
+        return out + [
+            (f"Specialist scores, SAE {f}", self.heatmap(f, "html"), self.heatmap(f, "png"))
+            for f in self.families
         ]
+
+    def chart_files(self) -> list[str]:
+        return [path for _, html, png in self.charts() for path in (html, png)]
+
+    @property
+    def views_dir(self) -> str:
+        return self._p("token_views")
+
+    def token_view(self, family: str, layer, category: str) -> str:
+        return self._p("token_views", f"sae={family}", f"layer={layer}", f"{category}.html")
+
+    def token_views(self) -> dict[tuple[str, int], dict[str, str]]:
+        """(family, layer) -> {category: page}."""
+        return {
+            (f, layer): {c: self.token_view(f, layer, c) for c in self.categories}
+            for f, layer in self.sae_layers()
+        }
 
     @property
     def summary(self) -> str:
-        return f"{self.results_dir}/summary.md"
+        return self._p("summary.md")
 
     @property
     def index(self) -> str:
-        return f"{self.results_dir}/index.html"
+        return self._p("index.html")
 
-    def outputs(self) -> list[str]:
-        """Every final output of the analysis stage."""
+    def analysis_outputs(self) -> list[str]:
+        """Every final output of the analysis stage (and the report built with it)."""
         return [
             self.index,
             self.summary,
-            *self.tables(PEAK_TABLES + SPECIALIST_TABLES).values(),
+            *self.analysis_tables().values(),
             *self.chart_files(),
             self.views_dir,  # the token views (one directory output)
+        ]
+
+    # -- dashboards ---------------------------------------------------------------------------
+    def logits(self, family: str, layer) -> str:
+        return self._p("logits", f"sae={family}", f"layer={layer}.parquet")
+
+    def dashboard_dir(self, family: str, layer) -> str:
+        return self._p("dashboards", f"sae={family}", f"layer={layer}")
+
+    @property
+    def dashboards_index(self) -> str:
+        return self._p("dashboards", "index.html")
+
+    @property
+    def corpus_tokens(self) -> str:
+        return self._p("corpus", "tokens.parquet")
+
+    def corpus_activations(self, family: str, layer) -> str:
+        return self._p("corpus", "activations", f"sae={family}", f"layer={layer}.parquet")
+
+    def dashboard_layer_inputs(self, family: str, layer, corpus: bool) -> dict[str, object]:
+        """Named inputs of one (family, layer)'s dashboards (with the reference corpus's
+        shards when ``corpus``)."""
+        files: dict[str, object] = dict(
+            tokens=self.tokens(),
+            activations=self.activations(family, layer),
+            per_text=self.per_text(family, layer),
+            texts=self.texts,
+            specialists=self.table("specialists"),
+            strongest=self.table("strongest"),
+            frequent=self.table("frequent"),
+            logits=self.logits(family, layer),
+        )
+        if corpus:
+            files["corpus_tokens"] = self.corpus_tokens
+            files["corpus_activations"] = self.corpus_activations(family, layer)
+        return files
+
+    def dashboard_outputs(self) -> list[str]:
+        return [self.dashboards_index] + [self.dashboard_dir(f, x) for f, x in self.sae_layers()]
+
+    # -- methodology --------------------------------------------------------------------------
+    def methodology_table(self, name: str, ext: str = "parquet") -> str:
+        return self._p("methodology", f"{name}.{ext}")
+
+    def methodology_pair(self, name: str) -> dict[str, str]:
+        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
+        csv = self.methodology_table(name, "csv")
+        return {name: self.methodology_table(name), f"{name}_csv": csv}
+
+    def methodology_chart(self, name: str, ext: str) -> str:
+        return self._p("methodology", "charts", f"{name}.{ext}")
+
+    def variant(self, category: str, name: str) -> str:
+        return self._p("methodology", "variants", f"category={category}", f"{name}.parquet")
+
+    def stability_chart(self, family: str, ext: str) -> str:
+        return self.chart(f"specialist_stability_sae={family}", ext)
+
+    @property
+    def methodology_summary(self) -> str:
+        return self._p("methodology", "summary.md")
+
+    def ablation_inputs(self, model_variants: bool) -> dict[str, list[str]]:
+        """The shards, plus each category's variants tables when ``model_variants``."""
+        files = dict(tokens=self.tokens(), activations=self.all_activations())
+        if model_variants:
+            for key, name in (("resid", "resid"), ("pad", "pad"), ("pad_texts", "texts")):
+                files[key] = [self.variant(c, name) for c in self.categories]
+        return files
+
+    def methodology_outputs(self) -> list[str]:
+        return [
+            *(self.methodology_table(n) for n in METHODOLOGY_TABLES),
+            self.table("specialists_stability"),
+            self.methodology_summary,
+            *(self.methodology_chart(n, e) for n in METHODOLOGY_CHARTS for e in ("html", "png")),
+            *(self.stability_chart(f, e) for f in self.families for e in ("html", "png")),
         ]

@@ -1,22 +1,25 @@
-"""Configuration checks that a JSON schema cannot express, and the resolved settings."""
+"""Typed settings: one frozen dataclass per config section, built once when the Snakefile is parsed.
+
+Defaults live only in ``workflow/schemas/config.schema.yaml``: validation fills every missing key
+with its schema default (``validated``), then ``build_settings`` turns the complete config into
+these dataclasses. Rules pass each job exactly the values it uses as ``params``
+(docs/architecture.md); no job reads the config.
+"""
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import jsonschema
+import yaml
 
 from .errors import ConfigError
 
-EXTRACTION_DEFAULTS = {
-    "batch_size": 8,
-    "max_tokens": None,
-    "long_texts": "truncate",
-    "chunk_size": 1000,  # texts per extraction job (README "Performance and large corpora")
-    "text_field": "text",  # JSONL key / Parquet column of large corpora (corpus.py)
-    "text_split": "lines",  # .txt corpora: lines | blank_lines
-}
-ANALYSIS_DEFAULTS = {"aggregation": "mean", "threshold": 5.0, "candidates": 5, "include_bos": False}
+# libyaml when PyYAML has it: 5-10x faster (the Snakefile reads the schema and every category)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -36,22 +39,159 @@ class SAEFamily:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """A TransformerLens name or a local model directory (exactly one is set)."""
+
+    name: str | None = None
+    path: str | None = None
+
+    @property
+    def spec(self) -> dict:
+        """``{'name': ...}`` or ``{'path': ...}``: what the loading code takes."""
+        return {"name": self.name} if self.name is not None else {"path": self.path}
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    batch_size: int
+    max_tokens: int | None
+    long_texts: str
+    chunk_size: int | None
+    text_field: str
+    text_split: str
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    aggregation: str
+    threshold: float
+    candidates: int
+    include_bos: bool
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    top_k_features: int
+    examples: int
+    window_before: int
+    window_after: int
+    quantiles: int
+    quantile_examples: int
+    histogram_bins: int
+    logit_top: int
+    corpus: str | None
+    corpus_text_field: str
+    corpus_max_texts: int | None
+    corpus_max_tokens: int
+
+    def page_settings(self) -> dict:
+        """What the dashboard pages use (and record in their tables' metadata)."""
+        return {
+            "top_k_features": self.top_k_features,
+            "examples": self.examples,
+            "window": {"before": self.window_before, "after": self.window_after},
+            "quantiles": self.quantiles,
+            "quantile_examples": self.quantile_examples,
+            "histogram_bins": self.histogram_bins,
+        }
+
+
+@dataclass(frozen=True)
+class MethodologySettings:
+    enabled: bool
+    model_variants: bool
+    thresholds: tuple[float, ...]
+    bootstrap_resamples: int
+    seed: int
+    ci: float
+    max_dense_gb: float
+
+
+@dataclass(frozen=True)
 class Settings:
-    model: dict
+    model: ModelSettings
     device: str
     dtype: str
     saes: dict[str, SAEFamily]
-    layers: list[int]
+    layers: tuple[int, ...]
     texts: Path
     results_dir: str
-    extraction: dict = field(default_factory=dict)
-    analysis: dict = field(default_factory=dict)
-    demo: dict | None = None
+    extraction: ExtractionSettings
+    analysis: AnalysisSettings
+    dashboards: DashboardSettings
+    methodology: MethodologySettings
+    demo: dict | None = None  # the `demo:` section as validated (demo rule only)
+
+    @property
+    def families(self) -> list[str]:
+        return sorted(self.saes)
+
+    def sae_sources(self, families=None, layers=None) -> dict[tuple[str, int], dict]:
+        """(family, layer) -> SAE source, families sorted then layers ascending (the order of
+        the extraction job's activation outputs)."""
+        return {
+            (name, int(layer)): self.saes[name].source(int(layer))
+            for name in (self.families if families is None else families)
+            for layer in (self.layers if layers is None else layers)
+        }
+
+
+# -- validation (fills the schema's defaults) -------------------------------------------------
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf":
+        options = [" + ".join(s.get("required", [])) for s in error.validator_value]
+        keys = sorted(error.instance) if isinstance(error.instance, dict) else error.instance
+        return f"needs exactly one of: {' | '.join(options)} (found keys {keys})"
+    if error.validator == "additionalProperties":
+        return f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
+    return error.message
+
+
+def _with_defaults(validator_class):
+    """A validator that sets every missing property that has a ``default`` before checking it
+    (nested objects too: a section defaulting to {} then gets its own keys' defaults)."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+def validated(config: dict, schema_path: str | Path) -> dict:
+    """A copy of ``config`` checked against the JSON schema, with every default filled in;
+    every problem is reported with its key path."""
+    schema = yaml.load(Path(schema_path).read_text(), Loader=YAML_LOADER)
+    complete = copy.deepcopy(dict(config))
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(complete), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_key_path(e)}: {_describe(e)}" for e in errors)
+        raise ConfigError(
+            f"invalid configuration (config/config.yaml, --configfile or --config):\n{lines}\n"
+            "Fix these keys; docs/configuration.md and workflow/schemas/config.schema.yaml "
+            "describe each one."
+        )
+    return complete
+
+
+# -- building the dataclasses -------------------------------------------------------------------
 
 
 def _family(name: str, spec: dict, n_layers: int) -> SAEFamily:
-    template = spec.get("id", spec.get("path"))
     key = "id" if "id" in spec else "path"
+    template = spec[key]
     placeholders = set(re.findall(r"{([^{}]*)}", template))
     if placeholders - {"layer"}:
         raise ConfigError(
@@ -69,21 +209,46 @@ def _family(name: str, spec: dict, n_layers: int) -> SAEFamily:
     return SAEFamily(name, path_template=spec["path"])
 
 
-def check_config(config: dict) -> Settings:
-    """Resolve a schema-validated config into Settings, with the checks a schema cannot do."""
+def build_settings(config: dict) -> Settings:
+    """Settings of a validated config (``validated``: every key present), with the checks a
+    schema cannot do."""
     layers = list(config["layers"])
     if len(set(layers)) != len(layers):
         raise ConfigError(f"config: layers {layers} has duplicates; list each layer once.")
-    saes = {name: _family(name, spec, len(layers)) for name, spec in config["saes"].items()}
+    dash = dict(config["dashboards"])
+    window = dash.pop("window")
+    meth = dict(config["methodology"])
+    analysis = dict(config["analysis"])
     return Settings(
-        model=dict(config["model"]),
-        device=config.get("device", "auto"),
-        dtype=config.get("dtype", "float32"),
-        saes=saes,
-        layers=sorted(layers),
+        model=ModelSettings(**config["model"]),
+        device=config["device"],
+        dtype=config["dtype"],
+        saes={name: _family(name, spec, len(layers)) for name, spec in config["saes"].items()},
+        layers=tuple(sorted(layers)),
         texts=Path(config["texts"]),
-        results_dir=str(config.get("results_dir", "results")).rstrip("/"),
-        extraction={**EXTRACTION_DEFAULTS, **config.get("extraction", {})},
-        analysis={**ANALYSIS_DEFAULTS, **config.get("analysis", {})},
+        results_dir=str(config["results_dir"]).rstrip("/"),
+        extraction=ExtractionSettings(**config["extraction"]),
+        analysis=AnalysisSettings(**{**analysis, "threshold": float(analysis["threshold"])}),
+        dashboards=DashboardSettings(
+            **dash, window_before=window["before"], window_after=window["after"]
+        ),
+        methodology=MethodologySettings(
+            **{
+                **meth,
+                "thresholds": tuple(float(t) for t in meth["thresholds"]),
+                "ci": float(meth["ci"]),
+                "max_dense_gb": float(meth["max_dense_gb"]),
+            }
+        ),
         demo=config.get("demo"),
     )
+
+
+def load_settings(config: dict, schema_path: str | Path) -> Settings:
+    """Validate ``config`` (defaults filled from the schema) and build its settings."""
+    return build_settings(validated(config, schema_path))
+
+
+def schema_path() -> Path:
+    """The workflow's JSON schema (a source checkout: src/ next to workflow/)."""
+    return Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"

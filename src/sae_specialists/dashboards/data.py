@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from ..core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+from ..core.io import scan_shards
+
 EXAMPLE_SCHEMA = {
     "feature": pl.Int32,
     "kind": pl.String,  # top | quantile
@@ -158,15 +161,9 @@ def select_features(
 
 def load_tokens(source: Source, text_order: pl.DataFrame | None, offset: int) -> pl.DataFrame:
     """source, text_id, category, token_pos, token, bos, text_rank (global example order)."""
+    columns = ["text_id", "category", "token_pos", "token", "bos"]
     tokens = (
-        pl.scan_parquet([str(p) for p in source.token_paths])
-        .select(
-            pl.col("text_id").cast(pl.String),
-            pl.col("category").cast(pl.String),
-            pl.col("token_pos").cast(pl.Int32),
-            pl.col("token").cast(pl.String),
-            pl.col("bos").cast(pl.Boolean),
-        )
+        scan_shards(source.token_paths, TOKENS_SCHEMA, columns)
         .collect()
         .with_row_index("_row")
     )
@@ -192,13 +189,7 @@ def load_tokens(source: Source, text_order: pl.DataFrame | None, offset: int) ->
 def load_activations(source: Source, features: Sequence[int]) -> pl.DataFrame:
     """source, text_id, token_pos, feature, activation of the given features."""
     return (
-        pl.scan_parquet([str(p) for p in source.activation_paths])
-        .select(
-            pl.col("text_id").cast(pl.String),
-            pl.col("token_pos").cast(pl.Int32),
-            pl.col("feature").cast(pl.Int32),
-            pl.col("activation").cast(pl.Float64),
-        )
+        scan_shards(source.activation_paths, ACTIVATIONS_SCHEMA)
         .filter(pl.col("feature").is_in([int(f) for f in features]))
         .collect()
         .with_columns(pl.lit(source.name).alias("source"))

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from ..analysis.shards import write_text
-from ..core.io import read_metadata, write_table_atomic
+from ..core.io import read_metadata, write_table_atomic, write_text
+from ..core.settings import ExtractionSettings
+from ..extraction.loading import ModelAndSAEs
 from .data import Source, build_layer_data
 from .index import build_index
 from .render import feature_page, layer_page
@@ -33,9 +35,13 @@ def rel(target: str | os.PathLike, start_dir: str | os.PathLike) -> str:
 
 
 def write_layer(
-    out_dir: str | os.PathLike, data, token_views_dir: str | None, index_path: str | os.PathLike
+    out_dir: str | os.PathLike,
+    data,
+    token_views: Mapping[str, str],
+    index_path: str | os.PathLike,
 ) -> list[Path]:
-    """Write a layer's dashboards, list page and Parquet tables; returns the dashboard pages."""
+    """Write a layer's dashboards, list page and Parquet tables; returns the dashboard pages.
+    ``token_views``: category -> the layer's token view page of that category."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -50,11 +56,11 @@ def write_layer(
     pages = []
     for row in data.features.iter_rows(named=True):
         f = row["feature"]
-        views = {}
-        if token_views_dir:
-            for cat in row["specialist_categories"] or []:
-                page = Path(token_views_dir) / f"sae={data.family}" / f"layer={data.layer}"
-                views[cat] = rel(page / f"{cat}.html", out)
+        views = {
+            cat: rel(token_views[cat], out)
+            for cat in row["specialist_categories"] or []
+            if cat in token_views
+        }
         html = feature_page(
             row=row,
             examples=data.examples.filter(pl.col("feature") == f),
@@ -75,6 +81,40 @@ def write_layer(
     return pages
 
 
+def logits(smk: Any) -> None:
+    """Rule logit_effects: one SAE family and layer -> the logit effects of every feature."""
+    import torch
+
+    from .logits import compute_logit_effects
+
+    torch.set_num_threads(smk.threads)
+    p = smk.params
+    job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
+    compute_logit_effects(job, smk.output[0], top=p.top)
+
+
+def corpus(smk: Any) -> None:
+    """Rule dashboard_corpus: the reference corpus -> token shard + one activation shard per
+    (family, layer) (``params.saes`` order)."""
+    import torch
+
+    from .corpus import extract_corpus
+
+    torch.set_num_threads(smk.threads)
+    p = smk.params
+    job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
+    options = ExtractionSettings(
+        batch_size=p.batch_size,
+        max_tokens=p.max_tokens,
+        long_texts="truncate",
+        chunk_size=p.max_texts,  # chunk 0 = the first max_texts texts
+        text_field=p.text_field,
+        text_split=p.text_split,
+    )
+    outputs = dict(zip(p.saes, smk.output.activations, strict=True))
+    extract_corpus(job, options, smk.input.corpus, smk.output.tokens, outputs)
+
+
 def layer(smk: Any) -> None:
     """Rule dashboards_layer."""
     family, layer_ = str(smk.wildcards.family), int(smk.wildcards.layer)
@@ -84,7 +124,7 @@ def layer(smk: Any) -> None:
         sources.append(Source("corpus", [i.corpus_tokens], [i.corpus_activations]))
     meta = read_metadata(i.activations[0])
     logits = pl.read_parquet(i.logits)
-    settings = dict(p.settings, aggregation=str(p.aggregation))
+    settings = dict(p.settings, aggregation=p.aggregation)
     data = build_layer_data(
         family=family,
         layer=layer_,
@@ -96,11 +136,11 @@ def layer(smk: Any) -> None:
         frequent=pl.read_parquet(i.frequent),
         logits=logits,
         settings=settings,
-        include_bos=bool(p.include_bos),
-        threshold=float(p.threshold),
+        include_bos=p.include_bos,
+        threshold=p.threshold,
         meta=meta,
     )
-    pages = write_layer(smk.output[0], data, p.token_views_dir, p.index)
+    pages = write_layer(smk.output[0], data, p.token_views, p.index)
     log.info(
         "dashboards %s layer %d: %d features, %d examples",
         family,

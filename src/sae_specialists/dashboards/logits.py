@@ -25,6 +25,8 @@ import pyarrow as pa
 from ..core.errors import SAEError
 from ..core.io import write_table_atomic
 from ..core.tokens import UNICODE_TO_BYTE, byte_level_token, readable_token
+from ..extraction.loading import ModelAndSAEs
+from ..extraction.models import model_label
 from ..extraction.saes import hook_block
 
 log = logging.getLogger(__name__)
@@ -140,21 +142,15 @@ def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
     return table.take(pa.array(order))
 
 
-def compute_logit_effects(settings, family: str, layer: int, output: str, top: int = 10) -> None:
-    """Rule logit_effects: load the model once and one SAE; write its logit-effects Parquet."""
-    from ..extraction.models import load_model, resolve_device
-    from ..extraction.saes import load_sae
-
-    device = resolve_device(settings.device)
-    model = load_model(settings.model, device=device, dtype=settings.dtype)
-    s = load_sae(
-        family, layer, settings.saes[family].source(layer), device=device, dtype=settings.dtype
-    )
+def compute_logit_effects(job: ModelAndSAEs, output: str, top: int = 10) -> None:
+    """Rule logit_effects: load the model and the one SAE of ``job``; write its logit-effects
+    Parquet."""
+    model, (s,), _ = job.load()
     table = logit_effects_table(model, s.sae, s.hook_name, top)
     meta = {
-        "model": settings.model.get("name") or settings.model.get("path"),
-        "family": family,
-        "layer": int(layer),
+        "model": model_label(job.model),
+        "family": s.family,
+        "layer": int(s.layer),
         "hook_name": s.hook_name,
         "d_sae": s.d_sae,
         "d_vocab": int(model.cfg.d_vocab),
@@ -163,4 +159,4 @@ def compute_logit_effects(settings, family: str, layer: int, output: str, top: i
         "definition": "effect = W_dec[feature] @ W_U (no bias, final LayerNorm as in W_U)",
     }
     write_table_atomic(table, output, meta)
-    log.info("logit effects: %s layer %d, %d features, top %d", family, layer, s.d_sae, top)
+    log.info("logit effects: %s layer %d, %d features, top %d", s.family, s.layer, s.d_sae, top)

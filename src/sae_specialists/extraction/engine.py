@@ -43,8 +43,9 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from ..core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
 from ..core.errors import ModelError, SAEError, TextsError
-from ..core.io import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+from .models import model_label
 from .saes import LoadedSAE, hook_block
 from .texts import Text
 
@@ -689,7 +690,7 @@ def library_versions() -> dict:
 def shard_metadata(model_spec: dict, s: LoadedSAE, category: str, n_texts: int, n_tokens: int,
                    dtype: str, chunk: dict | None = None) -> dict:
     meta = {
-        "model": model_spec.get("name") or model_spec.get("path"),
+        "model": model_label(model_spec),
         "family": s.family,
         "layer": s.layer,
         "release": s.source.get("release"),

@@ -47,6 +47,11 @@ def model_input_files(model_spec: dict) -> list[str]:
     return [str(Path(model_spec["path"]) / name) for name in MODEL_FILES]
 
 
+def model_label(model_spec: dict) -> str:
+    """The model's name or local path, as recorded in shard metadata."""
+    return model_spec["name"] if "name" in model_spec else model_spec["path"]
+
+
 def check_local_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():

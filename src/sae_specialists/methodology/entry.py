@@ -1,16 +1,18 @@
-"""Entry points called by the thin scripts/methodology_*.py (one per Snakemake rule)."""
+"""Entry points of the methodology rules (scripts/methodology_*.py run them through
+core.jobs.run)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 from typing import Any
 
 import polars as pl
 
 from ..analysis import tables as tb
-from ..analysis.entry import SAE_IN_NAME, by_sae_layer, logged
-from ..analysis.shards import write_csv, write_parquet, write_text
 from ..core.errors import UserError
+from ..core.io import write_csv, write_parquet, write_text
+
+log = logging.getLogger("sae_specialists.methodology")
 
 
 def _write(df: pl.DataFrame, parquet: str, csv: str, meta: dict | None = None) -> None:
@@ -54,62 +56,58 @@ def _layers(pt, texts, keys):
 
 
 def variants(smk: Any) -> None:
-    from ..core.settings import check_config
+    import torch
+
+    from ..extraction.loading import ModelAndSAEs
     from .variants import run_variants_job
 
-    category = str(smk.wildcards.category)
-    with logged(smk, f"methodology variants {category}") as lg:
-        import torch
-
-        torch.set_num_threads(max(1, int(smk.threads)))
-        settings = check_config(smk.config)
-        resid, pad, texts = run_variants_job(settings, list(smk.input.tokens))
-        meta = {"category": category, "attention_mask": None, "padding_side": "right",
-                "padded_length": int(texts["padded_length"].max() or 0),
-                "pad_token_id": int(texts["pad_token_id"].max() or 0)}
-        write_parquet(resid, smk.output.resid, meta)
-        write_parquet(pad, smk.output.pad, meta)
-        write_parquet(texts, smk.output.texts, meta)
-        lg.info("%d texts padded to %d; %d aggregate-then-encode rows, %d pad rows",
-                texts.height, meta["padded_length"], resid.height, pad.height)
+    torch.set_num_threads(max(1, int(smk.threads)))
+    p = smk.params
+    job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
+    resid, pad, texts = run_variants_job(job, list(smk.input.tokens), p.batch_size)
+    meta = {"category": str(smk.wildcards.category), "attention_mask": None,
+            "padding_side": "right", "padded_length": int(texts["padded_length"].max() or 0),
+            "pad_token_id": int(texts["pad_token_id"].max() or 0)}
+    write_parquet(resid, smk.output.resid, meta)
+    write_parquet(pad, smk.output.pad, meta)
+    write_parquet(texts, smk.output.texts, meta)
+    log.info("%d texts padded to %d; %d aggregate-then-encode rows, %d pad rows",
+             texts.height, meta["padded_length"], resid.height, pad.height)
 
 
 def ablation(smk: Any) -> None:
     from . import charts as ch
     from .ablation import ablation_table
 
-    with logged(smk, "methodology ablation") as lg:
-        p = smk.params
-        acts = by_sae_layer(list(smk.input.activations))
-        variants = None
-        if p.model_variants:
-            variants = [{"resid": r, "pad": q, "texts": t} for r, q, t in zip(
-                smk.input.resid, smk.input.pad, smk.input.pad_texts, strict=True)]
-        rows, summary = ablation_table(
-            list(smk.input.tokens), acts, variants, float(p.threshold), int(p.candidates),
-            str(p.aggregation), bool(p.include_bos))
-        o = smk.output
-        _write(rows, o.rows, o.rows_csv)
-        _write(summary, o.summary, o.summary_csv)
-        ch.save_chart(ch.ablation_chart(summary), o.chart_html, o.chart_png)
-        for r in summary.iter_rows(named=True):
-            lg.info("%-45s %s layer %s: %s/%s", r["method"], r["sae"], r["layer"],
-                    r["specialists_found"], r["n_categories"])
+    p = smk.params
+    acts = dict(p.activations)  # (family, layer) -> its activation shards
+    variants = None
+    if p.model_variants:
+        variants = [{"resid": r, "pad": q, "texts": t} for r, q, t in zip(
+            smk.input.resid, smk.input.pad, smk.input.pad_texts, strict=True)]
+    rows, summary = ablation_table(
+        list(smk.input.tokens), acts, variants, float(p.threshold), int(p.candidates),
+        str(p.aggregation), bool(p.include_bos))
+    o = smk.output
+    _write(rows, o.rows, o.rows_csv)
+    _write(summary, o.summary, o.summary_csv)
+    ch.save_chart(ch.ablation_chart(summary), o.chart_html, o.chart_png)
+    for r in summary.iter_rows(named=True):
+        log.info("%-45s %s layer %s: %s/%s", r["method"], r["sae"], r["layer"],
+                r["specialists_found"], r["n_categories"])
 
 
 def sweep(smk: Any) -> None:
     from . import charts as ch
-    from .settings import sweep_thresholds
-    from .sweep import threshold_sweep
+    from .sweep import sweep_thresholds, threshold_sweep
 
-    with logged(smk, "methodology threshold sweep"):
-        p = smk.params
-        pt, _, keys, texts = _load(smk)
-        grid = sweep_thresholds(list(p.thresholds), float(p.threshold))
-        df = threshold_sweep(_layers(pt, texts, keys), grid, int(p.candidates))
-        o = smk.output
-        _write(df, o.table, o.table_csv)
-        ch.save_chart(ch.sweep_chart(df, float(p.threshold)), o.chart_html, o.chart_png)
+    p = smk.params
+    pt, _, keys, texts = _load(smk)
+    grid = sweep_thresholds(list(p.thresholds), float(p.threshold))
+    df = threshold_sweep(_layers(pt, texts, keys), grid, int(p.candidates))
+    o = smk.output
+    _write(df, o.table, o.table_csv)
+    ch.save_chart(ch.sweep_chart(df, float(p.threshold)), o.chart_html, o.chart_png)
 
 
 def scores(smk: Any) -> None:
@@ -117,70 +115,63 @@ def scores(smk: Any) -> None:
     from .allfeatures import all_feature_table
     from .auroc import auroc_table
 
-    with logged(smk, "methodology all-feature scoring and AUROC") as lg:
-        p = smk.params
-        pt, ids, keys, texts = _load(smk)
-        layers = _layers(pt, texts, keys)
-        thr, k = float(p.threshold), int(p.candidates)
-        allfeat = all_feature_table(layers, thr, k)
-        auroc = tb.with_links(auroc_table(layers, thr, k), ids)
-        o = smk.output
-        _write(allfeat, o.all_features, o.all_features_csv)
-        _write(allfeat.filter(pl.col("missed")), o.missed, o.missed_csv)
-        _write(auroc, o.auroc, o.auroc_csv)
-        ch.save_chart(ch.topk_chart(allfeat), o.topk_html, o.topk_png)
-        ch.save_chart(ch.auroc_chart(auroc), o.auroc_html, o.auroc_png)
-        lg.info("top-%d misses a better feature in %d of %d cells", k,
-                int(allfeat["missed"].sum()), allfeat.height)
+    p = smk.params
+    pt, ids, keys, texts = _load(smk)
+    layers = _layers(pt, texts, keys)
+    thr, k = float(p.threshold), int(p.candidates)
+    allfeat = all_feature_table(layers, thr, k)
+    auroc = tb.with_links(auroc_table(layers, thr, k), ids)
+    o = smk.output
+    _write(allfeat, o.all_features, o.all_features_csv)
+    _write(allfeat.filter(pl.col("missed")), o.missed, o.missed_csv)
+    _write(auroc, o.auroc, o.auroc_csv)
+    ch.save_chart(ch.topk_chart(allfeat), o.topk_html, o.topk_png)
+    ch.save_chart(ch.auroc_chart(auroc), o.auroc_html, o.auroc_png)
+    log.info("top-%d misses a better feature in %d of %d cells", k,
+            int(allfeat["missed"].sum()), allfeat.height)
 
 
 def bootstrap(smk: Any) -> None:
     from ..analysis.bootstrap import bootstrap_table, stability_columns
     from . import charts as ch
 
-    with logged(smk, "methodology bootstrap") as lg:
-        p = smk.params
-        pt, ids, keys, texts = _load(smk)
-        thr, k = float(p.threshold), int(p.candidates)
-        boot = bootstrap_table(_layers(pt, texts, keys), thr, k, int(p.resamples), int(p.seed),
-                               float(p.ci))
-        # the point estimate must be the analysis' specialists table (same definition)
-        spec = tb.specialists(tb.candidates(pt, texts, thr, k), texts,
-                              pl.DataFrame({"sae": [s for s, _ in keys],
-                                            "layer": [layer for _, layer in keys]},
-                                           schema={"sae": pl.String, "layer": pl.Int64}))
-        check = spec.select("sae", "layer", "category", pl.col("feature").cast(pl.Int64),
-                            "score").sort("sae", "layer", "category")
-        mine = boot.select("sae", "layer", "category", "feature", "score").sort(
-            "sae", "layer", "category")
-        if not check.equals(mine):
-            raise RuntimeError("bootstrap point estimate differs from analysis.tables.specialists")
-        o = smk.output
-        _write(tb.with_links(boot, ids), o.table, o.table_csv)
-        _write(stability_columns(boot), o.stability, o.stability_csv)
-        for html, png in zip(o.charts_html, o.charts_png, strict=True):
-            sae = SAE_IN_NAME.search(Path(html).name).group(1)
-            ch.save_chart(ch.stability_chart(boot, sae), html, png)
-        rep = boot.filter(pl.col("has_specialist"))
-        if rep.height:
-            lg.info("%d specialists, median stability %.3f, min %.3f", rep.height,
-                    rep["stability"].median(), rep["stability"].min())
+    p = smk.params
+    pt, ids, keys, texts = _load(smk)
+    thr, k = float(p.threshold), int(p.candidates)
+    boot = bootstrap_table(_layers(pt, texts, keys), thr, k, int(p.resamples), int(p.seed),
+                           float(p.ci))
+    # the point estimate must be the analysis' specialists table (same definition)
+    spec = tb.specialists(tb.candidates(pt, texts, thr, k), texts,
+                          pl.DataFrame({"sae": [s for s, _ in keys],
+                                        "layer": [layer for _, layer in keys]},
+                                       schema={"sae": pl.String, "layer": pl.Int64}))
+    check = spec.select("sae", "layer", "category", pl.col("feature").cast(pl.Int64),
+                        "score").sort("sae", "layer", "category")
+    mine = boot.select("sae", "layer", "category", "feature", "score").sort(
+        "sae", "layer", "category")
+    if not check.equals(mine):
+        raise RuntimeError("bootstrap point estimate differs from analysis.tables.specialists")
+    o = smk.output
+    _write(tb.with_links(boot, ids), o.table, o.table_csv)
+    _write(stability_columns(boot), o.stability, o.stability_csv)
+    for sae, html, png in zip(p.families, o.charts_html, o.charts_png, strict=True):
+        ch.save_chart(ch.stability_chart(boot, sae), html, png)
+    rep = boot.filter(pl.col("has_specialist"))
+    if rep.height:
+        log.info("%d specialists, median stability %.3f, min %.3f", rep.height,
+                rep["stability"].median(), rep["stability"].min())
 
 
 def report(smk: Any) -> None:
     from .report import build_report
 
-    with logged(smk, "methodology summary"):
-        i, p = smk.input, smk.params
-        ablation = pl.read_parquet(i.ablation) if getattr(i, "ablation", None) else None
-        settings = dict(threshold=float(p.threshold), candidates=int(p.candidates),
-                        aggregation=str(p.aggregation), include_bos=bool(p.include_bos),
-                        bootstrap_resamples=int(p.resamples), seed=int(p.seed), ci=float(p.ci))
-        text = build_report(
-            ablation=ablation, sweep=pl.read_parquet(i.sweep), auroc=pl.read_parquet(i.auroc),
-            allfeat=pl.read_parquet(i.all_features), boot=pl.read_parquet(i.bootstrap),
-            settings=settings)
-        write_text(text, smk.output[0])
-
-
-
+    i, p = smk.input, smk.params
+    ablation = pl.read_parquet(i.ablation) if getattr(i, "ablation", None) else None
+    settings = dict(threshold=float(p.threshold), candidates=int(p.candidates),
+                    aggregation=str(p.aggregation), include_bos=bool(p.include_bos),
+                    bootstrap_resamples=int(p.resamples), seed=int(p.seed), ci=float(p.ci))
+    text = build_report(
+        ablation=ablation, sweep=pl.read_parquet(i.sweep), auroc=pl.read_parquet(i.auroc),
+        allfeat=pl.read_parquet(i.all_features), boot=pl.read_parquet(i.bootstrap),
+        settings=settings)
+    write_text(text, smk.output[0])

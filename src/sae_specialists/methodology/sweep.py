@@ -87,3 +87,8 @@ def threshold_sweep(layers: Iterable[LayerData], thresholds: Sequence[float], ca
             "peak", "has_specialist", "specialists_found", "n_categories",
         )
     )
+
+
+def sweep_thresholds(grid: Sequence[float], analysis_threshold: float) -> list[float]:
+    """The sweep grid, sorted and de-duplicated, always including the analysis threshold."""
+    return sorted({float(t) for t in grid} | {float(analysis_threshold)})

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ..extraction.loading import ModelAndSAEs
+
 log = logging.getLogger(__name__)
 
 VARIANTS = [  # (padding, include_bos, aggregation) of the aggregate-then-encode variants
@@ -328,21 +330,11 @@ def _encoder(s, device) -> Callable[[np.ndarray], np.ndarray]:
     return encode
 
 
-def run_variants_job(settings, token_paths: Sequence[str]) -> tuple[pl.DataFrame, ...]:
+def run_variants_job(job: ModelAndSAEs, token_paths: Sequence[str], batch_size: int
+                     ) -> tuple[pl.DataFrame, ...]:
     """Rule methodology_variants: load the model and every SAE once, run one category."""
-    from ..extraction.engine import check_layers_exist
-    from ..extraction.models import load_model, resolve_device
-    from ..extraction.saes import load_sae
-
-    device = resolve_device(settings.device)
-    model = load_model(settings.model, device=device, dtype=settings.dtype)
-    check_layers_exist(model, settings.layers)
-    saes = [
-        load_sae(name, layer, family.source(layer), device=device, dtype=settings.dtype)
-        for name, family in sorted(settings.saes.items())
-        for layer in settings.layers
-    ]
+    model, saes, _ = job.load()
     toks = read_category_tokens(token_paths)
     log.info("%s: %d texts, padded to %d positions (pad token id %d), %d SAEs", toks.category,
              len(toks.text_ids), toks.padded_length, pad_token_id(model.tokenizer), len(saes))
-    return run_category(model, saes, toks, settings.extraction.get("batch_size", 8))
+    return run_category(model, saes, toks, batch_size)

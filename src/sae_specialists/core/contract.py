@@ -1,0 +1,33 @@
+"""The data contract (docs/data-contract.md): the Arrow schemas of the token and activation
+shards the extraction stage writes and every later stage reads.
+
+- tokens shard: one row per stored position (BOS included and flagged, padding never);
+- activation shard: one row per (token, feature) with activation > 0, with the JSON metadata
+  (model, family, layer, d_sae, neuronpedia_id, ...) under the key ``sae_specialists``.
+
+Imports pyarrow: only jobs that read or write shards import this module.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TOKENS_SCHEMA = pa.schema(
+    [
+        ("text_id", pa.string()),
+        ("category", pa.string()),
+        ("token_pos", pa.int32()),
+        ("token_id", pa.int32()),
+        ("token", pa.string()),
+        ("bos", pa.bool_()),
+    ]
+)
+
+ACTIVATIONS_SCHEMA = pa.schema(
+    [
+        ("text_id", pa.string()),
+        ("token_pos", pa.int32()),
+        ("feature", pa.int32()),
+        ("activation", pa.float32()),
+    ]
+)
