@@ -393,9 +393,9 @@ def test_cells_with_baselines_and_verdicts():
     labels = data.cat_index[permutations(data.n_texts, 100, seed=0)]
     _, _, rows = validate_layer(data, labels, threshold=5.0, candidates=5, n_folds=5, seed=0,
                                 draws=20)
-    from sae_specialists.validation.cells import cells_frame
+    from sae_specialists.validation.cells import CELL_SCHEMA, frame
 
-    cells = cells_frame(rows)
+    cells = frame(rows, CELL_SCHEMA)
     base = pl.DataFrame(
         [{"sae": "res", "layer": 3, "category": c, "fold": f, "method": m, "k": k,
           "auroc": 0.99, "balanced_accuracy": 0.9}

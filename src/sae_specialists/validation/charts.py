@@ -1,0 +1,108 @@
+"""Altair charts of the validation tables (saved with ``analysis.charts.save_chart``: HTML with
+Vega inlined + PNG).
+
+- ``heldout_chart``: per category, held-out AUROC by layer of the specialist against the
+  baselines (difference of means, dense probe, k-sparse probes) and the random-feature floor;
+- ``null_chart``: per (category, layer), the shuffled-label null of the best score (bars: how
+  many permutations reach each score) with the real specialist's score marked.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from .verdict import baseline_label
+
+SPECIALIST = "specialist (held out)"
+FLOOR = "random feature (floor)"
+
+
+def _layer_axis() -> alt.X:
+    return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
+
+
+def baseline_columns(cells: pl.DataFrame) -> list[str]:
+    """Baseline methods with an ``<method>_auroc`` column: diffmean, dense_probe, ksparse_<k>
+    (k ascending)."""
+    names = [c.removesuffix("_auroc") for c in cells.columns
+             if c.endswith("_auroc") and (c.startswith("ksparse_") or c in
+                                          ("diffmean_auroc", "dense_probe_auroc"))]
+
+    def key(name: str):
+        if name.startswith("ksparse_"):
+            return (2, int(name.removeprefix("ksparse_")))
+        return (0 if name == "diffmean" else 1, 0)
+
+    return sorted(names, key=key)
+
+
+def heldout_long(cells: pl.DataFrame) -> pl.DataFrame:
+    """(sae, layer, category, series, auroc, verdict) rows: the specialist, the floor and each
+    baseline."""
+    keys = ["sae", "layer", "category", "verdict"]
+    parts = [
+        cells.select(*keys, pl.lit(SPECIALIST).alias("series"),
+                     pl.col("heldout_auroc").alias("auroc")),
+        cells.select(*keys, pl.lit(FLOOR).alias("series"), pl.col("floor_auroc").alias("auroc")),
+    ]
+    for name in baseline_columns(cells):
+        parts.append(cells.select(*keys, pl.lit(baseline_label(name)).alias("series"),
+                                  pl.col(f"{name}_auroc").alias("auroc")))
+    return pl.concat(parts, how="vertical").filter(pl.col("auroc").is_not_null())
+
+
+def series_order(cells: pl.DataFrame) -> list[str]:
+    return [SPECIALIST, *(baseline_label(n) for n in baseline_columns(cells)), FLOOR]
+
+
+def heldout_chart(cells: pl.DataFrame, sae: str) -> alt.TopLevelMixin:
+    """Held-out AUROC by layer, one panel per category, one line per method (SAE ``sae``)."""
+    data = heldout_long(cells.filter(pl.col("sae") == sae)).sort("category", "series", "layer")
+    order = series_order(cells)
+    base = alt.Chart(data).encode(
+        x=_layer_axis(),
+        y=alt.Y("auroc:Q", title="held-out AUROC", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("series:N", title="method", sort=order),
+        strokeDash=alt.condition(alt.datum.series == FLOOR, alt.value([4, 3]), alt.value([1, 0])),
+        tooltip=["category", "layer", "series", alt.Tooltip("auroc:Q", format=".3f"), "verdict"],
+    )
+    chance = alt.Chart().mark_rule(color="#999", strokeDash=[2, 2]).encode(y=alt.datum(0.5))
+    layered = alt.layer(base.mark_line(), base.mark_point(filled=True, size=45), chance,
+                        data=data).properties(width=180, height=150)
+    return layered.facet(facet=alt.Facet("category:N", title=None), columns=4).properties(
+        title=f"Held-out AUROC by layer: specialist vs baselines — {sae}"
+    )
+
+
+def null_chart(null: pl.DataFrame, cells: pl.DataFrame, sae: str) -> alt.TopLevelMixin:
+    """Shuffled-label null of the best score per (category, layer), real score marked."""
+    counts = (
+        null.filter(pl.col("sae") == sae)
+        .group_by("layer", "category", "score")
+        .agg(pl.len().cast(pl.Int64).alias("permutations"))
+        .with_columns(pl.lit("null").alias("kind"))
+    )
+    real = cells.filter(pl.col("sae") == sae).select(
+        "layer", "category", pl.col("score").fill_null(0).alias("score"),
+        pl.lit(None, dtype=pl.Int64).alias("permutations"), pl.lit("real").alias("kind"),
+        "p_value", "verdict",
+    )
+    data = pl.concat([counts, real], how="diagonal_relaxed").sort("category", "layer", "kind",
+                                                                   "score")
+    base = alt.Chart().encode(
+        x=alt.X("score:Q", title="best score n_in − n_out (bars: shuffled labels; red: real)"))
+    bars = base.mark_bar(color="#9ab").encode(
+        y=alt.Y("permutations:Q", title="permutations"),
+        tooltip=["category", "layer", "score", "permutations"],
+    ).transform_filter(alt.datum.kind == "null")
+    rule = base.mark_rule(color="#c00", strokeWidth=2).encode(
+        tooltip=["category", "layer", alt.Tooltip("score:Q", title="real score"),
+                 alt.Tooltip("p_value:Q", format=".4f"), "verdict"],
+    ).transform_filter(alt.datum.kind == "real")
+    return (
+        alt.layer(bars, rule, data=data)
+        .properties(width=130, height=80)
+        .facet(row=alt.Row("category:N", title=None), column=alt.Column("layer:O"))
+        .properties(title=f"Shuffled-label null of the best score — {sae}")
+    )
