@@ -103,9 +103,10 @@ def load_texts_for(work, category, config):
 
 
 def test_chunked_shards_equal_a_one_shot_extraction(chunked_run, demo_assets):
-    from sae_specialists.extraction.engine import extract, tokenize_texts
+    from sae_specialists.extraction.engine import extract
     from sae_specialists.extraction.models import load_local_model
     from sae_specialists.extraction.saes import load_sae
+    from sae_specialists.extraction.tokenize import tokenize_texts
 
     work, config, _ = chunked_run
     results = work / "results"
@@ -194,18 +195,18 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
     assert pl.read_parquet(tokens_out)["text_id"].n_unique() == N_TEXTS["social"]
 
     # a corrupt line after the first window: no output is replaced, no temporary file is left
-    import sae_specialists.extraction.engine as engine
+    import sae_specialists.extraction.tokenize as tokenize
 
     before = {Path(p): Path(p).read_bytes() for p in [tokens_out, *layers.values()]}
     with open(work / "texts/social.jsonl", "a", encoding="utf-8") as handle:
         handle.write("{not json\n")
-    old = engine.TOKENIZE_TEXTS
-    engine.TOKENIZE_TEXTS = 1
+    old = tokenize.TOKENIZE_TEXTS
+    tokenize.TOKENIZE_TEXTS = 1
     try:
         with pytest.raises(TextsError, match="line 4"):
             extract_category(job, options, "social", str(work / "texts/social.jsonl"), tokens_out,
                              layers, chunk=0, n_chunks=1, window_tokens=8)
     finally:
-        engine.TOKENIZE_TEXTS = old
+        tokenize.TOKENIZE_TEXTS = old
     assert {p: p.read_bytes() for p in before} == before
     assert not list(results.rglob("*.tmp"))

@@ -10,18 +10,13 @@ import torch
 from conftest import resource_texts
 
 import sae_specialists.extraction.engine as engine
-from sae_specialists.extraction.engine import (
-    _Encoder,
-    capture_hooks,
-    extract,
-    fast_modules,
-    stop_layer,
-    tokenize_texts,
-    tokenized_windows,
-)
+from sae_specialists.extraction.encode import Encoder
+from sae_specialists.extraction.engine import extract
+from sae_specialists.extraction.hooks import capture_hooks, fast_modules, stop_layer
 from sae_specialists.extraction.models import load_local_model
 from sae_specialists.extraction.saes import LoadedSAE
 from sae_specialists.extraction.texts import Text
+from sae_specialists.extraction.tokenize import tokenize_texts, tokenized_windows
 
 
 def make_sae(kind: str, d_in: int = 64, d_sae: int = 96, hook: str = "blocks.1.hook_resid_pre",
@@ -61,7 +56,7 @@ def make_sae(kind: str, d_in: int = 64, d_sae: int = 96, hook: str = "blocks.1.h
 def test_sparse_encoder_equals_sae_encode(kind):
     s = make_sae(kind)
     x = torch.randn(300, 64) * 2
-    enc = _Encoder(s, {})
+    enc = Encoder(s, {})
     assert enc.fast == (kind != "topk")  # TopK takes sae.encode
     with torch.inference_mode():
         rows, feats, values = enc(x)
@@ -95,7 +90,7 @@ def test_fast_modules_compute_the_same_and_are_restored(model):
         with fast_modules(model, captured):
             patched = [n for n, m in model.named_modules() if "forward" in vars(m)]
             swapped = [n for n, m in model.named_modules()
-                       if getattr(m, "act_fn", None) is engine._gelu_tanh]
+                       if getattr(m, "act_fn", None) is hooks._gelu_tanh]
             _, got = model.run_with_cache(tokens, attention_mask=mask, names_filter=captured,
                                           stop_at_layer=3)
     assert any(n.endswith("attn") for n in patched) and any("ln" in n for n in patched)
@@ -103,7 +98,7 @@ def test_fast_modules_compute_the_same_and_are_restored(model):
     for hook, cap in capture_hooks(model, hooks).items():
         torch.testing.assert_close(got[cap][real], ref[hook][real], atol=1e-5, rtol=1e-5)
     assert not [n for n, m in model.named_modules() if "forward" in vars(m)]
-    assert not any(getattr(m, "act_fn", None) is engine._gelu_tanh for m in model.modules())
+    assert not any(getattr(m, "act_fn", None) is hooks._gelu_tanh for m in model.modules())
 
 
 def test_a_module_whose_hook_is_read_keeps_its_code(model, demo_assets):

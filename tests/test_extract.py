@@ -7,10 +7,12 @@ import polars as pl
 import pytest
 from conftest import resource_texts
 
-from sae_specialists.extraction.engine import extract, stop_layer, tokenize_texts
+from sae_specialists.extraction.engine import extract
+from sae_specialists.extraction.hooks import stop_layer
 from sae_specialists.extraction.models import load_local_model
 from sae_specialists.extraction.saes import load_sae
 from sae_specialists.extraction.texts import Text
+from sae_specialists.extraction.tokenize import tokenize_texts
 
 
 @pytest.fixture(scope="module")

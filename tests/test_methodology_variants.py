@@ -302,8 +302,8 @@ def demo_model(demo_assets):
 def test_run_category_equals_a_naive_padded_notebook(demo_model):
     import torch
 
-    from sae_specialists.extraction.engine import tokenize_texts
     from sae_specialists.extraction.texts import Text
+    from sae_specialists.extraction.tokenize import tokenize_texts
 
     model, saes = demo_model
     raw = ["def f(self): return None", "hey lol",

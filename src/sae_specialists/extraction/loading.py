@@ -34,7 +34,7 @@ class ModelAndSAEs:
     def load(self):
         """(model, [LoadedSAE] in ``saes`` order, device): the model once, then every SAE;
         fails with a clear message when a configured layer does not exist."""
-        from .engine import check_layers_exist
+        from .hooks import check_layers_exist
         from .models import load_model, resolve_device
         from .saes import load_sae
 

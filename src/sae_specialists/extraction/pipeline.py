@@ -64,13 +64,12 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
     from .corpus import CorpusOptions, chunk_bounds, iter_texts
     from .engine import (
         ACTIVATIONS_DICT_SCHEMA,
-        WINDOW_TOKENS,
         Extractor,
         release_free_memory,
         shard_metadata,
-        tokenized_windows,
         tune_allocator,
     )
+    from .tokenize import WINDOW_TOKENS, tokenized_windows
 
     tune_allocator()
     chunk_size = options.chunk_size

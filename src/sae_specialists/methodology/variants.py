@@ -254,7 +254,7 @@ def run_category(model, saes, toks: CategoryTokens, batch_size: int = 8
     """The naive padded forward pass of one category -> (resid, pad, texts) tables."""
     import torch
 
-    from ..extraction.engine import capture_hooks, stop_layer
+    from ..extraction.hooks import capture_hooks, stop_layer
 
     tok = model.tokenizer
     pad_id = pad_token_id(tok)
