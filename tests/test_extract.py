@@ -71,7 +71,8 @@ def test_bos_flagged_and_no_padding_stored(model, texts, extracted):
 
 def test_batch_size_does_not_change_shards(model, saes, texts, extracted):
     """Batch size 1 vs 8: same rows (text, position, feature); values equal to float32 BLAS
-    rounding (kernels block differently for different batch shapes, README 'Determinism')."""
+    rounding (kernels block differently for different batch shapes; docs/data-contract.md,
+    'Determinism')."""
     tokens1, tables1 = extract(model, saes, tokenize_texts(model, texts), batch_size=1)
     assert tokens1.equals(extracted[0])
     for key, table in extracted[1].items():

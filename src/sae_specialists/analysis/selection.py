@@ -1,6 +1,6 @@
 """Vectorised specialist selection: the analysis definition applied to many weightings at once.
 
-The definition (README "Analyses", ``analysis.tables``), per SAE family, layer and category c:
+The definition (docs/analyses.md, ``analysis.tables``), per SAE family, layer and category c:
 candidates are the k features with the highest in-category peak (max per-text value over the
 category's texts; only features active in the category; ties: lower feature id); a feature's
 score is n_in - n_out, the numbers of texts inside / outside c with per-text value > threshold;

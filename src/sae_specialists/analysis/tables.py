@@ -5,7 +5,7 @@ All functions take ``pt``: the per-text rows of every SAE family and layer stack
 text list: text_id, category, text_order, ...). A (text, feature) pair absent from ``pt`` has
 per-text value 0.
 
-Definitions (README, "Analyses"), for each SAE family and layer:
+Definitions (docs/analyses.md), for each SAE family and layer:
 - Strongest features: ranked by peak = maximum per-text value over all texts.
 - Most frequent features: ranked by n_texts = number of texts with per-text value > 0;
   coverage = n_texts / number of texts.
