@@ -9,7 +9,8 @@ import sys
 
 import polars as pl
 
-from sae_specialists.analysis import neuronpedia, tokenview
+from sae_specialists.analysis import neuronpedia
+from sae_specialists.core.html import token_html
 from sae_specialists.report import doc
 
 MODULES = [
@@ -107,12 +108,13 @@ def test_neuronpedia_links():
 
 
 def test_render_token_escapes_and_shows_whitespace():
-    assert tokenview.render_token("<b>&") == "&lt;b&gt;&amp;"
-    assert tokenview.render_token("\n") == '<span class="ws">↵</span>\n'
-    assert tokenview.render_token("  ") == '<span class="ws">·</span>' * 2
-    assert tokenview.render_token("\t") == '<span class="ws">⇥</span>\t'
-    assert tokenview.render_token(" x") == " x"
-    assert "∅" in tokenview.render_token("")
+    # one token renderer for token views and dashboards (core.html), one space glyph: ␣
+    assert token_html("<b>&") == "&lt;b&gt;&amp;"
+    assert token_html("\n") == '<span class="ws">↵</span>\n'
+    assert token_html("  ") == '<span class="ws">␣</span>' * 2
+    assert token_html("\t") == '<span class="ws">⇥</span>\t'
+    assert token_html(" x") == " x"
+    assert "∅" in token_html("")
 
 
 def test_doc_escaping():

@@ -338,7 +338,8 @@ def test_pages_render_offline(run, browser, planted):
 
 
 def test_histogram_svg_and_readable_tokens():
-    from sae_specialists.core.tokens import readable_token, token_html
+    from sae_specialists.core.html import token_html
+    from sae_specialists.core.tokens import readable_token
     from sae_specialists.dashboards.data import histogram
 
     counts, edges = histogram(np.array([1.0, 1.0, 2.0, 4.0]), 4)

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from ..core.html import TOKEN_JS, page, token_html
 from ..core.io import write_text
 from .neuronpedia import feature_url
 from .pertext import scan_activations
@@ -23,10 +24,6 @@ from .pertext import scan_activations
 N_SAMPLES = 2
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:70em;
- padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-nav a{margin-right:.8em}
 .own{background:#fff6e0;border-left:4px solid #f08c00;padding:.2em .6em}
 .badge{display:inline-block;font-size:.75em;background:#f08c00;color:#fff;border-radius:3px;
  padding:0 .4em;margin-left:.4em;vertical-align:middle}
@@ -36,62 +33,9 @@ nav a{margin-right:.8em}
 .text{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em;
  white-space:pre-wrap;word-break:break-word;border:1px solid #ddd;border-radius:4px;
  padding:.5em;background:#fff}
-.tok{border-right:1px solid rgba(0,0,0,.08);cursor:default}
-.tok:hover,.tok.sel{outline:2px solid #1c7ed6}
-.ws{color:#aaa}
 .bos{color:#999;font-style:italic}
-.legend{display:inline-block;width:12em;height:.9em;vertical-align:middle;border:1px solid #ccc;
- background:linear-gradient(to right,rgba(240,140,0,0),rgba(240,140,0,1))}
-#info{position:sticky;top:0;background:#f8f9fa;border:1px solid #ddd;border-radius:4px;
- padding:.3em .6em;font-family:ui-monospace,monospace;font-size:.9em;min-height:1.4em;z-index:1}
 table.stats td{padding:0 .8em 0 0}
 """
-
-JS = """
-(function(){
-  var info=document.getElementById('info');
-  function show(el){
-    info.textContent='token '+el.getAttribute('data-tok')+'  ·  position '+
-      el.getAttribute('data-pos')+'  ·  activation '+el.getAttribute('data-act');
-  }
-  document.querySelectorAll('.tok').forEach(function(el){
-    el.addEventListener('mouseenter',function(){show(el);});
-    el.addEventListener('click',function(){
-      document.querySelectorAll('.tok.sel').forEach(function(s){s.classList.remove('sel');});
-      el.classList.add('sel');show(el);
-    });
-  });
-})();
-"""
-
-
-def render_token(token: str) -> str:
-    """HTML for a token's text: escaped, with newlines, tabs and whitespace-only tokens visible."""
-    if token == "":
-        return '<span class="ws">∅</span>'
-    if token.strip() == "":
-        out = []
-        for ch in token:
-            if ch == "\n":
-                out.append('<span class="ws">↵</span>\n')
-            elif ch == "\t":
-                out.append('<span class="ws">⇥</span>\t')
-            elif ch == "\r":
-                out.append('<span class="ws">␍</span>')
-            else:
-                out.append('<span class="ws">·</span>')
-        return "".join(out)
-    out = []
-    for ch in token:
-        if ch == "\n":
-            out.append('<span class="ws">↵</span>\n')
-        elif ch == "\t":
-            out.append('<span class="ws">⇥</span>\t')
-        elif ch == "\r":
-            out.append('<span class="ws">␍</span>')
-        else:
-            out.append(html.escape(ch))
-    return "".join(out)
 
 
 def _alpha(act: float, scale: float) -> float:
@@ -145,10 +89,6 @@ def render_page(
     else:
         title = f"SAE {sae} · layer {layer} · specialist of {category}: feature #{feature}"
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
         f'<nav><a href="{esc(index_href)}">← index</a> categories at this layer: '
         + " ".join(
             f'<a href="{esc(category_hrefs[c], quote=True)}">{esc(c)}</a>'
@@ -162,9 +102,9 @@ def render_page(
         parts.append(f"<h1>{esc(title)}</h1>")
         parts.append(
             '<p class="warn">No feature is active on any text of this category at this layer, '
-            "so there is no specialist candidate.</p></body></html>"
+            "so there is no specialist candidate.</p>"
         )
-        return "\n".join(parts)
+        return page(title, parts, CSS)
     feat_html = f'<a href="{esc(url, quote=True)}">#{feature}</a>' if url else f"#{feature}"
     parts.append(
         f"<h1>SAE {esc(sae)} · layer {layer} · specialist of "
@@ -189,7 +129,7 @@ def render_page(
         "position at this layer). Hover or click a token for its value. "
         "BOS "
         + ("is counted" if include_bos else "is not counted and is shown in grey")
-        + ". ↵ newline, ⇥ tab, · space.</p>"
+        + ". ↵ newline, ⇥ tab, ␣ space.</p>"
     )
     parts.append('<div id="info">hover a token</div>')
     acts_map = {(t, p): a for t, p, a in acts.select("text_id", "token_pos", "activation").rows()}
@@ -235,7 +175,7 @@ def render_page(
                     continue
                 shade = _alpha(act, scale)
                 style = f' style="background:rgba(240,140,0,{shade})"' if shade > 0 else ""
-                label = "⟨BOS⟩" if bos else render_token(tok)
+                label = "⟨BOS⟩" if bos else token_html(tok)
                 spans.append(
                     f'<span class="tok" data-pos="{pos}" data-act="{act:.4f}" '
                     f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}"{style}>'
@@ -243,8 +183,7 @@ def render_page(
                 )
             parts.append(head + "".join(spans) + "</div></div>")
         parts.append("</section>")
-    parts.append(f"<script>{JS}</script></body></html>")
-    return "\n".join(parts)
+    return page(title, parts, CSS, TOKEN_JS)
 
 
 def build_token_views(

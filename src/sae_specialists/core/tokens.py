@@ -3,7 +3,7 @@ visible, undecodable bytes shown as escapes)."""
 
 from __future__ import annotations
 
-import html
+from .html import EMPTY_TOKEN, WHITESPACE
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -22,36 +22,13 @@ def bytes_to_unicode() -> dict[int, str]:
 
 UNICODE_TO_BYTE = {v: k for k, v in bytes_to_unicode().items()}
 
-VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
-
-
 def readable_token(token: str) -> str:
     """A token as plain text with every space, newline, tab and CR made visible (␣ ↵ ⇥ ␍);
     the empty token is ∅. Other characters are kept (the replacement character of an
     incomplete UTF-8 sequence included)."""
     if token == "":
-        return "∅"
-    return "".join(VISIBLE.get(ch, ch) for ch in token)
-
-
-def token_html(token: str, breaks: bool = True) -> str:
-    """HTML for a token inside running text: escaped; spaces stay spaces (so text reads
-    naturally) except in whitespace-only tokens, which show ␣; newlines, tabs and CR always show
-    a grey marker (with ``breaks``, a newline also breaks the line)."""
-    if token == "":
-        return '<span class="ws">∅</span>'
-    only_ws = token.strip() == ""
-    out = []
-    for ch in token:
-        if ch == "\n":
-            out.append('<span class="ws">↵</span>' + ("\n" if breaks else ""))
-        elif ch in ("\t", "\r"):
-            out.append(f'<span class="ws">{VISIBLE[ch]}</span>')
-        elif ch == " " and only_ws:
-            out.append('<span class="ws">␣</span>')
-        else:
-            out.append(html.escape(ch))
-    return "".join(out)
+        return EMPTY_TOKEN
+    return "".join(WHITESPACE.get(ch, ch) for ch in token)
 
 
 def byte_level_token(raw: str, byte_decoder: dict[str, int] | None) -> str | None:

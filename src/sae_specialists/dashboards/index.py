@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from ..core.html import page
 from .render import CSS, fmt, pct, role_badges
 
 esc = html.escape
@@ -90,12 +91,9 @@ def build_index(features: pl.DataFrame, settings: dict | None = None) -> str:
             f'<td class="num">{fmt(r["max_activation"])}</td><td>{tok_html}</td></tr>'
         )
     corpus = settings.get("corpus")
-    return "\n".join(
+    return page(
+        "Feature dashboards",
         [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>Feature dashboards</title><style>{CSS}{INDEX_CSS}</style></head><body>",
             '<nav><a href="../index.html">← results</a></nav>',
             "<h1>Feature dashboards</h1>",
             "<p>Every specialist (a category's best candidate with score &gt; 0) and the "
@@ -125,10 +123,10 @@ def build_index(features: pl.DataFrame, settings: dict | None = None) -> str:
             "<th>max activation</th><th>top logit</th></tr></thead><tbody>",
             *rows,
             "</tbody></table>",
-            f"<script>{JS}</script>",
             f'<script type="application/json" id="dashboards-data">{_json_rows(feats)}</script>',
-            "</body></html>",
-        ]
+        ],
+        CSS + INDEX_CSS,
+        JS,
     )
 
 

@@ -11,17 +11,13 @@ from typing import Any
 
 import polars as pl
 
-from ..analysis.tokenview import JS as TOKEN_JS
-from ..core.tokens import token_html
+from ..core.html import TOKEN_JS, page, token_html
 
 ORANGE = "240,140,0"
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em auto;max-width:76em;
- padding:0 1em;color:#222;line-height:1.4}
 h1{font-size:1.45em;margin:.3em 0}h2{font-size:1.12em;margin:1.4em 0 .4em;
  border-bottom:1px solid #ddd}h3{font-size:1em;margin:1em 0 .3em}
-nav a{margin-right:.9em}
 .meta td,.meta th{padding:.1em .9em .1em 0;text-align:left;vertical-align:top}
 .meta th{color:#555;font-weight:normal}
 .badge{display:inline-block;font-size:.8em;border-radius:3px;padding:0 .45em;margin-right:.3em;
@@ -43,20 +39,13 @@ code.tokv{background:#f1f3f5;padding:0 .25em;border-radius:3px;white-space:pre}
 .ex .win{white-space:pre-wrap;word-break:break-word}
 .tok{border-right:1px solid rgba(0,0,0,.07);cursor:default}
 .tok.max{outline:2px solid #e8590c;outline-offset:-1px;font-weight:700}
-.tok:hover,.tok.sel{outline:2px solid #1c7ed6}
 .tok.nc{color:#999;font-style:italic}
-.ws{color:#aaa}
 .src-corpus{color:#7048e8}
-#info{position:sticky;top:0;background:#f8f9fa;border:1px solid #ddd;border-radius:4px;
- padding:.3em .6em;font-family:ui-monospace,monospace;font-size:.88em;min-height:1.4em;z-index:1}
-.legend{display:inline-block;width:10em;height:.85em;vertical-align:middle;border:1px solid #ccc;
- background:linear-gradient(to right,rgba(240,140,0,0),rgba(240,140,0,1))}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#555}
 svg rect.hbar{fill:rgb(240,140,0)}svg rect.hbar:hover{fill:#e8590c}
 .note{color:#666;font-size:.88em}
 """
 
-JS = TOKEN_JS  # same hover/click behaviour as the token views
 
 
 esc = html.escape
@@ -256,10 +245,6 @@ def feature_page(
     for cat, href in (links.get("token_view") or {}).items():
         nav.append(f'<a href="{esc(href, quote=True)}">token view: {esc(cat)} specialist</a>')
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
         f"<nav>{''.join(nav)}</nav>",
         f'<h1 id="title">{esc(title)}</h1>',
         f"<p>{role_badges(row)}</p>",
@@ -330,8 +315,7 @@ def feature_page(
                 label = f"<strong>{ex['activation']:.4g}</strong> · {esc(ex['category'])}"
                 parts.append(example_html(ex, scale, label))
             parts.append("</div>")
-    parts.append(f"<script>{JS}</script></body></html>")
-    return "\n".join(parts)
+    return page(title, parts, CSS, TOKEN_JS)
 
 
 def layer_page(features: pl.DataFrame, family: str, layer: int, index_href: str) -> str:
@@ -344,16 +328,15 @@ def layer_page(features: pl.DataFrame, family: str, layer: int, index_href: str)
             f'<td class="num">{fmt(r["max_activation"])}</td></tr>'
         )
     title = f"Feature dashboards · SAE {family} · layer {layer}"
-    return "\n".join(
+    return page(
+        title,
         [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
             f'<nav><a href="{esc(index_href, quote=True)}">← all dashboards</a></nav>',
             f"<h1>{esc(title)}</h1>",
             '<table class="data"><thead><tr><th>feature</th><th>roles</th><th>density</th>'
             "<th>max activation</th></tr></thead><tbody>",
             *rows,
-            "</tbody></table></body></html>",
-        ]
+            "</tbody></table>",
+        ],
+        CSS,
     )

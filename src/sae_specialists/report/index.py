@@ -21,8 +21,6 @@ TABLE_DESCRIPTIONS = {
 }
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:72em;
- padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.5em 0 1em}
 td,th{border:1px solid #ddd;padding:.2em .6em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}
@@ -55,10 +53,6 @@ def build_index(
         return esc(Path(os.path.relpath(p, base)).as_posix(), quote=True)
 
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>sae-specialists results</title><style>{CSS}</style></head><body>",
         "<h1>sae-specialists results</h1>",
         '<p>Contents: <a href="#summary">summary</a> · <a href="#charts">charts</a> · '
         '<a href="#tables">tables</a> · <a href="#token-views">token views</a> · '
@@ -131,5 +125,5 @@ def build_index(
         f'<li><a href="{rel(p)}">{esc(Path(os.path.relpath(p, base)).as_posix())}</a></li>'
         for p in per_text
     ]
-    parts.append("</ul></section></body></html>")
-    return "\n".join(parts)
+    parts.append("</ul></section>")
+    return page("sae-specialists results", parts, CSS)
