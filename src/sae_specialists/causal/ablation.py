@@ -145,6 +145,13 @@ class FeatureSite:
         self.dtype = sae.W_dec.dtype
         self._torch = torch
 
+    def fused(self):
+        """The extraction's fused torch ops for TransformerLens's unfused modules (same
+        functions, float rounding apart; the module whose hook is edited keeps its own)."""
+        from ..extraction.engine import fast_modules
+
+        return fast_modules(self.model, [self.hook])
+
     # activations ---------------------------------------------------------------------------
     def clean_activation(self, batch: Batch):
         """The activation at the hook, [B, S, ...] (one forward up to the hook)."""
@@ -187,11 +194,10 @@ class FeatureSite:
         return self.sae.W_dec.detach()[index].float()
 
     # forward from the hook -----------------------------------------------------------------
-    def final_residual(self, batch: Batch, edited, replicas: int):
-        """Residual stream before the final norm for ``replicas`` stacked copies of the batch
-        whose hook activation is ``edited`` [replicas * B, S, ...]."""
+    def final_residual(self, tokens, attention, edited):
+        """Residual stream before the final norm of the texts ``tokens`` [N, S] whose hook
+        activation is ``edited`` [N, S, ...]."""
         model = self.model
-        attention = batch.attention.repeat(replicas, 1)
         if self.resume is not None:
             return model(
                 edited,
@@ -204,22 +210,21 @@ class FeatureSite:
             return edited.reshape(act.shape).to(act.dtype)
 
         return model.run_with_hooks(
-            batch.tokens.repeat(replicas, 1),
+            tokens,
             attention_mask=attention,
             stop_at_layer=self.n_layers,
             fwd_hooks=[(self.hook, swap)],
         )
 
-    def losses(self, batch: Batch, residual, replicas: int):
-        """Next-token cross-entropy at the loss positions: [replicas, n_loss_positions]
-        (positions in row-major order of ``batch.loss_mask``)."""
+    def losses(self, residual, tokens, mask):
+        """Next-token cross-entropy at the positions ``mask`` [N, S-1] (prediction at t of
+        token t+1), in row-major order; logits only for those positions."""
         torch = self._torch
         model = self.model
         if model.cfg.normalization_type is not None:
             residual = model.ln_final(residual)
-        mask = batch.loss_mask.repeat(replicas, 1)
-        rows = residual[:, :-1][mask]  # [replicas * n, d_model], replica-major
-        targets = batch.tokens[:, 1:][batch.loss_mask].repeat(replicas)
+        rows = residual[:, :-1][mask]
+        targets = tokens[:, 1:][mask]
         out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
         for lo in range(0, rows.shape[0], LOGIT_ROWS):
             hi = lo + LOGIT_ROWS
@@ -228,10 +233,16 @@ class FeatureSite:
                 logits = self.softcap * torch.tanh(logits / self.softcap)
             picked = logits.gather(1, targets[lo:hi, None])[:, 0]
             out[lo:hi] = torch.logsumexp(logits, dim=-1) - picked
-        return out.view(replicas, -1)
+        return out
 
     def clean_losses(self, batch: Batch, clean):
-        return self.losses(batch, self.final_residual(batch, clean, 1), 1)[0]
+        """[B, S-1]: the clean loss at the loss positions, 0 elsewhere."""
+        residual = self.final_residual(batch.tokens, batch.attention, clean)
+        dense = self._torch.zeros(
+            batch.loss_mask.shape, dtype=self._torch.float32, device=self.device
+        )
+        dense[batch.loss_mask] = self.losses(residual, batch.tokens, batch.loss_mask)
+        return dense
 
 
 # -- feature statistics (one pass up to the hook) ------------------------------------------------
@@ -255,7 +266,7 @@ def feature_stats(site: FeatureSite, batches: Iterable[Batch], progress=None) ->
     total = torch.zeros(d_sae, dtype=torch.float64)
     peak = torch.zeros(d_sae, dtype=torch.float32)
     n_tokens = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), site.fused():
         for batch in batches:
             rows = site.flat(site.clean_activation(batch))[batch.counted]
             for lo in range(0, rows.shape[0], ENCODE_ROWS):
@@ -349,7 +360,7 @@ def ablation_effects(
         [float(means.get(f, 0.0)) for f in features], dtype=torch.float32, device=site.device
     )
 
-    with torch.inference_mode():
+    with torch.inference_mode(), site.fused():
         for batch in iter_batches(token_ids, batch_size, pad_id, site.device):
             clean = site.clean_activation(batch)
             flat = site.flat(clean).float()
@@ -360,43 +371,53 @@ def ablation_effects(
             if features:
                 acts[counted] = site.encode_rows(flat[counted], features)
             base = site.clean_losses(batch, clean)
-            row_of = batch.loss_mask.nonzero()[:, 0].cpu().numpy()
             index = batch.index
-            np.add.at(clean_sum, index[row_of], base.double().cpu().numpy())
+            loss_rows = batch.loss_mask.nonzero()[:, 0].cpu().numpy()
+            np.add.at(clean_sum, index[loss_rows], base[batch.loss_mask].double().cpu().numpy())
             n_positions[index] += batch.loss_mask.sum(1).cpu().numpy()
-            per_pass = max(1, pass_tokens // (batch.size * batch.width))
-            for lo in range(0, len(ablations), per_pass):
-                group = ablations[lo : lo + per_pass]
+            items = [
+                _Item(a, *_change(acts, counted, mean_values, column[a.feature], a.mode, batch))
+                for a in ablations
+            ]
+            for group in _passes([i for i in items if len(i.rows)], pass_tokens, batch.width):
+                rows = torch.cat([i.rows for i in group])
                 edited = torch.cat(
                     [
-                        _edit(
-                            flat, acts, counted, directions, mean_values, column[a.feature], a.mode
-                        )
-                        for a in group
+                        flat[i.rows] + i.change[..., None] * directions[column[i.ablation.feature]]
+                        for i in group
                     ]
                 )
                 residual = site.final_residual(
-                    batch, edited.reshape(-1, *clean.shape[1:]), len(group)
+                    batch.tokens[rows],
+                    batch.attention[rows],
+                    edited.reshape(-1, *clean.shape[1:]),
                 )
-                losses = site.losses(batch, residual, len(group))
-                delta = (losses - base[None]).double().cpu().numpy()
-                for a, d in zip(group, delta, strict=True):
-                    np.add.at(sums[a], index[row_of], d)
+                mask = torch.cat([i.mask for i in group])
+                delta = site.losses(residual, batch.tokens[rows], mask) - base[rows][mask]
+                delta = delta.double().cpu().numpy()
+                lo = 0
+                for item in group:
+                    n = int(item.mask.sum())
+                    where = item.mask.nonzero().cpu().numpy()  # (row in item, t)
+                    batch_rows = item.rows.cpu().numpy()[where[:, 0]]
+                    d = delta[lo : lo + n]
+                    lo += n
+                    a = item.ablation
+                    np.add.at(sums[a], index[batch_rows], d)
                     if a.mode == "zero" and a.feature in top_cells:
                         _offer_top(
                             top,
                             a.feature,
                             top_cells[a.feature],
                             d,
-                            base,
-                            acts,
-                            column[a.feature],
-                            batch,
-                            row_of,
+                            index[batch_rows],
+                            where[:, 1],
+                            base[item.rows][item.mask].double().cpu().numpy(),
+                            acts[item.rows][..., column[a.feature]][:, :-1][item.mask],
                             categories,
                         )
-                if progress is not None:
-                    progress.update(batch.size * len(group))
+            if progress is not None:
+                progress.update(batch.size * len(ablations))
     with np.errstate(invalid="ignore", divide="ignore"):
         counts = np.where(n_positions > 0, n_positions, np.nan)
         delta = {a: sums[a] / counts for a in ablations}
@@ -404,32 +425,62 @@ def ablation_effects(
     return AblationResult(n_positions, clean_loss, delta, top)
 
 
-def _edit(flat, acts, counted, directions, mean_values, col: int, mode: str):
-    """The hook activation with feature ``col``'s activation replaced at counted positions:
-    by 0 (zero) or by its mean (mean); [1 * B, S, d_in]."""
+@dataclass
+class _Item:
+    """One ablation on the batch rows it changes."""
+
+    ablation: Ablation
+    rows: object  # LongTensor [n]: batch rows where the edit changes the activation
+    change: object  # [n, S]: new - old activation of the feature (0 off the counted positions)
+    mask: object  # [n, S-1]: loss positions at or after the row's first change
+
+
+def _change(acts, counted, mean_values, col: int, mode: str, batch: Batch):
+    """Rows an ablation changes, the change, and the loss positions it can reach.
+
+    A prediction at t depends on positions <= t only, so predictions before a row's first
+    change keep their clean loss exactly (Δ = 0) and rows without a change are not rerun."""
+    import torch
+
     a = acts[..., col]
-    target = mean_values[col] * counted.float() if mode == "mean" else 0.0
-    change = (target - a) * counted.float()  # 0 off the counted positions
-    return flat + change[..., None] * directions[col]
+    target = mean_values[col] if mode == "mean" else 0.0
+    change = (target - a) * counted.float()
+    changed = change != 0
+    rows = changed.any(1).nonzero()[:, 0]
+    first = changed[rows].float().argmax(1)
+    positions = torch.arange(batch.width - 1, device=counted.device)
+    mask = batch.loss_mask[rows] & (positions[None] >= first[:, None])
+    return rows, change[rows], mask
+
+
+def _passes(items: list[_Item], pass_tokens: int, width: int) -> Iterator[list[_Item]]:
+    """Items grouped so that a forward pass holds about ``pass_tokens`` token rows."""
+    group, rows = [], 0
+    for item in items:
+        n = len(item.rows)
+        if group and (rows + n) * width > pass_tokens:
+            yield group
+            group, rows = [], 0
+        group.append(item)
+        rows += n
+    if group:
+        yield group
 
 
 def _offer_top(
-    top, feature, categories_of_feature, delta, base, acts, col, batch, row_of, categories
+    top, feature, categories_of_feature, delta, texts, t, clean, activation, categories
 ) -> None:
-    positions = batch.loss_mask.nonzero()
-    t = positions[:, 1].cpu().numpy()
-    text_index = batch.index[row_of]
-    activation = acts[..., col][positions[:, 0], positions[:, 1]].cpu().numpy()
-    clean = base.double().cpu().numpy()
+    """Offer the positions with Δ > 0 of one ablation pass to its cells' top lists."""
+    activation = activation.cpu().numpy()
     for category in categories_of_feature:
-        if categories is None:
-            keep = np.arange(len(t))
-        else:
-            keep = np.flatnonzero(categories[text_index] == category)
+        keep = delta > 0
+        if categories is not None:
+            keep &= categories[texts] == category
+        keep = np.flatnonzero(keep)
         if not len(keep):
             continue
         # highest Δ first; ties: earlier text, then earlier position
         k = top[(feature, category)].k
-        sel = keep[np.lexsort((t[keep], text_index[keep], -delta[keep]))[:k]]
-        rows = np.stack([text_index[sel], t[sel], clean[sel], activation[sel]], axis=1)
+        sel = keep[np.lexsort((t[keep], texts[keep], -delta[keep]))[:k]]
+        rows = np.stack([texts[sel], t[sel], clean[sel], activation[sel]], axis=1)
         top[(feature, category)].offer(delta[sel], rows)
