@@ -108,6 +108,21 @@ class MethodologySettings:
 
 
 @dataclass(frozen=True)
+class CausalSettings:
+    enabled: bool
+    modes: tuple[str, ...]
+    control_draws: int
+    steer_scales: tuple[float, ...]
+    prompts: tuple[str, ...]
+    steer_tokens: int
+    top_tokens: int
+    bootstrap_resamples: int
+    seed: int
+    ci: float
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class Settings:
     model: ModelSettings
     device: str
@@ -120,6 +135,7 @@ class Settings:
     analysis: AnalysisSettings
     dashboards: DashboardSettings
     methodology: MethodologySettings
+    causal: CausalSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
 
     @property
@@ -240,7 +256,20 @@ def build_settings(config: dict) -> Settings:
                 "max_dense_gb": float(meth["max_dense_gb"]),
             }
         ),
+        causal=_causal(config["causal"]),
         demo=config.get("demo"),
+    )
+
+
+def _causal(section: dict) -> CausalSettings:
+    return CausalSettings(
+        **{
+            **section,
+            "modes": tuple(section["modes"]),
+            "steer_scales": tuple(float(s) for s in section["steer_scales"]),
+            "prompts": tuple(section["prompts"]),
+            "ci": float(section["ci"]),
+        }
     )
 
 
