@@ -12,6 +12,8 @@ Layout (docs/architecture.md):
     summary.md, index.html                                           report
     logits/sae=F/layer=L.parquet, dashboards/..., corpus/...         dashboards
     methodology/...                                                  methodology
+    causal/cells.json, causal/layers/sae=F/layer=L/<table>.parquet,
+    causal/<table>.parquet|csv, causal/pages/...                     causal
     logs/<stage>/<job>.log                                           every job
 """
 
@@ -45,6 +47,8 @@ METHODOLOGY_TABLES = (
 )
 METHODOLOGY_CHARTS = ("ablation", "threshold_sweep", "auroc", "topk_vs_all")
 VARIANT_TABLES = ("resid", "pad", "texts")
+CAUSAL_LAYER_TABLES = ("cells", "features", "per_text", "top_tokens", "steering")
+CAUSAL_TABLES = ("effects", "features", "per_text", "top_tokens", "steering")
 CHUNK_DIR = re.compile(r"^chunk=(\d+)$")  # the directory of one extraction chunk
 
 
@@ -279,3 +283,41 @@ class Layout:
             *(self.methodology_chart(n, e) for n in METHODOLOGY_CHARTS for e in ("html", "png")),
             *(self.stability_chart(f, e) for f in self.families for e in ("html", "png")),
         ]
+
+    # -- causal -------------------------------------------------------------------------------
+    @property
+    def causal_cells(self) -> str:
+        """The specialist set of every (family, layer): rewritten when the specialists table
+        changes; the layer jobs depend on its content only (docs/causal.md)."""
+        return self._p("causal", "cells.json")
+
+    def causal_layer(self, family: str, layer) -> dict[str, str]:
+        """The tables one (family, layer)'s model job writes."""
+        return {
+            name: self._p("causal", "layers", f"sae={family}", f"layer={layer}", f"{name}.parquet")
+            for name in CAUSAL_LAYER_TABLES
+        }
+
+    def causal_table(self, name: str, ext: str = "parquet") -> str:
+        return self._p("causal", f"{name}.{ext}")
+
+    def causal_tables(self) -> dict[str, str]:
+        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
+        out = {n: self.causal_table(n) for n in CAUSAL_TABLES}
+        out.update({f"{n}_csv": self.causal_table(n, "csv") for n in CAUSAL_TABLES})
+        return out
+
+    @property
+    def causal_pages(self) -> str:
+        """The causal pages (one directory output): index.html and one page per cell."""
+        return self._p("causal", "pages")
+
+    @property
+    def causal_index(self) -> str:
+        return self._p("causal", "pages", "index.html")
+
+    def causal_page(self, family: str, layer, category: str) -> str:
+        return self._p("causal", "pages", f"sae={family}", f"layer={layer}", f"{category}.html")
+
+    def causal_outputs(self) -> list[str]:
+        return [*self.causal_tables().values(), self.causal_pages]
