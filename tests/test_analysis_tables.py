@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import specialist_oracle as oracle
 from test_analysis_fixture import Fixture, reference_tables, reference_values
 
 from sae_specialists.analysis import tables as tb
@@ -46,6 +47,11 @@ def compute(
         {"sae": ["res"], "layer": [0]}, schema={"sae": pl.String, "layer": pl.Int64}
     )
     cands = tb.candidates(pt, texts, threshold, k)
+    # the one implementation of the rule (analysis.selection) agrees with the polars oracle
+    assert cands.equals(oracle.candidates(pt, texts, threshold, k))
+    assert tb.specialists(cands, texts, keys).equals(
+        oracle.specialists(oracle.candidates(pt, texts, threshold, k), texts, keys)
+    )
     return {
         "pt": pt.collect(),
         "texts": texts,

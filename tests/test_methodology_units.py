@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import specialist_oracle as oracle
 
 from sae_specialists.analysis import tables as tb
 from sae_specialists.analysis.bootstrap import bootstrap_table, resample_weights
@@ -42,7 +43,8 @@ def random_case(seed: int, sizes=(4, 3, 5), d=40, density=0.5, levels=12):
 
 
 def analysis_specialists(pt, texts, threshold, k):
-    return tb.specialists(tb.candidates(pt, texts, threshold, k), texts).sort("category")
+    """The rule by the independent polars oracle (tests/specialist_oracle.py)."""
+    return oracle.specialists(oracle.candidates(pt, texts, threshold, k), texts).sort("category")
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .tables import STREAMING_OPTS, collect
+from .streaming import STREAMING_OPTS, collect
 
 BATCH_ROWS = 1 << 20  # per-text rows per streamed batch
 

@@ -60,39 +60,42 @@ def peak_tables(smk: Any) -> None:
         _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
 
 
-def with_stability(specialists: pl.DataFrame, pt, txt, keys, p) -> pl.DataFrame:
-    """Add bootstrap stability (fraction of resamples of texts within categories in which the
-    same feature wins) and a percentile interval of the score to the specialists table.
-
-    One layer in memory at a time, restricted to the features the selection can look at
-    (``candidate_layer_data``): memory does not grow with the number of active features."""
+def candidates_and_stability(pt, txt, keys, p) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The candidates table and the bootstrap stability columns of the reported specialists
+    (fraction of resamples of texts within categories in which the same feature wins, and a
+    percentile interval of the score), one (sae, layer) in memory at a time, restricted to the
+    features the rule can look at (``candidate_layer_data``): memory does not grow with the
+    number of active features. The resamples depend only on the text list and the seed, so every
+    layer sees the same ones."""
     from .bootstrap import bootstrap_table, stability_columns
     from .dense import candidate_layer_data
 
-    layers = (candidate_layer_data(pt, txt, sae, layer, p.candidates) for sae, layer in keys)
-    boot = bootstrap_table(layers, p.threshold, p.candidates, p.resamples, p.seed, p.ci)
-    columns = stability_columns(boot).drop("category_feature", strict=False)
-    return specialists.join(
-        columns, on=["sae", "layer", "category", "feature"], how="left", nulls_equal=True
-    )
+    cands, boots = [], []
+    for sae, layer in keys:
+        data = candidate_layer_data(pt, txt, sae, layer, p.candidates)
+        cands.append(tb.layer_candidates(data, p.threshold, p.candidates))
+        boots.append(bootstrap_table([data], p.threshold, p.candidates, p.resamples, p.seed, p.ci))
+    boot = pl.concat(boots) if boots else bootstrap_table([], 0.0, 1, 1, 0)
+    candidates = pl.concat(cands) if cands else pl.DataFrame(schema=tb.CANDIDATE_SCHEMA)
+    return candidates, stability_columns(boot).drop("category_feature", strict=False)
 
 
 def specialist_tables(smk: Any) -> None:
     p = smk.params
     pt, ids, metas = tb.scan_per_text(list(smk.input.per_text))
     txt = pl.read_parquet(smk.input.texts)
-    cands = tb.candidates(pt, txt, p.threshold, p.candidates)
+    cands, stability = candidates_and_stability(pt, txt, sorted(metas), p)
+    specialists = tb.specialists(cands, txt, _keys(metas)).join(
+        stability, on=["sae", "layer", "category", "feature"], how="left", nulls_equal=True
+    )
     out = {
         "selective": tb.selective(pt, txt, p.threshold),
         "candidates": cands,
-        "specialists": with_stability(
-            tb.specialists(cands, txt, _keys(metas)), pt, txt, sorted(metas), p
-        ),
+        "specialists": specialists,
     }
     for name, df in out.items():
         _write_table(tb.with_links(df, ids), smk.output[name], smk.output[name + "_csv"])
-    found = tb.specialists_found(out["specialists"])
-    for row in found.iter_rows(named=True):
+    for row in tb.specialists_found(specialists).iter_rows(named=True):
         log.info(
             "%s layer %s: %s/%s specialists",
             row["sae"],

@@ -15,8 +15,10 @@ block, never a Python loop over rows or features: the point estimate is B = 1, a
 sweep is B = number of thresholds, a bootstrap is B = number of resamples. ``k=None`` scores
 every feature active in the category (no candidate restriction).
 
-``analysis.tables.candidates``/``specialists`` (polars) is the reference; the tests check that
-this engine reproduces it exactly.
+This module is the one implementation of the rule: the candidates and specialists tables
+(``analysis.tables``, via ``candidates_of`` and ``pick``), the bootstrap, the threshold sweep and
+all-feature scoring all use it. The tests check it against an independent polars version
+(tests/specialist_oracle.py).
 """
 
 from __future__ import annotations
@@ -90,6 +92,28 @@ def pick(score: np.ndarray, peaks: np.ndarray, cand: np.ndarray) -> np.ndarray:
     win = tie.argmax(axis=1)
     win[~cand.any(axis=1)] = -1
     return win
+
+
+@dataclass
+class Candidates:
+    """The candidates of one category on the data as they are, in candidate order (in-category
+    peak descending, then feature id ascending)."""
+
+    feature: np.ndarray  # int64 [n <= k]
+    peak: np.ndarray  # float64 [n]
+    n_in: np.ndarray  # int64 [n]
+    n_out: np.ndarray  # int64 [n]
+
+
+def candidates_of(data: LayerData, c: int, threshold: float, k: int) -> Candidates:
+    """The k candidates of category ``c`` (every text counted once) with their n_in / n_out."""
+    rows_c = data.rows(c)
+    peaks = in_category_peaks(data.values[rows_c], np.ones((1, len(rows_c)), dtype=np.int64))
+    cols = np.flatnonzero(topk_mask(peaks, k)[0])
+    cols = cols[np.lexsort((cols, -peaks[0, cols]))]
+    ones = np.ones((1, data.n_texts), dtype=np.int64)
+    n_in, n_tot = counts_above(data, c, cols, ones, np.array([float(threshold)]))
+    return Candidates(data.features[cols], peaks[0, cols], n_in[0], (n_tot - n_in)[0])
 
 
 def _thresholds(threshold, n_rows: int) -> np.ndarray:

@@ -30,10 +30,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 from ..core.io import read_metadata
+from .dense import LayerData, candidate_layer_data
 from .neuronpedia import add_url_column
+from .selection import candidates_of, pick
+from .streaming import collect
 
 KEY = ["sae", "layer"]
 TOP = 10
@@ -57,16 +61,6 @@ def scan_per_text(
         )
     pt = pl.concat(frames, how="vertical") if frames else empty_per_text().lazy()
     return pt.select(PT_COLUMNS), ids, metas
-
-
-# No common-subplan elimination: it would cache a per-text scan that a query reads twice (e.g.
-# a max per group joined back to the rows) in memory whole; reading the files twice keeps
-# memory independent of the corpus size.
-STREAMING_OPTS = pl.QueryOptFlags(comm_subplan_elim=False)
-
-
-def collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    return frame.lazy().collect(engine="streaming", optimizations=STREAMING_OPTS)
 
 
 PT_COLUMNS = ["sae", "layer", "text_id", "category", "feature", "value", "max"]
@@ -201,50 +195,82 @@ def selective(
     )
 
 
-def candidates(pt: pl.DataFrame, texts: pl.DataFrame, threshold: float, k: int = 5) -> pl.DataFrame:
+CANDIDATE_SCHEMA = {
+    "sae": pl.String,
+    "layer": pl.Int64,
+    "category": pl.String,
+    "candidate_rank": pl.Int64,
+    "feature": pl.Int32,
+    "peak": pl.Float64,
+    "n_in": pl.Int64,
+    "n_out": pl.Int64,
+    "score": pl.Int64,
+    "n_category": pl.Int64,
+    "threshold": pl.Float64,
+}
+
+
+def layer_candidates(data: LayerData, threshold: float, k: int) -> pl.DataFrame:
+    """The candidate rows of one (sae, layer): per category, the k features with the highest
+    in-category peak, with n_in, n_out and score (``selection.candidates_of``)."""
+    sizes = data.category_sizes()
+    frames = []
+    for c, category in enumerate(data.categories):
+        cand = candidates_of(data, c, threshold, k)
+        n = len(cand.feature)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "sae": [data.sae] * n,
+                    "layer": [data.layer] * n,
+                    "category": [category] * n,
+                    "candidate_rank": np.arange(1, n + 1),
+                    "feature": cand.feature,
+                    "peak": cand.peak,
+                    "n_in": cand.n_in,
+                    "n_out": cand.n_out,
+                    "score": cand.n_in - cand.n_out,
+                    "n_category": [int(sizes[c])] * n,
+                    "threshold": [float(threshold)] * n,
+                },
+                schema=CANDIDATE_SCHEMA,
+            )
+        )
+    return pl.concat(frames) if frames else pl.DataFrame(schema=CANDIDATE_SCHEMA)
+
+
+def candidates(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, threshold: float,
+               k: int = 5) -> pl.DataFrame:
     """Every specialist candidate: the k features with the highest in-category peak (ties: lower
-    id; only features active in the category), with n_in, n_out, score = n_in - n_out."""
-    pt = pt.lazy()
-    cat_sizes = (
-        texts.lazy().group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
-    )
-    in_peak = pt.group_by(KEY + ["category", "feature"]).agg(pl.col("value").max().alias("peak"))
-    cands = (
-        _rank(in_peak, ["peak"], [True], KEY + ["category"])
-        .filter(pl.col("rank") <= k)
-        .rename({"rank": "candidate_rank"})
-    )
-    above = pt.filter(pl.col("value") > threshold)
-    per_cat = above.group_by(KEY + ["category", "feature"]).agg(
-        pl.len().cast(pl.Int64).alias("n_in")
-    )
-    total = above.group_by(KEY + ["feature"]).agg(pl.len().cast(pl.Int64).alias("n_total"))
-    out = (
-        cands.join(per_cat, on=KEY + ["category", "feature"], how="left")
-        .join(total, on=KEY + ["feature"], how="left")
-        .join(cat_sizes, on="category", how="left")
-        .with_columns(pl.col("n_in").fill_null(0), pl.col("n_total").fill_null(0))
-        .with_columns((pl.col("n_total") - pl.col("n_in")).alias("n_out"))
-        .with_columns(
-            (pl.col("n_in") - pl.col("n_out")).alias("score"),
-            pl.lit(float(threshold)).alias("threshold"),
-        )
-    )
-    return collect(
-        out.sort(KEY + ["category", "candidate_rank"]).select(
-            "sae",
-            "layer",
-            "category",
-            "candidate_rank",
-            "feature",
-            "peak",
-            "n_in",
-            "n_out",
-            "score",
-            "n_category",
-            "threshold",
-        )
-    )
+    id; only features active in the category), with n_in, n_out, score = n_in - n_out. One
+    (sae, layer) in memory at a time, restricted to the features the rule can look at
+    (``dense.candidate_layer_data``)."""
+    keys = collect(pt.lazy().select(KEY).unique()).sort(KEY).rows()
+    frames = [
+        layer_candidates(candidate_layer_data(pt, texts, sae, layer, k), threshold, k)
+        for sae, layer in keys
+    ]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=CANDIDATE_SCHEMA)
+
+
+def _winners(cands: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+    """The winning candidate row of each group, by ``selection.pick`` (highest score, then higher
+    in-category peak, then lower candidate rank, i.e. lower feature id among equal peaks)."""
+    ordered = cands.sort(group + ["candidate_rank"])
+    sizes = ordered.group_by(group, maintain_order=True).len()["len"].to_numpy().astype(np.int64)
+    if not len(sizes):
+        return ordered
+    starts = np.cumsum(sizes) - sizes
+    slot = np.arange(ordered.height) - np.repeat(starts, sizes)
+    row = np.repeat(np.arange(len(sizes)), sizes)
+    width = int(sizes.max())
+    score = np.zeros((len(sizes), width), dtype=np.int64)
+    peak = np.zeros((len(sizes), width), dtype=np.float64)
+    valid = np.zeros((len(sizes), width), dtype=bool)
+    score[row, slot] = ordered["score"].to_numpy()
+    peak[row, slot] = ordered["peak"].to_numpy()
+    valid[row, slot] = True
+    return ordered[(starts + pick(score, peak, valid)).tolist()]
 
 
 def specialists(
@@ -254,14 +280,7 @@ def specialists(
     then lower feature id. One row per category; has_specialist = score > 0. A category with no
     active feature at all has a null feature and has_specialist false."""
     group = KEY + ["category"]
-    best = (
-        cands.sort(
-            group + ["score", "peak", "feature"],
-            descending=[False] * len(group) + [True, True, False],
-        )
-        .group_by(group, maintain_order=True)
-        .first()
-    )
+    best = _winners(cands, group)
     if keys is None:
         keys = cands.select(KEY).unique()
     cat_sizes = texts.group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
