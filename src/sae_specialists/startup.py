@@ -51,7 +51,7 @@ def check_sae_releases(settings: Settings) -> None:
                 f"release. Similar releases: {close[:25] or 'none'}."
             )
         ids = [sae["id"] for sae in release.get("saes", [])]
-        for layer in settings.layers:
+        for layer in family.layers:
             sae_id = family.source(layer)["sae_id"]
             if sae_id not in ids:
                 raise SAEError(
@@ -74,6 +74,76 @@ def check_local_model_layers(settings: Settings) -> None:
             f"config: layers {bad} do not exist: the model in {settings.model.path} has "
             f"{n_layers} layers (0 to {n_layers - 1}). Fix `layers:`."
         )
+
+
+# Shapes of the hub models of config/examples (TransformerLens names and their aliases), so the
+# layers and SAE hooks of a hub model are checked at startup without loading anything; other hub
+# models are checked by the extraction job when it loads the model. The test of the examples
+# (tests/test_comparison_examples.py) checks these against independent offline sources.
+HUB_MODEL_SHAPES = {
+    "gpt2-small": {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_head": 64, "d_mlp": 3072},
+    "pythia-70m-deduped": {
+        "n_layers": 6,
+        "d_model": 512,
+        "n_heads": 8,
+        "d_head": 64,
+        "d_mlp": 2048,
+    },
+    "gemma-2-2b": {"n_layers": 26, "d_model": 2304, "n_heads": 8, "d_head": 256, "d_mlp": 9216},
+}
+HUB_MODEL_ALIASES = {
+    "gpt2": "gpt2-small",
+    "openai-community/gpt2": "gpt2-small",
+    "EleutherAI/pythia-70m-deduped": "pythia-70m-deduped",
+    "google/gemma-2-2b": "gemma-2-2b",
+}
+
+
+def hub_model_shape(name: str | None) -> tuple[str, dict] | None:
+    """(canonical name, shape) of a known hub model, None for others."""
+    if name is None:
+        return None
+    canonical = HUB_MODEL_ALIASES.get(name, name)
+    shape = HUB_MODEL_SHAPES.get(canonical)
+    return (canonical, shape) if shape is not None else None
+
+
+def check_hub_model_layers(settings: Settings) -> None:
+    """For a known hub model: every family's layers and every SAELens SAE's hook block exist,
+    and each SAELens release was trained on this model (SAELens's registry names it)."""
+    from .extraction.saes import hook_block
+
+    known = hub_model_shape(settings.model.name)
+    if known is None:
+        return
+    canonical, shape = known
+    n_layers = shape["n_layers"]
+    directory = sae_lens_directory()
+    for family in settings.saes.values():
+        bad = [layer for layer in family.layers if layer >= n_layers]
+        if bad:
+            raise ConfigError(
+                f"config: saes.{family.name} layers {bad} do not exist: {settings.model.name} has "
+                f"{n_layers} layers (0 to {n_layers - 1}). Fix `layers:` (or the family's own)."
+            )
+        release = directory.get(family.release) if family.release else None
+        if release is None:
+            continue
+        trained_on = release.get("model")
+        if trained_on and HUB_MODEL_ALIASES.get(trained_on, trained_on) != canonical:
+            raise SAEError(
+                f"config: saes.{family.name}: release {family.release!r} was trained on "
+                f"{trained_on!r}, not on the configured model {settings.model.name!r}. Pick "
+                "SAEs of this model (SAELens's pretrained_saes.yaml lists each release's model)."
+            )
+        for layer in family.layers:
+            block = hook_block(family.source(layer)["sae_id"])
+            if block is not None and block >= n_layers:
+                raise SAEError(
+                    f"config: saes.{family.name} layer {layer}: SAE id "
+                    f"{family.source(layer)['sae_id']!r} reads block {block} but "
+                    f"{settings.model.name} has {n_layers} layers."
+                )
 
 
 HOOK_WIDTH = {
@@ -107,7 +177,7 @@ def check_local_saes(settings: Settings, model_config: dict | None) -> None:
     for family in settings.saes.values():
         if family.path_template is None:
             continue
-        for layer in settings.layers:
+        for layer in family.layers:
             path = Path(family.source(layer)["path"])
             if not path.exists():
                 continue  # built by a rule (demo) or reported by the extraction job
@@ -175,6 +245,7 @@ def startup_checks(config: dict, schema_path: str | Path) -> Settings:
     from .extraction.texts import list_categories
 
     settings = load_settings(config, schema_path)
+    check_hub_model_layers(settings)  # first: a layer the model lacks is the root cause
     check_sae_releases(settings)
     check_local_model_layers(settings)
     check_local_saes(settings, _local_model_config(settings))

@@ -81,13 +81,11 @@ class DecoderCache:
         return value
 
 
-def load_decoder(source: dict) -> np.ndarray:
-    """W_dec (float32, d_sae x d_in) of one SAE loaded with SAELens on the CPU: a local
-    ``save_model`` directory ({'path'}) or a pretrained release ({'release', 'sae_id'})."""
-    from sae_lens import SAE
+def load_decoder(family: str, layer: int, source: dict) -> np.ndarray:
+    """W_dec (float32, d_sae x d_in) of one SAE, loaded on the CPU by the project's one SAE
+    loader (extraction.saes.load_sae: a local ``save_model`` directory or a SAELens release,
+    with its clear errors when the files or the hub are missing)."""
+    from ..extraction.saes import load_sae
 
-    if "path" in source:
-        sae = SAE.load_from_disk(str(source["path"]), device="cpu")
-    else:
-        sae = SAE.from_pretrained(source["release"], source["sae_id"], device="cpu")
-    return sae.W_dec.detach().float().cpu().numpy()
+    loaded = load_sae(family, layer, source, device="cpu", dtype="float32")
+    return loaded.sae.W_dec.detach().float().cpu().numpy()

@@ -125,21 +125,13 @@ def unit_activations(
 
 
 def decoder_loader(sources: Mapping[Key, dict]) -> Callable[[Key], np.ndarray]:
-    """load(key) -> W_dec of that SAE, with one clear error when it cannot be loaded."""
+    """load(key) -> W_dec of that SAE (``sources``: (family, layer) -> its source)."""
     from .decoders import load_decoder
 
     def load(key: Key) -> np.ndarray:
-        source = sources.get(key)
-        if source is None:
+        if key not in sources:
             raise SAEError(f"comparison: no SAE source for family {key[0]!r} layer {key[1]}.")
-        try:
-            return load_decoder(source)
-        except Exception as err:  # noqa: BLE001 - any loading failure: one message naming it
-            raise SAEError(
-                f"comparison: could not load the SAE of family {key[0]!r} layer {key[1]} "
-                f"({source}) to read its decoder: {err}. The extraction loaded it; check that "
-                "the files (local directory or Hugging Face cache) are still there."
-            ) from None
+        return load_decoder(key[0], key[1], sources[key])
 
     return load
 

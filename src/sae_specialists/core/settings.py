@@ -30,6 +30,7 @@ class SAEFamily:
     release: str | None = None
     id_template: str | None = None
     path_template: str | None = None
+    layers: tuple[int, ...] = ()  # this family's layers: its own `layers`, else the top-level list
 
     def source(self, layer: int) -> dict:
         """Where the SAE of `layer` comes from: {'release', 'sae_id'} or {'path'}."""
@@ -108,6 +109,14 @@ class MethodologySettings:
 
 
 @dataclass(frozen=True)
+class ComparisonSettings:
+    enabled: bool
+    neighbours: int
+    split_min_correlation: float
+    split_min_cosine: float
+
+
+@dataclass(frozen=True)
 class CausalSettings:
     enabled: bool
     modes: tuple[str, ...]
@@ -136,6 +145,7 @@ class Settings:
     dashboards: DashboardSettings
     methodology: MethodologySettings
     causal: CausalSettings
+    comparison: ComparisonSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
 
     @property
@@ -144,12 +154,20 @@ class Settings:
 
     def sae_sources(self, families=None, layers=None) -> dict[tuple[str, int], dict]:
         """(family, layer) -> SAE source, families sorted then layers ascending (the order of
-        the extraction job's activation outputs)."""
+        the extraction job's activation outputs); each family at its own layers (those in
+        ``layers`` when given)."""
+        wanted = None if layers is None else {int(layer) for layer in layers}
         return {
-            (name, int(layer)): self.saes[name].source(int(layer))
+            (name, layer): self.saes[name].source(layer)
             for name in (self.families if families is None else families)
-            for layer in (self.layers if layers is None else layers)
+            for layer in self.saes[name].layers
+            if wanted is None or layer in wanted
         }
+
+    @property
+    def family_layers(self) -> dict[str, tuple[int, ...]]:
+        """Each family's layers (ascending)."""
+        return {name: self.saes[name].layers for name in self.families}
 
 
 # -- validation (fills the schema's defaults) -------------------------------------------------
@@ -205,7 +223,9 @@ def validated(config: dict, schema_path: str | Path) -> dict:
 # -- building the dataclasses -------------------------------------------------------------------
 
 
-def _family(name: str, spec: dict, n_layers: int) -> SAEFamily:
+def _family(name: str, spec: dict, default_layers: list[int]) -> SAEFamily:
+    layers = list(spec.get("layers", default_layers))
+    n_layers = len(layers)
     key = "id" if "id" in spec else "path"
     template = spec[key]
     placeholders = set(re.findall(r"{([^{}]*)}", template))
@@ -215,14 +235,17 @@ def _family(name: str, spec: dict, n_layers: int) -> SAEFamily:
             f"{sorted(placeholders - {'layer'})}; only '{{layer}}' is allowed."
         )
     if n_layers > 1 and "layer" not in placeholders:
+        where = f"saes.{name}.layers" if "layers" in spec else "layers"
         raise ConfigError(
             f"config: saes.{name}.{key} = {template!r} has no '{{layer}}' but {n_layers} layers "
-            "are configured, so every layer would read the same SAE. "
-            f'Write it as e.g. "blocks.{{layer}}.hook_resid_pre" or "saes/{name}/layer{{layer}}".'
+            f"are configured ({where}: {layers}), so every layer would read the same SAE. "
+            f'Write it as e.g. "blocks.{{layer}}.hook_resid_pre" or "saes/{name}/layer{{layer}}", '
+            f"or give the family its one layer: saes.{name}.layers: [N]."
         )
+    own = tuple(sorted(int(layer) for layer in layers))
     if "release" in spec:
-        return SAEFamily(name, release=spec["release"], id_template=spec["id"])
-    return SAEFamily(name, path_template=spec["path"])
+        return SAEFamily(name, release=spec["release"], id_template=spec["id"], layers=own)
+    return SAEFamily(name, path_template=spec["path"], layers=own)
 
 
 def build_settings(config: dict) -> Settings:
@@ -235,12 +258,14 @@ def build_settings(config: dict) -> Settings:
     window = dash.pop("window")
     meth = dict(config["methodology"])
     analysis = dict(config["analysis"])
+    saes = {name: _family(name, spec, layers) for name, spec in config["saes"].items()}
     return Settings(
         model=ModelSettings(**config["model"]),
         device=config["device"],
         dtype=config["dtype"],
-        saes={name: _family(name, spec, len(layers)) for name, spec in config["saes"].items()},
-        layers=tuple(sorted(layers)),
+        saes=saes,
+        # the layers analysed: every family's layers together
+        layers=tuple(sorted({layer for family in saes.values() for layer in family.layers})),
         texts=Path(config["texts"]),
         results_dir=str(config["results_dir"]).rstrip("/"),
         extraction=ExtractionSettings(**config["extraction"]),
@@ -254,6 +279,13 @@ def build_settings(config: dict) -> Settings:
                 "thresholds": tuple(float(t) for t in meth["thresholds"]),
                 "ci": float(meth["ci"]),
                 "max_dense_gb": float(meth["max_dense_gb"]),
+            }
+        ),
+        comparison=ComparisonSettings(
+            **{
+                **config["comparison"],
+                "split_min_correlation": float(config["comparison"]["split_min_correlation"]),
+                "split_min_cosine": float(config["comparison"]["split_min_cosine"]),
             }
         ),
         causal=_causal(config["causal"]),
