@@ -1,6 +1,7 @@
 # Extraction: one job per (category, chunk of extraction.chunk_size texts) loads the model and
 # every SAE once, streams the chunk's texts window by window (one forward pass per batch for all
-# hooks), and writes the chunk's token shard and one activation shard per (family, layer).
+# hooks), and writes the chunk's token shard and one activation shard and one pooled-residual
+# shard per (family, layer).
 # Only model/SAE/layer/text settings are compared for reruns: analysis settings, the batch size
 # and the device never trigger re-extraction. Editing one category file reruns its chunks only.
 
@@ -13,6 +14,8 @@ rule extract_activations:
         tokens=L.tokens_chunk("{category}", "{chunk}"),
         # one per (family, layer), in the order of params.saes
         activations=[L.activations_chunk(f, l, "{category}", "{chunk}") for f, l in L.sae_layers()],
+        # per-text pooled SAE inputs (validation baselines), same order
+        pooled=[L.pooled_chunk(f, l, "{category}", "{chunk}") for f, l in L.sae_layers()],
     params:
         model=S.model.spec,
         saes=sae_sources(),

@@ -6,6 +6,7 @@ Layout (docs/architecture.md):
 
     tokens/category=C/chunk=K/tokens.parquet                         data contract
     activations/sae=F/layer=L/category=C/chunk=K/activations.parquet data contract
+    pooled/sae=F/layer=L/category=C/chunk=K/pooled.parquet           data contract
     per_text/texts.parquet, per_text/sae=F/layer=L.parquet           analysis
     tables/<name>.parquet|csv, charts/<stem>.html|png                analysis (+ methodology)
     token_views/sae=F/layer=L/<category>.html                        analysis
@@ -109,6 +110,21 @@ class Layout:
             "activations.parquet",
         )
 
+    def pooled_chunk(self, family: str, layer, category: str, chunk: str) -> str:
+        return self._p(
+            "pooled",
+            f"sae={family}",
+            f"layer={layer}",
+            f"category={category}",
+            f"chunk={chunk}",
+            "pooled.parquet",
+        )
+
+    def pooled(self, family: str, layer, category: str | None = None) -> list[str]:
+        """Pooled-residual shards of (family, layer), in the order of ``tokens``."""
+        cats = self.categories if category is None else (category,)
+        return [self.pooled_chunk(family, layer, c, k) for c in cats for k in self.chunks(c)]
+
     def tokens(self, category: str | None = None) -> list[str]:
         """Tokens shards of a category (every category: None), one per chunk, in text order."""
         cats = self.categories if category is None else (category,)
@@ -126,8 +142,15 @@ class Layout:
     def activations_by_sae_layer(self) -> dict[tuple[str, int], list[str]]:
         return {(f, layer): self.activations(f, layer) for f, layer in self.sae_layers()}
 
+    def all_pooled(self, category: str | None = None) -> list[str]:
+        return [p for f, layer in self.sae_layers() for p in self.pooled(f, layer, category)]
+
     def extraction_outputs(self) -> list[str]:
-        return [p for c in self.categories for p in self.tokens(c) + self.all_activations(c)]
+        return [
+            p
+            for c in self.categories
+            for p in self.tokens(c) + self.all_activations(c) + self.all_pooled(c)
+        ]
 
     # -- analysis -----------------------------------------------------------------------------
     @property

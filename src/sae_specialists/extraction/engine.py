@@ -26,6 +26,9 @@ Engine (``Extractor``), built once per job for a model and its SAEs:
   pass, no bias pass. Other SAE architectures use ``sae.encode`` per row block.
 - Rows of a window are ordered by (text in file order, token_pos, feature), exactly as if the
   whole category had been extracted at once and sorted, whatever the batch size.
+- Per hook, the same gathered rows are also pooled per text (float64 sums): the mean over the
+  non-BOS positions and the BOS position's vector, for the pooled-residual shards (one row per
+  text; the validation stage's probe baselines).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ..core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+from ..core.contract import ACTIVATIONS_SCHEMA, POOLED_SCHEMA, TOKENS_SCHEMA
 from .encode import ENCODE_ROWS, ENCODE_ROWS_DEFAULT, Encoder, check_encode_input
 from .hooks import capture_hooks, check_saes_match_model, fast_modules, stop_layer
 from .models import model_label
@@ -111,6 +114,17 @@ class WindowResult:
     activations: dict[tuple[str, int], pa.Table]
     n_tokens: int
     seconds: float
+    pooled: dict[tuple[str, int], pa.Table] | None = None  # (family, layer) -> POOLED_SCHEMA
+
+
+@dataclass
+class _Pooled:
+    """Per text of a window, one hook: sum and count of the non-BOS rows, the BOS row."""
+
+    sums: np.ndarray  # float64 [n_texts, d]
+    counts: np.ndarray  # int64 [n_texts]
+    bos: np.ndarray  # float32 [n_texts, d]
+    has_bos: np.ndarray  # bool [n_texts]
 
 
 class Extractor:
@@ -138,6 +152,7 @@ class Extractor:
         for enc in self.encoders:
             self.by_hook.setdefault(self.capture[enc.s.hook_name], []).append(enc)
         self._decoded: dict[int, str] = {}
+        self._pooled: dict[str, _Pooled] = {}
         self._checked = False
         self._torch = torch
 
@@ -149,6 +164,7 @@ class Extractor:
         torch = self._torch
         start = time.perf_counter()
         parts: dict[tuple[str, int], list] = {(s.family, s.layer): [] for s in self.saes}
+        self._pooled: dict[str, _Pooled] = {}
         with torch.inference_mode(), fast_modules(self.model, self.captured):
             for batch in length_sorted_batches(tokenized, self.batch_size):
                 self._batch(tokenized, batch, parts)
@@ -164,8 +180,9 @@ class Extractor:
                 sink(key, table)
             del table
         n_tokens = sum(len(t.ids) for t in tokenized)
+        pooled = self.pooled_tables(tokenized)
         return WindowResult(tokenized, self.tokens_table(tokenized), tables, n_tokens,
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, pooled)
 
     def _batch(self, tokenized, batch, parts):
         torch = self._torch
@@ -194,6 +211,7 @@ class Extractor:
             if not self._checked:
                 for enc in encoders:
                     check_encode_input(enc.s, acts, True)
+            self._pool(hook, acts, rows, positions, batch, len(tokenized))
             n = acts.shape[0]
             # equal blocks of <= encode_rows rows: no small remainder block (a GEMM of a few
             # rows reads the whole encoder matrix for little work)
@@ -211,9 +229,39 @@ class Extractor:
         self._checked = True
         del cache
 
+    def _pool(self, hook, acts, rows, positions, batch, n_window) -> None:
+        """Add one batch's rows of ``hook`` to the per-text sums (non-BOS) and BOS vectors."""
+        torch = self._torch
+        flat = acts.reshape(acts.shape[0], -1)
+        acc = self._pooled.get(hook)
+        if acc is None:
+            d = flat.shape[1]
+            acc = self._pooled[hook] = _Pooled(
+                np.zeros((n_window, d)), np.zeros(n_window, dtype=np.int64),
+                np.zeros((n_window, d), dtype=np.float32), np.zeros(n_window, dtype=bool))
+        pos = positions.numpy()
+        local = rows.numpy()
+        texts = np.asarray(batch)
+        counted = torch.as_tensor(pos > 0, device=flat.device)
+        sums = torch.zeros((len(batch), flat.shape[1]), dtype=torch.float64, device=flat.device)
+        sums.index_add_(0, rows.to(flat.device)[counted], flat[counted].double())
+        acc.sums[texts] += sums.cpu().numpy()
+        acc.counts[texts] += np.bincount(local[pos > 0], minlength=len(batch))
+        first = np.flatnonzero(pos == 0)
+        acc.bos[texts[local[first]]] = flat[torch.as_tensor(first, device=flat.device)].float(
+        ).cpu().numpy()
+        acc.has_bos[texts[local[first]]] = True
+
     # tables ------------------------------------------------------------------------------
     def tokens_table(self, tokenized: list[TokenizedText]) -> pa.Table:
         return _tokens_table(self.model.tokenizer, tokenized, self._decoded)
+
+    def pooled_tables(self, tokenized: list[TokenizedText]) -> dict[tuple[str, int], pa.Table]:
+        """(family, layer) -> the window's pooled-residual table of the SAE's hook."""
+        by_hook = {hook: _pooled_table(acc, tokenized) for hook, acc in self._pooled.items()}
+        self._pooled = {}
+        return {(s.family, s.layer): by_hook[self.capture[s.hook_name]] for s in self.saes
+                if self.capture[s.hook_name] in by_hook}
 
 
 # Activation tables as the engine builds them: text_id dictionary-encoded (4 bytes a row instead
@@ -247,6 +295,32 @@ def _activation_table(chunks, ids: pa.Array) -> pa.Table:
             "activation": pa.array(value.astype(np.float32, copy=False), pa.float32()),
         },
         schema=ACTIVATIONS_DICT_SCHEMA,
+    )
+
+
+def _list_array(matrix: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """[n, d] float32 -> list<float32> array of n rows (null where ``valid`` is False)."""
+    n, d = matrix.shape
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * d, pa.int32())
+    values = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1), pa.float32())
+    mask = None if valid is None or valid.all() else pa.array(~valid, pa.bool_())
+    return pa.ListArray.from_arrays(offsets, values, mask=mask)
+
+
+def _pooled_table(acc: _Pooled, tokenized: list[TokenizedText]) -> pa.Table:
+    """One row per text of the window (POOLED_SCHEMA): the mean over its non-BOS positions
+    (zeros when it has none), their number and its BOS vector."""
+    counts = acc.counts
+    means = acc.sums / np.maximum(counts, 1)[:, None]
+    return pa.table(
+        {
+            "text_id": pa.array([t.text.text_id for t in tokenized], pa.string()),
+            "category": pa.array([t.text.category for t in tokenized], pa.string()),
+            "n_counted": pa.array(counts.astype(np.int32), pa.int32()),
+            "resid_mean": _list_array(means.astype(np.float32)),
+            "resid_bos": _list_array(acc.bos, acc.has_bos),
+        },
+        schema=POOLED_SCHEMA,
     )
 
 

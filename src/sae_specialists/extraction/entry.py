@@ -9,7 +9,8 @@ from .loading import ModelAndSAEs
 
 
 def extract(smk: Any) -> None:
-    """One (category, chunk) -> its token shard and one activation shard per (family, layer)."""
+    """One (category, chunk) -> its token shard and one activation and one pooled-residual
+    shard per (family, layer)."""
     import torch
 
     p = smk.params
@@ -34,4 +35,5 @@ def extract(smk: Any) -> None:
         dict(zip(p.saes, smk.output.activations, strict=True)),
         chunk=int(smk.wildcards.chunk),
         n_chunks=int(p.n_chunks),
+        pooled_out=dict(zip(p.saes, smk.output.pooled, strict=True)),
     )

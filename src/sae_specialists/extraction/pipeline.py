@@ -1,5 +1,6 @@
-"""One extraction job: a chunk of a category file -> its token shard and one activation shard
-per (family, layer), written atomically (the data contract, docs/data-contract.md)."""
+"""One extraction job: a chunk of a category file -> its token shard, one activation shard and
+one pooled-residual shard per (family, layer), written atomically (the data contract,
+docs/data-contract.md)."""
 
 from __future__ import annotations
 
@@ -47,20 +48,22 @@ def remove_stale_chunks(shard_path: str | Path, n_chunks: int) -> list[Path]:
 def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: str,
                      text_file: str, tokens_out: str, activation_out: dict[tuple[str, int], str],
                      chunk: int = 0, n_chunks: int | None = None, window_tokens: int | None = None,
-                     encode_rows: int | None = None, on_window=None) -> dict:
+                     encode_rows: int | None = None, on_window=None,
+                     pooled_out: dict[tuple[str, int], str] | None = None) -> dict:
     """Extract one category (or one chunk of it): load the model and every SAE once, stream the
     texts window by window, append each window to every shard, commit all shards at the end.
 
     ``chunk`` selects texts ``[chunk * chunk_size, (chunk + 1) * chunk_size)`` of the file
     (``options.chunk_size``; null: the whole file). ``n_chunks`` (the category's chunk count)
     lets the job remove stale higher chunks. ``activation_out`` maps each (family, layer) of
-    ``job.saes`` to its shard. ``window_tokens``/``encode_rows`` override the engine's defaults
+    ``job.saes`` to its shard, ``pooled_out`` (optional) to its pooled-residual shard.
+    ``window_tokens``/``encode_rows`` override the engine's defaults
     (benchmarks); ``on_window(result)`` is called after each window is written (progress,
     benchmarks; its time is not counted). Returns a small summary.
     """
     import torch
 
-    from ..core.contract import TOKENS_SCHEMA
+    from ..core.contract import POOLED_SCHEMA, TOKENS_SCHEMA
     from .corpus import CorpusOptions, chunk_bounds, iter_texts
     from .engine import (
         ACTIVATIONS_DICT_SCHEMA,
@@ -88,6 +91,9 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
         writers["tokens"] = AtomicParquetWriter(tokens_out, TOKENS_SCHEMA)
         for key in activation_out:
             writers[key] = AtomicParquetWriter(activation_out[key], ACTIVATIONS_DICT_SCHEMA)
+        pooled_out = dict(pooled_out or {})
+        for key in pooled_out:
+            writers[("pooled", *key)] = AtomicParquetWriter(pooled_out[key], POOLED_SCHEMA)
         texts = iter_texts(text_file, category, corpus_options, start, stop)
         n_texts = n_tokens = 0
         work_s = 0.0
@@ -99,6 +105,8 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
         for window in windows:
             result = engine.run(window, sink=lambda key, table: writers[key].write(table))
             writers["tokens"].write(result.tokens)
+            for key in pooled_out:
+                writers[("pooled", *key)].write(result.pooled[key])
             n_texts += len(window)
             n_tokens += result.n_tokens
             now = time.perf_counter()
@@ -122,13 +130,16 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
             meta = shard_metadata(job.model, s, category, n_texts, n_tokens, job.dtype,
                                   chunk_meta)
             writers.pop(key).commit(meta)
+            if key in pooled_out:
+                writers.pop(("pooled", *key)).commit({**meta, "pooled": "mean over non-BOS "
+                                                      "stored positions; BOS vector apart"})
         writers.pop("tokens").commit()
         work_s += time.perf_counter() - tick
     finally:
         for writer in writers.values():
             writer.abort()
     if n_chunks is not None:
-        for path in [tokens_out, *activation_out.values()]:
+        for path in [tokens_out, *activation_out.values(), *pooled_out.values()]:
             for removed in remove_stale_chunks(path, n_chunks):
                 log.info("removed stale shard %s", removed)
     log.info("%s chunk %d: %d texts, %d tokens, %d SAEs in %.1f s (%.0f tokens/s)", category,
