@@ -23,6 +23,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/dashboards.smk"
 include: "workflow/rules/methodology.smk"
+include: "workflow/rules/causal.smk"
 
 
 rule all:
@@ -31,4 +32,5 @@ rule all:
         L.analysis_outputs(),
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],
+        L.causal_outputs() if S.causal.enabled else [],
     default_target: True

@@ -109,6 +109,23 @@ class MethodologySettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    enabled: bool
+    folds: int
+    permutations: int
+    seed: int
+    random_feature_draws: int
+    density_tolerance: float
+    baselines: bool
+    probe_k: tuple[int, ...]
+    alpha: float
+    min_auroc: float
+    probe_margin: float
+    test_texts: str | None
+    max_dense_gb: float
+
+
+@dataclass(frozen=True)
 class ComparisonSettings:
     enabled: bool
     neighbours: int
@@ -144,6 +161,7 @@ class Settings:
     analysis: AnalysisSettings
     dashboards: DashboardSettings
     methodology: MethodologySettings
+    validation: ValidationSettings
     causal: CausalSettings
     comparison: ComparisonSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
@@ -288,8 +306,20 @@ def build_settings(config: dict) -> Settings:
                 "split_min_cosine": float(config["comparison"]["split_min_cosine"]),
             }
         ),
+        validation=_validation(config["validation"]),
         causal=_causal(config["causal"]),
         demo=config.get("demo"),
+    )
+
+
+def _validation(section: dict) -> ValidationSettings:
+    floats = ("density_tolerance", "alpha", "min_auroc", "probe_margin", "max_dense_gb")
+    return ValidationSettings(
+        **{
+            **section,
+            **{key: float(section[key]) for key in floats},
+            "probe_k": tuple(sorted(int(k) for k in section["probe_k"])),
+        }
     )
 
 
