@@ -307,6 +307,68 @@ class Layout:
             *(self.stability_chart(f, e) for f in self.families for e in ("html", "png")),
         ]
 
+    # -- validation ---------------------------------------------------------------------------
+    def validation_layer(self, part: str, family: str, layer, name: str) -> str:
+        """Per-(family, layer) results of one validation job: ``part`` heldout (names folds,
+        cells), null (null, cells) or baselines (baselines)."""
+        return self._p("validation", part, f"sae={family}", f"layer={layer}", f"{name}.parquet")
+
+    def validation_layers(self, part: str, name: str) -> list[str]:
+        return [self.validation_layer(part, f, layer, name) for f, layer in self.sae_layers()]
+
+    def validation_table(self, name: str, ext: str = "parquet") -> str:
+        return self._p("validation", f"{name}.{ext}")
+
+    def validation_pair(self, name: str) -> dict[str, str]:
+        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
+        csv = self.validation_table(name, "csv")
+        return {name: self.validation_table(name), f"{name}_csv": csv}
+
+    def validation_chart(self, name: str, family: str, ext: str) -> str:
+        """``name``: heldout_auroc, null or specialist_scores (heatmap, failing cells marked)."""
+        return self._p("validation", "charts", f"{name}_sae={family}.{ext}")
+
+    def validation_charts(self) -> list[tuple[str, str, str]]:
+        """(title, html, png) of every validation chart, in the index's order."""
+        titles = {
+            "specialist_scores": "Specialist scores, validation verdicts marked, SAE {}",
+            "heldout_auroc": "Held-out AUROC by layer vs baselines, SAE {}",
+            "null": "Shuffled-label null of the best score, SAE {}",
+        }
+        return [
+            (
+                title.format(f),
+                self.validation_chart(n, f, "html"),
+                self.validation_chart(n, f, "png"),
+            )
+            for f in self.families
+            for n, title in titles.items()
+        ]
+
+    @property
+    def validation_summary(self) -> str:
+        return self._p("validation", "summary.md")
+
+    def test_set(self, categories: Iterable[str], n_chunks: Mapping[str, int]) -> Layout:
+        """The layout of the optional test set (validation.test_texts): the same families and
+        layers, its own shard tree and per-text tables under validation/test_set/."""
+        return Layout.of(
+            self._p("validation", "test_set"), self.families, self.layers, categories, n_chunks
+        )
+
+    def validation_outputs(self, baselines: bool, test_set: bool) -> list[str]:
+        out = [
+            *self.validation_pair("cells").values(),
+            *self.validation_pair("folds").values(),
+            self.validation_summary,
+            *(p for _, html, png in self.validation_charts() for p in (html, png)),
+        ]
+        if baselines:
+            out += self.validation_pair("baselines").values()
+        if test_set:
+            out += self.validation_pair("test_set").values()
+        return out
+
     # -- causal -------------------------------------------------------------------------------
     @property
     def causal_cells(self) -> str:
