@@ -10,6 +10,8 @@ import altair as alt
 import polars as pl
 
 EMBED = {"actions": False, "renderer": "svg"}
+NO_SPECIALIST_GREY = "#eeeeee"
+DARK_FROM = 0.7  # |score| / bound from which redblue cells need white text (WCAG 4.5:1)
 CACHE_ENV = "SAE_SPECIALISTS_CACHE"
 _EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=[\"']?https?:", re.IGNORECASE)
 
@@ -39,28 +41,32 @@ def peak_by_layer(strongest: pl.DataFrame) -> alt.Chart:
     )
 
 
-def peak_by_layer_category(peaks: pl.DataFrame) -> alt.Chart:
-    """Largest per-text activation inside each category, by layer (one panel per SAE)."""
+def peak_by_layer_category(peaks: pl.DataFrame) -> alt.TopLevelMixin:
+    """Largest per-text activation inside each category, by layer: one panel per SAE family,
+    side by side, each titled with its family (no facet header)."""
     data = peaks.sort("sae", "category", "layer")
-    base = alt.Chart(data).encode(
-        x=_layer_axis(),
-        y=alt.Y("peak:Q", title="peak per-text activation in category"),
-        color=alt.Color("category:N", title="category"),
-        tooltip=[
-            "sae",
-            "layer",
-            "category",
-            "feature",
-            alt.Tooltip("peak:Q", format=".3f"),
-            "text_id",
-        ],
-    )
-    layered = (base.mark_line() + base.mark_point(filled=True, size=50)).properties(
-        width=360, height=240
-    )
-    return layered.facet(column=alt.Column("sae:N", title="SAE")).properties(
-        title="Peak activation by layer and category"
-    )
+    panels = []
+    for sae in data["sae"].unique(maintain_order=True).to_list():
+        base = alt.Chart(data.filter(pl.col("sae") == sae)).encode(
+            x=_layer_axis(),
+            y=alt.Y("peak:Q", title="peak per-text activation in category"),
+            color=alt.Color("category:N", title="category"),
+            tooltip=[
+                "sae",
+                "layer",
+                "category",
+                "feature",
+                alt.Tooltip("peak:Q", format=".3f"),
+                "text_id",
+            ],
+        )
+        panels.append(
+            (base.mark_line() + base.mark_point(filled=True, size=50)).properties(
+                title=f"SAE {sae}", width=360, height=240
+            )
+        )
+    chart = panels[0] if len(panels) == 1 else alt.hconcat(*panels)
+    return chart.properties(title="Peak activation by layer and category")
 
 
 def coverage_by_layer(frequent: pl.DataFrame) -> alt.Chart:
@@ -83,27 +89,24 @@ def coverage_by_layer(frequent: pl.DataFrame) -> alt.Chart:
 
 
 def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
-    """Specialist score, category × layer, with the score printed in each cell."""
+    """Specialist score, category × layer, with the score printed in each cell (and its bootstrap
+    stability when the table has one). Cells without a specialist (best score <= 0, or no active
+    feature) read "none" on grey: how stable "no specialist" is belongs to the stability chart."""
+    has_stability = "stability" in specialists.columns
+    score_text = pl.col("score").cast(pl.String)
+    if has_stability:
+        stability = (pl.col("stability") * 100).round(0).cast(pl.Int64).cast(pl.String)
+        score_text = (
+            pl.when(pl.col("stability").is_not_null())
+            .then(score_text + pl.lit(" (") + stability + pl.lit("%)"))
+            .otherwise(score_text)
+        )
     data = (
         specialists.filter(pl.col("sae") == sae)
         .with_columns(
-            pl.when(pl.col("score").is_null())
-            .then(pl.lit("–"))
-            .when(
-                pl.col("stability").is_not_null()
-                if "stability" in specialists.columns
-                else pl.lit(False)
-            )
-            .then(
-                pl.format(
-                    "{} ({}%)",
-                    pl.col("score"),
-                    (pl.col("stability") * 100).round(0).cast(pl.Int64)
-                    if "stability" in specialists.columns
-                    else pl.lit(None),
-                )
-            )
-            .otherwise(pl.col("score").cast(pl.String))
+            pl.when(pl.col("has_specialist"))
+            .then(score_text)
+            .otherwise(pl.lit("none"))
             .alias("label"),
             pl.col("feature").cast(pl.String).fill_null("none").alias("feature_label"),
         )
@@ -129,24 +132,31 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
                     alt.Tooltip("score_ci_low:Q", title="score CI low"),
                     alt.Tooltip("score_ci_high:Q", title="score CI high"),
                 ]
-                if "stability" in specialists.columns
+                if has_stability
                 else []
             ),
         ],
     )
-    rect = base.mark_rect().encode(
-        color=alt.Color(
-            "score:Q",
-            title="score",
-            scale=alt.Scale(scheme="redblue", domain=[-bound, bound], domainMid=0),
+    # two layers: a quantitative colour of a null score would drop the cell altogether
+    rect = (
+        base.transform_filter(alt.datum.has_specialist)
+        .mark_rect()
+        .encode(
+            color=alt.Color(
+                "score:Q",
+                title="score",
+                scale=alt.Scale(scheme="redblue", domain=[-bound, bound], domainMid=0),
+            )
         )
     )
-    dark = alt.expr.abs(alt.datum.score) > 0.55 * bound
+    grey = base.transform_filter(~alt.datum.has_specialist).mark_rect(color=NO_SPECIALIST_GREY)
+    dark = alt.datum.has_specialist & (alt.expr.abs(alt.datum.score) > DARK_FROM * bound)
     text = base.mark_text(fontSize=13).encode(
         text="label:N", color=alt.condition(dark, alt.value("white"), alt.value("black"))
     )
-    return (rect + text).properties(
-        title=f"Specialist score n_in − n_out (bootstrap stability) by category and layer — {sae}",
+    title = "Specialist score n_in − n_out" + (" (bootstrap stability)" if has_stability else "")
+    return (grey + rect + text).properties(
+        title=f"{title} by category and layer — {sae}; none: no specialist",
         width=max(160, 70 * data["layer"].n_unique()),
         height=max(120, 30 * data["category"].n_unique()),
     )
