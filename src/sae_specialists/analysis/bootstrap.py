@@ -26,15 +26,10 @@ import numpy as np
 import polars as pl
 
 from .dense import LayerData
-from .selection import feature_scores, select
+from .selection import WINNER_SCHEMA, feature_scores, select, winner_row
 
 SCHEMA = {
-    "sae": pl.String,
-    "layer": pl.Int64,
-    "category": pl.String,
-    "feature": pl.Int64,
-    "score": pl.Int64,
-    "has_specialist": pl.Boolean,
+    **WINNER_SCHEMA,
     "stability": pl.Float64,
     "score_ci_low": pl.Int64,
     "score_ci_high": pl.Int64,
@@ -76,18 +71,13 @@ def bootstrap_layer(data: LayerData, weights: np.ndarray, threshold: float, cand
                     ci: float, seed: int) -> list[dict]:
     rows = []
     n_res = weights.shape[0]
-    for c, category in enumerate(data.categories):
+    for c in range(len(data.categories)):
         point = select(data, c, None, threshold, candidates)
         feature = int(point.feature[0])
         sel = select(data, c, weights, threshold, candidates)
         best_lo, best_hi = interval(np.where(sel.feature >= 0, sel.score, 0), ci)
         row = {
-            "sae": data.sae,
-            "layer": data.layer,
-            "category": category,
-            "feature": None,
-            "score": None,
-            "has_specialist": bool(point.has_specialist[0]),
+            **winner_row(data, c, point),
             "stability": None,
             "score_ci_low": None,
             "score_ci_high": None,
@@ -105,8 +95,6 @@ def bootstrap_layer(data: LayerData, weights: np.ndarray, threshold: float, cand
             lo, hi = interval(own, ci)
             others = sel.feature[(sel.feature != feature) & (sel.feature >= 0)]
             row.update(
-                feature=feature,
-                score=int(point.score[0]),
                 stability=float((sel.feature == feature).mean()),
                 score_ci_low=lo,
                 score_ci_high=hi,

@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from .dense import LayerData, default_prefix
 
@@ -49,6 +50,31 @@ class Selection:
     @property
     def has_specialist(self) -> np.ndarray:
         return (self.feature >= 0) & (self.score > 0)
+
+
+# The key and winner columns of a table with one row per (sae, layer, category) winner.
+WINNER_SCHEMA = {
+    "sae": pl.String,
+    "layer": pl.Int64,
+    "category": pl.String,
+    "feature": pl.Int64,
+    "score": pl.Int64,
+    "has_specialist": pl.Boolean,
+}
+
+
+def winner_row(data: LayerData, c: int, sel: Selection, b: int = 0) -> dict:
+    """WINNER_SCHEMA's columns for row ``b`` of a selection of category ``c`` (feature and score
+    None when no feature is active in the category)."""
+    feature = int(sel.feature[b])
+    return {
+        "sae": data.sae,
+        "layer": data.layer,
+        "category": data.categories[c],
+        "feature": feature if feature >= 0 else None,
+        "score": int(sel.score[b]) if feature >= 0 else None,
+        "has_specialist": bool(sel.has_specialist[b]),
+    }
 
 
 def in_category_peaks(values_c: np.ndarray, weights_c: np.ndarray) -> np.ndarray:

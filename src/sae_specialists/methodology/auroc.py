@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from ..analysis.dense import LayerData
-from ..analysis.selection import select
+from ..analysis.selection import WINNER_SCHEMA, select, winner_row
 
 COLUMN_BLOCK = 8192
 
@@ -60,17 +60,12 @@ def auroc_table(layers: Iterable[LayerData], threshold: float, candidates: int) 
     rows = []
     for data in layers:
         auc = auroc_matrix(data)
-        for c, category in enumerate(data.categories):
+        for c in range(len(data.categories)):
             sel = select(data, c, None, threshold, candidates)
             feature = int(sel.feature[0])
             inside = data.cat_index == c
             row = {
-                "sae": data.sae,
-                "layer": data.layer,
-                "category": category,
-                "feature": None,
-                "score": None,
-                "has_specialist": bool(sel.has_specialist[0]),
+                **winner_row(data, c, sel),
                 "auroc": None,
                 "mean_in": None,
                 "mean_out": None,
@@ -80,8 +75,6 @@ def auroc_table(layers: Iterable[LayerData], threshold: float, candidates: int) 
             if feature >= 0:
                 col = int(np.searchsorted(data.features, feature))
                 row.update(
-                    feature=feature,
-                    score=int(sel.score[0]),
                     auroc=_num(auc[c, col]),
                     mean_in=float(data.values[inside, col].mean()),
                     mean_out=_num(data.values[~inside, col].mean()) if (~inside).any() else None,
@@ -101,12 +94,7 @@ def _num(x) -> float | None:
 
 
 AUROC_SCHEMA = {
-    "sae": pl.String,
-    "layer": pl.Int64,
-    "category": pl.String,
-    "feature": pl.Int64,
-    "score": pl.Int64,
-    "has_specialist": pl.Boolean,
+    **WINNER_SCHEMA,
     "auroc": pl.Float64,
     "mean_in": pl.Float64,
     "mean_out": pl.Float64,
