@@ -198,6 +198,9 @@ rule analysis_report:
         include_bos=S.analysis.include_bos,
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
+        # the study's numbers are quoted only for its own model and SAEs (report/summary.py)
+        model_name=S.model.name,
+        sae_releases={name: family.release for name, family in S.saes.items()},
         # keys (family, layer[, category]) -> paths, from the layout
         per_text=L.per_text_by_sae_layer(),
         activations=L.activations_by_sae_layer(),

@@ -12,7 +12,7 @@ import polars as pl
 from ..analysis.tokenview import build_token_views
 from ..core.io import read_metadata, write_text
 from .index import build_index
-from .summary import build_summary
+from .summary import build_summary, study_families
 
 log = logging.getLogger("sae_specialists.report")
 
@@ -56,6 +56,7 @@ def report(smk: Any) -> None:
             "include_bos": p.include_bos,
             "threshold": p.threshold,
             "candidates": p.candidates,
+            "study_families": study_families(p.model_name, dict(p.sae_releases)),
         },
     )
     write_text(summary_doc.to_markdown(), o.summary)

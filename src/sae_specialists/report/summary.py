@@ -37,6 +37,23 @@ def _trend(a: float | None, b: float | None) -> str:
     return "rises" if b > a else "falls" if b < a else "stays"
 
 
+# The original study (docs/analyses.md): GPT-2 small with the gpt2-small-res-jb SAEs.
+STUDY_MODELS = ("gpt2", "gpt2-small")
+STUDY_RELEASE = "gpt2-small-res-jb"
+STUDY_FINDINGS = (
+    "peak ≈13 at layer 6 → ≈37 at layer 11 (≈3×); top-feature coverage ≈98% → ≈87%; "
+    "7/7 specialists at every layer (70 texts, layers 6, 8, 10, 11)"
+)
+
+
+def study_families(model_name: str | None, releases: Mapping[str, str | None]) -> list[str]:
+    """The SAE families of this run that are the original study's model and SAEs: only their
+    sections compare with the study's numbers."""
+    if model_name not in STUDY_MODELS:
+        return []
+    return sorted(name for name, release in releases.items() if release == STUDY_RELEASE)
+
+
 def build_summary(
     *,
     strongest: pl.DataFrame,
@@ -57,10 +74,9 @@ def build_summary(
         " over counted positions (BOS ",
         "included" if settings["include_bos"] else "excluded",
         f"); a text fires when its value > {settings['threshold']}; "
-        f"{settings['candidates']} specialist candidates per category. "
-        "The study (GPT-2 small, gpt2-small-res-jb) found: peak ≈13 at layer 6 → ≈37 at layer 11 "
-        "(≈3×); top-feature coverage ≈98% → ≈87%; 7/7 specialists at every layer.",
+        f"{settings['candidates']} specialist candidates per category.",
     )
+    comparable = set(settings.get("study_families") or ())
     found = specialists_found(specialists)
     families = sorted(set(specialists["sae"].to_list()) | set(strongest["sae"].to_list()))
     for sae in families:
@@ -136,6 +152,11 @@ def build_summary(
                 ]
         sel_parts.append(".")
         bullets.append(sel_parts)
+        if sae in comparable:
+            bullets.append(
+                f"Comparison with the original study (the same model and SAEs, GPT-2 small with "
+                f"{STUDY_RELEASE}): it found {STUDY_FINDINGS}."
+            )
         doc.ul(bullets)
 
         rows = []
