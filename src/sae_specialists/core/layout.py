@@ -50,6 +50,17 @@ METHODOLOGY_CHARTS = ("ablation", "threshold_sweep", "auroc", "topk_vs_all")
 VARIANT_TABLES = ("resid", "pad", "texts")
 CAUSAL_LAYER_TABLES = ("cells", "features", "per_text", "top_tokens", "steering")
 CAUSAL_TABLES = ("effects", "features", "per_text", "top_tokens", "steering")
+# the comparison's tables, by the job that writes them (docs/comparison.md)
+COMPARISON_TABLES = {
+    "components": ("components", "component_first"),
+    "tracking": ("specialist_members", "specialist_links", "next_layer", "related_features"),
+    "splits": ("ladders", "splits"),
+}
+COMPARISON_CHARTS = {
+    "components": "Specialist per SAE family and layer (components)",
+    "specialist_links": "Specialists across layers and families (decoder cosine, co-activation)",
+    "splits": "Narrow specialists split across wider SAEs (width ladders)",
+}
 CHUNK_DIR = re.compile(r"^chunk=(\d+)$")  # the directory of one extraction chunk
 
 
@@ -65,6 +76,8 @@ class Layout:
     layers: tuple[int, ...]
     categories: tuple[str, ...]
     n_chunks: Mapping[str, int] = field(default_factory=dict)  # per category; absent: 1
+    # each family's own layers (saes.<name>.layers); a family absent here has every layer
+    family_layers: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -74,6 +87,7 @@ class Layout:
         layers: Iterable[int],
         categories: Iterable[str],
         n_chunks: Mapping[str, int] | None = None,
+        family_layers: Mapping[str, Iterable[int]] | None = None,
     ) -> Layout:
         return cls(
             str(results_dir).rstrip("/"),
@@ -81,14 +95,19 @@ class Layout:
             tuple(layers),
             tuple(sorted(categories)),
             dict(n_chunks or {}),
+            {f: tuple(ls) for f, ls in (family_layers or {}).items()},
         )
 
     def _p(self, *parts: str) -> str:
         return "/".join((self.results_dir, *parts))
 
+    def layers_of(self, family: str) -> tuple[int, ...]:
+        """The layers of one family (its own list, else every layer)."""
+        return tuple(self.family_layers.get(family, self.layers))
+
     def sae_layers(self) -> list[tuple[str, int]]:
-        """Every (family, layer): families sorted, then layers in order."""
-        return [(f, layer) for f in self.families for layer in self.layers]
+        """Every (family, layer): families sorted, then each family's layers in order."""
+        return [(f, layer) for f in self.families for layer in self.layers_of(f)]
 
     def log(self, stage: str, job: str) -> str:
         return self._p("logs", stage, f"{job}.log")
@@ -349,11 +368,21 @@ class Layout:
     def validation_summary(self) -> str:
         return self._p("validation", "summary.md")
 
+    @property
+    def validation_verdicts(self) -> str:
+        """Each cell's verdict (JSON): what the report and the dashboards show."""
+        return self._p("validation", "verdicts.json")
+
     def test_set(self, categories: Iterable[str], n_chunks: Mapping[str, int]) -> Layout:
         """The layout of the optional test set (validation.test_texts): the same families and
         layers, its own shard tree and per-text tables under validation/test_set/."""
         return Layout.of(
-            self._p("validation", "test_set"), self.families, self.layers, categories, n_chunks
+            self._p("validation", "test_set"),
+            self.families,
+            self.layers,
+            categories,
+            n_chunks,
+            self.family_layers,
         )
 
     def validation_outputs(self, baselines: bool, test_set: bool) -> list[str]:
@@ -361,6 +390,7 @@ class Layout:
             *self.validation_pair("cells").values(),
             *self.validation_pair("folds").values(),
             self.validation_summary,
+            self.validation_verdicts,
             *(p for _, html, png in self.validation_charts() for p in (html, png)),
         ]
         if baselines:
@@ -406,3 +436,31 @@ class Layout:
 
     def causal_outputs(self) -> list[str]:
         return [*self.causal_tables().values(), self.causal_pages]
+
+    # -- comparison ---------------------------------------------------------------------------
+    def comparison_table(self, name: str, ext: str = "parquet") -> str:
+        return self._p("comparison", f"{name}.{ext}")
+
+    def comparison_tables(self, names: Iterable[str]) -> dict[str, str]:
+        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
+        names = list(names)
+        out = {n: self.comparison_table(n) for n in names}
+        out.update({f"{n}_csv": self.comparison_table(n, "csv") for n in names})
+        return out
+
+    def comparison_chart(self, name: str, ext: str) -> str:
+        return self._p("comparison", "charts", f"{name}.{ext}")
+
+    def comparison_charts(self) -> list[tuple[str, str, str]]:
+        """(title, html, png) of every comparison chart, in the index's order."""
+        return [
+            (title, self.comparison_chart(name, "html"), self.comparison_chart(name, "png"))
+            for name, title in COMPARISON_CHARTS.items()
+        ]
+
+    def comparison_outputs(self) -> list[str]:
+        tables = [t for names in COMPARISON_TABLES.values() for t in names]
+        return [
+            *self.comparison_tables(tables).values(),
+            *(p for _, html, png in self.comparison_charts() for p in (html, png)),
+        ]
