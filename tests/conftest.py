@@ -119,3 +119,58 @@ def copy_tree():
         return dst
 
     return _copy
+
+
+def _repo_paths(value):
+    """Config values naming files of this repository (resources/..., config/...) made absolute,
+    so that a run in a temporary directory finds them; other paths stay relative to the run."""
+    if isinstance(value, dict):
+        return {k: _repo_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repo_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith(("resources/", "config/")):
+        return str(REPO / value)
+    return value
+
+
+class DemoRun:
+    """THE shared demo run of the session: config/demo.yaml (every stage of `rule all`) in a
+    temporary directory ``work``. Tests only read it; a test that changes a setting or a file
+    works on a copy (``copy(tmp_path)``) so it never disturbs the others."""
+
+    def __init__(self, work: Path, config: dict):
+        self.work = work
+        self.config = config  # as run: results_dir and the demo assets relative to ``work``
+
+    @property
+    def results(self) -> Path:
+        return self.work / self.config["results_dir"]
+
+    @property
+    def assets(self) -> Path:
+        return self.work / self.config["demo"]["dir"]
+
+    @property
+    def planted(self) -> dict:
+        return json.loads((self.assets / "planted.json").read_text())
+
+    def absolute_config(self) -> dict:
+        """The config with results_dir absolute (for code that reads outputs from elsewhere)."""
+        return {**self.config, "results_dir": str(self.results)}
+
+    def copy(self, destination: Path) -> DemoRun:
+        shutil.copytree(self.work, destination, symlinks=True)
+        return DemoRun(destination, self.config)
+
+    def snakemake(self, *args: str, config: dict | None = None, check: bool = True):
+        return run_snakemake(self.work, *args, config=config or self.config, check=check)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """Built once per test session: `snakemake --cores 2` with config/demo.yaml."""
+    work = tmp_path_factory.mktemp("demo_run")
+    config = _repo_paths(yaml.safe_load((REPO / "config" / "demo.yaml").read_text("utf-8")))
+    run = DemoRun(work, config)
+    run.snakemake("--cores", "2")
+    return run

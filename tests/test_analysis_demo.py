@@ -3,8 +3,8 @@ real Snakefile: every analysis table equals an independent numpy computation fro
 planted features are recovered, the planted BOS-only feature never appears, a threshold change
 schedules only the threshold-dependent analysis jobs, and the report builds.
 
-Uses the session's demo assets (tests/conftest.py) and a few texts of four categories, so the
-extraction it needs stays small."""
+Reads the session's shared demo run (config/demo.yaml, tests/conftest.py); the tests that rerun
+it work on a copy."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from conftest import demo_config, resource_texts, run_snakemake, scheduled_jobs, write_texts
+from conftest import run_snakemake, scheduled_jobs
 from test_analysis_fixture import reference_tables
 
-CATEGORIES = ("python", "math", "social", "formal")
 THRESHOLD_RULES = {
     "analysis_specialist_tables",
     "analysis_specialist_charts",
@@ -28,12 +27,16 @@ THRESHOLD_RULES = {
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, demo_assets, planted):
-    work = tmp_path_factory.mktemp("analysis_demo")
-    texts = write_texts(work / "texts", resource_texts(CATEGORIES, n=4))
-    cfg = demo_config(demo_assets, texts, work / "results")
-    run_snakemake(work, "--cores", "2", "analysis", config=cfg)
-    return work, cfg, planted
+def demo(demo_run):
+    """The session's shared demo run (tests/conftest.py), read only."""
+    return demo_run.work, demo_run.absolute_config(), demo_run.planted
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path):
+    """A copy of the shared demo run, for tests that rerun it with other settings."""
+    run = demo_run.copy(tmp_path / "demo")
+    return run.work, run.config, run.results
 
 
 def _read(paths: list[Path]) -> dict[str, list]:
@@ -148,9 +151,8 @@ def test_demo_tables_match_independent_computation_and_plan(demo):
     assert "Specialists found per layer" in summary
 
 
-def test_demo_threshold_change_reruns_only_analysis(demo):
-    work, cfg, _ = demo
-    results = Path(cfg["results_dir"])
+def test_demo_threshold_change_reruns_only_analysis(demo_copy):
+    work, cfg, results = demo_copy
     new = dict(cfg, analysis=dict(cfg["analysis"], threshold=cfg["analysis"]["threshold"] + 3))
     dry = run_snakemake(work, "--cores", "2", "-n", "analysis", config=new)
     jobs = scheduled_jobs(dry)
@@ -167,8 +169,8 @@ def test_demo_threshold_change_reruns_only_analysis(demo):
     assert scheduled_jobs(run_snakemake(work, "--cores", "2", "-n", "analysis", config=new)) == {}
 
 
-def test_demo_report(demo):
-    work, cfg, _ = demo
+def test_demo_report(demo_copy):
+    work, cfg, _ = demo_copy
     run_snakemake(
         work, "--cores", "2", "analysis", "--report", str(work / "report.html"), config=cfg
     )
