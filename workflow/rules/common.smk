@@ -22,7 +22,7 @@ N_CHUNKS = chunk_counts(
     S.extraction.chunk_size,
     CorpusOptions(S.extraction.text_field, S.extraction.text_split),
 )
-L = Layout.of(S.results_dir, S.saes, S.layers, CATEGORIES, N_CHUNKS)
+L = Layout.of(S.results_dir, S.saes, S.layers, CATEGORIES, N_CHUNKS, S.family_layers)
 FAMILIES = L.families
 LAYERS = L.layers
 GPU = 1 if S.device == "cuda" else 0
