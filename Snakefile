@@ -24,6 +24,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/dashboards.smk"
 include: "workflow/rules/methodology.smk"
 include: "workflow/rules/causal.smk"
+include: "workflow/rules/comparison.smk"
 
 
 rule all:
@@ -33,4 +34,5 @@ rule all:
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],
         L.causal_outputs() if S.causal.enabled else [],
+        L.comparison_outputs() if S.comparison.enabled else [],
     default_target: True
