@@ -148,7 +148,7 @@ class FeatureSite:
     def fused(self):
         """The extraction's fused torch ops for TransformerLens's unfused modules (same
         functions, float rounding apart; the module whose hook is edited keeps its own)."""
-        from ..extraction.engine import fast_modules
+        from ..extraction.hooks import fast_modules
 
         return fast_modules(self.model, [self.hook])
 

@@ -129,6 +129,29 @@ def run_layer(
     )
 
 
+FEATURES_SCHEMA = {
+    "sae": pl.String,
+    "layer": pl.Int64,
+    "feature": pl.Int64,
+    "role": pl.String,
+    "density": pl.Float64,
+    "mean_activation": pl.Float64,
+    "max_activation": pl.Float64,
+    "n_tokens": pl.Int64,
+}
+
+
+def empty_layer_result() -> LayerResult:
+    """The tables of a layer without specialists (the model is not loaded)."""
+    return LayerResult(
+        cells=pl.DataFrame(schema=CELLS_SCHEMA),
+        features=pl.DataFrame(schema=FEATURES_SCHEMA),
+        per_text=pl.DataFrame(schema=PER_TEXT_SCHEMA),
+        top_tokens=pl.DataFrame(schema=TOP_SCHEMA),
+        steering=pl.DataFrame(schema=STEERING_SCHEMA),
+    )
+
+
 def _features_table(key, specialists, control_features, stats) -> pl.DataFrame:
     feats = specialists + control_features
     return pl.DataFrame(
@@ -141,7 +164,7 @@ def _features_table(key, specialists, control_features, stats) -> pl.DataFrame:
             "max_activation": [float(stats.max[f]) for f in feats],
             "n_tokens": [int(stats.n_tokens)] * len(feats),
         },
-        schema_overrides={"layer": pl.Int64, "feature": pl.Int64},
+        schema=FEATURES_SCHEMA,
     )
 
 
@@ -189,7 +212,7 @@ def _per_text_table(key, texts, result, specialists) -> pl.DataFrame:
                     "clean_loss": result.clean_loss,
                     "delta_loss": delta,
                 },
-                schema_overrides={"layer": pl.Int64, "feature": pl.Int64},
+                schema=PER_TEXT_SCHEMA,
             )
         )
     if not frames:

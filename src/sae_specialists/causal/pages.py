@@ -1,0 +1,202 @@
+"""The causal pages: pages/index.html (every cell and its verdict) and one page per cell (its
+effects, the tokens whose loss rises most, the steering samples). Self-contained HTML."""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+from ..core.html import page, token_html
+
+CSS = """
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:.2em .5em;
+ text-align:right;vertical-align:top}th{background:#f1f3f5}td.l,th.l{text-align:left}
+.ctx{font-family:ui-monospace,monospace;white-space:pre-wrap;text-align:left}
+.hit{background:#ffd8a8;font-weight:bold}.detector{color:#c92a2a;font-weight:bold}
+.specific{color:#2b8a3e;font-weight:bold}.unspecific{color:#e67700;font-weight:bold}
+.note{color:#555;font-size:.92em;max-width:60em}
+"""
+
+HOW_TO_READ = (
+    "<p class='note'>Δloss: change in mean next-token cross-entropy (nats) per text when the "
+    "feature's contribution is removed at every counted token (zero ablation) or its activation "
+    "is set to its mean (mean ablation); averaged over the category's texts (in) and all other "
+    "texts (out). Intervals: percentile bootstrap over texts. The control is a random feature "
+    "of similar token density, ablated the same way. <b>detector only</b>: the in-category "
+    "Δloss is not above the control's (the paired interval reaches 0) — the feature fires on its "
+    "category but the model does not need it there. <b>specific</b>: above the control and "
+    "more in than out; <b>unspecific</b>: above the control, not more in than out. "
+    "docs/causal.md explains every column.</p>"
+)
+
+
+def _num(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.3e}"
+
+
+def _ci(row: dict, key: str) -> str:
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if low is None or high is None:
+        return _num(row.get(key))
+    return f"{_num(row.get(key))} <small>[{_num(low)}, {_num(high)}]</small>"
+
+
+def _verdict(verdict: str) -> str:
+    css = {"detector only": "detector"}.get(verdict, verdict)
+    return f"<span class='{css}'>{html.escape(verdict)}</span>"
+
+
+def cell_page_path(family: str, layer: int, category: str) -> str:
+    """Relative to the pages directory."""
+    return f"sae={family}/layer={layer}/{category}.html"
+
+
+def _effects_table(rows: list[dict]) -> str:
+    head = (
+        "<tr><th class='l'>ablation</th><th>n in / out</th><th>Δloss in</th><th>Δloss out</th>"
+        "<th>in − out</th><th>in / out</th><th>control in</th><th>control out</th>"
+        "<th>in − control in</th><th class='l'>verdict</th></tr>"
+    )
+    body = [
+        f"<tr><td class='l'>{html.escape(r['mode'])}</td><td>{r['n_in']} / {r['n_out']}</td>"
+        f"<td>{_num(r['in_mean'])}</td><td>{_num(r['out_mean'])}</td><td>{_ci(r, 'diff')}</td>"
+        f"<td>{_ci(r, 'ratio')}</td><td>{_num(r['control_in_mean'])}</td>"
+        f"<td>{_num(r['control_out_mean'])}</td><td>{_ci(r, 'vs_control')}</td>"
+        f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
+        for r in rows
+    ]
+    return "<table>" + head + "".join(body) + "</table>"
+
+
+def top_tokens_html(rows: list[dict]) -> str:
+    """The top-token table (also used by the dashboards' copy of it, via the same columns)."""
+    if not rows:
+        return "<p>No token of the category had its loss raised by the ablation.</p>"
+    head = (
+        "<tr><th>#</th><th class='l'>text</th><th>Δloss</th><th>clean</th><th>ablated</th>"
+        "<th>activation</th><th class='l'>context (predicted token highlighted)</th></tr>"
+    )
+    body = [
+        f"<tr><td>{r['rank']}</td><td class='l'>{html.escape(r['text_id'])}:{r['position']}</td>"
+        f"<td>{_num(r['delta_loss'])}</td><td>{_num(r['clean_loss'])}</td>"
+        f"<td>{_num(r['ablated_loss'])}</td><td>{_num(r['activation'])}</td>"
+        f"<td class='ctx'>{token_html(r['context_before'], breaks=False)}"
+        f"<span class='hit'>{token_html(r['token'], breaks=False)}</span>"
+        f"{token_html(r['context_after'], breaks=False)}</td></tr>"
+        for r in rows
+    ]
+    return "<table>" + head + "".join(body) + "</table>"
+
+
+def steering_html(rows: list[dict]) -> str:
+    if not rows:
+        return "<p>No steering prompt configured (causal.prompts).</p>"
+    head = (
+        "<tr><th class='l'>prompt</th><th>clamp</th><th>value</th>"
+        "<th class='l'>greedy continuation</th></tr>"
+    )
+    body = []
+    for r in rows:
+        clamp = "unsteered" if r["scale"] is None else f"{_num(r['scale'], 3)} × max"
+        body.append(
+            f"<tr><td class='l'>{html.escape(r['prompt'])}</td><td>{clamp}</td>"
+            f"<td>{_num(r['value'])}</td>"
+            f"<td class='ctx'>{token_html(r['continuation'], breaks=False)}</td></tr>"
+        )
+    return "<table>" + head + "".join(body) + "</table>"
+
+
+def _cell_page(cell: dict, effects: list[dict], top: list[dict], steering: list[dict]) -> str:
+    title = f"Causal check: SAE {cell['sae']} layer {cell['layer']}, {cell['category']}"
+    zero = next((r for r in effects if r["mode"] == "zero"), effects[0])
+    body = [
+        "<nav><a href='../../index.html'>all cells</a></nav>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Specialist feature <b>{cell['feature']}</b>; control feature(s) "
+        f"{html.escape(zero['controls'] or 'none found')}. Verdict (zero ablation): "
+        f"{_verdict(zero['verdict'])}.</p>",
+        HOW_TO_READ,
+        "<h2>Ablation effects</h2>",
+        _effects_table(effects),
+        "<h2>Tokens whose loss rises most (zero ablation)</h2>",
+        top_tokens_html(top),
+        "<h2>Steering samples</h2>",
+        steering_html(steering),
+    ]
+    return page(title, body, css=CSS)
+
+
+def _index_page(effects: pl.DataFrame, settings: dict) -> str:
+    rows = effects.filter(pl.col("mode") == "zero").sort("sae", "layer", "category")
+    head = (
+        "<tr><th class='l'>SAE</th><th>layer</th><th class='l'>category</th><th>feature</th>"
+        "<th>Δloss in</th><th>Δloss out</th><th>in / out</th><th>control in</th>"
+        "<th class='l'>verdict</th></tr>"
+    )
+    body = [
+        f"<tr><td class='l'>{html.escape(r['sae'])}</td><td>{r['layer']}</td>"
+        f"<td class='l'><a href='{cell_page_path(r['sae'], r['layer'], r['category'])}'>"
+        f"{html.escape(r['category'])}</a></td><td>{r['feature']}</td>"
+        f"<td>{_num(r['in_mean'])}</td><td>{_num(r['out_mean'])}</td><td>{_ci(r, 'ratio')}</td>"
+        f"<td>{_num(r['control_in_mean'])}</td><td class='l'>{_verdict(r['verdict'])}</td></tr>"
+        for r in rows.iter_rows(named=True)
+    ]
+    listing = ", ".join(f"{html.escape(k)} = {html.escape(str(v))}" for k, v in settings.items())
+    table = "<table>" + head + "".join(body) + "</table>" if body else "<p>No specialist.</p>"
+    return page(
+        "Causal check of the specialists",
+        [
+            "<h1>Causal check of the specialists</h1>",
+            HOW_TO_READ,
+            f"<p class='note'>Settings: {listing}.</p>",
+            table,
+        ],
+        css=CSS,
+    )
+
+
+def write_pages(frames: dict[str, pl.DataFrame], out_dir: Path, settings: dict) -> None:
+    """Write every page into a fresh directory, then move it into place (a directory output:
+    no half-written page set survives a failure)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        effects, top, steering = frames["effects"], frames["top_tokens"], frames["steering"]
+        (tmp / "index.html").write_text(_index_page(effects, settings), encoding="utf-8")
+        keys = ["sae", "layer", "category"]
+        for cell in effects.select(*keys, "feature").unique().sort(keys).iter_rows(named=True):
+            match = (
+                (pl.col("sae") == cell["sae"])
+                & (pl.col("layer") == cell["layer"])
+                & (pl.col("category") == cell["category"])
+            )
+            feature_match = (
+                (pl.col("sae") == cell["sae"])
+                & (pl.col("layer") == cell["layer"])
+                & (pl.col("feature") == cell["feature"])
+            )
+            text = _cell_page(
+                cell,
+                effects.filter(match).sort("mode", descending=True).to_dicts(),
+                top.filter(match).sort("rank").to_dicts(),
+                steering.filter(feature_match)
+                .sort("prompt_index", pl.col("scale").fill_null(-1.0))
+                .to_dicts(),
+            )
+            path = tmp / cell_page_path(cell["sae"], cell["layer"], cell["category"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,122 @@
+# Causal check (docs/causal.md): does removing a specialist hurt the model on its own category,
+# and what does it write when clamped on? Off the main path: no extraction or analysis rule
+# depends on these outputs; `rule all` builds them when `causal.enabled` is true.
+# Only `causal_layer` loads the model (one job per SAE family and layer); it reads the study's
+# tokens from the tokens shards. Rerun behaviour:
+# - causal.* settings are params of the causal rules only: never extraction or analysis;
+# - a threshold change rewrites the specialists table, so the cheap checkpoint `causal_cells`
+#   reruns and rewrites cells.json; each layer job takes that file as an `ancient` input (its
+#   time stamp is ignored) and its own specialist set, read from the file's content, as a
+#   param: it reruns only when its set changed.
+import json
+from pathlib import Path
+
+from sae_specialists.core.layout import CAUSAL_LAYER_TABLES
+
+C = S.causal
+
+
+rule causal:
+    """Every causal output (tables and pages), whether or not causal.enabled is set."""
+    input:
+        L.causal_outputs(),
+
+
+checkpoint causal_cells:
+    """Every (family, layer)'s specialist set, from the analysis specialists table."""
+    input:
+        specialists=L.table("specialists"),
+    output:
+        L.causal_cells,
+    params:
+        sae_layers=[[f, l] for f, l in L.sae_layers()],
+    log:
+        L.log("causal", "cells"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/causal_cells.py"
+
+
+def causal_cells_file(wildcards):
+    return checkpoints.causal_cells.get().output[0]
+
+
+def causal_cells_of(wildcards):
+    """The layer's specialist set ([[category, feature], ...]), read once the checkpoint ran."""
+    sets = json.loads(Path(causal_cells_file(wildcards)).read_text())
+    return sets.get(f"{wildcards.family}/{int(wildcards.layer)}", [])
+
+
+rule causal_layer:
+    """One SAE family and layer: ablations, controls, top tokens, steering samples."""
+    input:
+        cells=ancient(causal_cells_file),
+        tokens=L.tokens(),
+        model_and_sae=lambda w: model_and_sae_files([w.family], [w.layer]),
+    output:
+        **L.causal_layer("{family}", "{layer}"),
+    params:
+        family=lambda w: w.family,
+        layer=lambda w: int(w.layer),
+        cells=causal_cells_of,
+        model=S.model.spec,
+        saes=lambda w: sae_sources([w.family], [int(w.layer)]),
+        dtype=S.dtype,
+        modes=list(C.modes),
+        control_draws=C.control_draws,
+        seed=C.seed,
+        steer_scales=list(C.steer_scales),
+        prompts=list(C.prompts),
+        steer_tokens=C.steer_tokens,
+        top_tokens=C.top_tokens,
+        batch_size=unchecked(C.batch_size),
+        device=unchecked(S.device),
+    log:
+        L.log("causal", "layer_sae={family}_layer={layer}"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPU,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/causal_layer.py"
+
+
+rule causal_tables:
+    """Effects with bootstrap intervals and verdicts, the joined tables, the causal pages."""
+    input:
+        **{
+            name: [L.causal_layer(f, l)[name] for f, l in L.sae_layers()]
+            for name in CAUSAL_LAYER_TABLES
+        },
+    output:
+        **L.causal_tables(),
+        pages=directory(L.causal_pages),
+    params:
+        resamples=C.bootstrap_resamples,
+        seed=C.seed,
+        ci=C.ci,
+        settings={
+            "modes": list(C.modes),
+            "control_draws": C.control_draws,
+            "bootstrap_resamples": C.bootstrap_resamples,
+            "seed": C.seed,
+            "ci": C.ci,
+            "steer_scales": list(C.steer_scales),
+            "steer_tokens": C.steer_tokens,
+        },
+    log:
+        L.log("causal", "tables"),
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/causal_tables.py"
