@@ -28,15 +28,15 @@ checkpoint causal_cells:
         specialists=L.table("specialists"),
     output:
         L.causal_cells,
-    params:
-        sae_layers=[[f, l] for f, l in L.sae_layers()],
     log:
         L.log("causal", "cells"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/sae_specialists.yaml"
+    params:
+        sae_layers=[[f, l] for f, l in L.sae_layers()],
     script:
         "../../scripts/causal_cells.py"
 
@@ -59,6 +59,15 @@ rule causal_layer:
         model_and_sae=lambda w: model_and_sae_files([w.family], [w.layer]),
     output:
         **L.causal_layer("{family}", "{layer}"),
+    log:
+        L.log("causal", "layer_sae={family}_layer={layer}"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=GPU,
     params:
         family=lambda w: w.family,
         layer=lambda w: int(w.layer),
@@ -75,15 +84,6 @@ rule causal_layer:
         top_tokens=C.top_tokens,
         batch_size=unchecked(C.batch_size),
         device=unchecked(S.device),
-    log:
-        L.log("causal", "layer_sae={family}_layer={layer}"),
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPU,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/causal_layer.py"
 
@@ -98,6 +98,13 @@ rule causal_tables:
     output:
         **L.causal_tables(),
         pages=directory(L.causal_pages),
+    log:
+        L.log("causal", "tables"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         resamples=C.bootstrap_resamples,
         seed=C.seed,
@@ -111,12 +118,5 @@ rule causal_tables:
             "steer_scales": list(C.steer_scales),
             "steer_tokens": C.steer_tokens,
         },
-    log:
-        L.log("causal", "tables"),
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/causal_tables.py"
