@@ -233,25 +233,30 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
     import pyarrow as pa
     from transformers import AutoTokenizer
 
-    from sae_specialists.corpus import CorpusOptions, chunk_bounds, chunk_counts, iter_texts
-    from sae_specialists.extract import (
+    from sae_specialists.core.contract import TOKENS_SCHEMA
+    from sae_specialists.core.io import AtomicParquetWriter
+    from sae_specialists.core.settings import load_settings, schema_path
+    from sae_specialists.extraction.corpus import (
+        CorpusOptions,
+        chunk_bounds,
+        chunk_counts,
+        iter_texts,
+    )
+    from sae_specialists.extraction.engine import (
         ACTIVATIONS_DICT_SCHEMA,
-        WINDOW_TOKENS,
         _activation_table,
         _tokens_table,
         shard_metadata,
-        tokenized_windows,
     )
-    from sae_specialists.pipeline import AtomicParquetWriter, _chunk_meta
-    from sae_specialists.saes import LoadedSAE
-    from sae_specialists.settings import check_config
-    from sae_specialists.shards import TOKENS_SCHEMA
-    from sae_specialists.texts import list_categories
+    from sae_specialists.extraction.pipeline import _chunk_meta
+    from sae_specialists.extraction.saes import LoadedSAE
+    from sae_specialists.extraction.texts import list_categories
+    from sae_specialists.extraction.tokenize import WINDOW_TOKENS, tokenized_windows
 
-    settings = check_config(config)
+    settings = load_settings(config, schema_path())
     ex = settings.extraction
     results = Path(settings.results_dir)
-    model_dir = Path(settings.model["path"])
+    model_dir = Path(settings.model.path)
     model_cfg = json.loads((model_dir / "config.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     # what tokenized_windows needs of a HookedTransformer
@@ -265,8 +270,8 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
                                 None)
     d_sae = saes[settings.layers[0]].d_sae
     categories = list_categories(settings.texts)
-    options = CorpusOptions.from_extraction(ex)
-    n_chunks = chunk_counts(categories, ex["chunk_size"], options)
+    options = CorpusOptions(ex.text_field, ex.text_split)
+    n_chunks = chunk_counts(categories, ex.chunk_size, options)
     models = {layer: LayerModel(layer, d_sae, l0, seed, len(categories))
               for layer in settings.layers}
     decoded: dict[int, str] = {}
@@ -278,7 +283,7 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
     t0 = time.perf_counter()
     for ci, (category, text_file) in enumerate(categories.items()):
         for chunk in range(n_chunks[category]):
-            start, stop = chunk_bounds(chunk, ex["chunk_size"])
+            start, stop = chunk_bounds(chunk, ex.chunk_size)
             writers = {}
             try:
                 writers["tokens"] = AtomicParquetWriter(
@@ -291,7 +296,7 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
                         for layer in settings.layers}
                 texts = iter_texts(text_file, category, options, start, stop)
                 n_texts = n_tokens = 0
-                for window in tokenized_windows(model, texts, ex["max_tokens"], ex["long_texts"],
+                for window in tokenized_windows(model, texts, ex.max_tokens, ex.long_texts,
                                                 WINDOW_TOKENS):
                     ids = pa.array([t.text.text_id for t in window], pa.string())
                     lengths = [len(t.ids) for t in window]
@@ -305,9 +310,9 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
                     n_texts += len(window)
                     n_tokens += sum(lengths)
                     stats["windows"] += 1
-                chunk_meta = _chunk_meta(chunk, n_chunks[category], ex["chunk_size"])
+                chunk_meta = _chunk_meta(chunk, n_chunks[category], ex.chunk_size)
                 for layer in settings.layers:
-                    meta = shard_metadata(settings.model, saes[layer], category, n_texts,
+                    meta = shard_metadata(settings.model.spec, saes[layer], category, n_texts,
                                           n_tokens, settings.dtype, chunk_meta)
                     writers.pop(layer).commit(meta)
                 writers.pop("tokens").commit()
@@ -326,8 +331,8 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
 def ensure_shards_newer(config: dict) -> int:
     """Shards must be newer than the extraction inputs (texts, model and SAE files); touch any
     that is not (none when generated in order). Returns how many were touched."""
-    from sae_specialists.models import model_input_files
-    from sae_specialists.saes import sae_input_files
+    from sae_specialists.extraction.models import model_input_files
+    from sae_specialists.extraction.saes import sae_input_files
 
     inputs = [*Path(config["texts"]).glob("*.jsonl"), *model_input_files(config["model"])]
     for layer in config["layers"]:

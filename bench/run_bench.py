@@ -75,7 +75,7 @@ def build_assets(root: Path, shape: dict, d_sae: int, l0: int, seed: int = 0) ->
     from sae_lens import StandardSAE, StandardSAEConfig
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from sae_specialists.models import save_local_model
+    from sae_specialists.extraction.models import save_local_model
 
     if (root / "done.json").exists():
         return
@@ -216,9 +216,9 @@ def child_matmul(args) -> dict:
 
 
 def _settings(args, root: Path, results: Path, dtype: str = "float32"):
-    from sae_specialists.settings import check_config
+    from sae_specialists.core.settings import load_settings, schema_path
 
-    return check_config({
+    return load_settings({
         "model": {"path": str(root / "model")},
         "device": args.device,
         "dtype": dtype,
@@ -227,7 +227,7 @@ def _settings(args, root: Path, results: Path, dtype: str = "float32"):
         "texts": str(root),
         "results_dir": str(results),
         "extraction": {"batch_size": args.batch_size, "chunk_size": None},
-    })
+    }, schema_path())
 
 
 def child_engine(args) -> dict:
@@ -237,7 +237,8 @@ def child_engine(args) -> dict:
     import pyarrow.parquet as pq
     import torch
 
-    from sae_specialists.pipeline import extract_category
+    from sae_specialists.extraction.loading import ModelAndSAEs
+    from sae_specialists.extraction.pipeline import extract_category
 
     torch.set_num_threads(args.threads)
     root, corpus = Path(args.root), Path(args.corpus)
@@ -267,7 +268,8 @@ def child_engine(args) -> dict:
 
     t0 = time.perf_counter()
     first_probe = matmul_probe(shapes) if args.probe else None  # before any window is timed
-    summary = extract_category(settings, "bench", str(corpus), tokens_out, acts, chunk=0,
+    summary = extract_category(ModelAndSAEs.of(settings), settings.extraction, "bench",
+                               str(corpus), tokens_out, acts, chunk=0,
                                n_chunks=1, window_tokens=args.window_tokens,
                                encode_rows=args.encode_rows, on_window=on_window)
     total = time.perf_counter() - t0
@@ -302,7 +304,7 @@ def notebook_way(model, saes, tokenized, batch_size: int) -> dict:
     import numpy as np
     import torch
 
-    from sae_specialists.extract import length_sorted_batches
+    from sae_specialists.extraction.tokenize import length_sorted_batches
 
     out = {}
     with torch.no_grad():
@@ -325,10 +327,11 @@ def child_compare(args) -> dict:
     goes first) so that both see the same machine load; model and SAEs loaded once."""
     import torch
 
-    from sae_specialists.corpus import iter_texts
-    from sae_specialists.extract import Extractor, tokenize_texts, tune_allocator
-    from sae_specialists.models import load_local_model
-    from sae_specialists.saes import load_sae
+    from sae_specialists.extraction.corpus import iter_texts
+    from sae_specialists.extraction.engine import Extractor, tune_allocator
+    from sae_specialists.extraction.models import load_local_model
+    from sae_specialists.extraction.saes import load_sae
+    from sae_specialists.extraction.tokenize import tokenize_texts
 
     tune_allocator()
     torch.set_num_threads(args.threads)
@@ -446,7 +449,8 @@ def main() -> None:
     t = time.perf_counter()
     build_assets(root, shape, d_sae, args.l0)
     print(f"assets {root} ready ({time.perf_counter() - t:.0f} s)", flush=True)
-    from sae_specialists.extract import ENCODE_ROWS, WINDOW_TOKENS
+    from sae_specialists.extraction.encode import ENCODE_ROWS
+    from sae_specialists.extraction.tokenize import WINDOW_TOKENS
 
     encode_rows = args.encode_rows or ENCODE_ROWS.get(args.device, 8192)
     n_blocks = max(LAYERS)  # resid_pre of block 11 = resid_post of block 10: 11 blocks run
