@@ -100,6 +100,7 @@ class Fixture:
                 "token_pos": pa.array(rows["token_pos"], pa.int32()),
                 "token_id": pa.array(rows["token_id"], pa.int32()),
                 "token": pa.array(rows["token"], pa.string()),
+                "token_bytes": pa.array([t.encode() for t in rows["token"]], pa.binary()),
                 "bos": pa.array(rows["bos"], pa.bool_()),
             }
         )

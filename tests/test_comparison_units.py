@@ -641,6 +641,7 @@ def test_study_reads_counted_positions_from_shards(tmp_path):
             "token_pos": [p for _ in texts for p in range(n_pos)],
             "token_id": [p for _ in texts for p in range(n_pos)],
             "token": ["x"] * (len(texts) * n_pos),
+            "token_bytes": [b"x"] * (len(texts) * n_pos),
             "bos": [p == 0 for _ in texts for p in range(n_pos)],
         },
         schema=TOKENS_SCHEMA,

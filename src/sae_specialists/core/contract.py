@@ -23,6 +23,7 @@ TOKENS_SCHEMA = pa.schema(
         ("token_pos", pa.int32()),
         ("token_id", pa.int32()),
         ("token", pa.string()),
+        ("token_bytes", pa.binary()),
         ("bos", pa.bool_()),
     ]
 )

@@ -4,7 +4,8 @@ token is drawn in HTML. Pages are self-contained: no external file, no network."
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 # Shared by every page; each page adds its own rules after these.
 BASE_CSS = """
@@ -21,13 +22,15 @@ nav a{margin-right:.8em}
  padding:.3em .6em;font-family:ui-monospace,monospace;font-size:.9em;min-height:1.4em;z-index:1}
 """
 
-# Hover / click read-out of a token span (data-tok, data-pos, data-act) into #info.
+# Hover / click read-out of a token span into #info: its data-info (every token of the span:
+# text, position, activation), else data-tok / data-pos / data-act.
 TOKEN_JS = """
 (function(){
   var info=document.getElementById('info');
   function show(el){
-    info.textContent='token '+el.getAttribute('data-tok')+'  ·  position '+
-      el.getAttribute('data-pos')+'  ·  activation '+el.getAttribute('data-act');
+    info.textContent=el.getAttribute('data-info')||('token '+el.getAttribute('data-tok')+
+      '  ·  position '+el.getAttribute('data-pos')+'  ·  activation '+
+      el.getAttribute('data-act'));
   }
   document.querySelectorAll('.tok').forEach(function(el){
     el.addEventListener('mouseenter',function(){show(el);});
@@ -71,4 +74,66 @@ def token_html(token: str, breaks: bool = True) -> str:
             out.append(f'<span class="ws">{WHITESPACE[ch]}</span>')
         else:
             out.append(html.escape(ch))
+    return "".join(out)
+
+
+SHADE_RGB = "240,140,0"
+
+
+@dataclass(frozen=True)
+class Tok:
+    """One token to draw: its raw bytes, position and activation; ``alpha`` (0..1) its shading;
+    ``classes`` extra CSS classes; ``label`` drawn instead of its text (e.g. ⟨BOS⟩); ``note``
+    added to its hover line (e.g. "not counted")."""
+
+    raw: bytes
+    pos: int
+    act: float
+    alpha: float = 0.0
+    classes: tuple[str, ...] = ()
+    label: str | None = None
+    note: str = ""
+
+
+def _background(alphas: Sequence[float], rgb: str) -> str:
+    if len(alphas) == 1:
+        return f"background:rgba({rgb},{alphas[0]:.3f})" if alphas[0] > 0 else ""
+    if not any(a > 0 for a in alphas):
+        return ""
+    step = 100 / len(alphas)
+    stops = ",".join(
+        f"rgba({rgb},{a:.3f}) {i * step:.2f}% {(i + 1) * step:.2f}%" for i, a in enumerate(alphas)
+    )
+    return f"background:linear-gradient(to right,{stops})"
+
+
+def tokens_html(toks: Sequence[Tok], rgb: str = SHADE_RGB, breaks: bool = True) -> str:
+    """The one token renderer: a sequence of tokens as running text (core/tokens.py
+    ``text_spans``). Each span is one ``.tok`` element; a character split over several tokens is
+    drawn once across them, shaded left to right with each token's own activation, and its
+    hover lists every token with its own value."""
+    from .tokens import text_spans, token_display
+
+    out = []
+    for span in text_spans([t.raw for t in toks]):
+        members = toks[span.first : span.last + 1]
+        classes = ["tok"] + sorted({c for t in members for c in t.classes})
+        if len(members) > 1:
+            classes.append("multi")
+        info = "  |  ".join(
+            f"token {token_display(t.raw)} · position {t.pos} · activation {t.act:.4f}"
+            + (f" · {t.note}" if t.note else "")
+            for t in members
+        )
+        labels = [t.label for t in members if t.label]
+        text = html.escape(labels[0]) if labels else token_html(span.text, breaks=breaks)
+        style = _background([t.alpha for t in members], rgb)
+        pos = f"{members[0].pos}" + (f"–{members[-1].pos}" if len(members) > 1 else "")
+        acts = " / ".join(f"{t.act:.4f}" for t in members)
+        out.append(
+            f'<span class="{" ".join(classes)}" data-pos="{pos}" data-act="{acts}" '
+            f'data-info="{html.escape(info, quote=True)}" title="{html.escape(info, quote=True)}"'
+            + (f' style="{style}"' if style else "")
+            + f">{text}</span>"
+        )
     return "".join(out)

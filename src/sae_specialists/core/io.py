@@ -80,6 +80,7 @@ def scan_shards(paths: Iterable[str | os.PathLike], schema, columns: Iterable[st
         "token_pos": pl.Int32,
         "token_id": pl.Int32,
         "token": pl.String,
+        "token_bytes": pl.Binary,
         "bos": pl.Boolean,
         "feature": pl.Int32,
         "activation": pl.Float64,

@@ -44,6 +44,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..core.contract import ACTIVATIONS_SCHEMA, POOLED_SCHEMA, TOKENS_SCHEMA
+from ..core.tokens import token_bytes, token_text
 from .encode import ENCODE_ROWS, ENCODE_ROWS_DEFAULT, Encoder, check_encode_input
 from .hooks import capture_hooks, check_saes_match_model, fast_modules, stop_layer
 from .models import model_label
@@ -151,7 +152,7 @@ class Extractor:
         self.by_hook: dict[str, list[Encoder]] = {}
         for enc in self.encoders:
             self.by_hook.setdefault(self.capture[enc.s.hook_name], []).append(enc)
-        self._decoded: dict[int, str] = {}
+        self._decoded: dict[int, bytes] = {}
         self._pooled: dict[str, _Pooled] = {}
         self._checked = False
         self._torch = torch
@@ -324,7 +325,9 @@ def _pooled_table(acc: _Pooled, tokenized: list[TokenizedText]) -> pa.Table:
     )
 
 
-def _tokens_table(tokenizer, tokenized: list[TokenizedText], decoded: dict[int, str]) -> pa.Table:
+def _tokens_table(tokenizer, tokenized: list[TokenizedText], raw: dict[int, bytes]) -> pa.Table:
+    """The tokens shard: ``token_bytes`` is each token's raw bytes, ``token`` their text on
+    their own (core/tokens.py; ``raw`` caches the bytes of ids seen before)."""
     lengths = np.array([len(t.ids) for t in tokenized], dtype=np.int64)
     total = int(lengths.sum())
     if total:
@@ -335,10 +338,12 @@ def _tokens_table(tokenizer, tokenized: list[TokenizedText], decoded: dict[int, 
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     token_pos = (np.arange(total, dtype=np.int64) - starts).astype(np.int32)
     unique, inverse = np.unique(ids, return_inverse=True)
-    missing = [int(i) for i in unique if int(i) not in decoded]
+    missing = [int(i) for i in unique if int(i) not in raw]
     if missing:
-        decoded.update(zip(missing, tokenizer.batch_decode([[i] for i in missing]), strict=True))
-    strings = pa.array([decoded[int(i)] for i in unique], pa.string())
+        raw.update(token_bytes(tokenizer, missing))
+    take = pa.array(inverse.reshape(-1).astype(np.int32), pa.int32())
+    strings = pa.array([token_text(raw[int(i)]) for i in unique], pa.string())
+    raws = pa.array([raw[int(i)] for i in unique], pa.binary())
     text_ids = pa.array([t.text.text_id for t in tokenized], pa.string())
     categories = pa.array([t.text.category for t in tokenized], pa.string())
     index = pa.array(text_index, pa.int32())
@@ -348,7 +353,8 @@ def _tokens_table(tokenizer, tokenized: list[TokenizedText], decoded: dict[int, 
             "category": categories.take(index),
             "token_pos": pa.array(token_pos, pa.int32()),
             "token_id": pa.array(ids.astype(np.int32), pa.int32()),
-            "token": strings.take(pa.array(inverse.reshape(-1).astype(np.int32), pa.int32())),
+            "token": strings.take(take),
+            "token_bytes": raws.take(take),
             "bos": pa.array(token_pos == 0, pa.bool_()),
         },
         schema=TOKENS_SCHEMA,
