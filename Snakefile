@@ -23,6 +23,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/dashboards.smk"
 include: "workflow/rules/methodology.smk"
+include: "workflow/rules/validation.smk"
 include: "workflow/rules/causal.smk"
 include: "workflow/rules/comparison.smk"
 
@@ -33,6 +34,9 @@ rule all:
         L.analysis_outputs(),
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],
+        L.validation_outputs(S.validation.baselines, S.validation.test_texts is not None)
+        if S.validation.enabled
+        else [],
         L.causal_outputs() if S.causal.enabled else [],
         L.comparison_outputs() if S.comparison.enabled else [],
     default_target: True

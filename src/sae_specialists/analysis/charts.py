@@ -91,8 +91,11 @@ def coverage_by_layer(frequent: pl.DataFrame) -> alt.Chart:
 def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
     """Specialist score, category × layer, with the score printed in each cell (and its bootstrap
     stability when the table has one). Cells without a specialist (best score <= 0, or no active
-    feature) read "none" on grey: how stable "no specialist" is belongs to the stability chart."""
+    feature) read "none" on grey: how stable "no specialist" is belongs to the stability chart.
+    With the validation stage's ``verdict``/``fails_heldout`` columns (docs/validation.md), a
+    cell whose specialist fails validation is outlined and marked ✗."""
     has_stability = "stability" in specialists.columns
+    validated = "fails_heldout" in specialists.columns
     score_text = pl.col("score").cast(pl.String)
     if has_stability:
         stability = (pl.col("stability") * 100).round(0).cast(pl.Int64).cast(pl.String)
@@ -112,6 +115,12 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
         )
         .sort("category", "layer")
     )
+    if validated:
+        failing = pl.col("fails_heldout").fill_null(False)
+        data = data.with_columns(
+            failing.alias("fails_heldout"),
+            pl.when(failing).then(pl.col("label") + pl.lit(" ✗")).otherwise(pl.col("label")),
+        )
     scores = [s for s in data["score"].to_list() if s is not None] or [0]
     bound = max(1, max(abs(s) for s in scores))
     base = alt.Chart(data).encode(
@@ -135,6 +144,7 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
                 if has_stability
                 else []
             ),
+            *(["verdict"] if validated else []),
         ],
     )
     # two layers: a quantitative colour of a null score would drop the cell altogether
@@ -155,7 +165,14 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
         text="label:N", color=alt.condition(dark, alt.value("white"), alt.value("black"))
     )
     title = "Specialist score n_in − n_out" + (" (bootstrap stability)" if has_stability else "")
-    return (grey + rect + text).properties(
+    layers = grey + rect + text
+    if validated:
+        outline = base.transform_filter(alt.datum.fails_heldout).mark_rect(
+            fill=None, stroke="black", strokeWidth=2.5
+        )
+        layers = layers + outline
+        sae = f"{sae}; ✗: fails validation"
+    return layers.properties(
         title=f"{title} by category and layer — {sae}; none: no specialist",
         width=max(160, 70 * data["layer"].n_unique()),
         height=max(120, 30 * data["category"].n_unique()),

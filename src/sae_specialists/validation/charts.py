@@ -57,21 +57,25 @@ def series_order(cells: pl.DataFrame) -> list[str]:
 
 
 def heldout_chart(cells: pl.DataFrame, sae: str) -> alt.TopLevelMixin:
-    """Held-out AUROC by layer, one panel per category, one line per method (SAE ``sae``)."""
+    """Held-out AUROC by layer, one panel per category, one bar per method side by side (SAE
+    ``sae``); the dotted rule is chance (0.5)."""
     data = heldout_long(cells.filter(pl.col("sae") == sae)).sort("category", "series", "layer")
     order = series_order(cells)
-    base = alt.Chart(data).encode(
+    base = alt.Chart().encode(
         x=_layer_axis(),
+        xOffset=alt.XOffset("series:N", sort=order),
         y=alt.Y("auroc:Q", title="held-out AUROC", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("series:N", title="method", sort=order),
-        strokeDash=alt.condition(alt.datum.series == FLOOR, alt.value([4, 3]), alt.value([1, 0])),
+        color=alt.Color("series:N", title="method", sort=order,
+                        scale=alt.Scale(scheme="tableau10")),
+        opacity=alt.condition(alt.datum.series == FLOOR, alt.value(0.45), alt.value(1.0)),
         tooltip=["category", "layer", "series", alt.Tooltip("auroc:Q", format=".3f"), "verdict"],
     )
-    chance = alt.Chart().mark_rule(color="#999", strokeDash=[2, 2]).encode(y=alt.datum(0.5))
-    layered = alt.layer(base.mark_line(), base.mark_point(filled=True, size=45), chance,
-                        data=data).properties(width=180, height=150)
-    return layered.facet(facet=alt.Facet("category:N", title=None), columns=4).properties(
-        title=f"Held-out AUROC by layer: specialist vs baselines — {sae}"
+    chance = alt.Chart().mark_rule(color="#555", strokeDash=[2, 2]).encode(y=alt.datum(0.5))
+    n_layers = max(1, data["layer"].n_unique())
+    layered = alt.layer(base.mark_bar(), chance, data=data).properties(
+        width=max(120, 16 * len(order) * n_layers), height=150)
+    return layered.facet(facet=alt.Facet("category:N", title=None), columns=3).properties(
+        title=f"Held-out AUROC by layer: specialist vs baselines — {sae} (dotted: chance)"
     )
 
 
@@ -90,8 +94,7 @@ def null_chart(null: pl.DataFrame, cells: pl.DataFrame, sae: str) -> alt.TopLeve
     )
     data = pl.concat([counts, real], how="diagonal_relaxed").sort("category", "layer", "kind",
                                                                    "score")
-    base = alt.Chart().encode(
-        x=alt.X("score:Q", title="best score n_in − n_out (bars: shuffled labels; red: real)"))
+    base = alt.Chart().encode(x=alt.X("score:Q", title="best score"))
     bars = base.mark_bar(color="#9ab").encode(
         y=alt.Y("permutations:Q", title="permutations"),
         tooltip=["category", "layer", "score", "permutations"],
@@ -104,5 +107,6 @@ def null_chart(null: pl.DataFrame, cells: pl.DataFrame, sae: str) -> alt.TopLeve
         alt.layer(bars, rule, data=data)
         .properties(width=130, height=80)
         .facet(row=alt.Row("category:N", title=None), column=alt.Column("layer:O"))
-        .properties(title=f"Shuffled-label null of the best score — {sae}")
+        .properties(title=f"Best score n_in − n_out under shuffled labels (bars) and the real "
+                          f"specialist's (red) — {sae}")
     )

@@ -1,0 +1,122 @@
+"""Markdown of the validation results: ``validation/summary.md`` and the short section the
+report adds to the study's summary.md (docs/validation.md explains every number)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from .verdict import FAILS_HELDOUT, FAILS_NULL, GENERALISES, LOSES, baseline_label, format_p
+
+
+def _num(x, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def counts(cells: pl.DataFrame) -> dict[str, int]:
+    """Cells with a specialist, and how many generalise / fail held-out / fail the null /
+    lose to a probe."""
+    spec = cells.filter(pl.col("has_specialist"))
+    verdicts = spec["verdict"].to_list()
+    return {
+        "cells": cells.height,
+        "specialists": spec.height,
+        "generalise": sum(v.startswith(GENERALISES) for v in verdicts),
+        "fail_heldout": sum(FAILS_HELDOUT in v for v in verdicts),
+        "fail_null": sum(FAILS_NULL in v for v in verdicts),
+        "lose_to_probe": sum(LOSES in v for v in verdicts),
+    }
+
+
+def headline(cells: pl.DataFrame) -> str:
+    n = counts(cells)
+    return (
+        f"{n['specialists']} of {n['cells']} cells have an in-sample specialist; "
+        f"generalise to held-out texts and beat the shuffled-label null: {n['generalise']}; "
+        f"do not generalise: {n['fail_heldout']}; not better than chance: {n['fail_null']}; "
+        f"lose to a baseline probe: {n['lose_to_probe']}."
+    )
+
+
+def _baselines(cells: pl.DataFrame) -> list[str]:
+    from .charts import baseline_columns
+
+    return baseline_columns(cells)
+
+
+def verdict_rows(cells: pl.DataFrame) -> tuple[list[str], list[list]]:
+    base = _baselines(cells)
+    header = ["SAE", "layer", "category", "feature", "score", "held-out AUROC (min–max)",
+              "fold agreement", "floor", "p", *(baseline_label(b) for b in base), "verdict"]
+    rows = []
+    for r in cells.sort("sae", "category", "layer").iter_rows(named=True):
+        spread = (f"{_num(r['heldout_auroc'])} ({_num(r['heldout_auroc_min'])}–"
+                  f"{_num(r['heldout_auroc_max'])})" if r["heldout_auroc"] is not None else "–")
+        rows.append([
+            r["sae"], r["layer"], r["category"],
+            "–" if r["feature"] is None else r["feature"],
+            "–" if r["score"] is None else r["score"],
+            spread,
+            "–" if r["fold_agreement"] is None else f"{r['fold_agreement']:.0%}",
+            _num(r["floor_auroc"]),
+            format_p(r["p_value"]).removeprefix("p ").removeprefix("= "),
+            *(_num(r.get(f"{b}_auroc")) for b in base),
+            f"**{r['verdict']}**" if r["verdict"] != GENERALISES else r["verdict"],
+        ])
+    return header, rows
+
+
+def build_summary(cells: pl.DataFrame, settings: Mapping) -> str:
+    s = settings
+    lines = [
+        "# Validation of the specialists",
+        "",
+        f"Selection rule of the study (top-{s['candidates']} candidates by in-category peak, "
+        f"score n_in − n_out at threshold {s['threshold']:g}) rerun on the training texts of "
+        f"{s['folds']} stratified folds (seed {s['seed']}; leave-one-text-out for a category "
+        f"with fewer texts), the chosen feature judged on the held-out texts; "
+        f"{s['permutations']} shuffled-label permutations; "
+        f"{s['random_feature_draws']} random features of similar density per fold as the "
+        "floor." + (" Baselines on the same folds: difference of means and an L2 logistic "
+                    "probe on the pooled residual, k-sparse SAE probes."
+                    if s.get("baselines") else " Baselines: off."),
+        "",
+        f"Verdict thresholds: held-out AUROC ≥ {s['min_auroc']:g} and above the floor "
+        f"(generalises), p ≤ {s['alpha']:g} (better than chance), a baseline more than "
+        f"{s['probe_margin']:g} above the specialist's held-out AUROC (loses to probe). "
+        "How to read each number: docs/validation.md.",
+        "",
+        headline(cells),
+        "",
+    ]
+    header, rows = verdict_rows(cells)
+    lines += _md_table(header, rows)
+    lines.append("")
+    flagged = cells.filter(pl.col("has_specialist") & (pl.col("verdict") != GENERALISES))
+    if flagged.height:
+        lines += ["## Flagged cells", ""]
+        for r in flagged.sort("sae", "category", "layer").iter_rows(named=True):
+            lines.append(f"- {r['sae']} layer {r['layer']}, {r['category']}, feature "
+                         f"{r['feature']}: {r['verdict_text']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summary_section(cells: pl.DataFrame) -> list[str]:
+    """Markdown lines for the study's summary.md: the headline and the flagged cells."""
+    lines = ["## Validation", "", headline(cells), ""]
+    flagged = cells.filter(pl.col("has_specialist") & (pl.col("verdict") != GENERALISES))
+    for r in flagged.sort("sae", "category", "layer").iter_rows(named=True):
+        lines.append(f"- {r['sae']} layer {r['layer']}, {r['category']} (feature "
+                     f"{r['feature']}): {r['verdict_text']}")
+    if flagged.height:
+        lines.append("")
+    lines += ["Every cell: validation/summary.md; how to read it: docs/validation.md.", ""]
+    return lines

@@ -1,0 +1,262 @@
+# Validation (docs/validation.md): does a specialist hold on texts it was not chosen on, beat
+# chance, and beat simple baselines? Off the main path: no extraction or analysis rule depends
+# on these outputs; `rule all` builds them when `validation.enabled` is true.
+# - validation_heldout and validation_null (one job per SAE family and layer each) read only the
+#   per-text table of their layer and the text list: no model, no pooled residuals. So with
+#   `validation.baselines: false`, or with shards made elsewhere, held-out, null and verdicts run.
+# - validation_baselines (one job per family and layer) adds the pooled-residual shards.
+# - validation.* settings are params of these rules only: changing one never reruns extraction
+#   or analysis. Each rule takes exactly the settings it uses (`permutations` reruns the null
+#   jobs and the verdicts, not the held-out jobs; max_dense_gb changes no result: unchecked).
+import json
+from pathlib import Path
+
+from sae_specialists.validation.testset import check_test_categories
+
+V = S.validation
+V_TEST = V.test_texts is not None
+
+
+rule validation:
+    """Every validation output, whether or not validation.enabled is set."""
+    input:
+        L.validation_outputs(V.baselines, V_TEST),
+
+
+rule validation_heldout:
+    """Held-out selection (the study's rule on each fold's training texts, the chosen feature
+    judged on the held-out texts) and the random-feature floor of one SAE family and layer."""
+    input:
+        per_text=L.per_text("{family}", "{layer}"),
+        texts=L.texts,
+    output:
+        folds=L.validation_layer("heldout", "{family}", "{layer}", "folds"),
+        cells=L.validation_layer("heldout", "{family}", "{layer}", "cells"),
+    params:
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
+        folds=V.folds,
+        seed=V.seed,
+        random_feature_draws=V.random_feature_draws,
+        density_tolerance=V.density_tolerance,
+        max_dense_gb=unchecked(V.max_dense_gb),
+    log:
+        L.log("validation", "heldout_sae={family}_layer={layer}"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/validation_heldout.py"
+
+
+rule validation_null:
+    """Shuffled-label null of one SAE family and layer (every permutation reruns the selection)."""
+    input:
+        per_text=L.per_text("{family}", "{layer}"),
+        texts=L.texts,
+    output:
+        null=L.validation_layer("null", "{family}", "{layer}", "null"),
+        cells=L.validation_layer("null", "{family}", "{layer}", "cells"),
+    params:
+        threshold=S.analysis.threshold,
+        candidates=S.analysis.candidates,
+        permutations=V.permutations,
+        seed=V.seed,
+        max_dense_gb=unchecked(V.max_dense_gb),
+    log:
+        L.log("validation", "null_sae={family}_layer={layer}"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/validation_null.py"
+
+
+rule validation_baselines:
+    """Difference of means, dense probe (pooled residual) and k-sparse SAE probes of one SAE
+    family and layer, on the held-out folds of every category."""
+    input:
+        per_text=L.per_text("{family}", "{layer}"),
+        texts=L.texts,
+        pooled=lambda w: L.pooled(w.family, w.layer),
+    output:
+        L.validation_layer("baselines", "{family}", "{layer}", "baselines"),
+    params:
+        folds=V.folds,
+        seed=V.seed,
+        probe_k=list(V.probe_k),
+        include_bos=S.analysis.include_bos,
+        max_dense_gb=unchecked(V.max_dense_gb),
+    log:
+        L.log("validation", "baselines_sae={family}_layer={layer}"),
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/validation_baselines.py"
+
+
+checkpoint validation_verdicts:
+    """The cell table with the baselines and the verdict of every cell, the folds and baselines
+    tables, validation/summary.md, and verdicts.json (what the report and the dashboards show;
+    they depend on its content only)."""
+    input:
+        heldout=L.validation_layers("heldout", "cells"),
+        null=L.validation_layers("null", "cells"),
+        folds=L.validation_layers("heldout", "folds"),
+        baselines=L.validation_layers("baselines", "baselines") if V.baselines else [],
+    output:
+        **L.validation_pair("cells"),
+        **L.validation_pair("folds"),
+        **(L.validation_pair("baselines") if V.baselines else {}),
+        summary=report(
+            L.validation_summary, caption="../report/validation_summary.rst", category="Validation"
+        ),
+        verdicts=L.validation_verdicts,
+    params:
+        baselines=V.baselines,
+        alpha=V.alpha,
+        min_auroc=V.min_auroc,
+        probe_margin=V.probe_margin,
+        # the k-sparse probe named in the verdict text: k = 5 when computed, else the largest
+        shown_k=[5 if 5 in V.probe_k else max(V.probe_k)] if V.baselines else [],
+        summary=dict(
+            threshold=S.analysis.threshold,
+            candidates=S.analysis.candidates,
+            folds=V.folds,
+            seed=V.seed,
+            permutations=V.permutations,
+            random_feature_draws=V.random_feature_draws,
+            baselines=V.baselines,
+            alpha=V.alpha,
+            min_auroc=V.min_auroc,
+            probe_margin=V.probe_margin,
+        ),
+    log:
+        L.log("validation", "verdicts"),
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/validation_verdicts.py"
+
+
+def validation_verdicts_of(wildcards=None):
+    """The verdicts (verdicts.json's content) once the checkpoint ran: rules showing them take
+    the file as an `ancient` input and this as a param, so they rerun only when it changed."""
+    return json.loads(Path(checkpoints.validation_verdicts.get().output.verdicts).read_text())
+
+
+rule validation_charts:
+    """Per SAE family: held-out AUROC by layer vs baselines, the null with the real score, and
+    the specialist-score heatmap with the cells that fail validation marked."""
+    input:
+        cells=L.validation_table("cells"),
+        null=L.validation_layers("null", "null"),
+        specialists=L.table("specialists"),
+    output:
+        heldout_html=report(
+            [L.validation_chart("heldout_auroc", f, "html") for f in FAMILIES],
+            caption="../report/validation_heldout.rst",
+            category="Validation",
+        ),
+        heldout_png=[L.validation_chart("heldout_auroc", f, "png") for f in FAMILIES],
+        null_html=report(
+            [L.validation_chart("null", f, "html") for f in FAMILIES],
+            caption="../report/validation_null.rst",
+            category="Validation",
+        ),
+        null_png=[L.validation_chart("null", f, "png") for f in FAMILIES],
+        heatmap_html=report(
+            [L.validation_chart("specialist_scores", f, "html") for f in FAMILIES],
+            caption="../report/validation_heatmap.rst",
+            category="Validation",
+        ),
+        heatmap_png=[L.validation_chart("specialist_scores", f, "png") for f in FAMILIES],
+    params:
+        families=list(FAMILIES),  # the family of each chart, in output order
+    log:
+        L.log("validation", "charts"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/validation_charts.py"
+
+
+if V_TEST:
+    # The optional test set: its texts are extracted by the extraction rule itself and reduced
+    # to per-text tables by the analysis rules, into their own tree (validation/test_set/).
+    TEST_CATEGORIES = list_categories(Path(V.test_texts))
+    check_test_categories(V.test_texts, TEST_CATEGORIES, CATEGORIES)
+    TEST_CHUNKS = chunk_counts(
+        TEST_CATEGORIES,
+        S.extraction.chunk_size,
+        CorpusOptions(S.extraction.text_field, S.extraction.text_split),
+    )
+    LT = L.test_set(TEST_CATEGORIES, TEST_CHUNKS)
+
+    use rule extract_activations as validation_test_extract with:
+        input:
+            text_file=lambda w: str(TEST_CATEGORIES[w.category]),
+            model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
+        output:
+            tokens=LT.tokens_chunk("{category}", "{chunk}"),
+            activations=[
+                LT.activations_chunk(f, l, "{category}", "{chunk}") for f, l in LT.sae_layers()
+            ],
+            pooled=[LT.pooled_chunk(f, l, "{category}", "{chunk}") for f, l in LT.sae_layers()],
+        params:
+            n_chunks=lambda w: TEST_CHUNKS[w.category],  # the other params: the same
+        log:
+            L.log("validation", "test_extract_category={category}/chunk={chunk}"),
+
+    use rule analysis_texts as validation_test_texts with:
+        input:
+            tokens=LT.tokens(),
+        output:
+            LT.texts,
+        log:
+            L.log("validation", "test_texts"),
+
+    use rule analysis_per_text as validation_test_per_text with:
+        input:
+            tokens=LT.tokens(),
+            activations=lambda w: LT.activations(w.family, w.layer),
+        output:
+            LT.per_text("{family}", "{layer}"),
+        log:
+            L.log("validation", "test_per_text_sae={family}_layer={layer}"),
+
+    rule validation_test_set:
+        """The specialists selected on every study text, evaluated on the test texts."""
+        input:
+            per_text=L.all_per_text(),
+            texts=L.texts,
+            test_per_text=LT.all_per_text(),
+            test_texts=LT.texts,
+        output:
+            table=L.validation_table("test_set"),
+            table_csv=L.validation_table("test_set", "csv"),
+        params:
+            threshold=S.analysis.threshold,
+            candidates=S.analysis.candidates,
+        log:
+            L.log("validation", "test_set"),
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../envs/sae_specialists.yaml"
+        script:
+            "../../scripts/validation_test_set.py"
