@@ -174,3 +174,19 @@ def demo_run(tmp_path_factory) -> DemoRun:
     run = DemoRun(work, config)
     run.snakemake("--cores", "2")
     return run
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (tests/browser.py finds it: PATH names or playwright's), shared by every
+    browser test; a missing browser fails the test with how to install one."""
+    from browser import HOW_TO_INSTALL, find_browser, launch
+    from playwright.sync_api import sync_playwright
+
+    executable = find_browser()
+    if executable is None:
+        pytest.fail(HOW_TO_INSTALL)
+    with sync_playwright() as p:
+        b = launch(p, executable)
+        yield b
+        b.close()
