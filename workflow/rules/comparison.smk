@@ -1,0 +1,99 @@
+# Comparison stage (docs/comparison.md): SAE families (residual, attention-out, MLP-out, ...)
+# against each other, across layers and across dictionary widths. Reads the analysis tables, the
+# per-text files (whose metadata names each SAE's hook and width), the shards and the SAEs' own
+# weight files; never the model. Each rule takes exactly the settings it uses as params.
+
+from sae_specialists.core.layout import COMPARISON_TABLES
+
+_C = S.comparison
+# local SAE files (none for SAELens releases), so editing an SAE reruns the decoder jobs
+SAE_FILES = [f for source in sae_sources().values() for f in sae_input_files(source)]
+SHARDS = dict(tokens=L.tokens(), activations=L.all_activations(), texts=L.texts)
+
+
+rule comparison:
+    """Build every comparison output (also part of `rule all` when comparison.enabled)."""
+    input:
+        L.comparison_outputs(),
+
+
+rule comparison_components:
+    """Per category: the specialist of every SAE family at every layer, the strongest family
+    at each layer and the family that has one first."""
+    input:
+        specialists=L.table("specialists"),
+        per_text=L.all_per_text(),
+    output:
+        **L.comparison_tables(COMPARISON_TABLES["components"]),
+        chart_html=L.comparison_chart("components", "html"),
+        chart_png=L.comparison_chart("components", "png"),
+    log:
+        L.log("comparison", "components"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/comparison_components.py"
+
+
+rule comparison_tracking:
+    """Each category's specialists linked across layers and families (decoder cosine,
+    co-activation), their next-layer neighbours, and every dashboard feature's related
+    features."""
+    input:
+        specialists=L.table("specialists"),
+        strongest=L.table("strongest"),
+        frequent=L.table("frequent"),
+        per_text=L.all_per_text(),
+        sae_files=SAE_FILES,
+        **SHARDS,
+    output:
+        **L.comparison_tables(COMPARISON_TABLES["tracking"]),
+        chart_html=L.comparison_chart("specialist_links", "html"),
+        chart_png=L.comparison_chart("specialist_links", "png"),
+    params:
+        saes=sae_sources(),
+        activations=L.activations_by_sae_layer(),
+        neighbours=_C.neighbours,
+        include_bos=S.analysis.include_bos,
+    log:
+        L.log("comparison", "tracking"),
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/comparison_tracking.py"
+
+
+rule comparison_splits:
+    """Width ladders (families reading one hook at one layer with different widths) and how
+    each category's narrowest specialist splits into the wider SAEs' features."""
+    input:
+        specialists=L.table("specialists"),
+        per_text=L.all_per_text(),
+        sae_files=SAE_FILES,
+        **SHARDS,
+    output:
+        **L.comparison_tables(COMPARISON_TABLES["splits"]),
+        chart_html=L.comparison_chart("splits", "html"),
+        chart_png=L.comparison_chart("splits", "png"),
+    params:
+        saes=sae_sources(),
+        activations=L.activations_by_sae_layer(),
+        threshold=S.analysis.threshold,
+        split_min_correlation=_C.split_min_correlation,
+        split_min_cosine=_C.split_min_cosine,
+        include_bos=S.analysis.include_bos,
+    log:
+        L.log("comparison", "splits"),
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/comparison_splits.py"
