@@ -327,9 +327,13 @@ class Layout:
         ]
 
     # -- validation ---------------------------------------------------------------------------
+    def validation_part(self, part: str, name: str) -> str:
+        """Results of the held-out job (``part`` heldout: folds, cells) or the null job (null:
+        null, cells), every SAE family and layer."""
+        return self._p("validation", part, f"{name}.parquet")
+
     def validation_layer(self, part: str, family: str, layer, name: str) -> str:
-        """Per-(family, layer) results of one validation job: ``part`` heldout (names folds,
-        cells), null (null, cells) or baselines (baselines)."""
+        """Per-(family, layer) results of a validation job (``part`` baselines)."""
         return self._p("validation", part, f"sae={family}", f"layer={layer}", f"{name}.parquet")
 
     def validation_layers(self, part: str, name: str) -> list[str]:
