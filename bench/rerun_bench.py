@@ -21,6 +21,7 @@ Snakemake import pandas at start) is installed.
 Usage:
     python bench/rerun_bench.py --e2e --reruns 5
     python bench/rerun_bench.py --reruns 10          # reuse an existing results directory
+    python bench/rerun_bench.py --e2e --prepare analysis --targets analysis   # analysis only
 Appends a JSON record to bench/results.jsonl.
 """
 
@@ -94,6 +95,8 @@ def main() -> None:
     p.add_argument("--reruns", type=int, default=5)
     p.add_argument("--targets", nargs="+", default=["analysis", "all"], choices=["analysis", "all"],
                    help="targets timed after each threshold change (default: both)")
+    p.add_argument("--prepare", choices=["analysis", "all"], default="all",
+                   help="target brought up to date before the reruns (default: all)")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--workdir", default="/tmp/sae-default-study")
     p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
@@ -115,6 +118,7 @@ def main() -> None:
         return path
 
     base = config_for(5.0)
+    prepare = [] if args.prepare == "all" else [args.prepare]
     record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": "default-study-local-weights",
               "machine": machine_info(), "cores": args.cores, "assets": str(assets),
               "bytecode_compiled": not args.no_compile,
@@ -125,11 +129,11 @@ def main() -> None:
     if args.e2e:
         if results.exists():
             subprocess.run(["rm", "-rf", str(results)], check=True)
-        wall, out = snakemake([], base, args.cores)
-        record["e2e"] = {"wall_s": wall, "jobs": scheduled(out)}
+        wall, out = snakemake(prepare, base, args.cores)
+        record["e2e"] = {"wall_s": wall, "jobs": scheduled(out), "target": args.prepare}
         print(f"end to end: {wall:.0f} s, {sum(record['e2e']['jobs'].values())} jobs", flush=True)
     else:
-        snakemake([], base, args.cores)  # bring the results up to date first
+        snakemake(prepare, base, args.cores)  # bring the results up to date first
 
     runs = []
     step = 0

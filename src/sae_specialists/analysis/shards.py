@@ -66,17 +66,14 @@ def texts_table(token_paths: Iterable[str | os.PathLike], include_bos: bool) -> 
     the texts in their shards: ``token_paths`` order, i.e. chunk order, then row order),
     n_positions (stored positions), n_counted (counted positions).
     """
+    from ..core.contract import TOKENS_SCHEMA  # pyarrow: only the jobs reading shards
+
     paths = [str(p) for p in token_paths]
     tokens = pl.concat(
         [
-            pl.scan_parquet(p)
-            .select("text_id", "category", "bos")
+            scan_shards([p], TOKENS_SCHEMA, ["text_id", "category", "bos"])
             .with_row_index("row")
-            .with_columns(
-                pl.col("text_id").cast(pl.String),
-                pl.col("category").cast(pl.String),
-                pl.lit(i, dtype=pl.Int64).alias("file"),
-            )
+            .with_columns(pl.lit(i, dtype=pl.Int64).alias("file"))
             for i, p in enumerate(paths)
         ],
         how="vertical",

@@ -16,8 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from ..core.contract import TOKENS_SCHEMA
 from ..core.html import TOKEN_JS, page, token_html
-from ..core.io import write_text
+from ..core.io import scan_shards, write_text
 from .neuronpedia import feature_url
 from .pertext import scan_activations
 
@@ -219,13 +220,7 @@ def build_token_views(
         needed |= set(samples["text_id"].to_list())
     needed_list = sorted(needed)
     tokens = (
-        pl.scan_parquet([str(p) for p in token_paths])
-        .select(
-            pl.col("text_id").cast(pl.String),
-            pl.col("token_pos").cast(pl.Int32),
-            pl.col("token").cast(pl.String),
-            pl.col("bos").cast(pl.Boolean),
-        )
+        scan_shards(token_paths, TOKENS_SCHEMA, ["text_id", "token_pos", "token", "bos"])
         .filter(pl.col("text_id").is_in(needed_list))
         .collect()
     )
@@ -235,6 +230,8 @@ def build_token_views(
         .collect()
     )
     spec_rows = {r["category"]: r for r in spec.iter_rows(named=True)}
+    same_on_every_page = dict(sae=sae, layer=layer, tokens=tokens, neuronpedia_id=neuronpedia_id,
+                              include_bos=include_bos, threshold=threshold, categories=categories)
     for cat, out in outputs.items():
         row = spec_rows.get(cat)
         feature = row["feature"] if row else None
@@ -246,18 +243,12 @@ def build_token_views(
         else:
             scale, acts_f, samples = 0.0, acts.head(0), pl.DataFrame()
         page = render_page(
-            sae=sae,
-            layer=layer,
+            **same_on_every_page,
             category=cat,
             spec=row,
             samples=samples,
-            tokens=tokens,
             acts=acts_f,
             scale=scale,
-            neuronpedia_id=neuronpedia_id,
-            include_bos=include_bos,
-            threshold=threshold,
-            categories=categories,
             category_hrefs={c: os.path.relpath(p, Path(out).parent) for c, p in outputs.items()},
             index_href=os.path.relpath(index_path, Path(out).parent),
         )

@@ -7,6 +7,8 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .tokens import EMPTY_TOKEN, WHITESPACE
+
 # Shared by every page; each page adds its own rules after these.
 BASE_CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:74em;
@@ -42,9 +44,6 @@ TOKEN_JS = """
 })();
 """
 
-# Whitespace markers: the one set of glyphs used in every page and table.
-WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
-EMPTY_TOKEN = "∅"
 
 
 def page(title: str, body: Iterable[str], css: str = "", script: str = "") -> str:

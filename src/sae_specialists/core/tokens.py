@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import regex
 
-from .html import EMPTY_TOKEN, WHITESPACE
+# Whitespace markers: the one set of glyphs used in every page and table.
+WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+EMPTY_TOKEN = "∅"
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -199,3 +201,19 @@ def token_display(raw: bytes) -> str:
     """One token as plain text with its whitespace visible (␣ ↵ ⇥ ␍, ∅ when empty): the form
     of the logit tables and the summaries."""
     return readable_token(token_text(raw))
+
+
+class Decoder:
+    """Token ids -> text by the rules above (the bytes of the ids decoded together), for code
+    that holds a tokenizer (e.g. generated continuations); token bytes are cached."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.raw: dict[int, bytes] = {}
+
+    def __call__(self, ids: Sequence[int]) -> str:
+        ids = [int(i) for i in ids]
+        missing = [i for i in ids if i not in self.raw]
+        if missing:
+            self.raw.update(token_bytes(self.tokenizer, missing))
+        return "".join(span.text for span in text_spans([self.raw[i] for i in ids]))

@@ -52,23 +52,31 @@ def model_label(model_spec: dict) -> str:
     return model_spec["name"] if "name" in model_spec else model_spec["path"]
 
 
-def check_local_model_dir(path: str | Path) -> Path:
+def check_local_dir(path: str | Path, error: type, what: str, missing: list[str], holds: str
+                    ) -> Path:
+    """``path`` as a directory that exists and lacks none of ``missing`` (the files it needs
+    that are not there), else ``error`` naming it; ``holds`` says what such a directory holds."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelError(
-            f"model: local model directory {str(path)!r} does not exist. See the README's "
-            "'Local formats' (config.json, model.safetensors, tokenizer files)."
-        )
-    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
-    if not any(path.glob("tokenizer*")):
-        missing.append("tokenizer files (tokenizer.json / tokenizer_config.json)")
+        raise error(f"{what} {str(path)!r} does not exist. {holds}")
     if missing:
-        raise ModelError(
-            f"model: local model directory {str(path)!r} is missing {', '.join(missing)}. "
-            "A model directory holds config.json (HookedTransformerConfig kwargs), "
-            "model.safetensors (state dict) and the tokenizer's save_pretrained files."
-        )
+        raise error(f"{what} {str(path)!r} is missing {', '.join(missing)}. {holds}")
     return path
+
+
+def check_local_model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
+    if path.is_dir() and not any(path.glob("tokenizer*")):
+        missing.append("tokenizer files (tokenizer.json / tokenizer_config.json)")
+    return check_local_dir(
+        path,
+        ModelError,
+        "model: local model directory",
+        missing,
+        "A model directory holds config.json (HookedTransformerConfig kwargs), model.safetensors "
+        "(state dict) and the tokenizer's save_pretrained files (docs/configuration.md).",
+    )
 
 
 def load_local_model(path: str | Path, device: str = "cpu", dtype: str = "float32"):

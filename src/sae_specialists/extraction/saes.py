@@ -72,19 +72,17 @@ def neuronpedia_id(release: str | None, sae_id: str | None) -> str | None:
 
 
 def check_local_sae_dir(path: str | Path) -> Path:
+    from .models import check_local_dir
+
     path = Path(path)
-    if not path.is_dir():
-        raise SAEError(
-            f"saes: local SAE directory {str(path)!r} does not exist. An SAE directory is what "
-            "SAELens `sae.save_model(DIR)` writes (cfg.json, sae_weights.safetensors)."
-        )
-    missing = [name for name in SAE_FILES if not (path / name).is_file()]
-    if missing:
-        raise SAEError(
-            f"saes: local SAE directory {str(path)!r} is missing {', '.join(missing)} "
-            "(SAELens `sae.save_model(DIR)` writes both)."
-        )
-    return path
+    return check_local_dir(
+        path,
+        SAEError,
+        "saes: local SAE directory",
+        [name for name in SAE_FILES if not (path / name).is_file()],
+        "An SAE directory is what SAELens `sae.save_model(DIR)` writes (cfg.json, "
+        "sae_weights.safetensors).",
+    )
 
 
 def load_sae(family: str, layer: int, source: dict, device: str = "cpu", dtype: str = "float32"):

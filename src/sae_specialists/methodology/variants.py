@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ..core.contract import TOKENS_SCHEMA
+from ..core.io import scan_shards
 from ..extraction.loading import ModelAndSAEs
 
 log = logging.getLogger(__name__)
@@ -102,9 +104,8 @@ class CategoryTokens:
 
 def read_category_tokens(token_paths: Sequence[str]) -> CategoryTokens:
     """Tokens shards of one category (all chunks, in order) -> CategoryTokens."""
-    frames = [pl.read_parquet(p, columns=["text_id", "category", "token_pos", "token_id", "bos"])
-              for p in token_paths]
-    df = pl.concat(frames, how="vertical").with_row_index("row")
+    columns = ["text_id", "category", "token_pos", "token_id", "bos"]
+    df = scan_shards(token_paths, TOKENS_SCHEMA, columns).collect().with_row_index("row")
     cats = df["category"].unique().to_list()
     if len(cats) != 1:
         raise ValueError(f"tokens shards of one category expected, got categories {cats}")
