@@ -1,20 +1,49 @@
 # Validation (docs/validation.md): does a specialist hold on texts it was not chosen on, beat
 # chance, and beat simple baselines? Off the main path: no extraction or analysis rule depends
 # on these outputs; `rule all` builds them when `validation.enabled` is true.
-# - validation_heldout and validation_null (one job per SAE family and layer each) read only the
-#   per-text table of their layer and the text list: no model, no pooled residuals. So with
-#   `validation.baselines: false`, or with shards made elsewhere, held-out, null and verdicts run.
-# - validation_baselines (one job per family and layer) adds the pooled-residual shards.
+# - validation_heldout and validation_null (one job each, every family and layer: a threshold
+#   change reruns two short jobs) read only the per-text tables and the text list: no model, no
+#   pooled residuals. So with `validation.baselines: false`, or with shards made elsewhere,
+#   held-out, null and verdicts run.
+# - validation_baselines (one job per family and layer) adds the pooled-residual shards. A layer
+#   whose activation shards exist without pooled-residual shards (extracted elsewhere or before
+#   they existed) gets no baselines (a warning says how to add them) instead of a re-extraction.
 # - validation.* settings are params of these rules only: changing one never reruns extraction
 #   or analysis. Each rule takes exactly the settings it uses (`permutations` reruns the null
 #   jobs and the verdicts, not the held-out jobs; max_dense_gb changes no result: unchecked).
 import json
 from pathlib import Path
 
+from snakemake.logging import logger
+
 from sae_specialists.validation.testset import check_test_categories
 
 V = S.validation
 V_TEST = V.test_texts is not None
+
+
+def baseline_layers():
+    """(family, layer)s that get probe baselines: every one whose pooled-residual shards exist
+    or will be extracted with its activations (none when validation.baselines is false)."""
+    if not V.baselines:
+        return []
+    out, skipped = [], []
+    for family, layer in L.sae_layers():
+        pooled = all(Path(p).exists() for p in L.pooled(family, layer))
+        extracted = all(Path(p).exists() for p in L.activations(family, layer))
+        (out if pooled or not extracted else skipped).append((family, layer))
+    if skipped:
+        logger.warning(
+            "validation: no pooled-residual shards for "
+            + ", ".join(f"{f} layer {l}" for f, l in skipped)
+            + " (shards extracted elsewhere or before pooled residuals existed): their probe "
+            "baselines are skipped. To add them, rerun the extraction: snakemake --forcerun "
+            "extract_activations (needs the model), or set validation.baselines: false."
+        )
+    return out
+
+
+BASELINE_LAYERS = baseline_layers()
 
 
 rule validation:
@@ -25,13 +54,13 @@ rule validation:
 
 rule validation_heldout:
     """Held-out selection (the study's rule on each fold's training texts, the chosen feature
-    judged on the held-out texts) and the random-feature floor of one SAE family and layer."""
+    judged on the held-out texts) and the random-feature floor, every SAE family and layer."""
     input:
-        per_text=L.per_text("{family}", "{layer}"),
+        per_text=L.all_per_text(),
         texts=L.texts,
     output:
-        folds=L.validation_layer("heldout", "{family}", "{layer}", "folds"),
-        cells=L.validation_layer("heldout", "{family}", "{layer}", "cells"),
+        folds=L.validation_part("heldout", "folds"),
+        cells=L.validation_part("heldout", "cells"),
     params:
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
@@ -41,7 +70,7 @@ rule validation_heldout:
         density_tolerance=V.density_tolerance,
         max_dense_gb=unchecked(V.max_dense_gb),
     log:
-        L.log("validation", "heldout_sae={family}_layer={layer}"),
+        L.log("validation", "heldout"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -52,13 +81,13 @@ rule validation_heldout:
 
 
 rule validation_null:
-    """Shuffled-label null of one SAE family and layer (every permutation reruns the selection)."""
+    """Shuffled-label null, every SAE family and layer (each permutation reruns the selection)."""
     input:
-        per_text=L.per_text("{family}", "{layer}"),
+        per_text=L.all_per_text(),
         texts=L.texts,
     output:
-        null=L.validation_layer("null", "{family}", "{layer}", "null"),
-        cells=L.validation_layer("null", "{family}", "{layer}", "cells"),
+        null=L.validation_part("null", "null"),
+        cells=L.validation_part("null", "cells"),
     params:
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
@@ -66,7 +95,7 @@ rule validation_null:
         seed=V.seed,
         max_dense_gb=unchecked(V.max_dense_gb),
     log:
-        L.log("validation", "null_sae={family}_layer={layer}"),
+        L.log("validation", "null"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -107,10 +136,10 @@ checkpoint validation_verdicts:
     tables, validation/summary.md, and verdicts.json (what the report and the dashboards show;
     they depend on its content only)."""
     input:
-        heldout=L.validation_layers("heldout", "cells"),
-        null=L.validation_layers("null", "cells"),
-        folds=L.validation_layers("heldout", "folds"),
-        baselines=L.validation_layers("baselines", "baselines") if V.baselines else [],
+        heldout=L.validation_part("heldout", "cells"),
+        null=L.validation_part("null", "cells"),
+        folds=L.validation_part("heldout", "folds"),
+        baselines=[L.validation_layer("baselines", f, l, "baselines") for f, l in BASELINE_LAYERS],
     output:
         **L.validation_pair("cells"),
         **L.validation_pair("folds"),
@@ -160,7 +189,7 @@ rule validation_charts:
     the specialist-score heatmap with the cells that fail validation marked."""
     input:
         cells=L.validation_table("cells"),
-        null=L.validation_layers("null", "null"),
+        null=L.validation_part("null", "null"),
         specialists=L.table("specialists"),
     output:
         heldout_html=report(

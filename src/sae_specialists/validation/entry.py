@@ -45,41 +45,51 @@ def load_layer(per_text: str, texts: str, max_dense_gb: float):
 
 
 def heldout(smk: Any) -> None:
-    """Held-out selection and the random-feature floor of one (family, layer)."""
+    """Held-out selection and the random-feature floor of every SAE family and layer (one
+    dense layer in memory at a time)."""
     from .cells import HELDOUT_SCHEMA, frame, heldout_layer
-    from .heldout import heldout_frame
+    from .heldout import FOLD_SCHEMA, heldout_frame
 
     p = smk.params
-    data = load_layer(smk.input.per_text, smk.input.texts, p.max_dense_gb)
-    held, rows = heldout_layer(data, threshold=p.threshold, candidates=p.candidates,
-                               n_folds=p.folds, seed=p.seed, draws=p.random_feature_draws,
-                               tolerance=p.density_tolerance)
-    write_parquet(heldout_frame(held), smk.output.folds)
-    write_parquet(frame(rows, HELDOUT_SCHEMA), smk.output.cells)
-    for r in rows:
-        log.info("%s layer %s %s: feature %s, held-out AUROC %s, fold agreement %s, floor %s",
-                 r["sae"], r["layer"], r["category"], r["feature"], _f(r["heldout_auroc"]),
-                 _f(r["fold_agreement"]), _f(r["floor_auroc"]))
+    folds, cells = [], []
+    for path in smk.input.per_text:
+        data = load_layer(path, smk.input.texts, p.max_dense_gb)
+        held, rows = heldout_layer(data, threshold=p.threshold, candidates=p.candidates,
+                                   n_folds=p.folds, seed=p.seed,
+                                   draws=p.random_feature_draws, tolerance=p.density_tolerance)
+        folds.append(heldout_frame(held))
+        cells += rows
+        for r in rows:
+            log.info("%s layer %s %s: feature %s, held-out AUROC %s, fold agreement %s, "
+                     "floor %s", r["sae"], r["layer"], r["category"], r["feature"],
+                     _f(r["heldout_auroc"]), _f(r["fold_agreement"]), _f(r["floor_auroc"]))
+    write_parquet(pl.concat(folds) if folds else pl.DataFrame(schema=FOLD_SCHEMA),
+                  smk.output.folds)
+    write_parquet(frame(cells, HELDOUT_SCHEMA), smk.output.cells)
 
 
 def null(smk: Any) -> None:
-    """Shuffled-label null of one (family, layer)."""
+    """Shuffled-label null of every SAE family and layer (the same permutations for all)."""
     from .cells import NULL_CELL_SCHEMA, frame, null_layer_rows
     from .null import NULL_SCHEMA, null_frame, permutations
 
     p = smk.params
-    data = load_layer(smk.input.per_text, smk.input.texts, p.max_dense_gb)
-    labels = data.cat_index[permutations(data.n_texts, p.permutations, p.seed)]
-    nulls, rows = null_layer_rows(data, labels, threshold=p.threshold, candidates=p.candidates,
-                                  seed=p.seed)
-    frames = [null_frame(data, c, res) for c, res in zip(data.categories, nulls, strict=True)]
+    frames, cells = [], []
+    for path in smk.input.per_text:
+        data = load_layer(path, smk.input.texts, p.max_dense_gb)
+        labels = data.cat_index[permutations(data.n_texts, p.permutations, p.seed)]
+        nulls, rows = null_layer_rows(data, labels, threshold=p.threshold,
+                                      candidates=p.candidates, seed=p.seed)
+        frames += [null_frame(data, c, res) for c, res in zip(data.categories, nulls,
+                                                              strict=True)]
+        cells += rows
+        for r in rows:
+            log.info("%s layer %s %s: p = %s, null 95th percentile of the best score %s",
+                     r["sae"], r["layer"], r["category"], _f(r["p_value"], 4),
+                     _f(r["null_score_p95"], 0))
     write_parquet(pl.concat(frames) if frames else pl.DataFrame(schema=NULL_SCHEMA),
                   smk.output.null)
-    write_parquet(frame(rows, NULL_CELL_SCHEMA), smk.output.cells)
-    for r in rows:
-        log.info("%s layer %s %s: p = %s, null 95th percentile of the best score %s",
-                 r["sae"], r["layer"], r["category"], _f(r["p_value"], 4),
-                 _f(r["null_score_p95"], 0))
+    write_parquet(frame(cells, NULL_CELL_SCHEMA), smk.output.cells)
 
 
 BASELINE_SCHEMA = {
@@ -137,15 +147,16 @@ def verdicts(smk: Any) -> None:
     from .report import build_summary
 
     p = smk.params
-    cells = join_cells(_concat(smk.input.heldout), _concat(smk.input.null))
+    cells = join_cells(pl.read_parquet(smk.input.heldout), pl.read_parquet(smk.input.null))
+    # layers without pooled-residual shards (made before them, or elsewhere) have no baselines
     base = _concat(smk.input.baselines, BASELINE_SCHEMA) if p.baselines else None
     shown = tuple(["dense_probe"] + ([f"ksparse_{k}" for k in p.shown_k]))
     out = with_verdicts(cells, base, alpha=p.alpha, min_auroc=p.min_auroc,
                         probe_margin=p.probe_margin, shown=shown)
     out = out.sort("sae", "layer", "category")
     _pair(out, smk.output.cells, smk.output.cells_csv)
-    _pair(_concat(smk.input.folds).sort("sae", "layer", "category", "fold"), smk.output.folds,
-          smk.output.folds_csv)
+    _pair(pl.read_parquet(smk.input.folds).sort("sae", "layer", "category", "fold"),
+          smk.output.folds, smk.output.folds_csv)
     if p.baselines:
         _pair(base.sort("sae", "layer", "category", "fold", "method", "k", nulls_last=False),
               smk.output.baselines, smk.output.baselines_csv)
@@ -177,7 +188,7 @@ def charts(smk: Any) -> None:
     from . import charts as ch
 
     cells = pl.read_parquet(smk.input.cells)
-    nulls = _concat(smk.input.null)
+    nulls = pl.read_parquet(smk.input.null)
     spec = pl.read_parquet(smk.input.specialists)
     marks = cells.select("sae", "layer", "category", "verdict", "fails_heldout")
     spec = spec.join(marks, on=["sae", "layer", "category"], how="left")
