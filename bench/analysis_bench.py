@@ -72,10 +72,19 @@ D_SAE = 24576
 ASSETS_L0 = 64  # L0 the random SAEs were calibrated for (irrelevant here: nothing is encoded)
 MIN_LEN, MAX_LEN = 20, 200  # positions per text, BOS included
 DEFAULT_ASSETS = f"/tmp/sae-bench/gpt2-{D_SAE}-l0{ASSETS_L0:02d}"  # run_bench.py's tag
-ANALYSIS_OUTPUTS = ("per_text", "tables", "charts", "token_views", "logs/analysis",
-                    "summary.md", "index.html")
-DONE = re.compile(r"(?:INFO|WARNING|ERROR) (?P<what>.+): done in (?P<s>[0-9.]+) s, "
-                  r"peak RSS (?P<rss>[0-9]+) MB")
+ANALYSIS_OUTPUTS = (
+    "per_text",
+    "tables",
+    "charts",
+    "token_views",
+    "logs/analysis",
+    "summary.md",
+    "index.html",
+)
+DONE = re.compile(
+    r"(?:INFO|WARNING|ERROR) (?P<what>.+): done in (?P<s>[0-9.]+) s, "
+    r"peak RSS (?P<rss>[0-9]+) MB"
+)
 
 # synthetic activations
 RATE_LOG10_SD = 1.0  # spread of the log10 firing rates
@@ -99,10 +108,13 @@ def tokens_chunk_shard(results: Path, category: str, chunk: int) -> Path:
     return results / f"tokens/category={category}/chunk={chunk:05d}/tokens.parquet"
 
 
-def activation_chunk_shard(results: Path, family: str, layer: int, category: str,
-                           chunk: int) -> Path:
-    return (results / f"activations/sae={family}/layer={layer}/category={category}/"
-            f"chunk={chunk:05d}/activations.parquet")
+def activation_chunk_shard(
+    results: Path, family: str, layer: int, category: str, chunk: int
+) -> Path:
+    return (
+        results / f"activations/sae={family}/layer={layer}/category={category}/"
+        f"chunk={chunk:05d}/activations.parquet"
+    )
 
 
 # -- study directory ----------------------------------------------------------------------------
@@ -117,10 +129,19 @@ def make_config(work: Path, assets: Path) -> dict:
         "layers": list(LAYERS),
         "texts": str(work / "texts"),
         "results_dir": str(work / "results"),
-        "extraction": {"batch_size": 8, "chunk_size": 1000, "max_tokens": None,
-                       "long_texts": "truncate", "text_field": "text"},
-        "analysis": {"aggregation": "mean", "threshold": 5.0, "candidates": 5,
-                     "include_bos": False},
+        "extraction": {
+            "batch_size": 8,
+            "chunk_size": 1000,
+            "max_tokens": None,
+            "long_texts": "truncate",
+            "text_field": "text",
+        },
+        "analysis": {
+            "aggregation": "mean",
+            "threshold": 5.0,
+            "candidates": 5,
+            "include_bos": False,
+        },
         # dashboards: schema defaults (not part of the `analysis` target)
         "methodology": {"enabled": False},
     }
@@ -189,8 +210,7 @@ class LayerModel:
         n, total = len(lengths), int(lengths.sum())
         d = self.d_sae
         text_of = np.repeat(np.arange(n, dtype=np.int32), lengths)
-        pos = (np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)).astype(
-            np.int32)
+        pos = (np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)).astype(np.int32)
         token = np.arange(total, dtype=np.int64)
         inner = pos > 0
         keys, values = [], []
@@ -203,19 +223,18 @@ class LayerModel:
         for ci, feature in enumerate(self.planted):
             if feature < 0:
                 continue
-            strong_texts = rng.random(n) < (PLANTED_TEXTS if ci == category_index
-                                            else CROSS_TEXTS)
+            strong_texts = rng.random(n) < (PLANTED_TEXTS if ci == category_index else CROSS_TEXTS)
             strong = strong_texts[text_of] & inner & (rng.random(total) < PLANTED_POSITIONS)
             add(token[strong], feature, self.planted_median, 0.5)
             leak = ~strong & inner & (rng.random(total) < LEAK_POSITIONS)
             add(token[leak], feature, 2.0, 0.5)
         add(token[pos == 0], self.bos_feature, 100.0 * self.scale, 0.1)
         counts = rng.poisson(self.total_rate, total)
-        drawn = np.minimum(np.searchsorted(self.cdf, rng.random(int(counts.sum())),
-                                           side="right"), d - 1)
+        drawn = np.minimum(
+            np.searchsorted(self.cdf, rng.random(int(counts.sum())), side="right"), d - 1
+        )
         keys.append(np.repeat(token, counts) * d + drawn)
-        values.append(self.feature_scale[drawn] * self.scale
-                      * rng.lognormal(0.0, 0.6, drawn.size))
+        values.append(self.feature_scale[drawn] * self.scale * rng.lognormal(0.0, 0.6, drawn.size))
         del drawn, counts
         unique, first = np.unique(np.concatenate(keys), return_index=True)
         value = np.concatenate(values)[first].astype(np.float32)
@@ -266,20 +285,29 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
         source = settings.saes[FAMILY].source(layer)
         cfg = json.loads((Path(source["path"]) / "cfg.json").read_text())
         fake = SimpleNamespace(cfg=SimpleNamespace(d_sae=cfg["d_sae"], d_in=cfg["d_in"]))
-        saes[layer] = LoadedSAE(FAMILY, layer, fake, cfg["metadata"]["hook_name"], dict(source),
-                                None)
+        saes[layer] = LoadedSAE(
+            FAMILY, layer, fake, cfg["metadata"]["hook_name"], dict(source), None
+        )
     d_sae = saes[settings.layers[0]].d_sae
     categories = list_categories(settings.texts)
     options = CorpusOptions(ex.text_field, ex.text_split)
     n_chunks = chunk_counts(categories, ex.chunk_size, options)
-    models = {layer: LayerModel(layer, d_sae, l0, seed, len(categories))
-              for layer in settings.layers}
+    models = {
+        layer: LayerModel(layer, d_sae, l0, seed, len(categories)) for layer in settings.layers
+    }
     decoded: dict[int, str] = {}
-    stats = {"texts": 0, "tokens": 0, "windows": 0, "chunks": 0,
-             "rows": {layer: 0 for layer in settings.layers},
-             "planted": {layer: dict(zip(categories, models[layer].planted, strict=True))
-                         for layer in settings.layers},
-             "bos_feature": {layer: models[layer].bos_feature for layer in settings.layers}}
+    stats = {
+        "texts": 0,
+        "tokens": 0,
+        "windows": 0,
+        "chunks": 0,
+        "rows": {layer: 0 for layer in settings.layers},
+        "planted": {
+            layer: dict(zip(categories, models[layer].planted, strict=True))
+            for layer in settings.layers
+        },
+        "bos_feature": {layer: models[layer].bos_feature for layer in settings.layers},
+    }
     t0 = time.perf_counter()
     for ci, (category, text_file) in enumerate(categories.items()):
         for chunk in range(n_chunks[category]):
@@ -287,17 +315,22 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
             writers = {}
             try:
                 writers["tokens"] = AtomicParquetWriter(
-                    tokens_chunk_shard(results, category, chunk), TOKENS_SCHEMA)
+                    tokens_chunk_shard(results, category, chunk), TOKENS_SCHEMA
+                )
                 for layer in settings.layers:
                     writers[layer] = AtomicParquetWriter(
                         activation_chunk_shard(results, FAMILY, layer, category, chunk),
-                        ACTIVATIONS_DICT_SCHEMA)
-                rngs = {layer: np.random.default_rng([seed, ci, chunk, layer])
-                        for layer in settings.layers}
+                        ACTIVATIONS_DICT_SCHEMA,
+                    )
+                rngs = {
+                    layer: np.random.default_rng([seed, ci, chunk, layer])
+                    for layer in settings.layers
+                }
                 texts = iter_texts(text_file, category, options, start, stop)
                 n_texts = n_tokens = 0
-                for window in tokenized_windows(model, texts, ex.max_tokens, ex.long_texts,
-                                                WINDOW_TOKENS):
+                for window in tokenized_windows(
+                    model, texts, ex.max_tokens, ex.long_texts, WINDOW_TOKENS
+                ):
                     ids = pa.array([t.text.text_id for t in window], pa.string())
                     lengths = [len(t.ids) for t in window]
                     for layer in settings.layers:  # the engine's order: (family, layer)
@@ -312,8 +345,15 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
                     stats["windows"] += 1
                 chunk_meta = _chunk_meta(chunk, n_chunks[category], ex.chunk_size)
                 for layer in settings.layers:
-                    meta = shard_metadata(settings.model.spec, saes[layer], category, n_texts,
-                                          n_tokens, settings.dtype, chunk_meta)
+                    meta = shard_metadata(
+                        settings.model.spec,
+                        saes[layer],
+                        category,
+                        n_texts,
+                        n_tokens,
+                        settings.dtype,
+                        chunk_meta,
+                    )
                     writers.pop(layer).commit(meta)
                 writers.pop("tokens").commit()
             finally:
@@ -322,8 +362,11 @@ def generate_shards(config: dict, l0: float, seed: int) -> dict:
             stats["texts"] += n_texts
             stats["tokens"] += n_tokens
             stats["chunks"] += 1
-            print(f"  {category} chunk {chunk:05d}: {n_texts} texts, {n_tokens} tokens "
-                  f"({time.perf_counter() - t0:.0f} s so far)", flush=True)
+            print(
+                f"  {category} chunk {chunk:05d}: {n_texts} texts, {n_tokens} tokens "
+                f"({time.perf_counter() - t0:.0f} s so far)",
+                flush=True,
+            )
     stats["seconds"] = time.perf_counter() - t0
     return stats
 
@@ -357,8 +400,12 @@ def snakemake_cmd() -> list[str]:
 
 def snakemake_env() -> dict:
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -378,16 +425,16 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def dry_run(cfg_path: Path, cores: int) -> dict[str, int]:
-    cmd = [*snakemake_cmd(), "-n", "analysis", "--configfile", str(cfg_path), "--cores",
-           str(cores)]
+    cmd = [*snakemake_cmd(), "-n", "analysis", "--configfile", str(cfg_path), "--cores", str(cores)]
     proc = subprocess.run(cmd, cwd=REPO, env=snakemake_env(), capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise RuntimeError(f"dry run failed ({' '.join(cmd)}):\n{output[-5000:]}")
     counts = job_counts(output)
     if "extract_activations" in counts:
-        why = subprocess.run([*cmd, "-r"], cwd=REPO, env=snakemake_env(), capture_output=True,
-                             text=True)
+        why = subprocess.run(
+            [*cmd, "-r"], cwd=REPO, env=snakemake_env(), capture_output=True, text=True
+        )
         raise RuntimeError(
             f"Snakemake wants to rerun extraction ({counts['extract_activations']} jobs): the "
             f"synthetic shards are not seen as up to date. Reasons:\n"
@@ -407,8 +454,15 @@ def run_analysis(cfg_path: Path, cores: int, log_path: Path) -> dict:
     cmd = [*snakemake_cmd(), "analysis", "--configfile", str(cfg_path), "--cores", str(cores)]
     out = log_path.with_suffix(".json")
     out.unlink(missing_ok=True)
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child-run", json.dumps(
-        {"cmd": cmd, "log": str(log_path), "out": str(out)})], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child-run",
+            json.dumps({"cmd": cmd, "log": str(log_path), "out": str(out)}),
+        ],
+        check=True,
+    )
     return {"cmd": " ".join(cmd), **json.loads(out.read_text())}
 
 
@@ -417,12 +471,14 @@ def child_run(payload: str) -> None:
     spec = json.loads(payload)
     with open(spec["log"], "w") as log:
         t0 = time.perf_counter()
-        rc = subprocess.call(spec["cmd"], cwd=REPO, env=snakemake_env(), stdout=log,
-                             stderr=subprocess.STDOUT)
+        rc = subprocess.call(
+            spec["cmd"], cwd=REPO, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT
+        )
         wall = time.perf_counter() - t0
     maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    Path(spec["out"]).write_text(json.dumps({"rc": rc, "wall_s": wall,
-                                             "children_maxrss_mb": maxrss}))
+    Path(spec["out"]).write_text(
+        json.dumps({"rc": rc, "wall_s": wall, "children_maxrss_mb": maxrss})
+    )
 
 
 def job_logs(results: Path) -> list[dict]:
@@ -435,8 +491,9 @@ def job_logs(results: Path) -> list[dict]:
             m = done[-1]
             job.update(what=m["what"], seconds=float(m["s"]), peak_rss_mb=int(m["rss"]))
         else:
-            job.update(what=None, seconds=None, peak_rss_mb=None,
-                       last_line=lines[-1] if lines else "")
+            job.update(
+                what=None, seconds=None, peak_rss_mb=None, last_line=lines[-1] if lines else ""
+            )
         if any(" failed" in line for line in lines):
             job["failed"] = True
         jobs.append(job)
@@ -450,15 +507,19 @@ def parquet_stats(paths) -> dict:
     import pyarrow.parquet as pq
 
     paths = list(paths)
-    return {"files": len(paths), "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in paths),
-            "bytes": sum(os.stat(p).st_size for p in paths)}
+    return {
+        "files": len(paths),
+        "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in paths),
+        "bytes": sum(os.stat(p).st_size for p in paths),
+    }
 
 
 def shard_stats(results: Path, layers) -> dict:
     out = {"tokens": parquet_stats(results.glob("tokens/**/*.parquet")), "activations": {}}
     for layer in layers:
         out["activations"][layer] = parquet_stats(
-            results.glob(f"activations/sae={FAMILY}/layer={layer}/**/*.parquet"))
+            results.glob(f"activations/sae={FAMILY}/layer={layer}/**/*.parquet")
+        )
     out["bytes"] = out["tokens"]["bytes"] + sum(a["bytes"] for a in out["activations"].values())
     return out
 
@@ -481,13 +542,18 @@ def specialists_overview(results: Path) -> list[str]:
 
     df = pl.read_parquet(path)
     lines = []
-    for (sae, layer), group in df.sort("layer", "category").group_by(["sae", "layer"],
-                                                                    maintain_order=True):
+    for (sae, layer), group in df.sort("layer", "category").group_by(
+        ["sae", "layer"], maintain_order=True
+    ):
         found = group.filter(pl.col("has_specialist"))
-        lines.append(f"  {sae} layer {layer}: {found.height}/{group.height} categories have a "
-                     f"specialist (" + ", ".join(
-                         f"{c}={f}" for c, f in zip(found["category"], found["feature"],
-                                                    strict=True)) + ")")
+        lines.append(
+            f"  {sae} layer {layer}: {found.height}/{group.height} categories have a "
+            f"specialist ("
+            + ", ".join(
+                f"{c}={f}" for c, f in zip(found["category"], found["feature"], strict=True)
+            )
+            + ")"
+        )
     return lines
 
 
@@ -500,13 +566,18 @@ def main() -> None:
     p.add_argument("--texts", type=int, default=20000, help="texts in all (7 categories)")
     p.add_argument("--l0", type=float, default=64, help="distinct features per token (mean)")
     p.add_argument("--workdir", default="/tmp/sae-analysis-bench")
-    p.add_argument("--assets", default=DEFAULT_ASSETS,
-                   help="model + SAE dirs (run_bench.build_assets(GPT2, 24576, 64); built if "
-                        "missing)")
+    p.add_argument(
+        "--assets",
+        default=DEFAULT_ASSETS,
+        help="model + SAE dirs (run_bench.build_assets(GPT2, 24576, 64); built if missing)",
+    )
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-generate", action="store_true",
-                   help="reuse the texts and shards already in --workdir")
+    p.add_argument(
+        "--skip-generate",
+        action="store_true",
+        help="reuse the texts and shards already in --workdir",
+    )
     p.add_argument("--log", default=str(HERE / "results.jsonl"))
     p.add_argument("--child-run", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -518,8 +589,12 @@ def main() -> None:
 
     work = Path(args.workdir)
     cfg_path, meta_path = work / "config.yaml", work / "generated.json"
-    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": None, "machine": machine_info(),
-              "args": {k: v for k, v in vars(args).items() if k != "child_run"}}
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tag": None,
+        "machine": machine_info(),
+        "args": {k: v for k, v in vars(args).items() if k != "child_run"},
+    }
     from importlib.metadata import version
 
     record["machine"]["versions"].update({n: version(n) for n in ("polars", "snakemake")})
@@ -549,8 +624,11 @@ def main() -> None:
         stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         generated = {"texts": args.texts, "l0": args.l0, "seed": args.seed, **stats}
         meta_path.write_text(json.dumps(generated))
-        print(f"shards written in {stats['seconds']:.0f} s (generator peak RSS "
-              f"{stats['peak_rss_mb']:.0f} MB)", flush=True)
+        print(
+            f"shards written in {stats['seconds']:.0f} s (generator peak RSS "
+            f"{stats['peak_rss_mb']:.0f} MB)",
+            flush=True,
+        )
     record["tag"] = f"analysis-{generated['texts']}t-l0{generated['l0']:g}"
     record["generated"] = generated
     results = Path(config["results_dir"])
@@ -565,8 +643,10 @@ def main() -> None:
     t = time.perf_counter()
     record["dry_run_jobs"] = dry_run(cfg_path, args.cores)
     record["dry_run_s"] = time.perf_counter() - t
-    print(f"dry run ({record['dry_run_s']:.1f} s): no extraction job; jobs "
-          f"{record['dry_run_jobs']}", flush=True)
+    print(
+        f"dry run ({record['dry_run_s']:.1f} s): no extraction job; jobs {record['dry_run_jobs']}",
+        flush=True,
+    )
     sm_log = work / "snakemake-analysis.log"
     print(f"running snakemake analysis --cores {args.cores} (output: {sm_log}) ...", flush=True)
     run = run_analysis(cfg_path, args.cores, sm_log)
@@ -582,23 +662,29 @@ def main() -> None:
         record["error"] = sm_log.read_text(errors="replace")[-4000:]
     sh = record["shards"]
     print(f"\n== analysis benchmark: {generated['texts']} texts, L0 {generated['l0']:g} ==")
-    print(f"texts {generated['texts']:,}, tokens {sh['tokens']['rows']:,} "
-          f"({sh['tokens']['files']} tokens shards)")
+    print(
+        f"texts {generated['texts']:,}, tokens {sh['tokens']['rows']:,} "
+        f"({sh['tokens']['files']} tokens shards)"
+    )
     for layer in layers:
         a = sh["activations"][layer]
         pt = record["per_text"].get(layer)
         per_text = f"{pt['rows']:,} ({mb(pt['bytes'])})" if pt else "none"
-        print(f"layer {layer:>2}: activation rows {a['rows']:,} "
-              f"({a['rows'] / max(sh['tokens']['rows'], 1):.1f}/token, {mb(a['bytes'])}); "
-              f"per-text rows {per_text}")
+        print(
+            f"layer {layer:>2}: activation rows {a['rows']:,} "
+            f"({a['rows'] / max(sh['tokens']['rows'], 1):.1f}/token, {mb(a['bytes'])}); "
+            f"per-text rows {per_text}"
+        )
     print(f"shard bytes: {mb(sh['bytes'])}")
     print(f"{'job log':<40} {'seconds':>8} {'peak RSS MB':>12}")
     for j in jobs:
         secs = f"{j['seconds']:.2f}" if j["seconds"] is not None else "-"
         peak = j["peak_rss_mb"] if j["peak_rss_mb"] is not None else "-"
         print(f"{j['log']:<40} {secs:>8} {peak!s:>12}" + ("  FAILED" if j.get("failed") else ""))
-    print(f"max job RSS (job logs): {record['max_job_rss_mb']} MB; max RSS of the Snakemake "
-          f"process tree (RUSAGE_CHILDREN): {run['children_maxrss_mb']:.0f} MB")
+    print(
+        f"max job RSS (job logs): {record['max_job_rss_mb']} MB; max RSS of the Snakemake "
+        f"process tree (RUSAGE_CHILDREN): {run['children_maxrss_mb']:.0f} MB"
+    )
     print(f"snakemake analysis: rc {run['rc']}, wall {run['wall_s']:.1f} s")
     for line in specialists_overview(results):
         print(line)

@@ -46,8 +46,13 @@ sys.path.insert(0, str(HERE))
 
 from run_bench import GPT2, append_record, build_assets, machine_info  # noqa: E402
 
-MODEL_RULES = {"extract_activations", "logit_effects", "methodology_variants",
-               "build_demo_assets", "dashboard_corpus"}
+MODEL_RULES = {
+    "extract_activations",
+    "logit_effects",
+    "methodology_variants",
+    "build_demo_assets",
+    "dashboard_corpus",
+}
 
 
 def study_config(assets: Path, results: Path, threshold: float) -> dict:
@@ -62,8 +67,16 @@ def study_config(assets: Path, results: Path, threshold: float) -> dict:
 
 
 def snakemake(args: list[str], cfg_path: Path, cores: int) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", str(cores),
-           "--configfile", str(cfg_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *args,
+        "--cores",
+        str(cores),
+        "--configfile",
+        str(cfg_path),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
@@ -85,24 +98,39 @@ def scheduled(output: str) -> dict[str, int]:
     if "Nothing to be done" in output:
         return {}
     table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)
-            if m[0] not in ("job", "total")}
+    return {
+        m[0]: int(m[1])
+        for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)
+        if m[0] not in ("job", "total")
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--e2e", action="store_true", help="first run the whole study from scratch")
     p.add_argument("--reruns", type=int, default=5)
-    p.add_argument("--targets", nargs="+", default=["analysis", "all"], choices=["analysis", "all"],
-                   help="targets timed after each threshold change (default: both)")
-    p.add_argument("--prepare", choices=["analysis", "all"], default="all",
-                   help="target brought up to date before the reruns (default: all)")
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        default=["analysis", "all"],
+        choices=["analysis", "all"],
+        help="targets timed after each threshold change (default: both)",
+    )
+    p.add_argument(
+        "--prepare",
+        choices=["analysis", "all"],
+        default="all",
+        help="target brought up to date before the reruns (default: all)",
+    )
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--workdir", default="/tmp/sae-default-study")
     p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
     p.add_argument("--log", default=str(HERE / "results.jsonl"))
-    p.add_argument("--no-compile", action="store_true",
-                   help="do not compile src/ to bytecode first (see the module docstring)")
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not compile src/ to bytecode first (see the module docstring)",
+    )
     args = p.parse_args()
     if not args.no_compile:
         compileall.compile_dir(str(REPO / "src"), quiet=1)
@@ -119,12 +147,16 @@ def main() -> None:
 
     base = config_for(5.0)
     prepare = [] if args.prepare == "all" else [args.prepare]
-    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": "default-study-local-weights",
-              "machine": machine_info(), "cores": args.cores, "assets": str(assets),
-              "bytecode_compiled": not args.no_compile,
-              "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
-              "slurm_plugin": importlib.util.find_spec("snakemake_executor_plugin_slurm")
-              is not None}
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tag": "default-study-local-weights",
+        "machine": machine_info(),
+        "cores": args.cores,
+        "assets": str(assets),
+        "bytecode_compiled": not args.no_compile,
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
+        "slurm_plugin": importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None,
+    }
 
     if args.e2e:
         if results.exists():
@@ -149,19 +181,35 @@ def main() -> None:
             if set(jobs) & MODEL_RULES:
                 raise RuntimeError(f"a threshold change scheduled model rules: {jobs}")
             wall, out = snakemake([target], cfg, args.cores)
-            runs.append({"target": target, "threshold": current, "wall_s": wall, "jobs": jobs,
-                         "job_s": job_seconds(out)})
-            print(f"rerun {i + 1} {target} (threshold {current:g}): {wall:.2f} s, "
-                  f"{sum(jobs.values())} jobs", flush=True)
+            runs.append(
+                {
+                    "target": target,
+                    "threshold": current,
+                    "wall_s": wall,
+                    "jobs": jobs,
+                    "job_s": job_seconds(out),
+                }
+            )
+            print(
+                f"rerun {i + 1} {target} (threshold {current:g}): {wall:.2f} s, "
+                f"{sum(jobs.values())} jobs",
+                flush=True,
+            )
     record["reruns"] = runs
     for target in ("analysis", "all"):
         walls = [r["wall_s"] for r in runs if r["target"] == target]
         if walls:
-            record[f"rerun_{target}"] = {"median_s": statistics.median(walls),
-                                         "min_s": min(walls), "max_s": max(walls), "n": len(walls)}
-            print(f"threshold-only rerun, snakemake {'' if target == 'all' else target}: "
-                  f"median {statistics.median(walls):.2f} s (min {min(walls):.2f}, "
-                  f"max {max(walls):.2f}, n={len(walls)})")
+            record[f"rerun_{target}"] = {
+                "median_s": statistics.median(walls),
+                "min_s": min(walls),
+                "max_s": max(walls),
+                "n": len(walls),
+            }
+            print(
+                f"threshold-only rerun, snakemake {'' if target == 'all' else target}: "
+                f"median {statistics.median(walls):.2f} s (min {min(walls):.2f}, "
+                f"max {max(walls):.2f}, n={len(walls)})"
+            )
     append_record(record, args.log)
 
 

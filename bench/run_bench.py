@@ -45,10 +45,28 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
-GPT2 = dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257,
-            n_ctx=1024, act_fn="gelu_new", normalization_type="LN")
-SMALL = dict(n_layers=12, d_model=128, n_heads=4, d_head=32, d_mlp=512, d_vocab=50257,
-             n_ctx=1024, act_fn="gelu_new", normalization_type="LN")
+GPT2 = dict(
+    n_layers=12,
+    d_model=768,
+    n_heads=12,
+    d_head=64,
+    d_mlp=3072,
+    d_vocab=50257,
+    n_ctx=1024,
+    act_fn="gelu_new",
+    normalization_type="LN",
+)
+SMALL = dict(
+    n_layers=12,
+    d_model=128,
+    n_heads=4,
+    d_head=32,
+    d_mlp=512,
+    d_vocab=50257,
+    n_ctx=1024,
+    act_fn="gelu_new",
+    normalization_type="LN",
+)
 LAYERS = (6, 8, 10, 11)
 BOS = "<|endoftext|>"
 
@@ -65,8 +83,14 @@ def build_tokenizer(d_vocab: int, out: Path):
     vocab[BOS] = d_vocab - 1
     tok = Tokenizer(models.WordLevel(vocab, unk_token=BOS))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS,
-                            pad_token=BOS, model_max_length=1024).save_pretrained(str(out))
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=BOS,
+        unk_token=BOS,
+        pad_token=BOS,
+        model_max_length=1024,
+    ).save_pretrained(str(out))
     return AutoTokenizer.from_pretrained(str(out))
 
 
@@ -82,9 +106,13 @@ def build_assets(root: Path, shape: dict, d_sae: int, l0: int, seed: int = 0) ->
     torch.manual_seed(seed)
     model_dir = root / "model"
     tokenizer = build_tokenizer(shape["d_vocab"], model_dir)
-    cfg = HookedTransformerConfig(**shape, seed=seed, model_name="bench-gpt2-shaped",
-                                  original_architecture="GPT2LMHeadModel",
-                                  default_prepend_bos=True)
+    cfg = HookedTransformerConfig(
+        **shape,
+        seed=seed,
+        model_name="bench-gpt2-shaped",
+        original_architecture="GPT2LMHeadModel",
+        default_prepend_bos=True,
+    )
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     model.eval()
     save_local_model(model, model_dir)
@@ -96,8 +124,7 @@ def build_assets(root: Path, shape: dict, d_sae: int, l0: int, seed: int = 0) ->
         _, cache = model.run_with_cache(tokens, names_filter=hooks, stop_at_layer=max(LAYERS) + 1)
     for layer, hook in zip(LAYERS, hooks, strict=True):
         x = cache[hook][:, 1:].reshape(-1, shape["d_model"])  # BOS excluded
-        sae_cfg = StandardSAEConfig(d_in=shape["d_model"], d_sae=d_sae,
-                                    apply_b_dec_to_input=True)
+        sae_cfg = StandardSAEConfig(d_in=shape["d_model"], d_sae=d_sae, apply_b_dec_to_input=True)
         sae_cfg.metadata.hook_name = hook
         sae_cfg.metadata.model_name = "bench-gpt2-shaped"
         sae = StandardSAE(sae_cfg)  # kaiming-uniform W_dec, W_enc = W_dec.T
@@ -131,8 +158,13 @@ def corpus_stats(path: Path) -> dict:
     with open(path) as handle:
         for line in handle:
             lengths.append(len(json.loads(line)["text"].split()) + 1)  # + BOS
-    return {"texts": len(lengths), "tokens": sum(lengths), "min_len": min(lengths),
-            "max_len": max(lengths), "lengths": lengths}
+    return {
+        "texts": len(lengths),
+        "tokens": sum(lengths),
+        "min_len": min(lengths),
+        "max_len": max(lengths),
+        "lengths": lengths,
+    }
 
 
 # -- FLOPs --------------------------------------------------------------------------------------
@@ -162,8 +194,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def workload_shapes(shape: dict, d_sae: int, batch_tokens: int, encode_rows: int,
-                    n_blocks: int, n_saes: int) -> dict:
+def workload_shapes(
+    shape: dict, d_sae: int, batch_tokens: int, encode_rows: int, n_blocks: int, n_saes: int
+) -> dict:
     """The GEMMs of the workload: name -> ((M, K, N), how many per token row)."""
     d, m = shape["d_model"], shape["d_mlp"]
     return {
@@ -204,30 +237,38 @@ def child_matmul(args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    shapes = workload_shapes(args.shape, args.d_sae, args.batch_tokens, args.encode_rows,
-                             args.n_blocks, len(LAYERS))
+    shapes = workload_shapes(
+        args.shape, args.d_sae, args.batch_tokens, args.encode_rows, args.n_blocks, len(LAYERS)
+    )
     big = {"peak_4096x768x24576": ((4096, args.shape["d_model"], args.d_sae), 1)}
     probe = matmul_probe(shapes, repeats=5, seconds=1.0)
     peak = matmul_probe(big, repeats=5, seconds=1.0)["rates_gflops"]
     rates = {**probe["rates_gflops"], **peak}
-    return {"rates_gflops": rates, "workload_mix_gflops": probe["mix_gflops"],
-            "peak_gflops": max(rates.values()), "threads": args.threads,
-            "loadavg": os.getloadavg()}
+    return {
+        "rates_gflops": rates,
+        "workload_mix_gflops": probe["mix_gflops"],
+        "peak_gflops": max(rates.values()),
+        "threads": args.threads,
+        "loadavg": os.getloadavg(),
+    }
 
 
 def _settings(args, root: Path, results: Path, dtype: str = "float32"):
     from sae_specialists.core.settings import load_settings, schema_path
 
-    return load_settings({
-        "model": {"path": str(root / "model")},
-        "device": args.device,
-        "dtype": dtype,
-        "saes": {"bench": {"path": str(root / "saes" / "layer{layer}")}},
-        "layers": list(LAYERS),
-        "texts": str(root),
-        "results_dir": str(results),
-        "extraction": {"batch_size": args.batch_size, "chunk_size": None},
-    }, schema_path())
+    return load_settings(
+        {
+            "model": {"path": str(root / "model")},
+            "device": args.device,
+            "dtype": dtype,
+            "saes": {"bench": {"path": str(root / "saes" / "layer{layer}")}},
+            "layers": list(LAYERS),
+            "texts": str(root),
+            "results_dir": str(results),
+            "extraction": {"batch_size": args.batch_size, "chunk_size": None},
+        },
+        schema_path(),
+    )
 
 
 def child_engine(args) -> dict:
@@ -244,34 +285,64 @@ def child_engine(args) -> dict:
     root, corpus = Path(args.root), Path(args.corpus)
     results = Path(args.results)
     settings = _settings(args, root, results, args.dtype)
-    acts = {("bench", layer): str(results / f"activations/sae=bench/layer={layer}/"
-                                  "category=bench/chunk=00000/activations.parquet")
-            for layer in LAYERS}
+    acts = {
+        ("bench", layer): str(
+            results / f"activations/sae=bench/layer={layer}/"
+            "category=bench/chunk=00000/activations.parquet"
+        )
+        for layer in LAYERS
+    }
     tokens_out = str(results / "tokens/category=bench/chunk=00000/tokens.parquet")
-    shapes = workload_shapes(args.shape, args.d_sae, args.batch_tokens, args.encode_rows,
-                             args.n_blocks, len(LAYERS))
+    shapes = workload_shapes(
+        args.shape, args.d_sae, args.batch_tokens, args.encode_rows, args.n_blocks, len(LAYERS)
+    )
     probes, windows = [], []
 
     def on_window(result):
         lengths = [len(t.ids) for t in result.tokenized]
         flops = forward_flops(lengths, args.shape, args.n_blocks) + sae_flops(
-            sum(lengths), args.shape["d_model"], args.d_sae, len(LAYERS))
-        windows.append({"texts": len(lengths), "tokens": sum(lengths), "seconds": result.seconds,
-                        "gflops": flops / result.seconds / 1e9, "tflop": flops / 1e12,
-                        "peak_rss_mb_so_far": peak_rss_mb()})
+            sum(lengths), args.shape["d_model"], args.d_sae, len(LAYERS)
+        )
+        windows.append(
+            {
+                "texts": len(lengths),
+                "tokens": sum(lengths),
+                "seconds": result.seconds,
+                "gflops": flops / result.seconds / 1e9,
+                "tflop": flops / 1e12,
+                "peak_rss_mb_so_far": peak_rss_mb(),
+            }
+        )
         if args.progress:  # one line per window: a long run cut short still leaves evidence
             with open(args.progress, "a") as handle:
-                handle.write(json.dumps({"window": len(windows), "texts_so_far": sum(
-                    w["texts"] for w in windows), **windows[-1],
-                    "when": time.strftime("%H:%M:%S")}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "window": len(windows),
+                            "texts_so_far": sum(w["texts"] for w in windows),
+                            **windows[-1],
+                            "when": time.strftime("%H:%M:%S"),
+                        }
+                    )
+                    + "\n"
+                )
         probes.append(matmul_probe(shapes) if args.probe else None)
 
     t0 = time.perf_counter()
     first_probe = matmul_probe(shapes) if args.probe else None  # before any window is timed
-    summary = extract_category(ModelAndSAEs.of(settings), settings.extraction, "bench",
-                               str(corpus), tokens_out, acts, chunk=0,
-                               n_chunks=1, window_tokens=args.window_tokens,
-                               encode_rows=args.encode_rows, on_window=on_window)
+    summary = extract_category(
+        ModelAndSAEs.of(settings),
+        settings.extraction,
+        "bench",
+        str(corpus),
+        tokens_out,
+        acts,
+        chunk=0,
+        n_chunks=1,
+        window_tokens=args.window_tokens,
+        encode_rows=args.encode_rows,
+        on_window=on_window,
+    )
     total = time.perf_counter() - t0
     rows = {layer: pq.ParquetFile(path).metadata.num_rows for (_, layer), path in acts.items()}
     if args.probe:
@@ -280,10 +351,17 @@ def child_engine(args) -> dict:
             rate = (all_probes[i]["mix_gflops"] + all_probes[i + 1]["mix_gflops"]) / 2
             w["probe_mix_gflops"] = rate
             w["fraction"] = w["gflops"] / rate
-    return {**summary, "total_s": total, "rows": rows, "peak_rss_mb": peak_rss_mb(),
-            "dtype": args.dtype, "batch_size": args.batch_size, "windows": windows,
-            "probes": [first_probe, *probes] if args.probe else [],
-            "loadavg": os.getloadavg()}
+    return {
+        **summary,
+        "total_s": total,
+        "rows": rows,
+        "peak_rss_mb": peak_rss_mb(),
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "windows": windows,
+        "probes": [first_probe, *probes] if args.probe else [],
+        "loadavg": os.getloadavg(),
+    }
 
 
 def _batch_tensors(tokenized, batch, pad_id):
@@ -337,8 +415,9 @@ def child_compare(args) -> dict:
     torch.set_num_threads(args.threads)
     root = Path(args.root)
     model = load_local_model(root / "model")
-    saes = [load_sae("bench", layer, {"path": str(root / "saes" / f"layer{layer}")})
-            for layer in LAYERS]
+    saes = [
+        load_sae("bench", layer, {"path": str(root / "saes" / f"layer{layer}")}) for layer in LAYERS
+    ]
     tokenized = tokenize_texts(model, list(iter_texts(args.corpus, "bench")))
     engine = Extractor(model, saes, args.batch_size, encode_rows=args.encode_rows)
     engine.run(tokenized[:4])  # warm-up (allocations, weights paged in)
@@ -359,9 +438,15 @@ def child_compare(args) -> dict:
             times[method] += row[method]
         groups.append(row)
     n_tokens = sum(len(t.ids) for t in tokenized)
-    return {"texts": len(tokenized), "tokens": n_tokens, "engine_s": times["engine"],
-            "notebook_s": times["notebook"], "speedup": times["notebook"] / times["engine"],
-            "groups": groups, "loadavg": os.getloadavg()}
+    return {
+        "texts": len(tokenized),
+        "tokens": n_tokens,
+        "engine_s": times["engine"],
+        "notebook_s": times["notebook"],
+        "speedup": times["notebook"] / times["engine"],
+        "groups": groups,
+        "loadavg": os.getloadavg(),
+    }
 
 
 CHILDREN = {"matmul": child_matmul, "engine": child_engine, "compare": child_compare}
@@ -370,8 +455,7 @@ CHILDREN = {"matmul": child_matmul, "engine": child_engine, "compare": child_com
 def run_child(step: str, **kwargs) -> dict:
     payload = json.dumps(kwargs)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", step, "--payload", payload]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TQDM_DISABLE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{step} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -390,8 +474,12 @@ def append_record(record: dict, log: str) -> None:
 
 
 def machine_info() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+    }
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
@@ -403,8 +491,9 @@ def machine_info() -> dict:
         pass
     from importlib.metadata import version
 
-    info["versions"] = {n: version(n) for n in ("torch", "transformer-lens", "sae-lens",
-                                                  "numpy", "pyarrow")}
+    info["versions"] = {
+        n: version(n) for n in ("torch", "transformer-lens", "sae-lens", "numpy", "pyarrow")
+    }
     return info
 
 
@@ -412,16 +501,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--child")
     p.add_argument("--payload")
-    p.add_argument("--steps", nargs="+", default=["matmul", "engine", "compare"],
-                   choices=["matmul", "engine", "compare", "rss"])
+    p.add_argument(
+        "--steps",
+        nargs="+",
+        default=["matmul", "engine", "compare"],
+        choices=["matmul", "engine", "compare", "rss"],
+    )
     p.add_argument("--texts", type=int, default=2000)
-    p.add_argument("--compare-texts", type=int, default=200,
-                   help="the first N texts: engine and notebook way both run on them")
-    p.add_argument("--group", type=int, default=32,
-                   help="compare: texts per interleaved group")
+    p.add_argument(
+        "--compare-texts",
+        type=int,
+        default=200,
+        help="the first N texts: engine and notebook way both run on them",
+    )
+    p.add_argument("--group", type=int, default=32, help="compare: texts per interleaved group")
     p.add_argument("--rss-texts", type=int, nargs="+", default=[2500, 5000, 10000, 20000])
-    p.add_argument("--small", action="store_true",
-                   help="d_model 128 / d_sae 4096 model (cheap compute, same code path)")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="d_model 128 / d_sae 4096 model (cheap compute, same code path)",
+    )
     p.add_argument("--no-probe", action="store_true", help="engine: no matmul probes")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
@@ -454,28 +553,49 @@ def main() -> None:
 
     encode_rows = args.encode_rows or ENCODE_ROWS.get(args.device, 8192)
     n_blocks = max(LAYERS)  # resid_pre of block 11 = resid_post of block 10: 11 blocks run
-    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": tag, "machine": machine_info(),
-              "args": {k: v for k, v in vars(args).items() if k not in ("child", "payload")},
-              "window_tokens": args.window_tokens or WINDOW_TOKENS, "encode_rows": encode_rows}
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tag": tag,
+        "machine": machine_info(),
+        "args": {k: v for k, v in vars(args).items() if k not in ("child", "payload")},
+        "window_tokens": args.window_tokens or WINDOW_TOKENS,
+        "encode_rows": encode_rows,
+    }
 
     corpus = work / f"corpus-{args.texts}.jsonl"
     write_corpus(corpus, args.texts, shape["d_vocab"])
     stats = corpus_stats(corpus)
     record["corpus"] = {k: v for k, v in stats.items() if k != "lengths"}
     batch_tokens = int(args.batch_size * stats["tokens"] / stats["texts"])
-    common = dict(root=str(root), threads=args.threads, batch_size=args.batch_size,
-                  device=args.device, dtype=args.dtype, window_tokens=args.window_tokens,
-                  encode_rows=encode_rows, shape=shape, d_sae=d_sae, n_blocks=n_blocks,
-                  batch_tokens=batch_tokens, probe=not args.no_probe)
+    common = dict(
+        root=str(root),
+        threads=args.threads,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        window_tokens=args.window_tokens,
+        encode_rows=encode_rows,
+        shape=shape,
+        d_sae=d_sae,
+        n_blocks=n_blocks,
+        batch_tokens=batch_tokens,
+        probe=not args.no_probe,
+    )
 
     def engine_run(path, st, label, probe=True):
         progress = str(work / f"progress-{tag}-{label}.jsonl")
         Path(progress).unlink(missing_ok=True)
         print(f"per-window progress: {progress}", flush=True)
-        res = run_child("engine", corpus=str(path), results=str(work / f"out-{tag}-{label}"),
-                        progress=progress, **{**common, "probe": probe and not args.no_probe})
+        res = run_child(
+            "engine",
+            corpus=str(path),
+            results=str(work / f"out-{tag}-{label}"),
+            progress=progress,
+            **{**common, "probe": probe and not args.no_probe},
+        )
         flops = forward_flops(st["lengths"], shape, n_blocks) + sae_flops(
-            st["tokens"], shape["d_model"], d_sae, len(LAYERS))
+            st["tokens"], shape["d_model"], d_sae, len(LAYERS)
+        )
         res["tokens_per_s"] = res["n_tokens"] / res["work_s"]
         res["gflops"] = flops / res["work_s"] / 1e9
         res["tflop"] = flops / 1e12
@@ -490,12 +610,17 @@ def main() -> None:
         record["engine"] = res
         fractions = sorted(w["fraction"] for w in res["windows"] if "fraction" in w)
         summary = {
-            "tokens_per_s": res["tokens_per_s"], "gflops": res["gflops"],
-            "peak_rss_mb": res["peak_rss_mb"], "work_s": res["work_s"],
+            "tokens_per_s": res["tokens_per_s"],
+            "gflops": res["gflops"],
+            "peak_rss_mb": res["peak_rss_mb"],
+            "work_s": res["work_s"],
             "window_fractions": fractions,
             "median_fraction": fractions[len(fractions) // 2] if fractions else None,
-            "overall_fraction": (res["gflops"] / (sum(p["mix_gflops"] for p in res["probes"])
-                                                  / len(res["probes"]))) if res["probes"] else None,
+            "overall_fraction": (
+                res["gflops"] / (sum(p["mix_gflops"] for p in res["probes"]) / len(res["probes"]))
+            )
+            if res["probes"]
+            else None,
         }
         record["engine_summary"] = summary
         print("engine", json.dumps(summary), flush=True)
@@ -509,9 +634,12 @@ def main() -> None:
                     dst.write(line)
         res = run_child("compare", corpus=str(sub), group=args.group, **common)
         record["compare"] = res
-        print(f"compare on {res['texts']} texts ({res['tokens']} tokens): engine "
-              f"{res['engine_s']:.1f} s, notebook way {res['notebook_s']:.1f} s: "
-              f"{res['speedup']:.2f}x", flush=True)
+        print(
+            f"compare on {res['texts']} texts ({res['tokens']} tokens): engine "
+            f"{res['engine_s']:.1f} s, notebook way {res['notebook_s']:.1f} s: "
+            f"{res['speedup']:.2f}x",
+            flush=True,
+        )
     if "rss" in args.steps:
         series = []
         for n in args.rss_texts:
@@ -519,13 +647,25 @@ def main() -> None:
             write_corpus(c, n, shape["d_vocab"])
             st = corpus_stats(c)
             res = engine_run(c, st, f"rss{n}", probe=False)
-            series.append({"texts": n, "tokens": st["tokens"], "peak_rss_mb": res["peak_rss_mb"],
-                           "work_s": res["work_s"], "tokens_per_s": res["tokens_per_s"],
-                           "l0_mean": res["l0_mean"], "rows": res["rows"],
-                           "peak_rss_mb_by_window": [round(w["peak_rss_mb_so_far"])
-                                                     for w in res["windows"]]})
-            print(f"rss: {n} texts ({st['tokens']} tokens): peak RSS {res['peak_rss_mb']:.0f} MB, "
-                  f"{res['work_s']:.0f} s", flush=True)
+            series.append(
+                {
+                    "texts": n,
+                    "tokens": st["tokens"],
+                    "peak_rss_mb": res["peak_rss_mb"],
+                    "work_s": res["work_s"],
+                    "tokens_per_s": res["tokens_per_s"],
+                    "l0_mean": res["l0_mean"],
+                    "rows": res["rows"],
+                    "peak_rss_mb_by_window": [
+                        round(w["peak_rss_mb_so_far"]) for w in res["windows"]
+                    ],
+                }
+            )
+            print(
+                f"rss: {n} texts ({st['tokens']} tokens): peak RSS {res['peak_rss_mb']:.0f} MB, "
+                f"{res['work_s']:.0f} s",
+                flush=True,
+            )
         record["rss_series"] = series
     append_record(record, args.log)
 

@@ -14,9 +14,7 @@ def candidates(pt: pl.DataFrame, texts: pl.DataFrame, threshold: float, k: int =
     """Every specialist candidate: the k features with the highest in-category peak (ties: lower
     id; only features active in the category), with n_in, n_out, score = n_in - n_out."""
     pt = pt.lazy()
-    cat_sizes = (
-        texts.lazy().group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
-    )
+    cat_sizes = texts.lazy().group_by("category").agg(pl.len().cast(pl.Int64).alias("n_category"))
     in_peak = pt.group_by(KEY + ["category", "feature"]).agg(pl.col("value").max().alias("peak"))
     cands = (
         _rank(in_peak, ["peak"], [True], KEY + ["category"])

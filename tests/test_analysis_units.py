@@ -45,7 +45,6 @@ def test_analysis_never_imports_torch():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-
 _RERUN_JOBS = """
 import sys
 from types import SimpleNamespace as NS
@@ -73,21 +72,35 @@ def test_threshold_rerun_jobs_never_import_pyarrow(tmp_path):
     charts) read and write Parquet with polars alone: importing pyarrow costs ~0.2 s per job."""
     from sae_specialists.core.io import write_parquet
 
-    texts = pl.DataFrame({"text_id": ["a", "b", "c", "d"], "category": ["x", "x", "y", "y"],
-                          "text_order": [0, 1, 2, 3], "n_positions": [3] * 4,
-                          "n_counted": [2] * 4})
+    texts = pl.DataFrame(
+        {
+            "text_id": ["a", "b", "c", "d"],
+            "category": ["x", "x", "y", "y"],
+            "text_order": [0, 1, 2, 3],
+            "n_positions": [3] * 4,
+            "n_counted": [2] * 4,
+        }
+    )
     write_parquet(texts, tmp_path / "texts.parquet", {"include_bos": False})
-    per_text = pl.DataFrame({"text_id": ["a", "b", "c", "d"], "category": ["x", "x", "y", "y"],
-                             "feature": [7, 7, 9, 9], "value": [2.0, 1.0, 3.0, 1.5],
-                             "max": [2.0, 1.0, 3.0, 1.5]},
-                            schema_overrides={"feature": pl.Int32})
+    per_text = pl.DataFrame(
+        {
+            "text_id": ["a", "b", "c", "d"],
+            "category": ["x", "x", "y", "y"],
+            "feature": [7, 7, 9, 9],
+            "value": [2.0, 1.0, 3.0, 1.5],
+            "max": [2.0, 1.0, 3.0, 1.5],
+        },
+        schema_overrides={"feature": pl.Int32},
+    )
     write_parquet(per_text, tmp_path / "pt.parquet", {"sae": "res", "layer": 6})
-    proc = subprocess.run([sys.executable, "-c", _RERUN_JOBS, str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RERUN_JOBS, str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     spec = pl.read_parquet(tmp_path / "specialists.parquet").sort("category")
     assert spec.select("category", "feature", "score").rows() == [("x", 7, 2), ("y", 9, 2)]
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
 
 def test_neuronpedia_links():
     assert neuronpedia.feature_url("gpt2-small/6-res-jb", 22917) == (

@@ -32,9 +32,7 @@ def make_corpus(directory):
         for t in texts["social"]:
             handle.write(json.dumps({"body": t}, ensure_ascii=False) + "\n")
     pq.write_table(pa.table({"body": texts["formal"]}), directory / "formal.parquet")
-    (directory / "math.txt").write_text(
-        "\n\n".join(texts["math"]) + "\n", encoding="utf-8"
-    )
+    (directory / "math.txt").write_text("\n\n".join(texts["math"]) + "\n", encoding="utf-8")
     return texts
 
 
@@ -43,9 +41,15 @@ def chunked_run(demo_assets, tmp_path_factory):
     work = tmp_path_factory.mktemp("chunked")
     texts = make_corpus(work / "texts")
     config = demo_config(
-        demo_assets, work / "texts", work / "results",
-        extraction={"batch_size": 3, "chunk_size": CHUNK, "text_field": "body",
-                    "text_split": "blank_lines"},
+        demo_assets,
+        work / "texts",
+        work / "results",
+        extraction={
+            "batch_size": 3,
+            "chunk_size": CHUNK,
+            "text_field": "body",
+            "text_split": "blank_lines",
+        },
     )
     results = work / "results"
     run_snakemake(work, "--cores", "2", *analysis_targets(results), *FAST, config=config)
@@ -60,8 +64,11 @@ def analysis_targets(results):
 
 def extract_jobs(work, config, *args):
     dry = run_snakemake(work, "-n", *args, config=config)
-    jobs = [line.split("wildcards: ")[1] for line in dry.stdout.splitlines()
-            if line.strip().startswith("wildcards: category=")]
+    jobs = [
+        line.split("wildcards: ")[1]
+        for line in dry.stdout.splitlines()
+        if line.strip().startswith("wildcards: category=")
+    ]
     return scheduled_jobs(dry).get("extract_activations", 0), jobs
 
 
@@ -78,21 +85,28 @@ def test_one_hive_glob_reads_every_chunk_in_text_order(chunked_run):
     work, config, texts = chunked_run
     results = work / "results"
     assert sorted(p.name for p in (results / "tokens/category=social").iterdir()) == [
-        "chunk=00000", "chunk=00001"]
+        "chunk=00000",
+        "chunk=00001",
+    ]
     tokens = pl.scan_parquet(f"{results}/tokens/**/*.parquet", hive_partitioning=True).collect()
     assert set(tokens.columns) >= {"text_id", "category", "chunk", "token_pos", "bos"}
     for category in ("python", "social", "formal", "math"):
-        ids = (tokens.filter(pl.col("category") == category)
-               .unique("text_id", maintain_order=True)["text_id"].to_list())
+        ids = (
+            tokens.filter(pl.col("category") == category)
+            .unique("text_id", maintain_order=True)["text_id"]
+            .to_list()
+        )
         assert len(ids) == N_TEXTS[category]
         assert [t.text for t in load_texts_for(work, category, config)] == texts[category]
         assert ids == [t.text_id for t in load_texts_for(work, category, config)]
-    acts = pl.scan_parquet(f"{results}/activations/sae=res/layer=3/**/*.parquet",
-                           hive_partitioning=True).collect()
+    acts = pl.scan_parquet(
+        f"{results}/activations/sae=res/layer=3/**/*.parquet", hive_partitioning=True
+    ).collect()
     assert {"sae", "layer", "category", "chunk", "text_id", "feature"} <= set(acts.columns)
     assert acts["chunk"].max() == 1 and acts["category"].n_unique() == 4
     meta = read_metadata(
-        results / "activations/sae=res/layer=3/category=social/chunk=00001/activations.parquet")
+        results / "activations/sae=res/layer=3/category=social/chunk=00001/activations.parquet"
+    )
     assert (meta["chunk"], meta["n_chunks"], meta["chunk_size"], meta["n_texts"]) == (1, 2, 2, 1)
     assert not list(results.rglob("*.tmp"))
 
@@ -111,23 +125,30 @@ def test_chunked_shards_equal_a_one_shot_extraction(chunked_run, demo_assets):
     work, config, _ = chunked_run
     results = work / "results"
     model = load_local_model(demo_assets / "model")
-    saes = [load_sae("res", layer, {"path": str(demo_assets / f"saes/res/layer{layer}")})
-            for layer in (1, 3)]
+    saes = [
+        load_sae("res", layer, {"path": str(demo_assets / f"saes/res/layer{layer}")})
+        for layer in (1, 3)
+    ]
     for category in ("social", "math"):
         texts = load_texts_for(work, category, config)
         tokens, tables = extract(model, saes, tokenize_texts(model, texts), batch_size=8)
         got_tokens = pl.read_parquet(
-            sorted((results / f"tokens/category={category}").glob("chunk=*/tokens.parquet")))
+            sorted((results / f"tokens/category={category}").glob("chunk=*/tokens.parquet"))
+        )
         assert got_tokens.equals(pl.from_arrow(tokens))
         for layer in (1, 3):
             want = pl.from_arrow(tables[("res", layer)])
-            got = pl.read_parquet(sorted(
-                (results / f"activations/sae=res/layer={layer}/category={category}")
-                .glob("chunk=*/activations.parquet")))
+            got = pl.read_parquet(
+                sorted(
+                    (results / f"activations/sae=res/layer={layer}/category={category}").glob(
+                        "chunk=*/activations.parquet"
+                    )
+                )
+            )
             assert got.select("text_id", "token_pos", "feature").equals(
-                want.select("text_id", "token_pos", "feature"))
-            np.testing.assert_allclose(got["activation"], want["activation"], rtol=1e-5,
-                                       atol=1e-5)
+                want.select("text_id", "token_pos", "feature")
+            )
+            np.testing.assert_allclose(got["activation"], want["activation"], rtol=1e-5, atol=1e-5)
 
 
 def test_analysis_reads_all_chunks(chunked_run):
@@ -142,8 +163,7 @@ def test_analysis_reads_all_chunks(chunked_run):
 
 def test_adding_a_text_reruns_only_that_category(chunked_run, tmp_path, copy_tree):
     work = copy_tree(chunked_run[0], tmp_path / "copy")
-    config = {**chunked_run[1], "texts": str(work / "texts"),
-              "results_dir": str(work / "results")}
+    config = {**chunked_run[1], "texts": str(work / "texts"), "results_dir": str(work / "results")}
     targets = analysis_targets(work / "results")
     n, jobs = extract_jobs(work, config, *targets)
     assert n == 0
@@ -165,8 +185,9 @@ def test_changing_chunk_size_reextracts(chunked_run):
     assert extract_jobs(work, same, *analysis_targets(work / "results"))[0] == 0
 
 
-def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path, copy_tree,
-                                                         demo_assets):
+def test_a_job_replaces_stale_chunks_and_fails_atomically(
+    chunked_run, tmp_path, copy_tree, demo_assets
+):
     from sae_specialists.core.settings import load_settings, schema_path
     from sae_specialists.extraction.loading import ModelAndSAEs
     from sae_specialists.extraction.pipeline import extract_category
@@ -174,18 +195,29 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
     work = copy_tree(chunked_run[0], tmp_path / "copy")
     results = work / "results"
     legacy = results / "tokens/category=social/tokens.parquet"  # pre-chunking layout
-    legacy.write_bytes((results / "tokens/category=social/chunk=00000/tokens.parquet")
-                       .read_bytes())
+    legacy.write_bytes((results / "tokens/category=social/chunk=00000/tokens.parquet").read_bytes())
     config = {**chunked_run[1], "texts": str(work / "texts"), "results_dir": str(results)}
     config["extraction"] = {**config["extraction"], "chunk_size": None}
     settings = load_settings(config, schema_path())
     job, options = ModelAndSAEs.of(settings), settings.extraction
-    layers = {("res", layer): str(results / f"activations/sae=res/layer={layer}/"
-                                  "category=social/chunk=00000/activations.parquet")
-              for layer in (1, 3)}
+    layers = {
+        ("res", layer): str(
+            results / f"activations/sae=res/layer={layer}/"
+            "category=social/chunk=00000/activations.parquet"
+        )
+        for layer in (1, 3)
+    }
     tokens_out = str(results / "tokens/category=social/chunk=00000/tokens.parquet")
-    summary = extract_category(job, options, "social", str(work / "texts/social.jsonl"), tokens_out,
-                               layers, chunk=0, n_chunks=1)
+    summary = extract_category(
+        job,
+        options,
+        "social",
+        str(work / "texts/social.jsonl"),
+        tokens_out,
+        layers,
+        chunk=0,
+        n_chunks=1,
+    )
     assert summary["n_texts"] == N_TEXTS["social"]
     assert not legacy.exists()
     assert [p.name for p in (results / "tokens/category=social").iterdir()] == ["chunk=00000"]
@@ -204,8 +236,17 @@ def test_a_job_replaces_stale_chunks_and_fails_atomically(chunked_run, tmp_path,
     tokenize.TOKENIZE_TEXTS = 1
     try:
         with pytest.raises(TextsError, match="line 4"):
-            extract_category(job, options, "social", str(work / "texts/social.jsonl"), tokens_out,
-                             layers, chunk=0, n_chunks=1, window_tokens=8)
+            extract_category(
+                job,
+                options,
+                "social",
+                str(work / "texts/social.jsonl"),
+                tokens_out,
+                layers,
+                chunk=0,
+                n_chunks=1,
+                window_tokens=8,
+            )
     finally:
         tokenize.TOKENIZE_TEXTS = old
     assert {p: p.read_bytes() for p in before} == before

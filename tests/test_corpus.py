@@ -26,8 +26,15 @@ from sae_specialists.extraction.corpus import (
 )
 from sae_specialists.extraction.texts import list_categories, text_id
 
-TEXTS = ["def f(x):\n    return x", "lol 🔥 #wow", "def f(x):\n    return x", "Hereby agreed.",
-         "naïve café", "lol 🔥 #wow", "lol 🔥 #wow"]
+TEXTS = [
+    "def f(x):\n    return x",
+    "lol 🔥 #wow",
+    "def f(x):\n    return x",
+    "Hereby agreed.",
+    "naïve café",
+    "lol 🔥 #wow",
+    "lol 🔥 #wow",
+]
 
 
 def write_jsonl(path: Path, texts, field="text", blank_lines=True) -> Path:
@@ -119,8 +126,9 @@ def test_parquet_column_rows_and_errors(tmp_path):
     assert [t.text_id for t in got] == expected_ids("p", TEXTS)
     assert count_texts(path) == len(TEXTS)
     other = write_parquet(tmp_path / "q.parquet", TEXTS[:2], column="content")
-    assert [t.text for t in load_texts(other, options=CorpusOptions(text_field="content"))] == \
-        TEXTS[:2]
+    assert [
+        t.text for t in load_texts(other, options=CorpusOptions(text_field="content"))
+    ] == TEXTS[:2]
     with pytest.raises(TextsError, match=r"no column 'text'.*text_field"):
         load_texts(other)
     nulls = write_parquet(tmp_path / "n.parquet", ["a", None, "c"])

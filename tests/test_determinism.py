@@ -28,9 +28,7 @@ def is_float(dtype) -> bool:
 
 def tables(results):
     files = sorted(
-        p.relative_to(results)
-        for p in results.rglob("*.parquet")
-        if "assets" not in p.parts
+        p.relative_to(results) for p in results.rglob("*.parquet") if "assets" not in p.parts
     )
     assert any(str(f).startswith("tables/") for f in files), files
     return files

@@ -19,8 +19,9 @@ from sae_specialists.extraction.texts import Text
 from sae_specialists.extraction.tokenize import tokenize_texts, tokenized_windows
 
 
-def make_sae(kind: str, d_in: int = 64, d_sae: int = 96, hook: str = "blocks.1.hook_resid_pre",
-             seed: int = 0) -> LoadedSAE:
+def make_sae(
+    kind: str, d_in: int = 64, d_sae: int = 96, hook: str = "blocks.1.hook_resid_pre", seed: int = 0
+) -> LoadedSAE:
     from sae_lens import (
         JumpReLUSAE,
         JumpReLUSAEConfig,
@@ -33,8 +34,9 @@ def make_sae(kind: str, d_in: int = 64, d_sae: int = 96, hook: str = "blocks.1.h
     torch.manual_seed(seed)
     extra = {"reshape_activations": "hook_z"} if hook.endswith("hook_z") else {}
     if kind.startswith("standard"):
-        cfg = StandardSAEConfig(d_in=d_in, d_sae=d_sae,
-                                apply_b_dec_to_input=kind != "standard_no_bdec", **extra)
+        cfg = StandardSAEConfig(
+            d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=kind != "standard_no_bdec", **extra
+        )
         cls = StandardSAE
     elif kind == "jumprelu":
         cfg, cls = JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae, **extra), JumpReLUSAE
@@ -77,8 +79,11 @@ def model(demo_assets):
 def test_fast_modules_compute_the_same_and_are_restored(model):
     hooks = [f"blocks.{layer}.hook_resid_pre" for layer in (1, 2, 3)]
     captured = sorted(set(capture_hooks(model, hooks).values()))
-    assert captured == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post",
-                        "blocks.2.hook_resid_post"]
+    assert captured == [
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_post",
+        "blocks.2.hook_resid_post",
+    ]
     assert stop_layer(model, captured) == 3  # block 3 never runs for resid_pre of layer 3
     tokens = torch.randint(1, model.cfg.d_vocab, (3, 30))
     mask = torch.ones_like(tokens)
@@ -89,10 +94,14 @@ def test_fast_modules_compute_the_same_and_are_restored(model):
         _, ref = model.run_with_cache(tokens, attention_mask=mask, names_filter=hooks)
         with fast_modules(model, captured):
             patched = [n for n, m in model.named_modules() if "forward" in vars(m)]
-            swapped = [n for n, m in model.named_modules()
-                       if getattr(m, "act_fn", None) is hooks._gelu_tanh]
-            _, got = model.run_with_cache(tokens, attention_mask=mask, names_filter=captured,
-                                          stop_at_layer=3)
+            swapped = [
+                n
+                for n, m in model.named_modules()
+                if getattr(m, "act_fn", None) is hooks._gelu_tanh
+            ]
+            _, got = model.run_with_cache(
+                tokens, attention_mask=mask, names_filter=captured, stop_at_layer=3
+            )
     assert any(n.endswith("attn") for n in patched) and any("ln" in n for n in patched)
     assert len(swapped) == model.cfg.n_layers
     for hook, cap in capture_hooks(model, hooks).items():
@@ -103,10 +112,11 @@ def test_fast_modules_compute_the_same_and_are_restored(model):
 
 def test_a_module_whose_hook_is_read_keeps_its_code(model, demo_assets):
     """An SAE on blocks.1.attn.hook_z: that attention keeps TransformerLens's forward."""
-    s = make_sae("standard", d_in=model.cfg.n_heads * model.cfg.d_head,
-                 hook="blocks.1.attn.hook_z")
-    texts = [Text(f"t-{i}", "x", t) for i, t in
-             enumerate(resource_texts(("python", "social"), n=3)["python"])]
+    s = make_sae("standard", d_in=model.cfg.n_heads * model.cfg.d_head, hook="blocks.1.attn.hook_z")
+    texts = [
+        Text(f"t-{i}", "x", t)
+        for i, t in enumerate(resource_texts(("python", "social"), n=3)["python"])
+    ]
     with fast_modules(model, ["blocks.1.attn.hook_z"]):
         patched = {n for n, m in model.named_modules() if "forward" in vars(m)}
     assert "blocks.1.attn" not in patched and "blocks.0.attn" in patched
@@ -137,6 +147,7 @@ def test_windows_do_not_change_results(model, demo_assets, monkeypatch):
     assert tokens_small.equals(tokens)
     a, b = pl.from_arrow(tables[("res", 3)]), pl.from_arrow(tables_small[("res", 3)])
     assert a.select("text_id", "token_pos", "feature").equals(
-        b.select("text_id", "token_pos", "feature"))
+        b.select("text_id", "token_pos", "feature")
+    )
     order = a.with_row_index().group_by("text_id").agg(pl.col("index").min()).sort("index")
     assert order["text_id"].to_list() == [t.text_id for t in texts]  # file order

@@ -29,16 +29,31 @@ def random_case(seed: int, sizes=(4, 3, 5), d=40, density=0.5, levels=12):
             cats.append(c)
     V = rng.integers(1, levels, size=(len(tids), d)).astype(float)
     V *= rng.random(V.shape) < density
-    texts = pl.DataFrame({"text_id": tids, "category": cats, "text_order": range(len(tids))},
-                         schema={"text_id": pl.String, "category": pl.String,
-                                 "text_order": pl.Int64})
+    texts = pl.DataFrame(
+        {"text_id": tids, "category": cats, "text_order": range(len(tids))},
+        schema={"text_id": pl.String, "category": pl.String, "text_order": pl.Int64},
+    )
     i, f = np.nonzero(V)
-    pt = pl.DataFrame({
-        "sae": ["res"] * len(i), "layer": [0] * len(i), "text_id": [tids[x] for x in i],
-        "category": [cats[x] for x in i], "feature": (f * 7 + 3).astype(np.int32),
-        "value": V[i, f], "max": V[i, f],
-    }, schema={"sae": pl.String, "layer": pl.Int64, "text_id": pl.String, "category": pl.String,
-               "feature": pl.Int32, "value": pl.Float64, "max": pl.Float64})
+    pt = pl.DataFrame(
+        {
+            "sae": ["res"] * len(i),
+            "layer": [0] * len(i),
+            "text_id": [tids[x] for x in i],
+            "category": [cats[x] for x in i],
+            "feature": (f * 7 + 3).astype(np.int32),
+            "value": V[i, f],
+            "max": V[i, f],
+        },
+        schema={
+            "sae": pl.String,
+            "layer": pl.Int64,
+            "text_id": pl.String,
+            "category": pl.String,
+            "feature": pl.Int32,
+            "value": pl.Float64,
+            "max": pl.Float64,
+        },
+    )
     return pt, texts
 
 
@@ -58,10 +73,22 @@ def test_select_reproduces_analysis_specialists(seed, k):
             for c, cat in enumerate(data.categories):
                 sel = select(data, c, None, threshold, k, method=method)
                 r = ref.filter(pl.col("category") == cat).row(0, named=True)
-                got = (int(sel.feature[0]), int(sel.score[0]), int(sel.n_in[0]),
-                       int(sel.n_out[0]), float(sel.peak[0]), bool(sel.has_specialist[0]))
-                assert got == (r["feature"], r["score"], r["n_in"], r["n_out"], r["peak"],
-                               r["has_specialist"]), (method, threshold, cat)
+                got = (
+                    int(sel.feature[0]),
+                    int(sel.score[0]),
+                    int(sel.n_in[0]),
+                    int(sel.n_out[0]),
+                    float(sel.peak[0]),
+                    bool(sel.has_specialist[0]),
+                )
+                assert got == (
+                    r["feature"],
+                    r["score"],
+                    r["n_in"],
+                    r["n_out"],
+                    r["peak"],
+                    r["has_specialist"],
+                ), (method, threshold, cat)
 
 
 def test_prefix_path_equals_dense_path_under_resampling_with_ties():
@@ -69,9 +96,16 @@ def test_prefix_path_equals_dense_path_under_resampling_with_ties():
     for trial in range(40):
         n_c, n_cat, d = int(rng.integers(1, 6)), int(rng.integers(1, 4)), int(rng.integers(1, 30))
         cat_index = np.repeat(np.arange(n_cat), n_c)
-        V = rng.integers(0, 5, size=(len(cat_index), d)) * (rng.random((len(cat_index), d)) < .6)
-        data = LayerData("s", 0, V.astype(float), np.arange(d) * 2, [str(i) for i in
-                         range(len(cat_index))], [str(c) for c in range(n_cat)], cat_index)
+        V = rng.integers(0, 5, size=(len(cat_index), d)) * (rng.random((len(cat_index), d)) < 0.6)
+        data = LayerData(
+            "s",
+            0,
+            V.astype(float),
+            np.arange(d) * 2,
+            [str(i) for i in range(len(cat_index))],
+            [str(c) for c in range(n_cat)],
+            cat_index,
+        )
         W = resample_weights(cat_index, 40, trial)
         for c in range(n_cat):
             for k in (1, 2, 5):
@@ -96,15 +130,21 @@ def loop_bootstrap(pt, texts, weights, threshold, k):
     winners = []
     for w in weights:
         copies = [(t, f"{t}#{m}") for t, n in zip(tids, w, strict=True) for m in range(n)]
-        mapping = pl.DataFrame({"text_id": [a for a, _ in copies],
-                                "new": [b for _, b in copies]})
+        mapping = pl.DataFrame({"text_id": [a for a, _ in copies], "new": [b for _, b in copies]})
         new_pt = pt.join(mapping, on="text_id").drop("text_id").rename({"new": "text_id"})
-        new_texts = (texts.join(mapping, on="text_id").drop("text_id")
-                     .rename({"new": "text_id"}).sort("text_order", "text_id")
-                     .with_columns(pl.int_range(pl.len()).alias("text_order")))
+        new_texts = (
+            texts.join(mapping, on="text_id")
+            .drop("text_id")
+            .rename({"new": "text_id"})
+            .sort("text_order", "text_id")
+            .with_columns(pl.int_range(pl.len()).alias("text_order"))
+        )
         spec = analysis_specialists(new_pt.select(tb.PT_COLUMNS), new_texts, threshold, k)
-        winners.append(dict(zip(spec["category"], zip(spec["feature"], spec["score"],
-                                                      strict=True), strict=True)))
+        winners.append(
+            dict(
+                zip(spec["category"], zip(spec["feature"], spec["score"], strict=True), strict=True)
+            )
+        )
     return winners
 
 
@@ -115,8 +155,10 @@ def test_bootstrap_resamples_equal_a_plain_loop_over_resamples():
     ref = loop_bootstrap(pt, texts, weights, 5.0, 3)
     for c, cat in enumerate(data.categories):
         sel = select(data, c, weights, 5.0, 3)
-        got = [(int(f), int(s)) if f >= 0 else (None, None)
-               for f, s in zip(sel.feature, sel.score, strict=True)]
+        got = [
+            (int(f), int(s)) if f >= 0 else (None, None)
+            for f, s in zip(sel.feature, sel.score, strict=True)
+        ]
         assert got == [(r[cat][0], r[cat][1] if r[cat][0] is not None else None) for r in ref]
         # the score of a fixed feature per resample, too
         f0 = int(select(data, c, None, 5.0, 3).feature[0])
@@ -125,8 +167,9 @@ def test_bootstrap_resamples_equal_a_plain_loop_over_resamples():
             kept = [t for t, n in zip(data.text_ids, weights[b], strict=True) for _ in range(n)]
             col = int(np.searchsorted(data.features, f0))
             v = {t: data.values[i, col] for i, t in enumerate(data.text_ids)}
-            cat_of = dict(zip(data.text_ids, [data.categories[i] for i in data.cat_index],
-                              strict=True))
+            cat_of = dict(
+                zip(data.text_ids, [data.categories[i] for i in data.cat_index], strict=True)
+            )
             n_in = sum(v[t] > 5.0 for t in kept if cat_of[t] == cat)
             n_out = sum(v[t] > 5.0 for t in kept if cat_of[t] != cat)
             assert scores[b] == n_in - n_out
@@ -145,9 +188,17 @@ def test_bootstrap_is_deterministic_and_perfect_specialist_is_stable():
     pt, texts = random_case(1)
     # plant a perfect specialist of category 'a' (value 50 on every 'a' text, 0 elsewhere)
     a_ids = texts.filter(pl.col("category") == "a")["text_id"].to_list()
-    planted = pl.DataFrame({"sae": "res", "layer": 0, "text_id": a_ids, "category": "a",
-                            "feature": 10_000, "value": 50.0, "max": 50.0}).cast(
-        {"layer": pl.Int64, "feature": pl.Int32})
+    planted = pl.DataFrame(
+        {
+            "sae": "res",
+            "layer": 0,
+            "text_id": a_ids,
+            "category": "a",
+            "feature": 10_000,
+            "value": 50.0,
+            "max": 50.0,
+        }
+    ).cast({"layer": pl.Int64, "feature": pl.Int32})
     pt = pl.concat([pt, planted])
     data = layer_data(pt, texts, "res", 0)
     one = bootstrap_table([data], 5.0, 5, 300, seed=7)
@@ -161,8 +212,10 @@ def test_bootstrap_is_deterministic_and_perfect_specialist_is_stable():
     assert one["stability"].is_between(0, 1).all()
     # the point estimate is the analysis' specialist
     ref = analysis_specialists(pt, texts, 5.0, 5)
-    assert one.select("category", "feature").rows() == ref.select(
-        "category", pl.col("feature").cast(pl.Int64)).rows()
+    assert (
+        one.select("category", "feature").rows()
+        == ref.select("category", pl.col("feature").cast(pl.Int64)).rows()
+    )
 
 
 def test_threshold_sweep_is_deterministic_and_matches_analysis_per_threshold():
@@ -176,7 +229,8 @@ def test_threshold_sweep_is_deterministic_and_matches_analysis_per_threshold():
         for t in grid:
             ref = analysis_specialists(pt, texts, t, k)
             got = sweep.filter((pl.col("rule") == rule) & (pl.col("threshold") == t)).sort(
-                "category")
+                "category"
+            )
             assert got["feature"].to_list() == ref["feature"].cast(pl.Int64).to_list()
             assert got["score"].to_list() == ref["score"].to_list()
             assert got["specialists_found"].unique().to_list() == [int(ref["has_specialist"].sum())]
@@ -190,8 +244,9 @@ def test_average_ranks_and_auroc_match_pairwise_counts():
         for i in range(9):
             assert ranks[i, f] == (V[:, f] < V[i, f]).sum() + ((V[:, f] == V[i, f]).sum() + 1) / 2
     cat_index = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    data = LayerData("s", 0, V, np.arange(6), [str(i) for i in range(9)], ["x", "y", "z"],
-                     cat_index)
+    data = LayerData(
+        "s", 0, V, np.arange(6), [str(i) for i in range(9)], ["x", "y", "z"], cat_index
+    )
     auc = auroc_matrix(data)
     for c in range(3):
         inside = cat_index == c
@@ -224,8 +279,12 @@ def quiet_specialist_case():
         if c == "a":
             rows.append((t, c, 6, 6.0))
     pt = pl.DataFrame(rows, schema=["text_id", "category", "feature", "value"], orient="row")
-    pt = pt.with_columns(pl.lit("res").alias("sae"), pl.lit(0, dtype=pl.Int64).alias("layer"),
-                         pl.col("feature").cast(pl.Int32), pl.col("value").alias("max"))
+    pt = pt.with_columns(
+        pl.lit("res").alias("sae"),
+        pl.lit(0, dtype=pl.Int64).alias("layer"),
+        pl.col("feature").cast(pl.Int32),
+        pl.col("value").alias("max"),
+    )
     texts = pl.DataFrame({"text_id": tids, "category": cats, "text_order": range(8)})
     return pt.select(tb.PT_COLUMNS), texts
 
@@ -248,8 +307,12 @@ def test_all_feature_scoring_reports_what_top_k_misses():
 
 def methodology_settings(config: dict):
     """The methodology settings of a minimal config plus ``config`` (defaults: the schema's)."""
-    base = {"model": {"name": "m"}, "saes": {"r": {"path": "p{layer}"}}, "layers": [0],
-            "texts": "t"}
+    base = {
+        "model": {"name": "m"},
+        "saes": {"r": {"path": "p{layer}"}},
+        "layers": [0],
+        "texts": "t",
+    }
     return load_settings({**base, **config}, schema_path()).methodology
 
 
@@ -283,7 +346,6 @@ def test_candidate_layer_data_keeps_few_features_and_gives_the_same_bootstrap(se
         assert got["feature"].to_list() == spec["feature"].to_list()
 
 
-
 @pytest.mark.parametrize("density", [0.6, 0.02])
 def test_candidate_layer_data_is_the_same_streamed_in_small_batches(monkeypatch, density):
     """The per-category entry counts and largest values are merged batch by batch: batches of
@@ -302,6 +364,7 @@ def test_candidate_layer_data_is_the_same_streamed_in_small_batches(monkeypatch,
     assert batched.category_entries.tolist() == sizes
     if density < 0.1:
         assert min(sizes) <= dense.default_prefix(2, 6)  # the no-floor case is exercised
+
 
 def test_methodology_refuses_dense_matrices_over_budget():
     from sae_specialists.core.errors import UserError

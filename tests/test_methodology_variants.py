@@ -84,8 +84,12 @@ EXPECTED = {
     ("aggregate_then_encode", False, True, "mean"): 0,
     ("aggregate_then_encode", True, False, "mean"): 0,
     ("aggregate_then_encode", True, True, "mean"): 0,
-    **{(e, p, b, "max"): 3 for e in ("encode_then_aggregate", "aggregate_then_encode")
-       for p in (False, True) for b in (False, True)},
+    **{
+        (e, p, b, "max"): 3
+        for e in ("encode_then_aggregate", "aggregate_then_encode")
+        for p in (False, True)
+        for b in (False, True)
+    },
 }
 
 
@@ -138,27 +142,32 @@ def write_shards(root, texts, per_chunk=2):
             for tid, resid in items[k : k + per_chunk]:
                 feats = encode(resid)
                 for pos in range(len(resid)):
-                    for col, v in zip(tok, (tid, cat, pos, pos, f" t{pos}", pos == 0),
-                                      strict=True):
+                    for col, v in zip(tok, (tid, cat, pos, pos, f" t{pos}", pos == 0), strict=True):
                         tok[col].append(v)
                     for f in np.flatnonzero(feats[pos] > 0):
-                        for col, v in zip(act, (tid, pos, int(f), float(feats[pos, f])),
-                                          strict=True):
+                        for col, v in zip(
+                            act, (tid, pos, int(f), float(feats[pos, f])), strict=True
+                        ):
                             act[col].append(v)
             chunk = f"category={cat}/chunk={k // per_chunk:05d}"
             tp = root / "tokens" / chunk / "tokens.parquet"
             ap = root / "activations" / "sae=res" / "layer=0" / chunk / "activations.parquet"
             for path, cols, types in (
-                (tp, tok, [pa.string(), pa.string(), pa.int32(), pa.int32(), pa.string(),
-                           pa.bool_()]),
+                (
+                    tp,
+                    tok,
+                    [pa.string(), pa.string(), pa.int32(), pa.int32(), pa.string(), pa.bool_()],
+                ),
                 (ap, act, [pa.string(), pa.int32(), pa.int32(), pa.float32()]),
             ):
-                table = pa.table({c: pa.array(v, t) for (c, v), t in zip(cols.items(), types,
-                                                                            strict=True)})
+                table = pa.table(
+                    {c: pa.array(v, t) for (c, v), t in zip(cols.items(), types, strict=True)}
+                )
                 if path == ap:
                     meta = {"family": "res", "layer": 0, "d_sae": D_SAE, "category": cat}
                     table = table.replace_schema_metadata(
-                        {b"sae_specialists": json.dumps(meta).encode()})
+                        {b"sae_specialists": json.dumps(meta).encode()}
+                    )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, path)
             token_paths.append(tp)
@@ -181,13 +190,23 @@ def planted_run(tmp_path_factory):
         ids = [t for t, _ in items]
         bos = [np.arange(n) == 0 for n in lengths]
         masks = mv.position_masks(lengths, bos, L)
-        resid = mv._frame(mv.residual_variant_rows(ids, acts, masks, encode), mv.RESID_SCHEMA,
-                          sae="res", layer=0)
-        pad = mv._frame(mv.pad_stat_rows(ids, acts, lengths, encode), mv.PAD_SCHEMA,
-                        sae="res", layer=0)
-        ptexts = pl.DataFrame({"text_id": ids, "category": cat, "n_positions": lengths,
-                               "padded_length": L, "n_pad": L - lengths, "pad_token_id": 0},
-                              schema=mv.TEXTS_SCHEMA)
+        resid = mv._frame(
+            mv.residual_variant_rows(ids, acts, masks, encode), mv.RESID_SCHEMA, sae="res", layer=0
+        )
+        pad = mv._frame(
+            mv.pad_stat_rows(ids, acts, lengths, encode), mv.PAD_SCHEMA, sae="res", layer=0
+        )
+        ptexts = pl.DataFrame(
+            {
+                "text_id": ids,
+                "category": cat,
+                "n_positions": lengths,
+                "padded_length": L,
+                "n_pad": L - lengths,
+                "pad_token_id": 0,
+            },
+            schema=mv.TEXTS_SCHEMA,
+        )
         files = {}
         for name, df in (("resid", resid), ("pad", pad), ("texts", ptexts)):
             files[name] = root / "variants" / cat / f"{name}.parquet"
@@ -216,18 +235,24 @@ def test_naive_variants_lose_the_specialists_the_correct_method_finds(planted_ru
     }
     assert got == EXPECTED
     ref = rows.filter(pl.col("reference"))
-    assert ref["method"].unique().to_list() == [method_id("encode_then_aggregate", False, False,
-                                                          "mean")]
+    assert ref["method"].unique().to_list() == [
+        method_id("encode_then_aggregate", False, False, "mean")
+    ]
     assert ref.select("category", "feature", "score", "n_in", "n_out").rows() == [
-        ("A", 0, 3, 4, 1), ("B", 1, 3, 4, 1), ("C", 2, 3, 4, 1)]
+        ("A", 0, 3, 4, 1),
+        ("B", 1, 3, 4, 1),
+        ("C", 2, 3, 4, 1),
+    ]
     # padding alone: each category keeps its feature as best candidate but at score 0
-    padded = rows.filter(pl.col("method") == method_id("encode_then_aggregate", True, False,
-                                                        "mean")).sort("category")
+    padded = rows.filter(
+        pl.col("method") == method_id("encode_then_aggregate", True, False, "mean")
+    ).sort("category")
     assert padded["score"].to_list() == [0, 0, 0]
     assert padded["n_in"].to_list() == [1, 1, 1] and not padded["has_specialist"].any()
     # the naive notebook (average the padded residual, then encode) finds nothing
-    naive = summary.filter(pl.col("method") == method_id("aggregate_then_encode", True, True,
-                                                          "mean"))
+    naive = summary.filter(
+        pl.col("method") == method_id("aggregate_then_encode", True, True, "mean")
+    )
     assert naive["specialists_found"].to_list() == [0]
     assert summary.filter(pl.col("reference"))["n_same_as_reference"].to_list() == [3]
 
@@ -251,8 +276,9 @@ def test_ablation_values_equal_the_dense_reference(planted_run):
         dense = np.zeros((len(ids), D_SAE))
         for r in df.iter_rows(named=True):
             dense[ids.index(r["text_id"]), r["feature"]] = r["value"]
-        np.testing.assert_allclose(dense, np.where(V > 0, V, 0), rtol=1e-6, atol=1e-9,
-                                   err_msg=str(method))
+        np.testing.assert_allclose(
+            dense, np.where(V > 0, V, 0), rtol=1e-6, atol=1e-9, err_msg=str(method)
+        )
         assert set(df["text_id"]) <= set(order)
 
 
@@ -263,8 +289,11 @@ def test_shard_only_ablation_has_the_four_encode_then_aggregate_methods(planted_
     assert not summary["padding"].any()
     assert dict(zip(summary["method"], summary["specialists_found"], strict=True)) == {
         method_id("encode_then_aggregate", False, b, a): EXPECTED[
-            ("encode_then_aggregate", False, b, a)]
-        for b in (False, True) for a in ("mean", "max")}
+            ("encode_then_aggregate", False, b, a)
+        ]
+        for b in (False, True)
+        for a in ("mean", "max")
+    }
 
 
 def test_position_masks_and_empty_texts():
@@ -272,16 +301,20 @@ def test_position_masks_and_empty_texts():
     bos = [np.array([True]), np.array([True, False, False])]
     m = mv.position_masks(lengths, bos, 4)
     assert m[(False, False)].tolist() == [[False] * 4, [False, True, True, False]]
-    assert m[(False, True)].tolist() == [[True, False, False, False],
-                                         [True, True, True, False]]
+    assert m[(False, True)].tolist() == [[True, False, False, False], [True, True, True, False]]
     assert m[(True, False)].tolist() == [[False, True, True, True], [False, True, True, True]]
     acts = np.ones((2, 4, 2))
     mean, empty = mv.aggregate(acts, m[(False, False)], "mean")
     assert empty.tolist() == [True, False] and mean[0].tolist() == [0, 0]
     rows = mv.residual_variant_rows(["a", "b"], acts, m, lambda x: np.ones((len(x), 3)))
     # text 'a' (BOS only) gets no feature in the two variants without BOS and without padding
-    got = {(p, b, g) for t, p, b, g in zip(rows["text_id"], rows["padding"], rows["include_bos"],
-                                           rows["aggregation"], strict=True) if t == "a"}
+    got = {
+        (p, b, g)
+        for t, p, b, g in zip(
+            rows["text_id"], rows["padding"], rows["include_bos"], rows["aggregation"], strict=True
+        )
+        if t == "a"
+    }
     assert got == {v for v in mv.VARIANTS if v[0] or v[1]}
 
 
@@ -294,8 +327,10 @@ def demo_model(demo_assets):
     from sae_specialists.extraction.saes import load_sae
 
     model = load_local_model(demo_assets / "model")
-    saes = [load_sae("res", layer, {"path": str(demo_assets / f"saes/res/layer{layer}")})
-            for layer in (1, 3)]
+    saes = [
+        load_sae("res", layer, {"path": str(demo_assets / f"saes/res/layer{layer}")})
+        for layer in (1, 3)
+    ]
     return model, saes
 
 
@@ -306,12 +341,18 @@ def test_run_category_equals_a_naive_padded_notebook(demo_model):
     from sae_specialists.extraction.tokenize import tokenize_texts
 
     model, saes = demo_model
-    raw = ["def f(self): return None", "hey lol",
-           "import os\nfor x in range(10):\n    print(x ** 2)  # squares " * 3]
+    raw = [
+        "def f(self): return None",
+        "hey lol",
+        "import os\nfor x in range(10):\n    print(x ** 2)  # squares " * 3,
+    ]
     tok = tokenize_texts(model, [Text(f"t{i}", "python", t) for i, t in enumerate(raw)])
-    toks = mv.CategoryTokens("python", [t.text.text_id for t in tok],
-                             [np.array(t.ids) for t in tok],
-                             [np.arange(len(t.ids)) == 0 for t in tok])
+    toks = mv.CategoryTokens(
+        "python",
+        [t.text.text_id for t in tok],
+        [np.array(t.ids) for t in tok],
+        [np.arange(len(t.ids)) == 0 for t in tok],
+    )
     resid, pad, texts = mv.run_category(model, saes, toks, batch_size=2)
     L = toks.padded_length
     assert texts["n_pad"].to_list() == [L - len(t.ids) for t in tok]
@@ -329,22 +370,25 @@ def test_run_category_equals_a_naive_padded_notebook(demo_model):
                 n = len(t.ids)
                 # causality: real positions equal an unpadded forward of the text alone
                 _, alone = model.run_with_cache(torch.tensor([t.ids]))
-                torch.testing.assert_close(acts[i, :n], alone[s.hook_name][0], atol=1e-5,
-                                           rtol=1e-5)
+                torch.testing.assert_close(acts[i, :n], alone[s.hook_name][0], atol=1e-5, rtol=1e-5)
                 for padding, bos, agg in mv.VARIANTS:
                     pos = acts[i, (0 if bos else 1) : (L if padding else n)]
                     x = pos.mean(0) if agg == "mean" else pos.max(0).values
                     want = s.sae.encode(x[None])[0].numpy()
                     got = np.zeros_like(want)
                     sel = resid.filter(
-                        (pl.col("layer") == s.layer) & (pl.col("text_id") == t.text.text_id)
-                        & (pl.col("padding") == padding) & (pl.col("include_bos") == bos)
-                        & (pl.col("aggregation") == agg))
+                        (pl.col("layer") == s.layer)
+                        & (pl.col("text_id") == t.text.text_id)
+                        & (pl.col("padding") == padding)
+                        & (pl.col("include_bos") == bos)
+                        & (pl.col("aggregation") == agg)
+                    )
                     got[sel["feature"].to_numpy()] = sel["value"].to_numpy()
                     np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
                 feats = s.sae.encode(acts[i, n:]).numpy() if n < L else np.zeros((1, s.d_sae))
-                sel = pad.filter((pl.col("layer") == s.layer) & (pl.col("text_id") ==
-                                                                 t.text.text_id))
+                sel = pad.filter(
+                    (pl.col("layer") == s.layer) & (pl.col("text_id") == t.text.text_id)
+                )
                 got_sum = np.zeros(s.d_sae)
                 got_sum[sel["feature"].to_numpy()] = sel["pad_sum"].to_numpy()
                 np.testing.assert_allclose(got_sum, feats.sum(0), rtol=1e-4, atol=1e-4)

@@ -51,8 +51,9 @@ def test_outputs(meth_run):
         assert (m / f"{name}.csv").is_file()
     text = (m / "summary.md").read_text()
     assert "Method ablation" in text and "Bootstrap stability" in text
-    charts = [m / "charts" / f"{n}.html" for n in ("ablation", "threshold_sweep", "auroc",
-                                                     "topk_vs_all")]
+    charts = [
+        m / "charts" / f"{n}.html" for n in ("ablation", "threshold_sweep", "auroc", "topk_vs_all")
+    ]
     charts.append(work / "results" / "charts" / "specialist_stability_sae=res.html")
     for html in charts:
         page = html.read_text()
@@ -64,11 +65,13 @@ def test_reference_method_is_the_specialists_table_and_stability_joins(meth_run)
     work, _ = meth_run
     results = work / "results"
     spec = pl.read_parquet(results / "tables" / "specialists.parquet")
-    ref = pl.read_parquet(results / "methodology" / "ablation.parquet").filter(
-        pl.col("reference"))
+    ref = pl.read_parquet(results / "methodology" / "ablation.parquet").filter(pl.col("reference"))
     key = ["sae", "layer", "category"]
-    assert ref.select(*key, "feature", "score", "has_specialist").sort(key).equals(
-        spec.select(*key, "feature", "score", "has_specialist").sort(key))
+    assert (
+        ref.select(*key, "feature", "score", "has_specialist")
+        .sort(key)
+        .equals(spec.select(*key, "feature", "score", "has_specialist").sort(key))
+    )
     stab = pl.read_parquet(results / "tables" / "specialists_stability.parquet")
     assert stab.schema["feature"] == spec.schema["feature"]
     joined = spec.join(stab, on=[*key, "feature"], how="left", nulls_equal=True)
@@ -88,13 +91,21 @@ def test_grid_resamples_and_seed_rerun_only_their_rules(meth_run):
     assert _jobs(work, config, *tg) == {}
     grid = {**config, "methodology": {**METHODOLOGY, "thresholds": [2.0, 7.0]}}
     assert _jobs(work, grid, *tg) == {
-        "methodology_sweep": 1, "methodology_summary": 1, "methodology": 1}
-    resamples = {**config, "methodology": {**METHODOLOGY, "bootstrap_resamples": 50,
-                                           "seed": 3, "ci": 0.8}}
+        "methodology_sweep": 1,
+        "methodology_summary": 1,
+        "methodology": 1,
+    }
+    resamples = {
+        **config,
+        "methodology": {**METHODOLOGY, "bootstrap_resamples": 50, "seed": 3, "ci": 0.8},
+    }
     # the specialists table carries the bootstrap stability columns, so it reruns too
     assert _jobs(work, resamples, *tg) == {
-        "methodology_bootstrap": 1, "methodology_summary": 1, "methodology": 1,
-        "analysis_specialist_tables": 1}
+        "methodology_bootstrap": 1,
+        "methodology_summary": 1,
+        "methodology": 1,
+        "analysis_specialist_tables": 1,
+    }
     # an analysis threshold change reruns the threshold-dependent tables, never extraction,
     # per-text values or the model-needing variants
     thr = {**config, "analysis": {**config["analysis"], "threshold": 3.0}}
@@ -113,7 +124,11 @@ def test_enabled_switches_rule_all_only(demo_assets, tmp_path):
     bare = demo_config(demo_assets, texts, tmp_path / "results")
     assert not [j for j in _jobs(tmp_path, bare) if j.startswith("methodology")]
     assert _jobs(tmp_path, bare, "methodology")["methodology_variants"] == 1
-    shard_only = demo_config(demo_assets, texts, tmp_path / "results",
-                             methodology={**METHODOLOGY, "model_variants": False})
+    shard_only = demo_config(
+        demo_assets,
+        texts,
+        tmp_path / "results",
+        methodology={**METHODOLOGY, "model_variants": False},
+    )
     jobs = _jobs(tmp_path, shard_only)
     assert "methodology_variants" not in jobs and jobs["methodology_ablation"] == 1

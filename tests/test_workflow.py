@@ -134,8 +134,7 @@ def test_default_config_dry_run_lists_one_extraction_job_per_category():
 
 def test_corrupt_shard_is_reported_and_not_analysed(workflow_run, tmp_path, copy_tree):
     work = copy_tree(workflow_run[0], tmp_path / "copy")
-    config = {**workflow_run[1], "texts": str(work / "texts"),
-              "results_dir": str(work / "results")}
+    config = {**workflow_run[1], "texts": str(work / "texts"), "results_dir": str(work / "results")}
     shard = next((work / "results/activations/sae=res/layer=3").rglob("*.parquet"))
     shard.write_bytes(shard.read_bytes()[:200])  # truncated, e.g. by a crashed copy
     proc = run_snakemake(work, "--cores", "1", "analysis", config=config, check=False)

@@ -17,15 +17,15 @@ rule analysis_texts:
         tokens=L.tokens(),
     output:
         L.texts,
-    params:
-        include_bos=S.analysis.include_bos,
     log:
         L.log("analysis", "texts"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
+    params:
+        include_bos=S.analysis.include_bos,
     script:
         "../../scripts/analysis_texts.py"
 
@@ -38,16 +38,16 @@ rule analysis_per_text:
         activations=lambda w: L.activations(w.family, w.layer),
     output:
         L.per_text("{family}", "{layer}"),
-    params:
-        aggregation=S.analysis.aggregation,
-        include_bos=S.analysis.include_bos,
     log:
         L.log("analysis", "per_text_sae={family}_layer={layer}"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
+    params:
+        aggregation=S.analysis.aggregation,
+        include_bos=S.analysis.include_bos,
     script:
         "../../scripts/analysis_per_text.py"
 
@@ -61,11 +61,11 @@ rule analysis_peak_tables:
         **L.tables(PEAK_TABLES),
     log:
         L.log("analysis", "peak_tables"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_peak_tables.py"
 
@@ -77,19 +77,19 @@ rule analysis_specialist_tables:
         texts=L.texts,
     output:
         **L.tables(SPECIALIST_TABLES),
+    log:
+        L.log("analysis", "specialist_tables"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
         resamples=S.methodology.bootstrap_resamples,
         seed=S.methodology.seed,
         ci=S.methodology.ci,
-    log:
-        L.log("analysis", "specialist_tables"),
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_specialist_tables.py"
 
@@ -124,11 +124,11 @@ rule analysis_peak_charts:
         coverage_png=L.chart(PEAK_CHARTS["coverage"], "png"),
     log:
         L.log("analysis", "peak_charts"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_peak_charts.py"
 
@@ -152,17 +152,17 @@ rule analysis_specialist_charts:
             subcategory="Specialists",
         ),
         heatmap_png=[L.heatmap(f, "png") for f in FAMILIES],
-    params:
-        families=list(FAMILIES),  # the family of each heatmap, in output order
-    # the longest job of a threshold-only rerun (PNG rendering): start it first
-    priority: 1
     log:
         L.log("analysis", "specialist_charts"),
+    # the longest job of a threshold-only rerun (PNG rendering): start it first
+    priority: 1
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
+    params:
+        families=list(FAMILIES),  # the family of each heatmap, in output order
     script:
         "../../scripts/analysis_specialist_charts.py"
 
@@ -193,6 +193,13 @@ rule analysis_report:
             caption="../report/token_view.rst",
             category="Token views",
         ),
+    log:
+        L.log("analysis", "report"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         aggregation=S.analysis.aggregation,
         include_bos=S.analysis.include_bos,
@@ -205,14 +212,9 @@ rule analysis_report:
         per_text=L.per_text_by_sae_layer(),
         activations=L.activations_by_sae_layer(),
         token_views=L.token_views(),
-        tables={n: (L.table(n), L.table(n, "csv")) for n in PEAK_TABLES + SPECIALIST_TABLES},
+        tables={
+            n: (L.table(n), L.table(n, "csv")) for n in PEAK_TABLES + SPECIALIST_TABLES
+        },
         charts=L.charts(),  # (title, html, png): linked by their fixed paths
-    log:
-        L.log("analysis", "report"),
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/analysis_report.py"

@@ -44,8 +44,16 @@ SCHEMA = {
 }
 
 STABILITY_COLUMNS = [
-    "sae", "layer", "category", "feature", "stability", "score_ci_low", "score_ci_high",
-    "found_rate", "resamples", "ci",
+    "sae",
+    "layer",
+    "category",
+    "feature",
+    "stability",
+    "score_ci_low",
+    "score_ci_high",
+    "found_rate",
+    "resamples",
+    "ci",
 ]
 
 
@@ -67,8 +75,9 @@ def interval(x: np.ndarray, ci: float) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
-def bootstrap_layer(data: LayerData, weights: np.ndarray, threshold: float, candidates: int,
-                    ci: float, seed: int) -> list[dict]:
+def bootstrap_layer(
+    data: LayerData, weights: np.ndarray, threshold: float, candidates: int, ci: float, seed: int
+) -> list[dict]:
     rows = []
     n_res = weights.shape[0]
     for c in range(len(data.categories)):
@@ -102,14 +111,21 @@ def bootstrap_layer(data: LayerData, weights: np.ndarray, threshold: float, cand
             if len(others):
                 ids, counts = np.unique(others, return_counts=True)
                 top = int(np.argmax(counts))  # most frequent; ties: lower id (ids ascending)
-                row.update(runner_up_feature=int(ids[top]),
-                           runner_up_share=float(counts[top] / n_res))
+                row.update(
+                    runner_up_feature=int(ids[top]), runner_up_share=float(counts[top] / n_res)
+                )
         rows.append(row)
     return rows
 
 
-def bootstrap_table(layers: Iterable[LayerData], threshold: float, candidates: int,
-                    n_resamples: int, seed: int, ci: float = 0.95) -> pl.DataFrame:
+def bootstrap_table(
+    layers: Iterable[LayerData],
+    threshold: float,
+    candidates: int,
+    n_resamples: int,
+    seed: int,
+    ci: float = 0.95,
+) -> pl.DataFrame:
     rows: list[dict] = []
     weights = None
     for data in layers:

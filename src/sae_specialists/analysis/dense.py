@@ -81,8 +81,9 @@ def _text_rows(texts: pl.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
     return text_ids, categories, np.array([cat_pos[c] for c in cats], dtype=np.int64)
 
 
-def _category_entries(rows: pl.LazyFrame, categories: list[str],
-                      top: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def _category_entries(
+    rows: pl.LazyFrame, categories: list[str], top: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per category (in ``categories`` order): the number of rows and their ``top`` largest
     values. One streaming pass over ``rows``, batch by batch: memory is one batch plus ``top``
     values per category, whatever the corpus size."""
@@ -108,8 +109,9 @@ def _category_entries(rows: pl.LazyFrame, categories: list[str],
     return entries, largest
 
 
-def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, sae: str,
-                         layer: int, k: int) -> LayerData:
+def candidate_layer_data(
+    pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, sae: str, layer: int, k: int
+) -> LayerData:
     """``layer_data`` restricted to the features the specialist selection can ever look at, for
     corpora whose full texts x features matrix would not fit in memory.
 
@@ -158,8 +160,9 @@ def candidate_layer_data(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, s
     )
     for batch in batches:
         if batch["_row"].null_count():
-            raise ValueError(f"{sae} layer {layer}: per-text rows reference texts not in the text "
-                             "list")
+            raise ValueError(
+                f"{sae} layer {layer}: per-text rows reference texts not in the text list"
+            )
         cols = np.searchsorted(features, batch["feature"].to_numpy().astype(np.int64))
         values[batch["_row"].to_numpy(), cols] = batch["value"].to_numpy()
     return LayerData(sae, int(layer), values, features, text_ids, categories, cat_index, entries)

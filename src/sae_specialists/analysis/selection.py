@@ -147,8 +147,9 @@ def _thresholds(threshold, n_rows: int) -> np.ndarray:
     return np.full(n_rows, float(t)) if t.ndim == 0 else t
 
 
-def counts_above(data: LayerData, c: int, cols: np.ndarray, weights: np.ndarray,
-                 thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def counts_above(
+    data: LayerData, c: int, cols: np.ndarray, weights: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(n_in, n_total) [B, len(cols)]: weighted counts of texts with value > threshold (row b
     uses thresholds[b]), inside category c and overall. One matrix product per distinct
     threshold (counts below 2**24 are exact in float32)."""
@@ -175,9 +176,15 @@ def _empty(n_rows: int) -> Selection:
     )
 
 
-def select(data: LayerData, c: int, weights: np.ndarray | None = None, threshold=5.0,
-           k: int | None = 5, method: str = "auto",
-           prefix: int | None = PREFIX_ENTRIES) -> Selection:
+def select(
+    data: LayerData,
+    c: int,
+    weights: np.ndarray | None = None,
+    threshold=5.0,
+    k: int | None = 5,
+    method: str = "auto",
+    prefix: int | None = PREFIX_ENTRIES,
+) -> Selection:
     """Specialist of category ``c`` for every row of the batch (see the module docstring).
 
     weights: [B, n_texts] non-negative integers (None: one row of ones); threshold: a float or
@@ -208,7 +215,12 @@ def select(data: LayerData, c: int, weights: np.ndarray | None = None, threshold
             log.warning(
                 "%s layer %s, %s: %d of %d weightings had fewer than %s distinct features among "
                 "the category's largest entries; selected among the kept features only",
-                data.sae, data.layer, data.categories[c], len(todo), weights.shape[0], k,
+                data.sae,
+                data.layer,
+                data.categories[c],
+                len(todo),
+                weights.shape[0],
+                k,
             )
         _select_dense(data, c, cols, weights, thresholds, k, out, todo)
     return out
@@ -236,8 +248,15 @@ def _select_dense(data, c, cols, weights, thresholds, k, out, todo) -> None:
         win = pick(score, peaks, cand)
         ok = np.flatnonzero(win >= 0)
         wc = win[ok]
-        _store(out, sel[ok], data.features[cols[wc]], score[ok, wc], n_in[ok, wc],
-               (n_tot - n_in)[ok, wc], peaks[ok, wc])
+        _store(
+            out,
+            sel[ok],
+            data.features[cols[wc]],
+            score[ok, wc],
+            n_in[ok, wc],
+            (n_tot - n_in)[ok, wc],
+            peaks[ok, wc],
+        )
 
 
 def _select_prefix(data, c, cols, weights, thresholds, k, prefix, out) -> np.ndarray:
@@ -298,13 +317,21 @@ def _select_prefix(data, c, cols, weights, thresholds, k, prefix, out) -> np.nda
         rr = np.flatnonzero(has)
         b_slot = best[rr]
         entry = cand[rr, b_slot]
-        _store(out, sel_ok[rr], data.features[cols[e_col[entry]]], score[rr, b_slot],
-               c_in[rr, b_slot], (c_tot - c_in)[rr, b_slot], e_val[entry])
+        _store(
+            out,
+            sel_ok[rr],
+            data.features[cols[e_col[entry]]],
+            score[rr, b_slot],
+            c_in[rr, b_slot],
+            (c_tot - c_in)[rr, b_slot],
+            e_val[entry],
+        )
     return np.concatenate(todo) if todo else np.zeros(0, dtype=np.int64)
 
 
-def feature_scores(data: LayerData, c: int, feature: int, weights: np.ndarray,
-                   threshold: float) -> np.ndarray:
+def feature_scores(
+    data: LayerData, c: int, feature: int, weights: np.ndarray, threshold: float
+) -> np.ndarray:
     """Score n_in - n_out of one fixed feature in category c for every row of ``weights``."""
     col = np.searchsorted(data.features, feature)
     if col >= len(data.features) or data.features[col] != feature:

@@ -97,8 +97,9 @@ def _at_peak(pt: pl.LazyFrame, group: list[str]) -> pl.LazyFrame:
     return pt.join(peaks, on=group, how="inner").filter(pl.col("value") == pl.col("peak"))
 
 
-def _peak_text(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, group: list[str]
-               ) -> pl.LazyFrame:
+def _peak_text(
+    pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, group: list[str]
+) -> pl.LazyFrame:
     """Per ``group``: peak = max value, and the first text (text order) attaining it."""
     return (
         _at_peak(pt.lazy(), group)
@@ -239,8 +240,9 @@ def layer_candidates(data: LayerData, threshold: float, k: int) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame(schema=CANDIDATE_SCHEMA)
 
 
-def candidates(pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, threshold: float,
-               k: int = 5) -> pl.DataFrame:
+def candidates(
+    pt: pl.DataFrame | pl.LazyFrame, texts: pl.DataFrame, threshold: float, k: int = 5
+) -> pl.DataFrame:
     """Every specialist candidate: the k features with the highest in-category peak (ties: lower
     id; only features active in the category), with n_in, n_out, score = n_in - n_out. One
     (sae, layer) in memory at a time, restricted to the features the rule can look at

@@ -136,9 +136,9 @@ def render_page(
     acts_map = {(t, p): a for t, p, a in acts.select("text_id", "token_pos", "activation").rows()}
     # plain Python groups: one polars call per page instead of several per sample text
     token_groups: dict[str, list[tuple]] = {}
-    for tid, pos, tok, bos in tokens.select("text_id", "token_pos", "token", "bos").sort(
-        "text_id", "token_pos"
-    ).rows():
+    for tid, pos, tok, bos in (
+        tokens.select("text_id", "token_pos", "token", "bos").sort("text_id", "token_pos").rows()
+    ):
         token_groups.setdefault(tid, []).append((pos, tok, bos))
     samples_by_category: dict[str, list[dict]] = {}
     if samples.height:
@@ -230,8 +230,15 @@ def build_token_views(
         .collect()
     )
     spec_rows = {r["category"]: r for r in spec.iter_rows(named=True)}
-    same_on_every_page = dict(sae=sae, layer=layer, tokens=tokens, neuronpedia_id=neuronpedia_id,
-                              include_bos=include_bos, threshold=threshold, categories=categories)
+    same_on_every_page = dict(
+        sae=sae,
+        layer=layer,
+        tokens=tokens,
+        neuronpedia_id=neuronpedia_id,
+        include_bos=include_bos,
+        threshold=threshold,
+        categories=categories,
+    )
     for cat, out in outputs.items():
         row = spec_rows.get(cat)
         feature = row["feature"] if row else None

@@ -45,7 +45,6 @@ TOKEN_JS = """
 """
 
 
-
 def page(title: str, body: Iterable[str], css: str = "", script: str = "") -> str:
     """A complete page: the shell, ``body``'s parts one per line, the optional script."""
     head = (

@@ -194,8 +194,9 @@ class AtomicParquetWriter:
         self.schema = schema
         # store_schema=False: the key-value metadata added at commit becomes the Arrow schema
         # metadata readers see (pq.read_schema(path).metadata); types round-trip unchanged.
-        self.writer = pq.ParquetWriter(str(self.tmp), schema, compression="zstd",
-                                       store_schema=False)
+        self.writer = pq.ParquetWriter(
+            str(self.tmp), schema, compression="zstd", store_schema=False
+        )
         self.rows = 0
 
     def write(self, table) -> None:

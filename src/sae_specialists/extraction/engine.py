@@ -131,8 +131,9 @@ class _Pooled:
 class Extractor:
     """Model + SAEs of one job: turns windows of tokenized texts into shard tables."""
 
-    def __init__(self, model, saes: list[LoadedSAE], batch_size: int = 8,
-                 encode_rows: int | None = None):
+    def __init__(
+        self, model, saes: list[LoadedSAE], batch_size: int = 8, encode_rows: int | None = None
+    ):
         import torch
 
         check_saes_match_model(model, saes)
@@ -182,8 +183,14 @@ class Extractor:
             del table
         n_tokens = sum(len(t.ids) for t in tokenized)
         pooled = self.pooled_tables(tokenized)
-        return WindowResult(tokenized, self.tokens_table(tokenized), tables, n_tokens,
-                            time.perf_counter() - start, pooled)
+        return WindowResult(
+            tokenized,
+            self.tokens_table(tokenized),
+            tables,
+            n_tokens,
+            time.perf_counter() - start,
+            pooled,
+        )
 
     def _batch(self, tokenized, batch, parts):
         torch = self._torch
@@ -223,8 +230,7 @@ class Extractor:
                     r, f, v = enc(block)
                     r = r.cpu().numpy() + lo
                     parts[(enc.s.family, enc.s.layer)].append(
-                        (tok_text[r], tok_pos[r], f.cpu().numpy().astype(np.int32),
-                         v.cpu().numpy())
+                        (tok_text[r], tok_pos[r], f.cpu().numpy().astype(np.int32), v.cpu().numpy())
                     )
             del acts
         self._checked = True
@@ -238,8 +244,11 @@ class Extractor:
         if acc is None:
             d = flat.shape[1]
             acc = self._pooled[hook] = _Pooled(
-                np.zeros((n_window, d)), np.zeros(n_window, dtype=np.int64),
-                np.zeros((n_window, d), dtype=np.float32), np.zeros(n_window, dtype=bool))
+                np.zeros((n_window, d)),
+                np.zeros(n_window, dtype=np.int64),
+                np.zeros((n_window, d), dtype=np.float32),
+                np.zeros(n_window, dtype=bool),
+            )
         pos = positions.numpy()
         local = rows.numpy()
         texts = np.asarray(batch)
@@ -249,8 +258,9 @@ class Extractor:
         acc.sums[texts] += sums.cpu().numpy()
         acc.counts[texts] += np.bincount(local[pos > 0], minlength=len(batch))
         first = np.flatnonzero(pos == 0)
-        acc.bos[texts[local[first]]] = flat[torch.as_tensor(first, device=flat.device)].float(
-        ).cpu().numpy()
+        acc.bos[texts[local[first]]] = (
+            flat[torch.as_tensor(first, device=flat.device)].float().cpu().numpy()
+        )
         acc.has_bos[texts[local[first]]] = True
 
     # tables ------------------------------------------------------------------------------
@@ -261,8 +271,11 @@ class Extractor:
         """(family, layer) -> the window's pooled-residual table of the SAE's hook."""
         by_hook = {hook: _pooled_table(acc, tokenized) for hook, acc in self._pooled.items()}
         self._pooled = {}
-        return {(s.family, s.layer): by_hook[self.capture[s.hook_name]] for s in self.saes
-                if self.capture[s.hook_name] in by_hook}
+        return {
+            (s.family, s.layer): by_hook[self.capture[s.hook_name]]
+            for s in self.saes
+            if self.capture[s.hook_name] in by_hook
+        }
 
 
 # Activation tables as the engine builds them: text_id dictionary-encoded (4 bytes a row instead
@@ -361,8 +374,13 @@ def _tokens_table(tokenizer, tokenized: list[TokenizedText], raw: dict[int, byte
     )
 
 
-def extract(model, saes: list[LoadedSAE], tokenized: list[TokenizedText], batch_size: int = 8,
-            progress_desc: str = "extract"):
+def extract(
+    model,
+    saes: list[LoadedSAE],
+    tokenized: list[TokenizedText],
+    batch_size: int = 8,
+    progress_desc: str = "extract",
+):
     """Run the forward passes and encodings; return (tokens table, {(family, layer): table}).
 
     In memory, for tests and small inputs; jobs stream windows to disk (pipeline.py).
@@ -401,8 +419,15 @@ def library_versions() -> dict:
     return {name: version(name) for name in names}
 
 
-def shard_metadata(model_spec: dict, s: LoadedSAE, category: str, n_texts: int, n_tokens: int,
-                   dtype: str, chunk: dict | None = None) -> dict:
+def shard_metadata(
+    model_spec: dict,
+    s: LoadedSAE,
+    category: str,
+    n_texts: int,
+    n_tokens: int,
+    dtype: str,
+    chunk: dict | None = None,
+) -> dict:
     meta = {
         "model": model_label(model_spec),
         "family": s.family,

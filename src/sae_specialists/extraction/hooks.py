@@ -97,20 +97,43 @@ def _sdpa_forward(module, masks: dict):
     import torch.nn.functional as F
 
     n_heads, d_head = module.W_Q.shape[0], module.W_Q.shape[2]
-    w_qkv = torch.cat([w.permute(0, 2, 1).reshape(n_heads * d_head, -1)
-                       for w in (module.W_Q, module.W_K, module.W_V)]).contiguous()
+    w_qkv = torch.cat(
+        [
+            w.permute(0, 2, 1).reshape(n_heads * d_head, -1)
+            for w in (module.W_Q, module.W_K, module.W_V)
+        ]
+    ).contiguous()
     b_qkv = torch.cat([b.reshape(-1) for b in (module.b_Q, module.b_K, module.b_V)])
     w_o = module.W_O.permute(2, 0, 1).reshape(module.W_O.shape[2], -1).contiguous()
     b_o = module.b_O
     scale = 1.0 / float(module.attn_scale)
     original = type(module).forward
 
-    def forward(query_input, key_input, value_input, past_kv_cache_entry=None,
-                additive_attention_mask=None, attention_mask=None, position_bias=None):
-        if (past_kv_cache_entry is not None or additive_attention_mask is not None
-                or position_bias is not None or query_input.dim() != 3):
-            return original(module, query_input, key_input, value_input, past_kv_cache_entry,
-                            additive_attention_mask, attention_mask, position_bias)
+    def forward(
+        query_input,
+        key_input,
+        value_input,
+        past_kv_cache_entry=None,
+        additive_attention_mask=None,
+        attention_mask=None,
+        position_bias=None,
+    ):
+        if (
+            past_kv_cache_entry is not None
+            or additive_attention_mask is not None
+            or position_bias is not None
+            or query_input.dim() != 3
+        ):
+            return original(
+                module,
+                query_input,
+                key_input,
+                value_input,
+                past_kv_cache_entry,
+                additive_attention_mask,
+                attention_mask,
+                position_bias,
+            )
         batch, seq, _ = query_input.shape
         qkv = F.linear(query_input, w_qkv, b_qkv).view(batch, seq, 3, n_heads, d_head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [batch, heads, seq, d_head]
@@ -174,9 +197,11 @@ def fast_modules(model, captured: Iterable[str]):
             elif kind == "Attention" and _sdpa_ok(model, module):
                 module.forward = _sdpa_forward(module, masks)
                 restore.append((module, "forward", None))
-            elif (getattr(module, "act_fn", None) is not None
-                  and model.cfg.act_fn in FAST_GELU
-                  and getattr(module, "hook_mid", None) is None):
+            elif (
+                getattr(module, "act_fn", None) is not None
+                and model.cfg.act_fn in FAST_GELU
+                and getattr(module, "hook_mid", None) is None
+            ):
                 restore.append((module, "act_fn", module.act_fn))
                 module.act_fn = _gelu_tanh
         yield

@@ -52,8 +52,9 @@ def model_label(model_spec: dict) -> str:
     return model_spec["name"] if "name" in model_spec else model_spec["path"]
 
 
-def check_local_dir(path: str | Path, error: type, what: str, missing: list[str], holds: str
-                    ) -> Path:
+def check_local_dir(
+    path: str | Path, error: type, what: str, missing: list[str], holds: str
+) -> Path:
     """``path`` as a directory that exists and lacks none of ``missing`` (the files it needs
     that are not there), else ``error`` naming it; ``holds`` says what such a directory holds."""
     path = Path(path)

@@ -45,11 +45,20 @@ def remove_stale_chunks(shard_path: str | Path, n_chunks: int) -> list[Path]:
     return removed
 
 
-def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: str,
-                     text_file: str, tokens_out: str, activation_out: dict[tuple[str, int], str],
-                     chunk: int = 0, n_chunks: int | None = None, window_tokens: int | None = None,
-                     encode_rows: int | None = None, on_window=None,
-                     pooled_out: dict[tuple[str, int], str] | None = None) -> dict:
+def extract_category(
+    job: ModelAndSAEs,
+    options: ExtractionSettings,
+    category: str,
+    text_file: str,
+    tokens_out: str,
+    activation_out: dict[tuple[str, int], str],
+    chunk: int = 0,
+    n_chunks: int | None = None,
+    window_tokens: int | None = None,
+    encode_rows: int | None = None,
+    on_window=None,
+    pooled_out: dict[tuple[str, int], str] | None = None,
+) -> dict:
     """Extract one category (or one chunk of it): load the model and every SAE once, stream the
     texts window by window, append each window to every shard, commit all shards at the end.
 
@@ -82,9 +91,18 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
     model, saes, device = job.load()
     engine = Extractor(model, saes, options.batch_size, encode_rows=encode_rows)
     load_s = time.perf_counter() - t0
-    log.info("%s chunk %d: model and %d SAEs loaded in %.1f s (device %s, dtype %s, "
-             "forward stops before block %s, %d torch threads)", category, chunk, len(saes),
-             load_s, device, job.dtype, engine.stop, torch.get_num_threads())
+    log.info(
+        "%s chunk %d: model and %d SAEs loaded in %.1f s (device %s, dtype %s, "
+        "forward stops before block %s, %d torch threads)",
+        category,
+        chunk,
+        len(saes),
+        load_s,
+        device,
+        job.dtype,
+        engine.stop,
+        torch.get_num_threads(),
+    )
 
     writers = {}
     try:
@@ -97,8 +115,9 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
         texts = iter_texts(text_file, category, corpus_options, start, stop)
         n_texts = n_tokens = 0
         work_s = 0.0
-        windows = tokenized_windows(model, texts, options.max_tokens, options.long_texts,
-                                    window_tokens or WINDOW_TOKENS)
+        windows = tokenized_windows(
+            model, texts, options.max_tokens, options.long_texts, window_tokens or WINDOW_TOKENS
+        )
         # work_s: everything after loading (reading, tokenizing, extracting, writing), minus
         # the time spent in on_window
         tick = time.perf_counter()
@@ -112,8 +131,14 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
             now = time.perf_counter()
             result.seconds = now - tick  # the window's wall time, its reading included
             work_s += result.seconds
-            log.info("%s chunk %d: %d texts, %d tokens so far (%.0f tokens/s)", category, chunk,
-                     n_texts, n_tokens, n_tokens / max(work_s, 1e-9))
+            log.info(
+                "%s chunk %d: %d texts, %d tokens so far (%.0f tokens/s)",
+                category,
+                chunk,
+                n_texts,
+                n_tokens,
+                n_tokens / max(work_s, 1e-9),
+            )
             if on_window is not None:
                 on_window(result)
             result = None  # the window's buffers are free now: hand them back to the OS
@@ -127,12 +152,12 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
         chunk_meta = _chunk_meta(chunk, n_chunks, chunk_size)
         for s in saes:
             key = (s.family, s.layer)
-            meta = shard_metadata(job.model, s, category, n_texts, n_tokens, job.dtype,
-                                  chunk_meta)
+            meta = shard_metadata(job.model, s, category, n_texts, n_tokens, job.dtype, chunk_meta)
             writers.pop(key).commit(meta)
             if key in pooled_out:
-                writers.pop(("pooled", *key)).commit({**meta, "pooled": "mean over non-BOS "
-                                                      "stored positions; BOS vector apart"})
+                writers.pop(("pooled", *key)).commit(
+                    {**meta, "pooled": "mean over non-BOS stored positions; BOS vector apart"}
+                )
         writers.pop("tokens").commit()
         work_s += time.perf_counter() - tick
     finally:
@@ -142,6 +167,14 @@ def extract_category(job: ModelAndSAEs, options: ExtractionSettings, category: s
         for path in [tokens_out, *activation_out.values(), *pooled_out.values()]:
             for removed in remove_stale_chunks(path, n_chunks):
                 log.info("removed stale shard %s", removed)
-    log.info("%s chunk %d: %d texts, %d tokens, %d SAEs in %.1f s (%.0f tokens/s)", category,
-             chunk, n_texts, n_tokens, len(saes), work_s, n_tokens / max(work_s, 1e-9))
+    log.info(
+        "%s chunk %d: %d texts, %d tokens, %d SAEs in %.1f s (%.0f tokens/s)",
+        category,
+        chunk,
+        n_texts,
+        n_tokens,
+        len(saes),
+        work_s,
+        n_tokens / max(work_s, 1e-9),
+    )
     return {"n_texts": n_texts, "n_tokens": n_tokens, "load_s": load_s, "work_s": work_s}

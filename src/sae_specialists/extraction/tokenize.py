@@ -52,7 +52,9 @@ def tokenize_texts(model, texts: list[Text], max_tokens=None, long_texts="trunca
             )
         log.warning(
             "texts: truncating %d text(s) to %d tokens (BOS included): %s",
-            len(too_long), limit, listing,
+            len(too_long),
+            limit,
+            listing,
         )
         for t in too_long:
             t.truncated_from = len(t.ids)
@@ -60,8 +62,13 @@ def tokenize_texts(model, texts: list[Text], max_tokens=None, long_texts="trunca
     return out
 
 
-def tokenized_windows(model, texts: Iterable[Text], max_tokens=None, long_texts="truncate",
-                      window_tokens: int = WINDOW_TOKENS) -> Iterator[list[TokenizedText]]:
+def tokenized_windows(
+    model,
+    texts: Iterable[Text],
+    max_tokens=None,
+    long_texts="truncate",
+    window_tokens: int = WINDOW_TOKENS,
+) -> Iterator[list[TokenizedText]]:
     """Tokenize a stream of texts and group it, in order, into windows of ~window_tokens."""
     pending: list[TokenizedText] = []
     n_tokens = 0

@@ -32,18 +32,38 @@ from ..analysis.pertext import per_text_values
 from ..analysis.shards import texts_table
 
 ENCODINGS = ("encode_then_aggregate", "aggregate_then_encode")
-ENCODING_LABELS = {"encode_then_aggregate": "encode→aggregate",
-                   "aggregate_then_encode": "aggregate→encode"}
+ENCODING_LABELS = {
+    "encode_then_aggregate": "encode→aggregate",
+    "aggregate_then_encode": "aggregate→encode",
+}
 
 METHOD_COLUMNS = ["method", "encoding", "padding", "include_bos", "aggregation", "reference"]
 ROW_COLUMNS = METHOD_COLUMNS + [
-    "sae", "layer", "category", "feature", "score", "n_in", "n_out", "peak", "has_specialist",
-    "same_as_reference", "specialists_found", "n_categories", "mean_best_score", "threshold",
+    "sae",
+    "layer",
+    "category",
+    "feature",
+    "score",
+    "n_in",
+    "n_out",
+    "peak",
+    "has_specialist",
+    "same_as_reference",
+    "specialists_found",
+    "n_categories",
+    "mean_best_score",
+    "threshold",
     "candidates",
 ]
 SUMMARY_COLUMNS = METHOD_COLUMNS + [
-    "sae", "layer", "specialists_found", "n_categories", "mean_best_score", "n_same_as_reference",
-    "threshold", "candidates",
+    "sae",
+    "layer",
+    "specialists_found",
+    "n_categories",
+    "mean_best_score",
+    "n_same_as_reference",
+    "threshold",
+    "candidates",
 ]
 
 
@@ -51,8 +71,7 @@ def method_id(encoding: str, padding: bool, include_bos: bool, aggregation: str)
     """A readable label, e.g. 'encode→mean, no padding, no BOS'."""
     verb = "encode→" if encoding == "encode_then_aggregate" else "→encode"
     core = f"{verb}{aggregation}" if verb == "encode→" else f"{aggregation}{verb}"
-    return (f"{core}, {'padding' if padding else 'no padding'}, "
-            f"{'BOS' if include_bos else 'no BOS'}")
+    return f"{core}, {'padding' if padding else 'no padding'}, {'BOS' if include_bos else 'no BOS'}"
 
 
 def _with_keys(pt: pl.DataFrame, texts: pl.DataFrame, sae: str, layer: int) -> pl.DataFrame:
@@ -70,8 +89,9 @@ def _with_keys(pt: pl.DataFrame, texts: pl.DataFrame, sae: str, layer: int) -> p
     )
 
 
-def shard_variants(token_paths: Sequence[str], activation_paths: Sequence[str]
-                   ) -> dict[tuple[bool, str], pl.DataFrame]:
+def shard_variants(
+    token_paths: Sequence[str], activation_paths: Sequence[str]
+) -> dict[tuple[bool, str], pl.DataFrame]:
     """(include_bos, aggregation) -> per-text values from the shards (no padding)."""
     return {
         (bos, agg): per_text_values(token_paths, activation_paths, agg, bos)
@@ -80,9 +100,12 @@ def shard_variants(token_paths: Sequence[str], activation_paths: Sequence[str]
     }
 
 
-def padded_variants(shard_pt: Mapping[tuple[bool, str], pl.DataFrame],
-                    counted: Mapping[bool, pl.DataFrame], pad: pl.DataFrame,
-                    pad_texts: pl.DataFrame) -> dict[tuple[bool, str], pl.DataFrame]:
+def padded_variants(
+    shard_pt: Mapping[tuple[bool, str], pl.DataFrame],
+    counted: Mapping[bool, pl.DataFrame],
+    pad: pl.DataFrame,
+    pad_texts: pl.DataFrame,
+) -> dict[tuple[bool, str], pl.DataFrame]:
     """Encode-then-aggregate with padding: the shards' counted positions plus the pad positions.
 
     mean: (sum over counted real positions + sum over pad positions) / (n_counted + n_pad);
@@ -91,11 +114,17 @@ def padded_variants(shard_pt: Mapping[tuple[bool, str], pl.DataFrame],
     n_pad = pad_texts.select("text_id", "n_pad")
     out = {}
     for bos in (False, True):
-        real_mean = shard_pt[(bos, "mean")].join(
-            counted[bos].select("text_id", "n_counted"), on="text_id", how="left"
-        ).select("text_id", "feature", (pl.col("value") * pl.col("n_counted")).alias("sum"))
-        both = real_mean.join(pad.select("text_id", "feature", "pad_sum"),
-                              on=["text_id", "feature"], how="full", coalesce=True)
+        real_mean = (
+            shard_pt[(bos, "mean")]
+            .join(counted[bos].select("text_id", "n_counted"), on="text_id", how="left")
+            .select("text_id", "feature", (pl.col("value") * pl.col("n_counted")).alias("sum"))
+        )
+        both = real_mean.join(
+            pad.select("text_id", "feature", "pad_sum"),
+            on=["text_id", "feature"],
+            how="full",
+            coalesce=True,
+        )
         out[(bos, "mean")] = (
             both.join(counted[bos].select("text_id", "n_counted"), on="text_id", how="left")
             .join(n_pad, on="text_id", how="left")
@@ -110,25 +139,36 @@ def padded_variants(shard_pt: Mapping[tuple[bool, str], pl.DataFrame],
         )
         real_max = shard_pt[(bos, "max")].select("text_id", "feature", "value")
         out[(bos, "max")] = real_max.join(
-            pad.select("text_id", "feature", "pad_max"), on=["text_id", "feature"], how="full",
+            pad.select("text_id", "feature", "pad_max"),
+            on=["text_id", "feature"],
+            how="full",
             coalesce=True,
         ).select(
             "text_id",
             "feature",
-            pl.max_horizontal(pl.col("value").fill_null(0.0), pl.col("pad_max").fill_null(0.0))
-            .alias("value"),
+            pl.max_horizontal(
+                pl.col("value").fill_null(0.0), pl.col("pad_max").fill_null(0.0)
+            ).alias("value"),
         )
     return out
 
 
-def method_values(token_paths: Sequence[str], activation_paths: Sequence[str], sae: str,
-                  layer: int, resid: pl.DataFrame | None, pad: pl.DataFrame | None,
-                  pad_texts: pl.DataFrame | None) -> dict[tuple, pl.DataFrame]:
+def method_values(
+    token_paths: Sequence[str],
+    activation_paths: Sequence[str],
+    sae: str,
+    layer: int,
+    resid: pl.DataFrame | None,
+    pad: pl.DataFrame | None,
+    pad_texts: pl.DataFrame | None,
+) -> dict[tuple, pl.DataFrame]:
     """(encoding, padding, include_bos, aggregation) -> (text_id, feature, value) of one
     (sae, layer). Without the variants job's tables only the 4 shard variants."""
     shard = shard_variants(token_paths, activation_paths)
-    out = {("encode_then_aggregate", False, bos, agg): df.select("text_id", "feature", "value")
-           for (bos, agg), df in shard.items()}
+    out = {
+        ("encode_then_aggregate", False, bos, agg): df.select("text_id", "feature", "value")
+        for (bos, agg), df in shard.items()
+    }
     if resid is None:
         return out
     counted = {bos: texts_table(token_paths, bos) for bos in (False, True)}
@@ -147,36 +187,52 @@ def method_values(token_paths: Sequence[str], activation_paths: Sequence[str], s
     return out
 
 
-def ablation_rows(methods: Mapping[tuple, pl.DataFrame], texts: pl.DataFrame, sae: str,
-                  layer: int, threshold: float, candidates: int,
-                  reference: tuple) -> pl.DataFrame:
+def ablation_rows(
+    methods: Mapping[tuple, pl.DataFrame],
+    texts: pl.DataFrame,
+    sae: str,
+    layer: int,
+    threshold: float,
+    candidates: int,
+    reference: tuple,
+) -> pl.DataFrame:
     """Specialists of every method of one (sae, layer), one row per (method, category)."""
-    keys = pl.DataFrame({"sae": [sae], "layer": [int(layer)]},
-                        schema={"sae": pl.String, "layer": pl.Int64})
+    keys = pl.DataFrame(
+        {"sae": [sae], "layer": [int(layer)]}, schema={"sae": pl.String, "layer": pl.Int64}
+    )
     frames = []
     for key in sorted(methods, key=method_order):
         encoding, padding, bos, agg = key
         pt = _with_keys(methods[key], texts, sae, layer)
         spec = tb.specialists(tb.candidates(pt, texts, threshold, candidates), texts, keys)
-        frames.append(spec.with_columns(
-            pl.lit(method_id(*key)).alias("method"),
-            pl.lit(encoding).alias("encoding"),
-            pl.lit(padding).alias("padding"),
-            pl.lit(bos).alias("include_bos"),
-            pl.lit(agg).alias("aggregation"),
-            pl.lit(key == reference).alias("reference"),
-            pl.lit(int(candidates), dtype=pl.Int64).alias("candidates"),
-        ))
+        frames.append(
+            spec.with_columns(
+                pl.lit(method_id(*key)).alias("method"),
+                pl.lit(encoding).alias("encoding"),
+                pl.lit(padding).alias("padding"),
+                pl.lit(bos).alias("include_bos"),
+                pl.lit(agg).alias("aggregation"),
+                pl.lit(key == reference).alias("reference"),
+                pl.lit(int(candidates), dtype=pl.Int64).alias("candidates"),
+            )
+        )
     df = pl.concat(frames, how="vertical_relaxed")
     ref = df.filter(pl.col("reference")).select(
-        "sae", "layer", "category", pl.col("feature").alias("_ref"),
-        pl.col("has_specialist").alias("_ref_has"))
+        "sae",
+        "layer",
+        "category",
+        pl.col("feature").alias("_ref"),
+        pl.col("has_specialist").alias("_ref_has"),
+    )
     group = ["method", "sae", "layer"]
     return (
         df.join(ref, on=["sae", "layer", "category"], how="left")
         .with_columns(
-            (pl.col("has_specialist") & pl.col("_ref_has").fill_null(False)
-             & (pl.col("feature") == pl.col("_ref")).fill_null(False)).alias("same_as_reference"),
+            (
+                pl.col("has_specialist")
+                & pl.col("_ref_has").fill_null(False)
+                & (pl.col("feature") == pl.col("_ref")).fill_null(False)
+            ).alias("same_as_reference"),
             pl.col("has_specialist").sum().over(group).cast(pl.Int64).alias("specialists_found"),
             pl.len().over(group).cast(pl.Int64).alias("n_categories"),
             pl.col("score").fill_null(0).mean().over(group).alias("mean_best_score"),
@@ -207,11 +263,15 @@ def summarize(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def ablation_table(token_paths: Sequence[str],
-                   activation_paths: Mapping[tuple[str, int], Sequence[str]],
-                   variants: Sequence[Mapping[str, str | os.PathLike]] | None,
-                   threshold: float, candidates: int, aggregation: str = "mean",
-                   include_bos: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+def ablation_table(
+    token_paths: Sequence[str],
+    activation_paths: Mapping[tuple[str, int], Sequence[str]],
+    variants: Sequence[Mapping[str, str | os.PathLike]] | None,
+    threshold: float,
+    candidates: int,
+    aggregation: str = "mean",
+    include_bos: bool = False,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rows, summary) for every (sae, layer) in ``activation_paths``.
 
     ``variants``: one mapping per category with the variants job's ``resid``, ``pad`` and
@@ -232,7 +292,8 @@ def ablation_table(token_paths: Sequence[str],
     frames = []
     for (sae, layer), paths in sorted(activation_paths.items()):
         methods = method_values(token_paths, list(paths), sae, int(layer), resid, pad, pad_texts)
-        frames.append(ablation_rows(methods, texts, sae, int(layer), threshold, candidates,
-                                    reference))
+        frames.append(
+            ablation_rows(methods, texts, sae, int(layer), threshold, candidates, reference)
+        )
     rows = pl.concat(frames, how="vertical")
     return rows, summarize(rows)

@@ -44,8 +44,9 @@ def _opt(value: int):
     return None if value < 0 else int(value)
 
 
-def all_feature_table(layers: Iterable[LayerData], threshold: float, candidates: int
-                      ) -> pl.DataFrame:
+def all_feature_table(
+    layers: Iterable[LayerData], threshold: float, candidates: int
+) -> pl.DataFrame:
     """Per (sae, layer, category): the top-k winner, the best of all features (its peak rank:
     1 = the loudest feature in the category), n_better (features scoring above the top-k
     winner), missed (the best overall scores higher than the top-k winner) and
@@ -63,25 +64,29 @@ def all_feature_table(layers: Iterable[LayerData], threshold: float, candidates:
             t_score = int(topk.score[0]) if t_feat >= 0 else None
             a_score = int(best.score[0]) if a_feat >= 0 else None
             n_better = int((active & (scores > t_score)).sum()) if t_score is not None else 0
-            rows.append({
-                "sae": data.sae,
-                "layer": data.layer,
-                "category": category,
-                "topk_feature": _opt(t_feat),
-                "topk_score": t_score,
-                "topk_has_specialist": bool(topk.has_specialist[0]),
-                "all_feature": _opt(a_feat),
-                "all_score": a_score,
-                "all_n_in": int(best.n_in[0]) if a_feat >= 0 else None,
-                "all_n_out": int(best.n_out[0]) if a_feat >= 0 else None,
-                "all_peak": float(best.peak[0]) if a_feat >= 0 else None,
-                "all_peak_rank": peak_rank(data, c, a_feat) if a_feat >= 0 else None,
-                "all_has_specialist": bool(best.has_specialist[0]),
-                "n_better": n_better,
-                "missed": a_score is not None and t_score is not None and a_score > t_score,
-                "gained_specialist": bool(best.has_specialist[0] and not topk.has_specialist[0]),
-                "n_active": int(active.sum()),
-                "threshold": float(threshold),
-                "candidates": int(candidates),
-            })
+            rows.append(
+                {
+                    "sae": data.sae,
+                    "layer": data.layer,
+                    "category": category,
+                    "topk_feature": _opt(t_feat),
+                    "topk_score": t_score,
+                    "topk_has_specialist": bool(topk.has_specialist[0]),
+                    "all_feature": _opt(a_feat),
+                    "all_score": a_score,
+                    "all_n_in": int(best.n_in[0]) if a_feat >= 0 else None,
+                    "all_n_out": int(best.n_out[0]) if a_feat >= 0 else None,
+                    "all_peak": float(best.peak[0]) if a_feat >= 0 else None,
+                    "all_peak_rank": peak_rank(data, c, a_feat) if a_feat >= 0 else None,
+                    "all_has_specialist": bool(best.has_specialist[0]),
+                    "n_better": n_better,
+                    "missed": a_score is not None and t_score is not None and a_score > t_score,
+                    "gained_specialist": bool(
+                        best.has_specialist[0] and not topk.has_specialist[0]
+                    ),
+                    "n_active": int(active.sum()),
+                    "threshold": float(threshold),
+                    "candidates": int(candidates),
+                }
+            )
     return pl.DataFrame(rows, schema=SCHEMA) if rows else pl.DataFrame(schema=SCHEMA)

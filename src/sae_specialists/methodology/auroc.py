@@ -81,11 +81,11 @@ def auroc_table(layers: Iterable[LayerData], threshold: float, candidates: int) 
                 )
             if auc.shape[1] and not np.all(np.isnan(auc[c])):
                 best = int(np.nanargmax(auc[c]))  # first maximum: lower feature id
-                row.update(best_auroc_feature=int(data.features[best]),
-                           best_auroc=_num(auc[c, best]))
+                row.update(
+                    best_auroc_feature=int(data.features[best]), best_auroc=_num(auc[c, best])
+                )
             rows.append(row)
-    return pl.DataFrame(rows, schema=AUROC_SCHEMA) if rows else pl.DataFrame(
-        schema=AUROC_SCHEMA)
+    return pl.DataFrame(rows, schema=AUROC_SCHEMA) if rows else pl.DataFrame(schema=AUROC_SCHEMA)
 
 
 def _num(x) -> float | None:

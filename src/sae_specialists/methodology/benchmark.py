@@ -21,8 +21,13 @@ from ..analysis.dense import LayerData
 D_SAE = 24_576
 
 
-def synthetic_layer(n_categories: int = 7, per_category: int = 10, d_sae: int = D_SAE,
-                    active: int = 1500, seed: int = 0) -> LayerData:
+def synthetic_layer(
+    n_categories: int = 7,
+    per_category: int = 10,
+    d_sae: int = D_SAE,
+    active: int = 1500,
+    seed: int = 0,
+) -> LayerData:
     rng = np.random.default_rng(seed)
     n = n_categories * per_category
     values = np.zeros((n, d_sae))
@@ -34,9 +39,13 @@ def synthetic_layer(n_categories: int = 7, per_category: int = 10, d_sae: int = 
         values[cat_index == c, c] = rng.uniform(3.0, 12.0, per_category)
     used = np.flatnonzero(values.max(axis=0) > 0)
     return LayerData(
-        sae="synthetic", layer=0, values=values[:, used], features=used.astype(np.int64),
+        sae="synthetic",
+        layer=0,
+        values=values[:, used],
+        features=used.astype(np.int64),
         text_ids=[f"t{i}" for i in range(n)],
-        categories=[f"cat{c}" for c in range(n_categories)], cat_index=cat_index,
+        categories=[f"cat{c}" for c in range(n_categories)],
+        cat_index=cat_index,
     )
 
 
@@ -49,18 +58,32 @@ def main(argv=None) -> None:
     ap.add_argument("--candidates", type=int, default=5)
     args = ap.parse_args(argv)
     data = synthetic_layer(active=args.active)
-    print(f"{data.n_texts} texts x {D_SAE} features, {data.values.shape[1]} active in some text, "
-          f"{int((data.values > 0).sum(axis=1).mean())} per text; {args.resamples} resamples")
+    print(
+        f"{data.n_texts} texts x {D_SAE} features, {data.values.shape[1]} active in some text, "
+        f"{int((data.values > 0).sum(axis=1).mean())} per text; {args.resamples} resamples"
+    )
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         table = bootstrap_table([data], args.threshold, args.candidates, args.resamples, seed=0)
         times.append(time.perf_counter() - t0)
-    print(f"bootstrap: {min(times):.2f} s per layer (best of {args.repeats}; all: "
-          + ", ".join(f"{t:.2f}" for t in times) + ")")
+    print(
+        f"bootstrap: {min(times):.2f} s per layer (best of {args.repeats}; all: "
+        + ", ".join(f"{t:.2f}" for t in times)
+        + ")"
+    )
     with pl.Config(tbl_cols=8, tbl_rows=10):
-        print(table.select("category", "feature", "score", "stability", "score_ci_low",
-                           "score_ci_high", "found_rate"))
+        print(
+            table.select(
+                "category",
+                "feature",
+                "score",
+                "stability",
+                "score_ci_low",
+                "score_ci_high",
+                "found_rate",
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -31,10 +31,7 @@ def check_dense_budget(pt: pl.LazyFrame, n_texts: int, max_gb: float) -> float:
     """The methodology scores every active feature on dense texts x features matrices (one per
     SAE family and layer, all held at once). Refuse, before loading anything, when they would
     need more than ``max_gb``; returns the size in GB otherwise."""
-    per_layer = (
-        pt.group_by("sae", "layer")
-        .agg(pl.col("feature").n_unique().alias("n"))
-    )
+    per_layer = pt.group_by("sae", "layer").agg(pl.col("feature").n_unique().alias("n"))
     per_layer = tb.collect(per_layer)
     gb = n_texts * int(per_layer["n"].sum()) * 8 / 1e9
     if gb > max_gb:
@@ -65,14 +62,23 @@ def variants(smk: Any) -> None:
     p = smk.params
     job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
     resid, pad, texts = run_variants_job(job, list(smk.input.tokens), p.batch_size)
-    meta = {"category": str(smk.wildcards.category), "attention_mask": None,
-            "padding_side": "right", "padded_length": int(texts["padded_length"].max() or 0),
-            "pad_token_id": int(texts["pad_token_id"].max() or 0)}
+    meta = {
+        "category": str(smk.wildcards.category),
+        "attention_mask": None,
+        "padding_side": "right",
+        "padded_length": int(texts["padded_length"].max() or 0),
+        "pad_token_id": int(texts["pad_token_id"].max() or 0),
+    }
     write_parquet(resid, smk.output.resid, meta)
     write_parquet(pad, smk.output.pad, meta)
     write_parquet(texts, smk.output.texts, meta)
-    log.info("%d texts padded to %d; %d aggregate-then-encode rows, %d pad rows",
-             texts.height, meta["padded_length"], resid.height, pad.height)
+    log.info(
+        "%d texts padded to %d; %d aggregate-then-encode rows, %d pad rows",
+        texts.height,
+        meta["padded_length"],
+        resid.height,
+        pad.height,
+    )
 
 
 def ablation(smk: Any) -> None:
@@ -83,18 +89,32 @@ def ablation(smk: Any) -> None:
     acts = dict(p.activations)  # (family, layer) -> its activation shards
     variants = None
     if p.model_variants:
-        variants = [{"resid": r, "pad": q, "texts": t} for r, q, t in zip(
-            smk.input.resid, smk.input.pad, smk.input.pad_texts, strict=True)]
+        variants = [
+            {"resid": r, "pad": q, "texts": t}
+            for r, q, t in zip(smk.input.resid, smk.input.pad, smk.input.pad_texts, strict=True)
+        ]
     rows, summary = ablation_table(
-        list(smk.input.tokens), acts, variants, float(p.threshold), int(p.candidates),
-        str(p.aggregation), bool(p.include_bos))
+        list(smk.input.tokens),
+        acts,
+        variants,
+        float(p.threshold),
+        int(p.candidates),
+        str(p.aggregation),
+        bool(p.include_bos),
+    )
     o = smk.output
     _write(rows, o.rows, o.rows_csv)
     _write(summary, o.summary, o.summary_csv)
     ch.save_chart(ch.ablation_chart(summary), o.chart_html, o.chart_png)
     for r in summary.iter_rows(named=True):
-        log.info("%-45s %s layer %s: %s/%s", r["method"], r["sae"], r["layer"],
-                r["specialists_found"], r["n_categories"])
+        log.info(
+            "%-45s %s layer %s: %s/%s",
+            r["method"],
+            r["sae"],
+            r["layer"],
+            r["specialists_found"],
+            r["n_categories"],
+        )
 
 
 def sweep(smk: Any) -> None:
@@ -127,8 +147,12 @@ def scores(smk: Any) -> None:
     _write(auroc, o.auroc, o.auroc_csv)
     ch.save_chart(ch.topk_chart(allfeat), o.topk_html, o.topk_png)
     ch.save_chart(ch.auroc_chart(auroc), o.auroc_html, o.auroc_png)
-    log.info("top-%d misses a better feature in %d of %d cells", k,
-            int(allfeat["missed"].sum()), allfeat.height)
+    log.info(
+        "top-%d misses a better feature in %d of %d cells",
+        k,
+        int(allfeat["missed"].sum()),
+        allfeat.height,
+    )
 
 
 def bootstrap(smk: Any) -> None:
@@ -138,8 +162,9 @@ def bootstrap(smk: Any) -> None:
     p = smk.params
     pt, ids, keys, texts = _load(smk)
     thr, k = float(p.threshold), int(p.candidates)
-    boot = bootstrap_table(_layers(pt, texts, keys), thr, k, int(p.resamples), int(p.seed),
-                           float(p.ci))
+    boot = bootstrap_table(
+        _layers(pt, texts, keys), thr, k, int(p.resamples), int(p.seed), float(p.ci)
+    )
     o = smk.output
     _write(tb.with_links(boot, ids), o.table, o.table_csv)
     _write(stability_columns(boot), o.stability, o.stability_csv)
@@ -147,8 +172,12 @@ def bootstrap(smk: Any) -> None:
         ch.save_chart(ch.stability_chart(boot, sae), html, png)
     rep = boot.filter(pl.col("has_specialist"))
     if rep.height:
-        log.info("%d specialists, median stability %.3f, min %.3f", rep.height,
-                rep["stability"].median(), rep["stability"].min())
+        log.info(
+            "%d specialists, median stability %.3f, min %.3f",
+            rep.height,
+            rep["stability"].median(),
+            rep["stability"].min(),
+        )
 
 
 def report(smk: Any) -> None:
@@ -156,11 +185,21 @@ def report(smk: Any) -> None:
 
     i, p = smk.input, smk.params
     ablation = pl.read_parquet(i.ablation) if getattr(i, "ablation", None) else None
-    settings = dict(threshold=float(p.threshold), candidates=int(p.candidates),
-                    aggregation=str(p.aggregation), include_bos=bool(p.include_bos),
-                    bootstrap_resamples=int(p.resamples), seed=int(p.seed), ci=float(p.ci))
+    settings = dict(
+        threshold=float(p.threshold),
+        candidates=int(p.candidates),
+        aggregation=str(p.aggregation),
+        include_bos=bool(p.include_bos),
+        bootstrap_resamples=int(p.resamples),
+        seed=int(p.seed),
+        ci=float(p.ci),
+    )
     text = build_report(
-        ablation=ablation, sweep=pl.read_parquet(i.sweep), auroc=pl.read_parquet(i.auroc),
-        allfeat=pl.read_parquet(i.all_features), boot=pl.read_parquet(i.bootstrap),
-        settings=settings)
+        ablation=ablation,
+        sweep=pl.read_parquet(i.sweep),
+        auroc=pl.read_parquet(i.auroc),
+        allfeat=pl.read_parquet(i.all_features),
+        boot=pl.read_parquet(i.bootstrap),
+        settings=settings,
+    )
     write_text(text, smk.output[0])

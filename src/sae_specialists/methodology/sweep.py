@@ -50,8 +50,9 @@ def rule_k(rule: str, candidates: int) -> int | None:
     return candidates if rule == "top_k" else None
 
 
-def sweep_layer(data: LayerData, thresholds: Sequence[float], candidates: int,
-                rules: Iterable[str] = RULES) -> pl.DataFrame:
+def sweep_layer(
+    data: LayerData, thresholds: Sequence[float], candidates: int, rules: Iterable[str] = RULES
+) -> pl.DataFrame:
     """Tidy sweep of one (sae, layer): rule, threshold, category, winner columns."""
     thr = np.asarray(sorted(float(t) for t in thresholds), dtype=np.float64)
     ones = np.ones((len(thr), data.n_texts), dtype=np.int64)
@@ -70,8 +71,9 @@ def sweep_layer(data: LayerData, thresholds: Sequence[float], candidates: int,
     return df
 
 
-def threshold_sweep(layers: Iterable[LayerData], thresholds: Sequence[float], candidates: int
-                    ) -> pl.DataFrame:
+def threshold_sweep(
+    layers: Iterable[LayerData], thresholds: Sequence[float], candidates: int
+) -> pl.DataFrame:
     """Every (rule, sae, layer, threshold, category), with specialists_found per (rule, sae,
     layer, threshold) and n_categories."""
     df = pl.concat([sweep_layer(d, thresholds, candidates) for d in layers], how="vertical")
@@ -83,8 +85,19 @@ def threshold_sweep(layers: Iterable[LayerData], thresholds: Sequence[float], ca
         )
         .sort("rule", "sae", "layer", "threshold", "category", descending=[True] + [False] * 4)
         .select(
-            "rule", "sae", "layer", "threshold", "category", "feature", "score", "n_in", "n_out",
-            "peak", "has_specialist", "specialists_found", "n_categories",
+            "rule",
+            "sae",
+            "layer",
+            "threshold",
+            "category",
+            "feature",
+            "score",
+            "n_in",
+            "n_out",
+            "peak",
+            "has_specialist",
+            "specialists_found",
+            "n_categories",
         )
     )
 

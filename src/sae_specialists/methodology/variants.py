@@ -112,8 +112,7 @@ def read_category_tokens(token_paths: Sequence[str]) -> CategoryTokens:
     order = df.group_by("text_id").agg(pl.col("row").min().alias("first")).sort("first")
     text_ids = order["text_id"].to_list()
     grouped = {
-        tid: g.sort("token_pos")
-        for (tid,), g in df.group_by("text_id", maintain_order=True)
+        tid: g.sort("token_pos") for (tid,), g in df.group_by("text_id", maintain_order=True)
     }
     return CategoryTokens(
         category=str(cats[0]),
@@ -123,8 +122,9 @@ def read_category_tokens(token_paths: Sequence[str]) -> CategoryTokens:
     )
 
 
-def position_masks(lengths: np.ndarray, bos: Sequence[np.ndarray], padded_length: int
-                   ) -> dict[tuple[bool, bool], np.ndarray]:
+def position_masks(
+    lengths: np.ndarray, bos: Sequence[np.ndarray], padded_length: int
+) -> dict[tuple[bool, bool], np.ndarray]:
     """[n_texts, padded_length] masks of the counted positions for (padding, include_bos).
 
     Real positions: 0 .. length-1 (BOS where flagged); pad positions: length .. padded_length-1.
@@ -143,8 +143,9 @@ def position_masks(lengths: np.ndarray, bos: Sequence[np.ndarray], padded_length
     return out
 
 
-def aggregate(acts: np.ndarray, mask: np.ndarray, aggregation: str
-              ) -> tuple[np.ndarray, np.ndarray]:
+def aggregate(
+    acts: np.ndarray, mask: np.ndarray, aggregation: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Aggregate hook activations [n, L, *tail] over masked positions -> ([n, *tail], empty[n]).
 
     mean: sum over counted positions / their number; max: element-wise maximum. A text with no
@@ -164,8 +165,9 @@ def aggregate(acts: np.ndarray, mask: np.ndarray, aggregation: str
     return out, empty
 
 
-def sparse_rows(text_ids: Sequence[str], feats: np.ndarray, skip: np.ndarray | None = None
-                ) -> tuple[list[str], np.ndarray, np.ndarray]:
+def sparse_rows(
+    text_ids: Sequence[str], feats: np.ndarray, skip: np.ndarray | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Dense [n, d_sae] feature values -> (text_id, feature, value) rows with value > 0."""
     feats = np.asarray(feats)
     if skip is not None:
@@ -175,14 +177,17 @@ def sparse_rows(text_ids: Sequence[str], feats: np.ndarray, skip: np.ndarray | N
 
 
 def residual_variant_rows(
-    text_ids: Sequence[str], acts: np.ndarray, masks: dict[tuple[bool, bool], np.ndarray],
+    text_ids: Sequence[str],
+    acts: np.ndarray,
+    masks: dict[tuple[bool, bool], np.ndarray],
     encode: Callable[[np.ndarray], np.ndarray],
 ) -> dict[str, list]:
     """Aggregate-then-encode for every (padding, include_bos, aggregation) of a batch.
 
     acts: [n, L, *tail] hook activations (float); encode: [m, *tail] -> [m, d_sae] (numpy)."""
-    cols: dict[str, list] = {k: [] for k in ("text_id", "padding", "include_bos", "aggregation",
-                                             "feature", "value")}
+    cols: dict[str, list] = {
+        k: [] for k in ("text_id", "padding", "include_bos", "aggregation", "feature", "value")
+    }
     stacked, empties, keys = [], [], []
     for padding, bos, agg in VARIANTS:
         x, empty = aggregate(acts, masks[(padding, bos)], agg)
@@ -204,8 +209,12 @@ def residual_variant_rows(
     return cols
 
 
-def pad_stat_rows(text_ids: Sequence[str], acts: np.ndarray, lengths: np.ndarray,
-                  encode: Callable[[np.ndarray], np.ndarray]) -> dict[str, list]:
+def pad_stat_rows(
+    text_ids: Sequence[str],
+    acts: np.ndarray,
+    lengths: np.ndarray,
+    encode: Callable[[np.ndarray], np.ndarray],
+) -> dict[str, list]:
     """Per text and feature: sum and max of the per-token SAE activation over pad positions."""
     L = acts.shape[1]
     out = {"text_id": [], "feature": [], "pad_sum": [], "pad_max": []}
@@ -250,8 +259,9 @@ def pad_token_id(tokenizer) -> int:
     raise ValueError("the tokenizer has no pad, EOS or BOS token to pad with")
 
 
-def run_category(model, saes, toks: CategoryTokens, batch_size: int = 8
-                 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def run_category(
+    model, saes, toks: CategoryTokens, batch_size: int = 8
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The naive padded forward pass of one category -> (resid, pad, texts) tables."""
     import torch
 
@@ -287,12 +297,22 @@ def run_category(model, saes, toks: CategoryTokens, batch_size: int = 8
                 for s in saes:
                     acts = cache[capture[s.hook_name]].float().cpu().numpy()
                     encode = _encoder(s, device)
-                    resid_frames.append(_frame(
-                        residual_variant_rows(batch_ids, acts, masks, encode), RESID_SCHEMA,
-                        sae=s.family, layer=int(s.layer)))
-                    pad_frames.append(_frame(
-                        pad_stat_rows(batch_ids, acts, lengths[idx], encode), PAD_SCHEMA,
-                        sae=s.family, layer=int(s.layer)))
+                    resid_frames.append(
+                        _frame(
+                            residual_variant_rows(batch_ids, acts, masks, encode),
+                            RESID_SCHEMA,
+                            sae=s.family,
+                            layer=int(s.layer),
+                        )
+                    )
+                    pad_frames.append(
+                        _frame(
+                            pad_stat_rows(batch_ids, acts, lengths[idx], encode),
+                            PAD_SCHEMA,
+                            sae=s.family,
+                            layer=int(s.layer),
+                        )
+                    )
                 del cache
     finally:
         if old_side is not None:
@@ -331,11 +351,18 @@ def _encoder(s, device) -> Callable[[np.ndarray], np.ndarray]:
     return encode
 
 
-def run_variants_job(job: ModelAndSAEs, token_paths: Sequence[str], batch_size: int
-                     ) -> tuple[pl.DataFrame, ...]:
+def run_variants_job(
+    job: ModelAndSAEs, token_paths: Sequence[str], batch_size: int
+) -> tuple[pl.DataFrame, ...]:
     """Rule methodology_variants: load the model and every SAE once, run one category."""
     model, saes, _ = job.load()
     toks = read_category_tokens(token_paths)
-    log.info("%s: %d texts, padded to %d positions (pad token id %d), %d SAEs", toks.category,
-             len(toks.text_ids), toks.padded_length, pad_token_id(model.tokenizer), len(saes))
+    log.info(
+        "%s: %d texts, padded to %d positions (pad token id %d), %d SAEs",
+        toks.category,
+        len(toks.text_ids),
+        toks.padded_length,
+        pad_token_id(model.tokenizer),
+        len(saes),
+    )
     return run_category(model, saes, toks, batch_size)
