@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 from conftest import REPO, demo_config, resource_texts, run_snakemake, write_texts
 
-from sae_specialists.core.errors import ShardError, UserError
 from sae_specialists.core.contract import ACTIVATIONS_SCHEMA
+from sae_specialists.core.errors import ShardError, UserError
 from sae_specialists.core.io import check_schema, write_table_atomic
 from sae_specialists.startup import startup_checks
 
