@@ -182,6 +182,9 @@ rule analysis_report:
         per_text=L.all_per_text(),
         tokens=L.tokens(),
         activations=L.all_activations(),
+        # the validation verdicts (validation.smk) when enabled: by content only (an ancient
+        # input, its content a param), so the report reruns only when a shown verdict changed
+        validation=ancient(lambda w: validation_verdicts_file(w)) if S.validation.enabled else [],
     output:
         index=L.index,
         summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
@@ -215,6 +218,9 @@ rule analysis_report:
         tables={
             n: (L.table(n), L.table(n, "csv")) for n in PEAK_TABLES + SPECIALIST_TABLES
         },
-        charts=L.charts(),  # (title, html, png): linked by their fixed paths
+        # (title, html, png): linked by their fixed paths
+        charts=L.charts() + (L.validation_charts() if S.validation.enabled else []),
+        validation=(lambda w: validation_verdicts_of(w)) if S.validation.enabled else {},
+        validation_summary=L.validation_summary,
     script:
         "../../scripts/analysis_report.py"

@@ -178,10 +178,14 @@ checkpoint validation_verdicts:
         "../../scripts/validation_verdicts.py"
 
 
+def validation_verdicts_file(wildcards=None):
+    return checkpoints.validation_verdicts.get().output.verdicts
+
+
 def validation_verdicts_of(wildcards=None):
     """The verdicts (verdicts.json's content) once the checkpoint ran: rules showing them take
     the file as an `ancient` input and this as a param, so they rerun only when it changed."""
-    return json.loads(Path(checkpoints.validation_verdicts.get().output.verdicts).read_text())
+    return json.loads(Path(validation_verdicts_file(wildcards)).read_text())
 
 
 rule validation_charts:

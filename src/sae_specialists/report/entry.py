@@ -5,6 +5,8 @@ reruns three jobs, the specialist tables, then this and the specialist charts si
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -59,6 +61,12 @@ def report(smk: Any) -> None:
             "study_families": study_families(p.model_name, dict(p.sae_releases)),
         },
     )
+    verdicts = dict(getattr(p, "validation", None) or {})
+    if verdicts:  # the validation stage's verdicts (docs/validation.md)
+        from .validation import add_summary_section
+
+        rel = os.path.relpath(p.validation_summary, os.path.dirname(o.summary))
+        add_summary_section(summary_doc, verdicts, Path(rel).as_posix())
     write_text(summary_doc.to_markdown(), o.summary)
     views = {
         (family, layer, category): page
@@ -75,5 +83,6 @@ def report(smk: Any) -> None:
         specialists=pl.read_parquet(i.specialists),
         per_text=list(i.per_text),
         texts_path=i.texts,
+        verdicts=verdicts,
     )
     write_text(page, o.index)

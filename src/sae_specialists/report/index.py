@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..core.html import page as html_page
 from .doc import Doc
 
 TABLE_DESCRIPTIONS = {
@@ -28,6 +29,7 @@ th{background:#f4f4f4}
 .chart{border:1px solid #ddd;border-radius:4px;padding:.5em;max-width:34em}
 .chart img{max-width:100%;height:auto;display:block}
 .nospec{color:#999}
+.fails{color:#b00;font-weight:bold;cursor:help}
 code{background:#f4f4f4;padding:0 .2em}
 """
 
@@ -43,6 +45,7 @@ def build_index(
     specialists: pl.DataFrame,
     per_text: Sequence[str],
     texts_path: str | os.PathLike,
+    verdicts: Mapping[str, Mapping] | None = None,
 ) -> str:
     """Return the HTML; ``tables``: name -> (parquet, csv); ``charts``: (title, html, png);
     ``token_views``: (sae, layer, category) -> page. Paths are made relative to ``output``."""
@@ -86,7 +89,9 @@ def build_index(
     parts.append(
         '<section id="token-views"><h2>Token views</h2><p>One page per SAE, layer and category: '
         "the category's specialist (or best candidate, greyed, when no candidate scores > 0) "
-        "shaded token by token on sample texts of every category. Cells: feature (score).</p>"
+        "shaded token by token on sample texts of every category. Cells: feature (score)"
+        + ("; ✗: the specialist fails validation (hover for the verdict)" if verdicts else "")
+        + ".</p>"
     )
     spec = {
         (r["sae"], int(r["layer"]), r["category"]): r for r in specialists.iter_rows(named=True)
@@ -112,6 +117,10 @@ def build_index(
                     label = f"#{row['feature']} ({row['score']})"
                     cls = "" if row["has_specialist"] else ' class="nospec"'
                 link = f'<a{cls} href="{rel(page)}">{esc(label)}</a>'
+                verdict = (verdicts or {}).get(f"{sae}/{layer}/{cat}")
+                if verdict and verdict.get("fails_heldout"):  # validation (docs/validation.md)
+                    why = esc(verdict["verdict_text"], quote=True)
+                    link += f' <span class="fails" title="{why}">✗</span>'
                 url = row.get("neuronpedia_url") if row else None
                 if url:
                     link += f' <a href="{esc(url, quote=True)}" title="Neuronpedia">↗</a>'
@@ -126,4 +135,4 @@ def build_index(
         for p in per_text
     ]
     parts.append("</ul></section>")
-    return page("sae-specialists results", parts, CSS)
+    return html_page("sae-specialists results", parts, CSS)

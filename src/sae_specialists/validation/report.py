@@ -3,7 +3,7 @@ report adds to the study's summary.md (docs/validation.md explains every number)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import polars as pl
 
@@ -20,14 +20,14 @@ def _md_table(header: list[str], rows: list[list]) -> list[str]:
     return out
 
 
-def counts(cells: pl.DataFrame) -> dict[str, int]:
-    """Cells with a specialist, and how many generalise / fail held-out / fail the null /
-    lose to a probe."""
-    spec = cells.filter(pl.col("has_specialist"))
-    verdicts = spec["verdict"].to_list()
+def counts(rows: Iterable[Mapping]) -> dict[str, int]:
+    """Cells, cells with a specialist, and how many generalise / fail held-out / fail the null
+    / lose to a probe (``rows``: cell rows or verdicts.json values)."""
+    rows = list(rows)
+    verdicts = [r["verdict"] for r in rows if r["has_specialist"]]
     return {
-        "cells": cells.height,
-        "specialists": spec.height,
+        "cells": len(rows),
+        "specialists": len(verdicts),
         "generalise": sum(v.startswith(GENERALISES) for v in verdicts),
         "fail_heldout": sum(FAILS_HELDOUT in v for v in verdicts),
         "fail_null": sum(FAILS_NULL in v for v in verdicts),
@@ -35,14 +35,33 @@ def counts(cells: pl.DataFrame) -> dict[str, int]:
     }
 
 
-def headline(cells: pl.DataFrame) -> str:
-    n = counts(cells)
+def headline(rows: pl.DataFrame | Iterable[Mapping]) -> str:
+    if isinstance(rows, pl.DataFrame):
+        rows = rows.iter_rows(named=True)
+    n = counts(rows)
     return (
         f"{n['specialists']} of {n['cells']} cells have an in-sample specialist; "
         f"generalise to held-out texts and beat the shuffled-label null: {n['generalise']}; "
         f"do not generalise: {n['fail_heldout']}; not better than chance: {n['fail_null']}; "
         f"lose to a baseline probe: {n['lose_to_probe']}."
     )
+
+
+def flagged(verdicts: Mapping[str, Mapping]) -> list[str]:
+    """One line per cell whose specialist is flagged (verdicts.json: "family/layer/category"
+    -> verdict), sorted by family, category, layer."""
+    def key(k: str):
+        sae, layer, category = k.split("/", 2)
+        return (sae, category, int(layer))
+
+    out = []
+    for k in sorted(verdicts, key=key):
+        v = verdicts[k]
+        if v["has_specialist"] and v["verdict"] != GENERALISES:
+            sae, layer, category = k.split("/", 2)
+            out.append(f"{sae} layer {layer}, {category} (feature {v['feature']}): "
+                       f"{v['verdict_text']}")
+    return out
 
 
 def _baselines(cells: pl.DataFrame) -> list[str]:
