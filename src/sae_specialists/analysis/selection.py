@@ -52,6 +52,10 @@ class Selection:
         return (self.feature >= 0) & (self.score > 0)
 
 
+# The columns that describe a category's winner (feature null when none is active), in the order
+# every table shows them.
+WINNER_VALUES = ["feature", "score", "n_in", "n_out", "peak", "has_specialist"]
+
 # The key and winner columns of a table with one row per (sae, layer, category) winner.
 WINNER_SCHEMA = {
     "sae": pl.String,

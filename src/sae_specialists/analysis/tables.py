@@ -36,7 +36,7 @@ import polars as pl
 from ..core.io import read_metadata
 from .dense import LayerData, candidate_layer_data
 from .neuronpedia import add_url_column
-from .selection import candidates_of, pick
+from .selection import WINNER_VALUES, candidates_of, pick
 from .streaming import collect
 
 KEY = ["sae", "layer"]
@@ -292,20 +292,7 @@ def specialists(
         .join(cat_sizes, on="category", how="left")
         .with_columns((pl.col("score").fill_null(0) > 0).alias("has_specialist"))
         .sort(group)
-        .select(
-            "sae",
-            "layer",
-            "category",
-            "feature",
-            "score",
-            "n_in",
-            "n_out",
-            "peak",
-            "has_specialist",
-            "n_category",
-            "candidate_rank",
-            "threshold",
-        )
+        .select(*KEY, "category", *WINNER_VALUES, "n_category", "candidate_rank", "threshold")
     )
 
 

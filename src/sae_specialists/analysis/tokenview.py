@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,28 +64,37 @@ def select_samples(
     )
 
 
+@dataclass(frozen=True)
+class LayerViews:
+    """What every token view page of one (sae, layer) shares. ``tokens``: text_id, token_pos,
+    token, bos of the sample texts."""
+
+    sae: str
+    layer: int
+    tokens: pl.DataFrame
+    neuronpedia_id: str | None
+    include_bos: bool
+    threshold: float
+    categories: Sequence[str]
+
+
 def render_page(
-    *,
-    sae: str,
-    layer: int,
+    views: LayerViews,
     category: str,
     spec: Mapping[str, Any] | None,
     samples: pl.DataFrame,
-    tokens: pl.DataFrame,
     acts: pl.DataFrame,
     scale: float,
-    neuronpedia_id: str | None,
-    include_bos: bool,
-    threshold: float,
-    categories: Sequence[str],
     category_hrefs: Mapping[str, str],
     index_href: str,
 ) -> str:
-    """One page. ``tokens``: text_id, token_pos, token, bos of the sample texts; ``acts``:
+    """One page of ``views``. ``acts``:
     text_id, token_pos, activation of the feature on them."""
+    sae, layer, tokens, threshold = views.sae, views.layer, views.tokens, views.threshold
+    include_bos, categories = views.include_bos, views.categories
     esc = html.escape
     feature = spec.get("feature") if spec else None
-    url = feature_url(neuronpedia_id, feature)
+    url = feature_url(views.neuronpedia_id, feature)
     if feature is None:
         title = f"SAE {sae} · layer {layer} · {category}: no candidate feature"
     else:
@@ -230,15 +240,7 @@ def build_token_views(
         .collect()
     )
     spec_rows = {r["category"]: r for r in spec.iter_rows(named=True)}
-    same_on_every_page = dict(
-        sae=sae,
-        layer=layer,
-        tokens=tokens,
-        neuronpedia_id=neuronpedia_id,
-        include_bos=include_bos,
-        threshold=threshold,
-        categories=categories,
-    )
+    views = LayerViews(sae, layer, tokens, neuronpedia_id, include_bos, threshold, categories)
     for cat, out in outputs.items():
         row = spec_rows.get(cat)
         feature = row["feature"] if row else None
@@ -249,14 +251,7 @@ def build_token_views(
             samples = samples_by_cat[cat]
         else:
             scale, acts_f, samples = 0.0, acts.head(0), pl.DataFrame()
-        page = render_page(
-            **same_on_every_page,
-            category=cat,
-            spec=row,
-            samples=samples,
-            acts=acts_f,
-            scale=scale,
-            category_hrefs={c: os.path.relpath(p, Path(out).parent) for c, p in outputs.items()},
-            index_href=os.path.relpath(index_path, Path(out).parent),
-        )
+        hrefs = {c: os.path.relpath(p, Path(out).parent) for c, p in outputs.items()}
+        index_href = os.path.relpath(index_path, Path(out).parent)
+        page = render_page(views, cat, row, samples, acts_f, scale, hrefs, index_href)
         write_text(page, out)

@@ -29,6 +29,7 @@ import polars as pl
 
 from ..analysis import tables as tb
 from ..analysis.pertext import per_text_values
+from ..analysis.selection import WINNER_VALUES
 from ..analysis.shards import texts_table
 
 ENCODINGS = ("encode_then_aggregate", "aggregate_then_encode")
@@ -42,12 +43,7 @@ ROW_COLUMNS = METHOD_COLUMNS + [
     "sae",
     "layer",
     "category",
-    "feature",
-    "score",
-    "n_in",
-    "n_out",
-    "peak",
-    "has_specialist",
+    *WINNER_VALUES,
     "same_as_reference",
     "specialists_found",
     "n_categories",

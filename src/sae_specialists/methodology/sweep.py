@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from ..analysis.dense import LayerData
-from ..analysis.selection import Selection, select
+from ..analysis.selection import WINNER_VALUES, Selection, select
 
 RULES = ("top_k", "all_features")
 
@@ -90,12 +90,7 @@ def threshold_sweep(
             "layer",
             "threshold",
             "category",
-            "feature",
-            "score",
-            "n_in",
-            "n_out",
-            "peak",
-            "has_specialist",
+            *WINNER_VALUES,
             "specialists_found",
             "n_categories",
         )
