@@ -20,24 +20,24 @@ def _layer_axis() -> alt.X:
     return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
 
 
+def by_layer_lines(
+    data: pl.DataFrame, y: alt.Y, color: alt.Color, tooltip: list, title: str, point_size: int = 60
+) -> alt.LayerChart:
+    """One line (with points) per ``color`` value over the layers."""
+    base = alt.Chart(data).encode(x=_layer_axis(), y=y, color=color, tooltip=tooltip)
+    return (base.mark_line() + base.mark_point(filled=True, size=point_size)).properties(
+        title=title, width=360, height=240
+    )
+
+
 def peak_by_layer(strongest: pl.DataFrame) -> alt.Chart:
     """Peak per-text activation of the strongest feature, by layer, one line per SAE family."""
-    data = strongest.filter(pl.col("rank") == 1).sort("sae", "layer")
-    base = alt.Chart(data).encode(
-        x=_layer_axis(),
-        y=alt.Y("peak:Q", title="peak per-text activation"),
-        color=alt.Color("sae:N", title="SAE"),
-        tooltip=[
-            "sae",
-            "layer",
-            "feature",
-            alt.Tooltip("peak:Q", format=".3f"),
-            "text_id",
-            "category",
-        ],
-    )
-    return (base.mark_line() + base.mark_point(filled=True, size=60)).properties(
-        title="Peak activation by layer (strongest feature)", width=360, height=240
+    return by_layer_lines(
+        strongest.filter(pl.col("rank") == 1).sort("sae", "layer"),
+        alt.Y("peak:Q", title="peak per-text activation"),
+        alt.Color("sae:N", title="SAE"),
+        ["sae", "layer", "feature", alt.Tooltip("peak:Q", format=".3f"), "text_id", "category"],
+        "Peak activation by layer (strongest feature)",
     )
 
 
@@ -45,46 +45,34 @@ def peak_by_layer_category(peaks: pl.DataFrame) -> alt.TopLevelMixin:
     """Largest per-text activation inside each category, by layer: one panel per SAE family,
     side by side, each titled with its family (no facet header)."""
     data = peaks.sort("sae", "category", "layer")
-    panels = []
-    for sae in data["sae"].unique(maintain_order=True).to_list():
-        base = alt.Chart(data.filter(pl.col("sae") == sae)).encode(
-            x=_layer_axis(),
-            y=alt.Y("peak:Q", title="peak per-text activation in category"),
-            color=alt.Color("category:N", title="category"),
-            tooltip=[
-                "sae",
-                "layer",
-                "category",
-                "feature",
-                alt.Tooltip("peak:Q", format=".3f"),
-                "text_id",
-            ],
+    panels = [
+        by_layer_lines(
+            data.filter(pl.col("sae") == sae),
+            alt.Y("peak:Q", title="peak per-text activation in category"),
+            alt.Color("category:N", title="category"),
+            ["sae", "layer", "category", "feature", alt.Tooltip("peak:Q", format=".3f"), "text_id"],
+            f"SAE {sae}",
+            point_size=50,
         )
-        panels.append(
-            (base.mark_line() + base.mark_point(filled=True, size=50)).properties(
-                title=f"SAE {sae}", width=360, height=240
-            )
-        )
+        for sae in data["sae"].unique(maintain_order=True).to_list()
+    ]
     chart = panels[0] if len(panels) == 1 else alt.hconcat(*panels)
     return chart.properties(title="Peak activation by layer and category")
 
 
 def coverage_by_layer(frequent: pl.DataFrame) -> alt.Chart:
     """Coverage (share of texts with value > 0) of the most frequent feature, by layer."""
-    data = frequent.filter(pl.col("rank") == 1).sort("sae", "layer")
-    base = alt.Chart(data).encode(
-        x=_layer_axis(),
-        y=alt.Y(
+    return by_layer_lines(
+        frequent.filter(pl.col("rank") == 1).sort("sae", "layer"),
+        alt.Y(
             "coverage:Q",
             title="coverage of the most frequent feature",
             axis=alt.Axis(format="%"),
             scale=alt.Scale(domain=[0, 1]),
         ),
-        color=alt.Color("sae:N", title="SAE"),
-        tooltip=["sae", "layer", "feature", "n_texts", alt.Tooltip("coverage:Q", format=".1%")],
-    )
-    return (base.mark_line() + base.mark_point(filled=True, size=60)).properties(
-        title="Coverage of the most frequent feature by layer", width=360, height=240
+        alt.Color("sae:N", title="SAE"),
+        ["sae", "layer", "feature", "n_texts", alt.Tooltip("coverage:Q", format=".1%")],
+        "Coverage of the most frequent feature by layer",
     )
 
 
