@@ -21,7 +21,7 @@ Layout (docs/architecture.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 PEAK_TABLES = ("strongest", "frequent", "category_peaks")
@@ -62,6 +62,13 @@ COMPARISON_CHARTS = {
     "splits": "Narrow specialists split across wider SAEs (width ladders)",
 }
 CHUNK_DIR = re.compile(r"^chunk=(\d+)$")  # the directory of one extraction chunk
+
+
+def with_csv(names: Iterable[str], path: Callable[..., str]) -> dict[str, str]:
+    """Named outputs: ``name`` -> ``path(name)`` (Parquet), ``name_csv`` -> ``path(name, "csv")``
+    (its CSV twin), Parquet ones first."""
+    names = list(names)
+    return {**{n: path(n) for n in names}, **{f"{n}_csv": path(n, "csv") for n in names}}
 
 
 def chunk_label(chunk: int) -> str:
@@ -189,11 +196,7 @@ class Layout:
         return self._p("tables", f"{name}.{ext}")
 
     def tables(self, names: Iterable[str]) -> dict[str, str]:
-        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
-        names = list(names)
-        out = {n: self.table(n) for n in names}
-        out.update({f"{n}_csv": self.table(n, "csv") for n in names})
-        return out
+        return with_csv(names, self.table)
 
     def analysis_tables(self) -> dict[str, str]:
         return self.tables(PEAK_TABLES + SPECIALIST_TABLES)
@@ -292,9 +295,7 @@ class Layout:
         return self._p("methodology", f"{name}.{ext}")
 
     def methodology_pair(self, name: str) -> dict[str, str]:
-        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
-        csv = self.methodology_table(name, "csv")
-        return {name: self.methodology_table(name), f"{name}_csv": csv}
+        return with_csv([name], self.methodology_table)
 
     def methodology_chart(self, name: str, ext: str) -> str:
         return self._p("methodology", "charts", f"{name}.{ext}")
@@ -343,9 +344,7 @@ class Layout:
         return self._p("validation", f"{name}.{ext}")
 
     def validation_pair(self, name: str) -> dict[str, str]:
-        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
-        csv = self.validation_table(name, "csv")
-        return {name: self.validation_table(name), f"{name}_csv": csv}
+        return with_csv([name], self.validation_table)
 
     def validation_chart(self, name: str, family: str, ext: str) -> str:
         """``name``: heldout_auroc, null or specialist_scores (heatmap, failing cells marked)."""
@@ -421,10 +420,7 @@ class Layout:
         return self._p("causal", f"{name}.{ext}")
 
     def causal_tables(self) -> dict[str, str]:
-        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
-        out = {n: self.causal_table(n) for n in CAUSAL_TABLES}
-        out.update({f"{n}_csv": self.causal_table(n, "csv") for n in CAUSAL_TABLES})
-        return out
+        return with_csv(CAUSAL_TABLES, self.causal_table)
 
     @property
     def causal_pages(self) -> str:
@@ -446,11 +442,7 @@ class Layout:
         return self._p("comparison", f"{name}.{ext}")
 
     def comparison_tables(self, names: Iterable[str]) -> dict[str, str]:
-        """Named outputs: ``name`` -> Parquet, ``name_csv`` -> its CSV twin."""
-        names = list(names)
-        out = {n: self.comparison_table(n) for n in names}
-        out.update({f"{n}_csv": self.comparison_table(n, "csv") for n in names})
-        return out
+        return with_csv(names, self.comparison_table)
 
     def comparison_chart(self, name: str, ext: str) -> str:
         return self._p("comparison", "charts", f"{name}.{ext}")
