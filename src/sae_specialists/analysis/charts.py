@@ -16,15 +16,22 @@ CACHE_ENV = "SAE_SPECIALISTS_CACHE"
 _EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=[\"']?https?:", re.IGNORECASE)
 
 
-def _layer_axis() -> alt.X:
+def layer_axis() -> alt.X:
     return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
+
+
+def category_by_layer(data: pl.DataFrame, tooltip: list) -> alt.Chart:
+    """The base of a heatmap: one cell per category (rows) and layer (columns)."""
+    return alt.Chart(data).encode(
+        x=layer_axis(), y=alt.Y("category:N", title="category"), tooltip=tooltip
+    )
 
 
 def by_layer_lines(
     data: pl.DataFrame, y: alt.Y, color: alt.Color, tooltip: list, title: str, point_size: int = 60
 ) -> alt.LayerChart:
     """One line (with points) per ``color`` value over the layers."""
-    base = alt.Chart(data).encode(x=_layer_axis(), y=y, color=color, tooltip=tooltip)
+    base = alt.Chart(data).encode(x=layer_axis(), y=y, color=color, tooltip=tooltip)
     return (base.mark_line() + base.mark_point(filled=True, size=point_size)).properties(
         title=title, width=360, height=240
     )
@@ -111,10 +118,9 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
         )
     scores = [s for s in data["score"].to_list() if s is not None] or [0]
     bound = max(1, max(abs(s) for s in scores))
-    base = alt.Chart(data).encode(
-        x=_layer_axis(),
-        y=alt.Y("category:N", title="category"),
-        tooltip=[
+    base = category_by_layer(
+        data,
+        [
             "category",
             "layer",
             alt.Tooltip("feature_label:N", title="feature"),
@@ -176,7 +182,7 @@ def specialists_found_chart(found: pl.DataFrame) -> alt.Chart:
     ).sort("sae", "layer")
     n_max = int(data["n_categories"].max() or 1)
     base = alt.Chart(data).encode(
-        x=_layer_axis(),
+        x=layer_axis(),
         xOffset=alt.XOffset("sae:N"),
         y=alt.Y(
             "found:Q", title="categories with a specialist", scale=alt.Scale(domain=[0, n_max])

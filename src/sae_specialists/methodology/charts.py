@@ -5,12 +5,8 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from ..analysis.charts import save_chart  # noqa: F401  (re-exported for entry)
+from ..analysis.charts import category_by_layer, layer_axis
 from .ablation import ENCODINGS
-
-
-def _layer_axis() -> alt.X:
-    return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
 
 
 def _per_sae(charts: list[alt.TopLevelMixin], title: str) -> alt.TopLevelMixin:
@@ -53,7 +49,7 @@ def ablation_chart(summary: pl.DataFrame) -> alt.TopLevelMixin:
     for sae in sorted(data["sae"].unique().to_list()):
         d = data.filter(pl.col("sae") == sae)
         base = alt.Chart(d).encode(
-            x=_layer_axis(),
+            x=layer_axis(),
             y=alt.Y("method_label:N", title=None, sort=order, axis=alt.Axis(labelLimit=400)),
             tooltip=[
                 "method",
@@ -214,9 +210,7 @@ def _heat(
 ) -> alt.Chart:
     """Category x layer cells with a label; ``dark``: where the cell colour is dark enough to
     need white text."""
-    base = alt.Chart(d).encode(
-        x=_layer_axis(), y=alt.Y("category:N", title="category"), tooltip=tooltip
-    )
+    base = category_by_layer(d, tooltip)
     text_colour = (
         alt.condition(dark, alt.value("white"), alt.value("black"))
         if dark is not None
@@ -293,10 +287,9 @@ def stability_chart(boot: pl.DataFrame, sae: str) -> alt.Chart:
     )
     resamples = int(d["resamples"].max() or 0) if d.height else 0
     ci = float(d["ci"].max() or 0.95) if d.height else 0.95
-    base = alt.Chart(d).encode(
-        x=_layer_axis(),
-        y=alt.Y("category:N", title="category"),
-        tooltip=[
+    base = category_by_layer(
+        d,
+        [
             "category",
             "layer",
             "feature",
