@@ -1,24 +1,26 @@
-# Extraction: one job per (category, chunk of extraction.chunk_size texts) loads the model and
-# every SAE once, streams the chunk's texts window by window (one forward pass per batch for all
-# hooks), and writes the chunk's token shard and one activation shard and one pooled-residual
-# shard per (family, layer).
+# Extraction (docs/data-contract.md), per (category, chunk of extraction.chunk_size texts):
+# - extract_tokens writes the chunk's token shard (the model's tokenizer; no forward pass);
+# - one job per SAE family loads the model and that family's SAEs, streams the chunk's texts
+#   window by window (one forward pass per batch, stopping after the family's deepest hook) and
+#   writes one activation and one pooled-residual shard per layer of the family.
+# One job per family: adding a family, or changing one family's layers or SAEs, extracts that
+# family only (the others' jobs, params and outputs are unchanged). Families are grouped by
+# their layers into one rule per group (a rule's outputs are fixed when it is defined): the
+# families at the top-level `layers` run as extract_activations, a group of families listing
+# their own layers as extract_activations_layers_<layers> (e.g. a width ladder at one layer).
 # Only model/SAE/layer/text settings are compared for reruns: analysis settings, the batch size
 # and the device never trigger re-extraction. Editing one category file reruns its chunks only.
+import re
 
 
-rule extract_activations:
+rule extract_tokens:
     input:
         text_file=lambda w: str(CATEGORIES[w.category]),
-        model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
+        model=model_and_sae_files([], []),
     output:
         tokens=L.tokens_chunk("{category}", "{chunk}"),
-        # one per (family, layer), in the order of params.saes
-        activations=[L.activations_chunk(f, l, "{category}", "{chunk}") for f, l in L.sae_layers()],
-        # per-text pooled SAE inputs (validation baselines), same order
-        pooled=[L.pooled_chunk(f, l, "{category}", "{chunk}") for f, l in L.sae_layers()],
     params:
         model=S.model.spec,
-        saes=sae_sources(),
         dtype=S.dtype,
         max_tokens=S.extraction.max_tokens,
         long_texts=S.extraction.long_texts,
@@ -29,13 +31,56 @@ rule extract_activations:
         batch_size=unchecked(S.extraction.batch_size),
         device=unchecked(S.device),
     log:
-        L.log("extract", "category={category}/chunk={chunk}"),
-    threads: 2
+        L.log("extract", "tokens_category={category}/chunk={chunk}"),
+    threads: 1
     resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=GPU,
+        mem_mb=4000,
+        runtime=60,
     conda:
         "../envs/sae_specialists.yaml"
     script:
-        "../../scripts/extract.py"
+        "../../scripts/extract_tokens.py"
+
+
+for _layers, _families, _top_level in S.extraction_groups():
+
+    rule:
+        name:
+            (
+                "extract_activations"
+                if _top_level
+                else "extract_activations_layers_" + "_".join(map(str, _layers))
+            )
+        input:
+            text_file=lambda w: str(CATEGORIES[w.category]),
+            model_and_saes=lambda w: model_and_sae_files([w.family], LAYERS),
+        output:
+            # one per layer of the family, in the order of params.saes
+            activations=[L.activations_chunk("{family}", l, "{category}", "{chunk}") for l in _layers],
+            # per-text pooled SAE inputs (validation baselines), same order
+            pooled=[L.pooled_chunk("{family}", l, "{category}", "{chunk}") for l in _layers],
+        wildcard_constraints:
+            family="|".join(re.escape(f) for f in _families),
+        params:
+            model=S.model.spec,
+            saes=lambda w: sae_sources([w.family]),
+            dtype=S.dtype,
+            max_tokens=S.extraction.max_tokens,
+            long_texts=S.extraction.long_texts,
+            chunk_size=S.extraction.chunk_size,
+            text_field=S.extraction.text_field,
+            text_split=S.extraction.text_split,
+            n_chunks=lambda w: N_CHUNKS[w.category],
+            batch_size=unchecked(S.extraction.batch_size),
+            device=unchecked(S.device),
+        log:
+            L.log("extract", "sae={family}/category={category}/chunk={chunk}"),
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=120,
+            gpu=GPU,
+        conda:
+            "../envs/sae_specialists.yaml"
+        script:
+            "../../scripts/extract.py"

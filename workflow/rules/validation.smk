@@ -16,6 +16,7 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
+from sae_specialists.core.errors import ConfigError
 from sae_specialists.validation.testset import check_test_categories
 
 V = S.validation
@@ -239,20 +240,41 @@ if V_TEST:
     )
     LT = L.test_set(TEST_CATEGORIES, TEST_CHUNKS)
 
-    use rule extract_activations as validation_test_extract with:
+    # the extraction rules' test-set twins: tokens, then one job per family (extract.smk); a
+    # family listing its own layers has its own rule, which has no twin here yet
+    _GROUPS = S.extraction_groups()
+    if len(_GROUPS) != 1 or not _GROUPS[0][2]:
+        raise ConfigError(
+            "config: validation.test_texts needs every SAE family at the top-level `layers` "
+            "(families listing their own saes.<name>.layers are not extracted for the test set "
+            "yet). Remove those families' `layers`, or validation.test_texts."
+        )
+    _TEST_LAYERS = _GROUPS[0][0]
+
+    use rule extract_tokens as validation_test_tokens with:
         input:
             text_file=lambda w: str(TEST_CATEGORIES[w.category]),
-            model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
+            model=model_and_sae_files([], []),
         output:
             tokens=LT.tokens_chunk("{category}", "{chunk}"),
-            activations=[
-                LT.activations_chunk(f, l, "{category}", "{chunk}") for f, l in LT.sae_layers()
-            ],
-            pooled=[LT.pooled_chunk(f, l, "{category}", "{chunk}") for f, l in LT.sae_layers()],
         params:
             n_chunks=lambda w: TEST_CHUNKS[w.category],  # the other params: the same
         log:
-            L.log("validation", "test_extract_category={category}/chunk={chunk}"),
+            L.log("validation", "test_tokens_category={category}/chunk={chunk}"),
+
+    use rule extract_activations as validation_test_extract with:
+        input:
+            text_file=lambda w: str(TEST_CATEGORIES[w.category]),
+            model_and_saes=lambda w: model_and_sae_files([w.family], LAYERS),
+        output:
+            activations=[
+                LT.activations_chunk("{family}", l, "{category}", "{chunk}") for l in _TEST_LAYERS
+            ],
+            pooled=[LT.pooled_chunk("{family}", l, "{category}", "{chunk}") for l in _TEST_LAYERS],
+        params:
+            n_chunks=lambda w: TEST_CHUNKS[w.category],  # the other params: the same
+        log:
+            L.log("validation", "test_extract_sae={family}/category={category}/chunk={chunk}"),
 
     use rule analysis_texts as validation_test_texts with:
         input:

@@ -31,6 +31,7 @@ class SAEFamily:
     id_template: str | None = None
     path_template: str | None = None
     layers: tuple[int, ...] = ()  # this family's layers: its own `layers`, else the top-level list
+    own_layers: bool = False  # whether the family lists its own `layers`
 
     def source(self, layer: int) -> dict:
         """Where the SAE of `layer` comes from: {'release', 'sae_id'} or {'path'}."""
@@ -187,6 +188,17 @@ class Settings:
         """Each family's layers (ascending)."""
         return {name: self.saes[name].layers for name in self.families}
 
+    def extraction_groups(self) -> list[tuple[tuple[int, ...], tuple[str, ...], bool]]:
+        """Families grouped by their layers, one extraction rule per group: (layers, families,
+        whether the group holds the families at the top-level `layers`)."""
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for name in self.families:
+            groups.setdefault(self.saes[name].layers, []).append(name)
+        return [
+            (layers, tuple(names), any(not self.saes[n].own_layers for n in names))
+            for layers, names in sorted(groups.items())
+        ]
+
 
 # -- validation (fills the schema's defaults) -------------------------------------------------
 
@@ -260,10 +272,10 @@ def _family(name: str, spec: dict, default_layers: list[int]) -> SAEFamily:
             f'Write it as e.g. "blocks.{{layer}}.hook_resid_pre" or "saes/{name}/layer{{layer}}", '
             f"or give the family its one layer: saes.{name}.layers: [N]."
         )
-    own = tuple(sorted(int(layer) for layer in layers))
+    own = dict(layers=tuple(sorted(int(layer) for layer in layers)), own_layers="layers" in spec)
     if "release" in spec:
-        return SAEFamily(name, release=spec["release"], id_template=spec["id"], layers=own)
-    return SAEFamily(name, path_template=spec["path"], layers=own)
+        return SAEFamily(name, release=spec["release"], id_template=spec["id"], **own)
+    return SAEFamily(name, path_template=spec["path"], **own)
 
 
 def build_settings(config: dict) -> Settings:

@@ -1,4 +1,5 @@
-"""Entry point of rule extract_activations (scripts/extract.py)."""
+"""Entry points of the extraction rules: extract_tokens (scripts/extract_tokens.py) and
+extract_activations (scripts/extract.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,8 @@ from ..core.settings import ExtractionSettings
 from .loading import ModelAndSAEs
 
 
-def extract(smk: Any) -> None:
-    """One (category, chunk) -> its token shard and one activation and one pooled-residual
-    shard per (family, layer)."""
-    import torch
-
-    p = smk.params
-    torch.set_num_threads(smk.threads)
-    job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
-    options = ExtractionSettings(
+def _options(p: Any) -> ExtractionSettings:
+    return ExtractionSettings(
         batch_size=p.batch_size,
         max_tokens=p.max_tokens,
         long_texts=p.long_texts,
@@ -24,14 +18,43 @@ def extract(smk: Any) -> None:
         text_field=p.text_field,
         text_split=p.text_split,
     )
-    from .pipeline import extract_category
 
-    extract_category(
-        job,
-        options,
+
+def tokens(smk: Any) -> None:
+    """One (category, chunk) -> its token shard (the model's tokenizer; no forward pass)."""
+    import torch
+
+    from .pipeline import extract_tokens
+
+    p = smk.params
+    torch.set_num_threads(smk.threads)
+    extract_tokens(
+        ModelAndSAEs(dict(p.model), {}, p.device, p.dtype),
+        _options(p),
         str(smk.wildcards.category),
         smk.input.text_file,
         smk.output.tokens,
+        chunk=int(smk.wildcards.chunk),
+        n_chunks=int(p.n_chunks),
+    )
+
+
+def extract(smk: Any) -> None:
+    """One (category, chunk) of one SAE family -> one activation and one pooled-residual shard
+    per layer of the family (and the token shard when the rule declares one)."""
+    import torch
+
+    from .pipeline import extract_category
+
+    p = smk.params
+    torch.set_num_threads(smk.threads)
+    job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
+    extract_category(
+        job,
+        _options(p),
+        str(smk.wildcards.category),
+        smk.input.text_file,
+        getattr(smk.output, "tokens", None),
         dict(zip(p.saes, smk.output.activations, strict=True)),
         chunk=int(smk.wildcards.chunk),
         n_chunks=int(p.n_chunks),

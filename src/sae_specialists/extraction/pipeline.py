@@ -45,12 +45,64 @@ def remove_stale_chunks(shard_path: str | Path, n_chunks: int) -> list[Path]:
     return removed
 
 
-def extract_category(
+def extract_tokens(
     job: ModelAndSAEs,
     options: ExtractionSettings,
     category: str,
     text_file: str,
     tokens_out: str,
+    chunk: int = 0,
+    n_chunks: int | None = None,
+) -> dict:
+    """The token shard of one category (or one chunk of it): the model's tokenizer and context
+    length, no forward pass. The activation jobs (one per SAE family) tokenize the same texts
+    with the same function, so their rows are at these positions (docs/data-contract.md)."""
+    from ..core.contract import TOKENS_SCHEMA
+    from .corpus import CorpusOptions, chunk_bounds, iter_texts
+    from .engine import tokens_table
+    from .tokenize import WINDOW_TOKENS, tokenized_windows
+
+    start, stop = chunk_bounds(chunk, options.chunk_size)
+    corpus_options = CorpusOptions(options.text_field, options.text_split)
+    t0 = time.perf_counter()
+    model, _, _ = job.load()
+    n_texts = n_tokens = 0
+    writer = AtomicParquetWriter(tokens_out, TOKENS_SCHEMA)
+    try:
+        texts = iter_texts(text_file, category, corpus_options, start, stop)
+        windows = tokenized_windows(
+            model, texts, options.max_tokens, options.long_texts, WINDOW_TOKENS
+        )
+        for window in windows:
+            writer.write(tokens_table(model, window))
+            n_texts += len(window)
+            n_tokens += sum(len(t.ids) for t in window)
+        if n_texts == 0:
+            raise TextsError(
+                f"texts: {text_file} has no texts in chunk {chunk} (texts {start} to {stop}); "
+                "the file changed since the workflow was planned, or it is empty. Rerun."
+            )
+        writer.commit()
+        writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+    if n_chunks is not None:
+        for removed in remove_stale_chunks(tokens_out, n_chunks):
+            log.info("removed stale shard %s", removed)
+    seconds = time.perf_counter() - t0
+    log.info(
+        "%s chunk %d: %d texts, %d tokens in %.1f s", category, chunk, n_texts, n_tokens, seconds
+    )
+    return {"n_texts": n_texts, "n_tokens": n_tokens, "seconds": seconds}
+
+
+def extract_category(
+    job: ModelAndSAEs,
+    options: ExtractionSettings,
+    category: str,
+    text_file: str,
+    tokens_out: str | None,
     activation_out: dict[tuple[str, int], str],
     chunk: int = 0,
     n_chunks: int | None = None,
@@ -64,7 +116,9 @@ def extract_category(
 
     ``chunk`` selects texts ``[chunk * chunk_size, (chunk + 1) * chunk_size)`` of the file
     (``options.chunk_size``; null: the whole file). ``n_chunks`` (the category's chunk count)
-    lets the job remove stale higher chunks. ``activation_out`` maps each (family, layer) of
+    lets the job remove stale higher chunks. ``tokens_out`` None: no token shard (in the
+    workflow the extract_tokens job writes it, and this job one SAE family's shards).
+    ``activation_out`` maps each (family, layer) of
     ``job.saes`` to its shard, ``pooled_out`` (optional) to its pooled-residual shard.
     ``window_tokens``/``encode_rows`` override the engine's defaults
     (benchmarks); ``on_window(result)`` is called after each window is written (progress,
@@ -106,7 +160,8 @@ def extract_category(
 
     writers = {}
     try:
-        writers["tokens"] = AtomicParquetWriter(tokens_out, TOKENS_SCHEMA)
+        if tokens_out is not None:
+            writers["tokens"] = AtomicParquetWriter(tokens_out, TOKENS_SCHEMA)
         for key in activation_out:
             writers[key] = AtomicParquetWriter(activation_out[key], ACTIVATIONS_DICT_SCHEMA)
         pooled_out = dict(pooled_out or {})
@@ -123,7 +178,8 @@ def extract_category(
         tick = time.perf_counter()
         for window in windows:
             result = engine.run(window, sink=lambda key, table: writers[key].write(table))
-            writers["tokens"].write(result.tokens)
+            if tokens_out is not None:
+                writers["tokens"].write(result.tokens)
             for key in pooled_out:
                 writers[("pooled", *key)].write(result.pooled[key])
             n_texts += len(window)
@@ -158,13 +214,15 @@ def extract_category(
                 writers.pop(("pooled", *key)).commit(
                     {**meta, "pooled": "mean over non-BOS stored positions; BOS vector apart"}
                 )
-        writers.pop("tokens").commit()
+        if tokens_out is not None:
+            writers.pop("tokens").commit()
         work_s += time.perf_counter() - tick
     finally:
         for writer in writers.values():
             writer.abort()
     if n_chunks is not None:
-        for path in [tokens_out, *activation_out.values(), *pooled_out.values()]:
+        tokens = [tokens_out] if tokens_out is not None else []
+        for path in [*tokens, *activation_out.values(), *pooled_out.values()]:
             for removed in remove_stale_chunks(path, n_chunks):
                 log.info("removed stale shard %s", removed)
     log.info(
