@@ -189,6 +189,13 @@ def validation_verdicts_of(wildcards=None):
     return json.loads(Path(validation_verdicts_file(wildcards)).read_text())
 
 
+def validation_layer_verdicts(wildcards):
+    """category -> verdict of one (family, layer): what its dashboards show."""
+    prefix = f"{wildcards.family}/{int(wildcards.layer)}/"
+    return {k[len(prefix) :]: v for k, v in validation_verdicts_of(wildcards).items()
+            if k.startswith(prefix)}
+
+
 rule validation_charts:
     """Per SAE family: held-out AUROC by layer vs baselines, the null with the real score, and
     the specialist-score heatmap with the cells that fail validation marked."""

@@ -39,9 +39,11 @@ def write_layer(
     data,
     token_views: Mapping[str, str],
     index_path: str | os.PathLike,
+    verdicts: Mapping[str, Mapping] | None = None,
 ) -> list[Path]:
     """Write a layer's dashboards, list page and Parquet tables; returns the dashboard pages.
-    ``token_views``: category -> the layer's token view page of that category."""
+    ``token_views``: category -> the layer's token view page of that category; ``verdicts``:
+    category -> the validation verdict of the layer's specialist of that category."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -71,6 +73,11 @@ def write_layer(
             else data.logits,
             settings=data.settings,
             links={"index": rel(index_path, out), "layer": "index.html", "token_view": views},
+            verdicts={
+                cat: v
+                for cat, v in (verdicts or {}).items()
+                if v.get("feature") == f and cat in (row["specialist_categories"] or [])
+            },
         )
         path = out / row["page"]
         write_text(html, path)
@@ -140,7 +147,8 @@ def layer(smk: Any) -> None:
         threshold=p.threshold,
         meta=meta,
     )
-    pages = write_layer(smk.output[0], data, p.token_views, p.index)
+    verdicts = dict(getattr(p, "validation", None) or {})  # category -> verdict
+    pages = write_layer(smk.output[0], data, p.token_views, p.index, verdicts)
     log.info(
         "dashboards %s layer %d: %d features, %d examples",
         family,

@@ -192,6 +192,15 @@ def example_html(ex: Mapping[str, Any], scale: float, label: str) -> str:
     )
 
 
+def validation_html(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
+    """Each category's verdict; a failing one in red (docs/validation.md)."""
+    out = []
+    for cat, v in sorted(verdicts.items()):
+        style = ' style="color:#b00"' if v.get("fails_heldout") else ""
+        out.append(f"<strong>{esc(cat)}</strong>: <span{style}>{esc(v['verdict_text'])}</span>")
+    return "<br>".join(out)
+
+
 def feature_page(
     *,
     row: Mapping[str, Any],
@@ -201,10 +210,12 @@ def feature_page(
     logits: pl.DataFrame,
     settings: Mapping[str, Any],
     links: Mapping[str, str],
+    verdicts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """One dashboard. ``row``: the feature's row of features.parquet; ``links``: 'index' (the
     dashboards index), 'layer' (this layer's list) and optional 'token_view' (category ->
-    href)."""
+    href); ``verdicts``: category -> the validation verdict of this feature as that category's
+    specialist (verdict_text, fails_heldout; docs/validation.md), shown in the header."""
     f = row["feature"]
     fam, layer = row["sae"], row["layer"]
     title = f"Feature #{f} · SAE {fam} · layer {layer}"
@@ -253,6 +264,11 @@ def feature_page(
         f"<tr><th>SAE family · layer</th><td>{esc(fam)} · {layer}</td></tr>",
         f"<tr><th>hook</th><td><code>{esc(str(row.get('hook_name') or '–'))}</code></td></tr>",
         f"<tr><th>specialises in</th><td>{spec}</td></tr>",
+        *(
+            [f"<tr><th>validation</th><td>{validation_html(verdicts)}</td></tr>"]
+            if verdicts
+            else []
+        ),
         f"<tr><th>density</th><td>{density}</td></tr>",
         f"<tr><th>max activation</th><td>{fmt(scale)}</td></tr>",
         f"<tr><th>Neuronpedia</th><td>{np_html}</td></tr>",
