@@ -184,7 +184,11 @@ rule analysis_report:
         activations=L.all_activations(),
         # the validation verdicts (validation.smk) when enabled: by content only (an ancient
         # input, its content a param), so the report reruns only when a shown verdict changed
-        validation=ancient(lambda w: validation_verdicts_file(w)) if S.validation.enabled else [],
+        validation=(
+            ancient(lambda w: checkpoints.validation_verdicts.get().output.verdicts)
+            if S.validation.enabled
+            else []
+        ),
     output:
         index=L.index,
         summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
@@ -220,7 +224,11 @@ rule analysis_report:
         },
         # (title, html, png): linked by their fixed paths
         charts=L.charts() + (L.validation_charts() if S.validation.enabled else []),
-        validation=(lambda w: validation_verdicts_of(w)) if S.validation.enabled else {},
+        validation=(
+            (lambda w: read_verdicts(checkpoints.validation_verdicts.get().output.verdicts))
+            if S.validation.enabled
+            else {}
+        ),
         validation_summary=L.validation_summary,
     script:
         "../../scripts/analysis_report.py"

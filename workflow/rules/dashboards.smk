@@ -72,7 +72,11 @@ rule dashboards_layer:
     input:
         unpack(lambda w: L.dashboard_layer_inputs(w.family, w.layer, bool(DB.corpus))),
         # validation verdicts shown in the headers, by content (validation.smk)
-        validation=ancient(lambda w: validation_verdicts_file(w)) if S.validation.enabled else [],
+        validation=(
+            ancient(lambda w: checkpoints.validation_verdicts.get().output.verdicts)
+            if S.validation.enabled
+            else []
+        ),
     output:
         report(
             directory(L.dashboard_dir("{family}", "{layer}")),
@@ -90,7 +94,15 @@ rule dashboards_layer:
         aggregation=S.analysis.aggregation,
         token_views=lambda w: L.token_views()[(w.family, int(w.layer))],
         index=L.dashboards_index,
-        validation=(lambda w: validation_layer_verdicts(w)) if S.validation.enabled else {},
+        validation=(
+            (
+                lambda w: read_verdicts(
+                    checkpoints.validation_verdicts.get().output.verdicts, w.family, w.layer
+                )
+            )
+            if S.validation.enabled
+            else {}
+        ),
     log:
         L.log("dashboards", "dashboards_sae={family}_layer={layer}"),
     resources:
