@@ -11,40 +11,26 @@
 # - validation.* settings are params of these rules only: changing one never reruns extraction
 #   or analysis. Each rule takes exactly the settings it uses (`permutations` reruns the null
 #   jobs and the verdicts, not the held-out jobs; max_dense_gb changes no result: unchecked).
-import json
 from pathlib import Path
 
 from snakemake.logging import logger
 
 from sae_specialists.core.errors import ConfigError
-from sae_specialists.validation.testset import check_test_categories
+from sae_specialists.validation.workflow import (
+    baseline_layers,
+    check_test_categories,
+    read_verdicts,
+    skipped_message,
+)
 
 V = S.validation
 V_TEST = V.test_texts is not None
 
 
-def baseline_layers():
-    """(family, layer)s that get probe baselines: every one whose pooled-residual shards exist
-    or will be extracted with its activations (none when validation.baselines is false)."""
-    if not V.baselines:
-        return []
-    out, skipped = [], []
-    for family, layer in L.sae_layers():
-        pooled = all(Path(p).exists() for p in L.pooled(family, layer))
-        extracted = all(Path(p).exists() for p in L.activations(family, layer))
-        (out if pooled or not extracted else skipped).append((family, layer))
-    if skipped:
-        logger.warning(
-            "validation: no pooled-residual shards for "
-            + ", ".join(f"{f} layer {l}" for f, l in skipped)
-            + " (shards extracted elsewhere or before pooled residuals existed): their probe "
-            "baselines are skipped. To add them, rerun the extraction: snakemake --forcerun "
-            "extract_activations (needs the model), or set validation.baselines: false."
-        )
-    return out
-
-
-BASELINE_LAYERS = baseline_layers()
+# layers whose shards lack pooled residuals (made elsewhere) get no baselines, with a warning
+BASELINE_LAYERS, SKIPPED_BASELINES = baseline_layers(L, V.baselines)
+if SKIPPED_BASELINES:
+    logger.warning(skipped_message(SKIPPED_BASELINES))
 
 
 rule validation:
@@ -134,8 +120,9 @@ rule validation_baselines:
 
 checkpoint validation_verdicts:
     """The cell table with the baselines and the verdict of every cell, the folds and baselines
-    tables, validation/summary.md, and verdicts.json (what the report and the dashboards show;
-    they depend on its content only)."""
+    tables, validation/summary.md, and verdicts.json: what the report and the dashboards show.
+    They take it as an `ancient` input (its time stamp ignored) and its content as a param
+    (read_verdicts), so they rerun only when a verdict they show changed."""
     input:
         heldout=L.validation_part("heldout", "cells"),
         null=L.validation_part("null", "cells"),
@@ -177,23 +164,6 @@ checkpoint validation_verdicts:
         "../envs/sae_specialists.yaml"
     script:
         "../../scripts/validation_verdicts.py"
-
-
-def validation_verdicts_file(wildcards=None):
-    return checkpoints.validation_verdicts.get().output.verdicts
-
-
-def validation_verdicts_of(wildcards=None):
-    """The verdicts (verdicts.json's content) once the checkpoint ran: rules showing them take
-    the file as an `ancient` input and this as a param, so they rerun only when it changed."""
-    return json.loads(Path(validation_verdicts_file(wildcards)).read_text())
-
-
-def validation_layer_verdicts(wildcards):
-    """category -> verdict of one (family, layer): what its dashboards show."""
-    prefix = f"{wildcards.family}/{int(wildcards.layer)}/"
-    return {k[len(prefix) :]: v for k, v in validation_verdicts_of(wildcards).items()
-            if k.startswith(prefix)}
 
 
 rule validation_charts:
