@@ -5,7 +5,6 @@ headless browser with the network blocked."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from browser import open_offline
 from test_analysis_fixture import Fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,63 +207,7 @@ def test_snakemake_report(run):
 
 # -- headless browser -------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _browser_available() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} missing (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright missing (pip install playwright)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    why = _browser_available()
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser check required in CI: {why}")
-        pytest.skip(why)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
-        yield b
-        b.close()
-
-
-def open_offline(browser, path: Path):
-    """Load ``path`` from file:// with every non-file request aborted; return page, errors,
-    blocked requests."""
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    errors: list[str] = []
-    blocked: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def route(r):
-        if r.request.url.startswith("file://"):
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.goto(path.as_uri(), wait_until="load")
-    return page, errors, blocked
+# the session's `browser` fixture (tests/conftest.py) and the offline loader (tests/browser.py)
 
 
 def test_pages_render_offline(run, browser):

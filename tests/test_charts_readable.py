@@ -14,8 +14,7 @@ import itertools
 from pathlib import Path
 
 import polars as pl
-import pytest
-from browser import HOW_TO_INSTALL, find_browser, launch, open_offline
+from browser import open_offline
 
 from sae_specialists.analysis import charts as ch
 from sae_specialists.methodology import charts as mc
@@ -23,18 +22,6 @@ from sae_specialists.methodology import charts as mc
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CATEGORIES = ["code", "formal", "math", "social", "urls", "emoji", "chat"]  # 7: short last row
 LAYERS = [0, 1, 2, 3]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = find_browser()
-    assert executable, HOW_TO_INSTALL
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p, executable)
-        yield b
-        b.close()
 
 
 def render(browser, chart, name: str, tmp_path: Path):

@@ -173,3 +173,15 @@ def test_html_draws_split_characters_once_with_each_tokens_value():
     for i in (1, 2, 3):
         assert f"position {i} · activation {float(i):.4f}" in info
     assert "linear-gradient" in out and "rgba(240,140,0,1.000)" in out
+
+
+def test_decoder_joins_the_bytes_of_the_ids(tmp_path):
+    from sae_specialists.core.tokens import Decoder
+
+    tokenizer = _bpe_tokenizer(tmp_path, byte_fallback=False)
+    decode = Decoder(tokenizer)
+    for text in SAMPLES.values():
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert decode(ids) == text
+        cut = ids[: len(ids) // 2]
+        assert "\ufffd" not in decode(cut)

@@ -20,6 +20,7 @@ import polars as pl
 
 from ..core.errors import ModelError, ShardError
 from ..core.io import write_parquet, write_tables, write_text
+from ..core.tokens import Decoder
 
 log = logging.getLogger("sae_specialists.causal")
 
@@ -131,7 +132,7 @@ def layer(smk: Any) -> None:
         texts,
         cells_,
         options,
-        decode=lambda ids: tokenizer.decode(list(ids)),
+        decode=Decoder(tokenizer),  # the project's token text (core/tokens.py)
         prompt_ids=prompt_ids,
     )
     _write_layer(result, smk.output)

@@ -10,7 +10,8 @@ unless ``analysis.include_bos``):
   study's texts and, separately, the reference corpus when there is one;
 - max-activating examples: the ``examples`` texts (study texts and corpus texts together) with the
   largest maximum counted-token activation, one per text, each as a window of ``before`` tokens
-  before and ``after`` tokens after its max token (ties: earlier text, then earlier position);
+  before and ``after`` tokens after its max token, widened so that no character split over
+  tokens is cut (ties: earlier text, then earlier position);
 - quantile examples: the non-zero counted-token activations are cut at their quantiles into
   ``quantiles`` intervals; from each (highest first) ``quantile_examples`` texts evenly spread
   over the interval's range, each shown around its largest activation inside the interval;
@@ -34,6 +35,7 @@ import polars as pl
 
 from ..core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
 from ..core.io import scan_shards
+from ..core.tokens import text_spans
 
 EXAMPLE_SCHEMA = {
     "feature": pl.Int32,
@@ -41,6 +43,8 @@ EXAMPLE_SCHEMA = {
     "interval": pl.Int32,  # quantile interval (0 = lowest); null for top examples
     "interval_lo": pl.Float64,
     "interval_hi": pl.Float64,
+    # share of the feature's counted non-zero activations inside the interval (null for top)
+    "interval_share": pl.Float64,
     "rank": pl.Int32,  # 1-based within (feature, kind, interval)
     "source": pl.String,  # study | corpus
     "text_id": pl.String,
@@ -49,6 +53,7 @@ EXAMPLE_SCHEMA = {
     "activation": pl.Float64,
     "window_pos": pl.List(pl.Int32),
     "window_tokens": pl.List(pl.String),
+    "window_token_bytes": pl.List(pl.Binary),  # raw bytes: pages draw them (core/tokens.py)
     "window_acts": pl.List(pl.Float64),
     "window_counted": pl.List(pl.Boolean),
 }
@@ -160,12 +165,11 @@ def select_features(
 
 
 def load_tokens(source: Source, text_order: pl.DataFrame | None, offset: int) -> pl.DataFrame:
-    """source, text_id, category, token_pos, token, bos, text_rank (global example order)."""
-    columns = ["text_id", "category", "token_pos", "token", "bos"]
+    """source, text_id, category, token_pos, token, token_bytes, bos, text_rank (global
+    example order)."""
+    columns = ["text_id", "category", "token_pos", "token", "token_bytes", "bos"]
     tokens = (
-        scan_shards(source.token_paths, TOKENS_SCHEMA, columns)
-        .collect()
-        .with_row_index("_row")
+        scan_shards(source.token_paths, TOKENS_SCHEMA, columns).collect().with_row_index("_row")
     )
     first = tokens.group_by("text_id").agg(pl.col("_row").min().alias("_first"))
     if text_order is not None:
@@ -182,7 +186,9 @@ def load_tokens(source: Source, text_order: pl.DataFrame | None, offset: int) ->
         tokens.join(first, on="text_id", how="left")
         .with_columns(pl.lit(source.name).alias("source"))
         .sort("text_rank", "token_pos")
-        .select("source", "text_id", "category", "token_pos", "token", "bos", "text_rank")
+        .select(
+            "source", "text_id", "category", "token_pos", "token", "token_bytes", "bos", "text_rank"
+        )
     )
 
 
@@ -203,20 +209,40 @@ class TextIndex:
     """Tokens of every text, for cutting windows: (source, text_id) -> arrays."""
 
     def __init__(self, tokens: pl.DataFrame, include_bos: bool):
-        self.texts: dict[tuple[str, str], tuple[list[str], list[bool], str]] = {}
+        self.texts: dict[tuple[str, str], tuple[list[str], list[bytes], list[bool], str]] = {}
+        self._spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
         for (src, tid), grp in tokens.group_by(["source", "text_id"], maintain_order=True):
             counted = [include_bos or not b for b in grp["bos"].to_list()]
-            self.texts[(src, tid)] = (grp["token"].to_list(), counted, grp["category"][0])
+            self.texts[(src, tid)] = (
+                grp["token"].to_list(),
+                grp["token_bytes"].to_list(),
+                counted,
+                grp["category"][0],
+            )
+
+    def spans(self, key: tuple[str, str]) -> list[tuple[int, int]]:
+        """(first, last) token of each text span of the text (core/tokens.py)."""
+        if key not in self._spans:
+            self._spans[key] = [(s.first, s.last) for s in text_spans(self.texts[key][1])]
+        return self._spans[key]
 
     def window(
         self, key: tuple[str, str], pos: int, before: int, after: int, acts: dict[int, float]
     ) -> dict:
-        toks, counted, _ = self.texts[key]
+        """``before`` tokens before ``pos`` and ``after`` after it, widened to whole characters
+        (a character split over tokens is never cut at the window's edge)."""
+        toks, raws, counted, _ = self.texts[key]
         lo, hi = max(0, pos - before), min(len(toks) - 1, pos + after)
+        for first, last in self.spans(key):
+            if first < lo <= last:
+                lo = first
+            if first <= hi < last:
+                hi = last
         positions = list(range(lo, hi + 1))
         return {
             "window_pos": positions,
             "window_tokens": [toks[p] for p in positions],
+            "window_token_bytes": [raws[p] for p in positions],
             "window_acts": [float(acts.get(p, 0.0)) for p in positions],
             "window_counted": [counted[p] for p in positions],
         }
@@ -237,8 +263,9 @@ def top_examples(counted_acts: pl.DataFrame, n: int) -> pl.DataFrame:
 
 def quantile_examples(
     counted_acts: pl.DataFrame, n_intervals: int, per_interval: int
-) -> list[tuple[int, float, float, pl.DataFrame]]:
-    """[(interval, lo, hi, examples)], highest interval first; empty intervals are left out."""
+) -> list[tuple[int, float, float, float, pl.DataFrame]]:
+    """[(interval, lo, hi, share, examples)], highest interval first, ``share`` the fraction of
+    the activations inside the interval; empty intervals are left out."""
     if n_intervals <= 0 or counted_acts.height == 0:
         return []
     values = counted_acts["activation"].to_numpy()
@@ -249,13 +276,15 @@ def quantile_examples(
         inside = (pl.col("activation") <= hi) & (
             (pl.col("activation") >= lo) if i == 0 else (pl.col("activation") > lo)
         )
-        per_text = _per_text_max(counted_acts.filter(inside)).sort(
+        inside_acts = counted_acts.filter(inside)
+        share = inside_acts.height / counted_acts.height
+        per_text = _per_text_max(inside_acts).sort(
             ["activation", "text_rank"], descending=[True, False]
         )
         if per_text.height == 0:
             continue
         picks = np.unique(np.round(np.linspace(0, per_text.height - 1, per_interval)).astype(int))
-        out.append((i, lo, hi, per_text[picks.tolist()]))
+        out.append((i, lo, hi, share, per_text[picks.tolist()]))
     return out
 
 
@@ -345,7 +374,15 @@ def build_layer_data(
             text_acts.setdefault((src, tid), {})[pos] = a
 
         def example(
-            r: dict, kind: str, rank: int, interval=None, lo=None, hi=None, f=f, text_acts=text_acts
+            r: dict,
+            kind: str,
+            rank: int,
+            interval=None,
+            lo=None,
+            hi=None,
+            share=None,
+            f=f,
+            text_acts=text_acts,
         ) -> dict:
             key = (r["source"], r["text_id"])
             return {
@@ -354,6 +391,7 @@ def build_layer_data(
                 "interval": interval,
                 "interval_lo": lo,
                 "interval_hi": hi,
+                "interval_share": share,
                 "rank": rank,
                 "source": r["source"],
                 "text_id": r["text_id"],
@@ -367,11 +405,11 @@ def build_layer_data(
             top_examples(counted, int(settings["examples"])).iter_rows(named=True), 1
         ):
             examples.append(example(r, "top", rank))
-        for interval, lo, hi, picked in quantile_examples(
+        for interval, lo, hi, share, picked in quantile_examples(
             counted, int(settings["quantiles"]), int(settings["quantile_examples"])
         ):
             for rank, r in enumerate(picked.iter_rows(named=True), 1):
-                examples.append(example(r, "quantile", rank, interval, lo, hi))
+                examples.append(example(r, "quantile", rank, interval, lo, hi, share))
 
         values = counted["activation"].to_numpy()
         counts, edges = histogram(values, int(settings["histogram_bins"]))

@@ -10,9 +10,10 @@ SAEs on the residual stream, ``hook_attn_out`` or ``hook_mlp_out`` (d_in = d_mod
 is; SAEs on ``hook_z`` go through the layer's W_O, SAEs on ``mlp.hook_post`` through W_out.
 
 Output (one Parquet file per SAE family and layer, every feature): feature, direction
-('positive' | 'negative'), rank (1 = strongest), token_id, token (decoded), token_display
-(spaces/newlines visible: ␣ ↵ ⇥), effect. This module imports torch; the dashboard modules only
-read its Parquet output.
+('positive' | 'negative'), rank (1 = strongest), token_id, token (the token's text on its own,
+core/tokens.py: incomplete UTF-8 as \\xNN, control characters visible), token_bytes (its raw
+bytes), token_display (the text with whitespace visible: ␣ ↵ ⇥ ␍), effect. This module imports
+torch; the dashboard modules only read its Parquet output.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow as pa
 
 from ..core.errors import SAEError
 from ..core.io import write_table_atomic
-from ..core.tokens import UNICODE_TO_BYTE, byte_level_token, readable_token
+from ..core.tokens import token_bytes, token_display, token_text
 from ..extraction.loading import ModelAndSAEs
 from ..extraction.models import model_label
 from ..extraction.saes import hook_block
@@ -38,6 +39,7 @@ LOGITS_SCHEMA = pa.schema(
         ("rank", pa.int32()),
         ("token_id", pa.int32()),
         ("token", pa.string()),
+        ("token_bytes", pa.binary()),
         ("token_display", pa.string()),
         ("effect", pa.float32()),
     ]
@@ -88,30 +90,18 @@ def top_effects(directions, w_u, top: int = 10, chunk: int = 1024):
     return tuple(np.concatenate(parts) for parts in out)
 
 
-def _byte_decoder(tokenizer) -> dict[str, int] | None:
-    """GPT-2's byte-level alphabet, when the tokenizer uses it (else None)."""
-    sample = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), 300))))
-    if all(t is None or all(ch in UNICODE_TO_BYTE for ch in t) for t in sample if t):
-        return UNICODE_TO_BYTE
-    return None
-
-
-def token_strings(tokenizer, ids) -> dict[int, str]:
-    """Decoded text of each token id; a byte-level token that is an incomplete UTF-8 sequence
-    shows its bytes as ``\\xNN`` escapes instead of the replacement character."""
-    ids = sorted({int(i) for i in ids})
+def token_strings(tokenizer, ids) -> dict[int, tuple[str, bytes, str]]:
+    """(text, raw bytes, display text) of each token id (core/tokens.py); ids past the
+    tokenizer (a padded vocabulary) read ``<token N>`` and have no bytes."""
+    raw = token_bytes(tokenizer, ids)
     n_vocab = len(tokenizer)
-    known = [i for i in ids if i < n_vocab]
-    decoded = dict(zip(known, tokenizer.batch_decode([[i] for i in known]), strict=True))
-    if any("\ufffd" in text for text in decoded.values()):
-        decoder = _byte_decoder(tokenizer)
-        raw = dict(zip(known, tokenizer.convert_ids_to_tokens(known), strict=True))
-        for i, text in decoded.items():
-            if "\ufffd" in text and raw.get(i):
-                decoded[i] = byte_level_token(raw[i], decoder) or text
-    for i in ids:
-        decoded.setdefault(i, f"<token {i}>")  # ids past the tokenizer (padded vocabulary)
-    return decoded
+    out = {}
+    for i, data in raw.items():
+        if i >= n_vocab:
+            out[i] = (f"<token {i}>", b"", f"<token {i}>")
+        else:
+            out[i] = (token_text(data), data, token_display(data))
+    return out
 
 
 def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
@@ -123,7 +113,7 @@ def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
     feature = np.repeat(np.arange(n, dtype=np.int32), k)
     rank = np.tile(np.arange(1, k + 1, dtype=np.int32), n)
     ids = np.concatenate([pos_ids.ravel(), neg_ids.ravel()]).astype(np.int32)
-    text = [strings[int(i)] for i in ids]
+    text, raws, display = zip(*(strings[int(i)] for i in ids), strict=True) if n else ((),) * 3
     table = pa.table(
         {
             "feature": np.concatenate([feature, feature]),
@@ -131,7 +121,8 @@ def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
             "rank": np.concatenate([rank, rank]),
             "token_id": ids,
             "token": pa.array(text, pa.string()),
-            "token_display": pa.array([readable_token(t) for t in text], pa.string()),
+            "token_bytes": pa.array(raws, pa.binary()),
+            "token_display": pa.array(display, pa.string()),
             "effect": np.concatenate([pos_vals.ravel(), neg_vals.ravel()]).astype(np.float32),
         },
         schema=LOGITS_SCHEMA,

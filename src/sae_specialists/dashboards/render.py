@@ -6,14 +6,13 @@ Nothing is fetched: the pages work offline from file://.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
-from ..core.html import TOKEN_JS, page, token_html
-
-ORANGE = "240,140,0"
+from ..core.html import TOKEN_JS, Tok, page, tokens_html
 
 CSS = """
 h1{font-size:1.45em;margin:.3em 0}h2{font-size:1.12em;margin:1.4em 0 .4em;
@@ -41,11 +40,10 @@ code.tokv{background:#f1f3f5;padding:0 .25em;border-radius:3px;white-space:pre}
 .tok.max{outline:2px solid #e8590c;outline-offset:-1px;font-weight:700}
 .tok.nc{color:#999;font-style:italic}
 .src-corpus{color:#7048e8}
-svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#555}
+svg text{font-family:system-ui,sans-serif;font-size:12px;fill:#333}
 svg rect.hbar{fill:rgb(240,140,0)}svg rect.hbar:hover{fill:#e8590c}
 .note{color:#666;font-size:.88em}
 """
-
 
 
 esc = html.escape
@@ -76,39 +74,78 @@ def role_badges(row: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def histogram_svg(hist: pl.DataFrame, width: int = 440, height: int = 150) -> str:
-    """Bars of the non-zero activation histogram; each bar's range and count on hover."""
+def nice_ticks(top: float, n: int = 5) -> list[float]:
+    """Round tick values from 0 to at least ``top`` (steps of 1, 2 or 5 times a power of 10)."""
+    if top <= 0:
+        return [0.0]
+    raw = top / n
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    ticks = [0.0]
+    while ticks[-1] < top - 1e-12 * top:
+        ticks.append(round(ticks[-1] + step, 12))
+    return ticks
+
+
+def _tick_label(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def histogram_svg(hist: pl.DataFrame, width: int = 520, height: int = 230) -> str:
+    """Bars of the non-zero activation histogram with round ticks on both axes (activation,
+    number of tokens); each bar's range and count on hover."""
     if hist.height == 0 or hist["count"].sum() == 0:
         return '<p class="note">No counted token activates this feature.</p>'
-    left, bottom, top_pad = 40, 22, 8
-    plot_w, plot_h = width - left - 8, height - bottom - top_pad
+    left, bottom, top_pad, right = 52, 40, 10, 12
+    plot_w, plot_h = width - left - right, height - bottom - top_pad
     counts = hist["count"].to_list()
-    peak = max(counts)
-    bw = plot_w / len(counts)
-    rects = []
-    for b, (lo, hi, c) in enumerate(hist.select("lo", "hi", "count").rows()):
-        h = plot_h * c / peak if peak else 0
-        x = left + b * bw
-        y = top_pad + plot_h - h
-        rects.append(
-            f'<rect class="hbar" x="{x:.2f}" y="{y:.2f}" width="{max(bw - 1, 0.5):.2f}" '
-            f'height="{h:.2f}" data-count="{c}"><title>activation {lo:.4g} – {hi:.4g}: {c} '
-            f"token{'s' if c != 1 else ''}</title></rect>"
-        )
-    lo0, hi_last = hist["lo"][0], hist["hi"][-1]
+    x_lo, x_hi = float(hist["lo"][0]), float(hist["hi"][-1])
+    x_ticks = [t for t in nice_ticks(x_hi) if t >= x_lo]
+    x_max = max(x_hi, x_ticks[-1])
+    y_ticks = nice_ticks(max(counts), 4)
+    y_max = y_ticks[-1]
+
+    def x_of(v: float) -> float:
+        return left + plot_w * (v - x_lo) / (x_max - x_lo or 1.0)
+
+    def y_of(c: float) -> float:
+        return top_pad + plot_h * (1 - c / (y_max or 1.0))
+
     axis_y = top_pad + plot_h
+    parts = []
+    for t in y_ticks:
+        y = y_of(t)
+        parts.append(
+            f'<line class="grid" x1="{left}" y1="{y:.2f}" x2="{left + plot_w}" y2="{y:.2f}" '
+            'stroke="#eee"/>'
+            f'<text class="ytick" x="{left - 6}" y="{y + 4:.2f}" text-anchor="end">'
+            f"{_tick_label(t)}</text>"
+        )
+    for lo, hi, c in hist.select("lo", "hi", "count").rows():
+        x0, x1 = x_of(lo), x_of(hi)
+        y = y_of(c)
+        parts.append(
+            f'<rect class="hbar" x="{x0:.2f}" y="{y:.2f}" width="{max(x1 - x0 - 1, 0.5):.2f}" '
+            f'height="{axis_y - y:.2f}" data-count="{c}"><title>activation {lo:.4g} – {hi:.4g}: '
+            f"{c} token{'s' if c != 1 else ''}</title></rect>"
+        )
+    for t in x_ticks:
+        x = x_of(t)
+        parts.append(
+            f'<line x1="{x:.2f}" y1="{axis_y}" x2="{x:.2f}" y2="{axis_y + 5}" stroke="#999"/>'
+            f'<text class="xtick" x="{x:.2f}" y="{axis_y + 17}" text-anchor="middle">'
+            f"{_tick_label(t)}</text>"
+        )
+    parts.append(
+        f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#999"/>'
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{axis_y}" stroke="#999"/>'
+        f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle">activation</text>'
+        f'<text x="12" y="{top_pad + plot_h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top_pad + plot_h / 2})">tokens</text>'
+    )
     return (
         f'<svg id="histogram" role="img" aria-label="activation histogram" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}">'
-        + "".join(rects)
-        + f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#999"/>'
-        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{axis_y}" stroke="#999"/>'
-        f'<text x="{left}" y="{height - 6}">{lo0:.3g}</text>'
-        f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">{hi_last:.4g}</text>'
-        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">activation</text>'
-        f'<text x="{left - 4}" y="{top_pad + 9}" text-anchor="end">{peak}</text>'
-        f'<text x="{left - 4}" y="{axis_y}" text-anchor="end">0</text>'
-        "</svg>"
+        f'height="{height}" viewBox="0 0 {width} {height}">' + "".join(parts) + "</svg>"
     )
 
 
@@ -164,31 +201,35 @@ def logits_tables(logits: pl.DataFrame) -> str:
 
 
 def example_html(ex: Mapping[str, Any], scale: float, label: str) -> str:
-    spans = []
-    for pos, tok, act, counted in zip(
-        ex["window_pos"], ex["window_tokens"], ex["window_acts"], ex["window_counted"], strict=True
+    """One example's window, drawn by the one token renderer (core/html.py)."""
+    toks = []
+    for pos, raw, act, counted in zip(
+        ex["window_pos"],
+        ex["window_token_bytes"],
+        ex["window_acts"],
+        ex["window_counted"],
+        strict=True,
     ):
-        classes = ["tok"]
-        if pos == ex["token_pos"]:
-            classes.append("max")
+        classes = ("max",) if pos == ex["token_pos"] else ()
         if not counted:
-            classes.append("nc")
+            classes += ("nc",)
         alpha = min(1.0, act / scale) if scale > 0 and act > 0 and counted else 0.0
-        style = f' style="background:rgba({ORANGE},{alpha:.3f})"' if alpha > 0 else ""
-        text = "⟨BOS⟩" if not counted and pos == 0 else token_html(tok, breaks=False)
-        hover = f"{tok!r} · position {pos} · activation {act:.4f}"
-        if not counted:
-            hover += " · not counted"
-        spans.append(
-            f'<span class="{" ".join(classes)}" data-pos="{pos}" data-act="{act:.4f}" '
-            f'data-tok="{esc(repr(tok), quote=True)}" title="{esc(hover, quote=True)}"{style}>'
-            f"{text}</span>"
+        toks.append(
+            Tok(
+                raw=raw,
+                pos=pos,
+                act=act,
+                alpha=alpha,
+                classes=classes,
+                label="⟨BOS⟩" if not counted and pos == 0 else None,
+                note="" if counted else "not counted",
+            )
         )
     src = ex["source"]
     return (
         f'<div class="ex" data-source="{esc(src, quote=True)}"><div class="lab '
         f'src-{esc(src, quote=True)}" title="{esc(ex["text_id"], quote=True)}">{label}</div>'
-        f'<div class="win">{"".join(spans)}</div></div>'
+        f'<div class="win">{tokens_html(toks, breaks=False)}</div></div>'
     )
 
 
