@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from ..core.contract import TOKENS_SCHEMA
-from ..core.html import TOKEN_JS, page, token_html
+from ..core.html import TOKEN_JS, Tok, page, tokens_html
 from ..core.io import scan_shards, write_text
 from .neuronpedia import feature_url
 from .pertext import scan_activations
@@ -146,10 +146,12 @@ def render_page(
     acts_map = {(t, p): a for t, p, a in acts.select("text_id", "token_pos", "activation").rows()}
     # plain Python groups: one polars call per page instead of several per sample text
     token_groups: dict[str, list[tuple]] = {}
-    for tid, pos, tok, bos in (
-        tokens.select("text_id", "token_pos", "token", "bos").sort("text_id", "token_pos").rows()
+    for tid, pos, raw, bos in (
+        tokens.select("text_id", "token_pos", "token_bytes", "bos")
+        .sort("text_id", "token_pos")
+        .rows()
     ):
-        token_groups.setdefault(tid, []).append((pos, tok, bos))
+        token_groups.setdefault(tid, []).append((pos, raw, bos))
     samples_by_category: dict[str, list[dict]] = {}
     if samples.height:
         for s in samples.sort("category", "sample_rank").iter_rows(named=True):
@@ -170,28 +172,22 @@ def render_page(
                 + '</div><div class="text">'
             )
             spans = []
-            for pos, tok, bos in token_groups.get(tid, ()):
+            toks = []
+            for pos, raw, bos in token_groups.get(tid, ()):
                 act = float(acts_map.get((tid, pos), 0.0))
                 counted = include_bos or not bos
-                tok_attr = esc(repr(tok), quote=True)
-                hover = f"{repr(tok)} · position {pos} · activation {act:.4f}"
-                if bos:
-                    hover += " · BOS" + ("" if counted else " (not counted)")
-                if bos and not counted:
-                    spans.append(
-                        f'<span class="tok bos" data-pos="{pos}" data-act="{act:.4f}" '
-                        f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}">'
-                        "⟨BOS⟩</span>"
+                toks.append(
+                    Tok(
+                        raw=raw,
+                        pos=pos,
+                        act=act,
+                        alpha=_alpha(act, scale) if counted else 0.0,
+                        classes=() if counted else ("bos",),
+                        label="⟨BOS⟩" if bos else None,
+                        note=("BOS" + ("" if counted else " (not counted)")) if bos else "",
                     )
-                    continue
-                shade = _alpha(act, scale)
-                style = f' style="background:rgba(240,140,0,{shade})"' if shade > 0 else ""
-                label = "⟨BOS⟩" if bos else token_html(tok)
-                spans.append(
-                    f'<span class="tok" data-pos="{pos}" data-act="{act:.4f}" '
-                    f'data-tok="{tok_attr}" title="{esc(hover, quote=True)}"{style}>'
-                    f"{label}</span>"
                 )
+            spans = [tokens_html(toks)]
             parts.append(head + "".join(spans) + "</div></div>")
         parts.append("</section>")
     return page(title, parts, CSS, TOKEN_JS)
@@ -230,7 +226,7 @@ def build_token_views(
         needed |= set(samples["text_id"].to_list())
     needed_list = sorted(needed)
     tokens = (
-        scan_shards(token_paths, TOKENS_SCHEMA, ["text_id", "token_pos", "token", "bos"])
+        scan_shards(token_paths, TOKENS_SCHEMA, ["text_id", "token_pos", "token_bytes", "bos"])
         .filter(pl.col("text_id").is_in(needed_list))
         .collect()
     )
