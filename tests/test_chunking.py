@@ -16,6 +16,7 @@ from conftest import demo_config, resource_texts, run_snakemake, scheduled_jobs,
 
 from sae_specialists.core.errors import TextsError
 from sae_specialists.core.io import read_metadata
+from sae_specialists.core.settings import load_settings, schema_path
 from sae_specialists.extraction.corpus import CorpusOptions, load_category
 
 CHUNK = 2
@@ -113,7 +114,9 @@ def test_one_hive_glob_reads_every_chunk_in_text_order(chunked_run):
 
 def load_texts_for(work, category, config):
     path = next((work / "texts").glob(f"{category}.*"))
-    return load_category(path, category, CorpusOptions.from_extraction(config["extraction"]))
+    extraction = load_settings(config, schema_path()).extraction
+    options = CorpusOptions(extraction.text_field, extraction.text_split)
+    return load_category(path, category, options)
 
 
 def test_chunked_shards_equal_a_one_shot_extraction(chunked_run, demo_assets):

@@ -90,14 +90,14 @@ def build_index(features: pl.DataFrame, settings: dict | None = None) -> str:
             f'<td class="num">{pct(r["density"])}</td>'
             f'<td class="num">{fmt(r["max_activation"])}</td><td>{tok_html}</td></tr>'
         )
-    corpus = settings.get("corpus")
+    corpus = settings["corpus"]
     return page(
         "Feature dashboards",
         [
             '<nav><a href="../index.html">← results</a></nav>',
             "<h1>Feature dashboards</h1>",
             "<p>Every specialist (a category's best candidate with score &gt; 0) and the "
-            f"{settings.get('top_k_features', '')} strongest and most frequent features of each "
+            f"{settings['top_k_features']} strongest and most frequent features of each "
             "SAE and layer. Each dashboard shows max-activating examples, examples by activation "
             "quantile, the activation histogram, the per-category profile and the logit effects."
             + (

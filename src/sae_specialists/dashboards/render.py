@@ -262,7 +262,7 @@ def feature_page(
     title = f"Feature #{f} · SAE {fam} · layer {layer}"
     own = list(row["specialist_categories"] or [])
     scale = float(row["max_activation"] or 0.0)
-    threshold = float(settings.get("threshold", 0.0))
+    threshold = float(settings["threshold"])
     if own:
         spec = ", ".join(
             f"<strong>{esc(c)}</strong> (score {s})"
@@ -289,7 +289,7 @@ def feature_page(
             f"{row['study_n_counted']}), reference corpus {pct(row['corpus_density'])} "
             f"({row['corpus_n_fire']} of {row['corpus_n_counted']})"
         )
-    counted_note = "every position" if settings.get("include_bos") else "every position but BOS"
+    counted_note = "every position" if settings["include_bos"] else "every position but BOS"
     nav = [
         f'<a href="{esc(links["index"], quote=True)}">← all dashboards</a>',
         f'<a href="{esc(links["layer"], quote=True)}">SAE {esc(fam)} layer {layer}</a>',
@@ -325,7 +325,7 @@ def feature_page(
         histogram_svg(histogram),
         '<p class="note">Non-zero activations of counted tokens; hover a bar for its range.</p>',
         "</div><div><h2>Per-category profile</h2>",
-        profile_table(profile, own, threshold, str(settings.get("aggregation", "mean"))),
+        profile_table(profile, own, threshold, str(settings["aggregation"])),
         '<p class="note">Study texts only. Per-text value: the analysis\'s aggregation over a '
         "text's counted tokens; texts where the feature is inactive count as 0.</p></div></div>",
         "<h2>Logit effects</h2>",

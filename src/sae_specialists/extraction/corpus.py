@@ -55,14 +55,6 @@ class CorpusOptions:
                 f"config: extraction.text_split is {self.text_split!r}; use one of {TEXT_SPLITS}."
             )
 
-    @classmethod
-    def from_extraction(cls, extraction: dict | None) -> CorpusOptions:
-        extraction = extraction or {}
-        return cls(
-            text_field=extraction.get("text_field") or "text",
-            text_split=extraction.get("text_split") or "lines",
-        )
-
 
 def _fmt(path: Path) -> str:
     return str(path)
