@@ -191,7 +191,6 @@ def test_changing_chunk_size_reextracts(chunked_run):
 def test_a_job_replaces_stale_chunks_and_fails_atomically(
     chunked_run, tmp_path, copy_tree, demo_assets
 ):
-    from sae_specialists.core.settings import load_settings, schema_path
     from sae_specialists.extraction.loading import ModelAndSAEs
     from sae_specialists.extraction.pipeline import extract_category
 
