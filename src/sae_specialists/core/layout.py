@@ -428,6 +428,12 @@ class Layout:
         return self._p("causal", "pages")
 
     @property
+    def causal_verdicts(self) -> str:
+        """Each cell's verdict ("family/layer/category" -> record), read by content by the
+        report and the dashboards."""
+        return self._p("causal", "verdicts.json")
+
+    @property
     def causal_index(self) -> str:
         return self._p("causal", "pages", "index.html")
 
@@ -435,7 +441,7 @@ class Layout:
         return self._p("causal", "pages", f"sae={family}", f"layer={layer}", f"{category}.html")
 
     def causal_outputs(self) -> list[str]:
-        return [*self.causal_tables().values(), self.causal_pages]
+        return [*self.causal_tables().values(), self.causal_pages, self.causal_verdicts]
 
     # -- comparison ---------------------------------------------------------------------------
     def comparison_table(self, name: str, ext: str = "parquet") -> str:
