@@ -343,9 +343,24 @@ def test_probes_are_deterministic_and_use_training_texts_only():
     r = df.filter((pl.col("fold") == 0) & (pl.col("method") == "dense_probe")).row(0, named=True)
     train, test = folds != 0, folds == 0
     m = make_pipeline(StandardScaler(), LogisticRegression(C=r["C"], class_weight="balanced",
-                                                           max_iter=2000))
+                                                           max_iter=2000, tol=1e-10))
     m.fit(x[train], y[train])
     assert r["auroc"] == pytest.approx(pairwise_auroc(y[test], m.decision_function(x[test])))
+    # the principal-axis rotation inside the dense probe leaves the L2 problem unchanged
+    from sklearn.decomposition import PCA
+
+    rotated = make_pipeline(StandardScaler(), PCA(), LogisticRegression(
+        C=r["C"], class_weight="balanced", max_iter=2000, tol=1e-10)).fit(x[train], y[train])
+    np.testing.assert_allclose(rotated.decision_function(x[test]),
+                               m.decision_function(x[test]), rtol=1e-5, atol=1e-5)
+    # ... also with more dimensions than training texts (the study: 56 texts x 768)
+    wide = np.random.default_rng(3).normal(size=(len(y), 120)) + 0.5 * y[:, None]
+    plain = make_pipeline(StandardScaler(), LogisticRegression(
+        C=0.1, class_weight="balanced", max_iter=5000, tol=1e-10)).fit(wide[train], y[train])
+    rotated = make_pipeline(StandardScaler(), PCA(), LogisticRegression(
+        C=0.1, class_weight="balanced", max_iter=5000, tol=1e-10)).fit(wide[train], y[train])
+    np.testing.assert_allclose(rotated.decision_function(wide[test]),
+                               plain.decision_function(wide[test]), rtol=1e-5, atol=1e-5)
     assert r["C"] in cs
     # the k=5 probe of fold 1, refitted by hand on the columns ranked by hand
     r = df.filter((pl.col("fold") == 1) & (pl.col("k") == 5)).row(0, named=True)
