@@ -239,12 +239,18 @@ class Layout:
 
     @property
     def index(self) -> str:
+        """The map of the run (rule report_index): every output, by stage."""
         return self._p("index.html")
+
+    @property
+    def analysis_page(self) -> str:
+        """The analysis stage's page: summary, charts, tables and the token-view grid."""
+        return self._p("analysis.html")
 
     def analysis_outputs(self) -> list[str]:
         """Every final output of the analysis stage (and the report built with it)."""
         return [
-            self.index,
+            self.analysis_page,
             self.summary,
             *self.analysis_tables().values(),
             *self.chart_files(),
