@@ -30,6 +30,7 @@ include: "workflow/rules/comparison.smk"
 
 rule all:
     input:
+        L.index,  # the map of the run: report.smk, built after everything else
         L.extraction_outputs(),
         L.analysis_outputs(),
         L.dashboard_outputs(),
@@ -40,3 +41,6 @@ rule all:
         L.causal_outputs() if S.causal.enabled else [],
         L.comparison_outputs() if S.comparison.enabled else [],
     default_target: True
+
+
+include: "workflow/rules/report.smk"

@@ -190,7 +190,7 @@ rule analysis_report:
             else []
         ),
     output:
-        index=L.index,
+        index=L.analysis_page,
         summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
         # one directory output, not one output per page: Snakemake stores the checksums of
         # every input with every output, and ~50 inputs x 28 pages cost ~0.4 s per rerun

@@ -1,0 +1,25 @@
+# The map of the run: results_dir/index.html links everything the run produced, grouped by
+# stage (report/overview.py). Built last: it depends on every other output of `rule all`, so a
+# new stage's outputs appear in it as soon as the stage is part of `rule all`.
+
+
+rule report_index:
+    """index.html: every table, chart and page of the run, by stage, each stage with a short
+    "read this first" line."""
+    input:
+        lambda w: [f for f in rules.all.input if f != L.index],
+    output:
+        L.index,
+    params:
+        results_dir=S.results_dir,
+        # the demo's model and SAE files when they live under results_dir
+        exclude=[S.demo["dir"]] if S.demo else [],
+    log:
+        L.log("report", "index"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/report_index.py"
