@@ -146,6 +146,18 @@ def test_auroc_and_threshold_metrics_match_counting():
     assert math.isnan(auroc([True, True], [1.0, 2.0]))
 
 
+def test_average_ranks_equal_scipy_rankdata():
+    from scipy.stats import rankdata
+
+    from sae_specialists.validation.metrics import average_ranks
+
+    rng = np.random.default_rng(2)
+    values = np.round(rng.uniform(0, 5, (30, 12)))  # many ties
+    values[:, 3] = 1.0  # a constant column
+    np.testing.assert_array_equal(average_ranks(values), rankdata(values, axis=0))
+    np.testing.assert_array_equal(average_ranks(values[:, 0]), rankdata(values[:, 0]))
+
+
 # -- held-out selection --------------------------------------------------------------------------
 
 

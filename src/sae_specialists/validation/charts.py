@@ -12,6 +12,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from .table import baseline_columns
 from .verdict import baseline_label
 
 SPECIALIST = "specialist (held out)"
@@ -20,21 +21,6 @@ FLOOR = "random feature (floor)"
 
 def _layer_axis() -> alt.X:
     return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
-
-
-def baseline_columns(cells: pl.DataFrame) -> list[str]:
-    """Baseline methods with an ``<method>_auroc`` column: diffmean, dense_probe, ksparse_<k>
-    (k ascending)."""
-    names = [c.removesuffix("_auroc") for c in cells.columns
-             if c.endswith("_auroc") and (c.startswith("ksparse_") or c in
-                                          ("diffmean_auroc", "dense_probe_auroc"))]
-
-    def key(name: str):
-        if name.startswith("ksparse_"):
-            return (2, int(name.removeprefix("ksparse_")))
-        return (0 if name == "diffmean" else 1, 0)
-
-    return sorted(names, key=key)
 
 
 def heldout_long(cells: pl.DataFrame) -> pl.DataFrame:

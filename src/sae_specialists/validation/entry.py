@@ -143,8 +143,8 @@ def _concat(paths, schema=None) -> pl.DataFrame:
 
 def verdicts(smk: Any) -> None:
     """The cell table with verdicts (+ the folds and baselines tables, summary.md)."""
-    from .cells import join_cells, with_verdicts
     from .report import build_summary
+    from .table import join_cells, with_verdicts
 
     p = smk.params
     cells = join_cells(pl.read_parquet(smk.input.heldout), pl.read_parquet(smk.input.null))

@@ -30,7 +30,7 @@ import polars as pl
 
 from ..analysis.dense import LayerData
 from ..analysis.selection import pick, topk_mask
-from .metrics import auroc_from_rank_sums
+from .metrics import auroc_from_rank_sums, average_ranks
 
 BLOCK_ELEMENTS = 4_000_000  # permutations x |U| per block (float64: ~32 MB per array)
 
@@ -69,8 +69,6 @@ def top_entries(values: np.ndarray, k: int | None) -> np.ndarray:
 
 
 def null_layer(data: LayerData, threshold: float, k: int | None) -> NullLayer:
-    from scipy.stats import rankdata
-
     mask = top_entries(data.values, k)
     cols = np.flatnonzero(mask.any(axis=0))
     sub = data.values[:, cols]
@@ -87,7 +85,7 @@ def null_layer(data: LayerData, threshold: float, k: int | None) -> NullLayer:
         starts=starts,
         above=above.astype(np.float32),
         n_total=above.sum(axis=0).astype(np.int64),
-        ranks=rankdata(sub, axis=0) if len(cols) else np.zeros((data.n_texts, 0)),
+        ranks=average_ranks(sub) if len(cols) else np.zeros((data.n_texts, 0)),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import polars as pl
 
+from .table import baseline_columns
 from .verdict import FAILS_HELDOUT, FAILS_NULL, GENERALISES, LOSES, baseline_label, format_p
 
 
@@ -64,14 +65,8 @@ def flagged(verdicts: Mapping[str, Mapping]) -> list[str]:
     return out
 
 
-def _baselines(cells: pl.DataFrame) -> list[str]:
-    from .charts import baseline_columns
-
-    return baseline_columns(cells)
-
-
 def verdict_rows(cells: pl.DataFrame) -> tuple[list[str], list[list]]:
-    base = _baselines(cells)
+    base = baseline_columns(cells)
     header = ["SAE", "layer", "category", "feature", "score", "held-out AUROC (min–max)",
               "fold agreement", "floor", "p", *(baseline_label(b) for b in base), "verdict"]
     rows = []
