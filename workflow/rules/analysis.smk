@@ -2,7 +2,12 @@
 # index. Reads shards only (never the model): `snakemake analysis` analyses shards made anywhere.
 # Each rule takes exactly the analysis settings it uses as params, so changing
 # `analysis.threshold` reruns the specialist rules only, never extraction or per-text values.
-from sae_specialists.core.layout import PEAK_CHARTS, PEAK_TABLES, SPECIALIST_TABLES
+from sae_specialists.core.layout import (
+    COMPARISON_TABLES,
+    PEAK_CHARTS,
+    PEAK_TABLES,
+    SPECIALIST_TABLES,
+)
 
 
 rule analysis:
@@ -221,9 +226,20 @@ rule analysis_report:
         token_views=L.token_views(),
         tables={
             n: (L.table(n), L.table(n, "csv")) for n in PEAK_TABLES + SPECIALIST_TABLES
-        },
+        }
+        | (
+            {
+                n: (L.comparison_table(n), L.comparison_table(n, "csv"))
+                for names in COMPARISON_TABLES.values()
+                for n in names
+            }
+            if S.comparison.enabled
+            else {}
+        ),
         # (title, html, png): linked by their fixed paths
-        charts=L.charts() + (L.validation_charts() if S.validation.enabled else []),
+        charts=L.charts()
+        + (L.validation_charts() if S.validation.enabled else [])
+        + (L.comparison_charts() if S.comparison.enabled else []),
         validation=(
             (lambda w: read_verdicts(checkpoints.validation_verdicts.get().output.verdicts))
             if S.validation.enabled

@@ -19,6 +19,21 @@ TABLE_DESCRIPTIONS = {
     "selective": "top 10 most selective features (fewest texts above the threshold)",
     "candidates": "every specialist candidate with n_in, n_out, score and in-category peak",
     "specialists": "best candidate per category, SAE and layer; has_specialist = score > 0",
+    # comparison stage (docs/comparison.md)
+    "components": "per category, layer and SAE family: the specialist, whether it is the "
+    "strongest family at that layer and the family's earliest layer",
+    "component_first": "per category and SAE family: its earliest specialist and the order in "
+    "which the families first carry one (forward-pass order of their hooks)",
+    "specialist_members": "every category's specialists across families and layers",
+    "specialist_links": "every pair of a category's specialists: decoder cosine and "
+    "co-activation (Pearson r of per-token activations)",
+    "next_layer": "per specialist: its nearest features by decoder cosine in the next layer's "
+    "SAE of its family, with co-activation",
+    "related_features": "per dashboard feature: nearest features in its own SAE, the next "
+    "layer and the other families at its layer (shown on the dashboards)",
+    "ladders": "width ladders: families reading one hook at one layer, by dictionary size",
+    "splits": "per category: the wider SAEs' features covering the narrowest specialist's "
+    "texts, with the share of those texts each takes",
 }
 
 CSS = """
