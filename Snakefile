@@ -3,6 +3,7 @@
 # -> dashboards, methodology. docs/architecture.md: the module map and how to add a stage.
 from snakemake.utils import min_version
 
+from sae_specialists.preflight import check_config_files
 from sae_specialists.startup import single_threaded_polars
 
 single_threaded_polars()
@@ -13,6 +14,8 @@ min_version("9.0")
 # A --configfile given on the command line *replaces* the default config (merging the two would
 # mix e.g. `model: {name: ...}` with `model: {path: ...}`); --config KEY=VALUE still overrides.
 if not workflow.overwrite_configfiles:
+    # refuse a YAML alias bomb before Snakemake's merge would expand it (preflight.py)
+    check_config_files(["config/config.yaml"])
 
     configfile: "config/config.yaml"
 

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -240,16 +241,34 @@ def text_warnings(categories: dict[str, Path]) -> list[str]:
     return warnings
 
 
-def startup_checks(config: dict, schema_path: str | Path) -> Settings:
-    """Everything the Snakefile checks before scheduling a job; returns the settings."""
+def startup_checks(
+    config: dict,
+    schema_path: str | Path,
+    config_files: Iterable[str | Path] = (),
+    overrides: Mapping | None = None,
+) -> Settings:
+    """Everything the Snakefile checks before scheduling a job; returns the settings.
+
+    ``config_files`` and ``overrides`` (the --config values) are what Snakemake merged into
+    ``config``: bounded and coerced first (preflight.py)."""
+    from . import preflight
     from .extraction.texts import list_categories
 
+    preflight.check_config_files(config_files)
+    preflight.check_config_object(config)
+    schema = preflight.load_schema(schema_path)
+    config = preflight.apply_overrides(config, overrides, schema)
+    preflight.check_numbers(config, schema)
     settings = load_settings(config, schema_path)
+    preflight.check_results_dir(settings.results_dir)
     check_hub_model_layers(settings)  # first: a layer the model lacks is the root cause
     check_sae_releases(settings)
     check_local_model_layers(settings)
+    preflight.check_inputs_exist(settings)
     check_local_saes(settings, _local_model_config(settings))
-    for warning in text_warnings(list_categories(settings.texts)):
+    preflight.check_local_sae_hooks(settings, preflight.hook_layer_offsets(config))
+    categories = list_categories(settings.texts)
+    for warning in preflight.texts_dir_warnings(settings.texts) + text_warnings(categories):
         print(f"WARNING {warning}", file=sys.stderr)
     return settings
 

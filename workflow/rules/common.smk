@@ -3,16 +3,25 @@
 # L: every results path (sae_specialists.core.layout): rules build inputs/outputs from it and
 #    pass jobs the keys (family, layer, category) as params or wildcards.
 # Each rule passes its job exactly the values the job uses as params (docs/architecture.md).
+from sae_specialists.core.checksums import DigestCache, content_params, directory_files
 from sae_specialists.core.layout import Layout
 from sae_specialists.extraction.corpus import CorpusOptions, chunk_counts
 from sae_specialists.extraction.models import model_input_files
 from sae_specialists.extraction.saes import sae_input_files
 from sae_specialists.extraction.texts import list_categories
+from sae_specialists.preflight import built_by_workflow
 from sae_specialists.startup import startup_checks
 
 # Schema validation with readable messages (filling every default), plus the checks a schema
-# cannot express (SAE ids, layers of a local model, every text file): all before any job starts.
-S = startup_checks(config, workflow.source_path("../schemas/config.schema.yaml"))
+# cannot express (SAE ids, layers of a local model, every text file, every configured input
+# exists): all before any job starts. The config files and --config values are passed so that
+# alias bombs are refused and --config strings read as the schema expects (preflight.py).
+S = startup_checks(
+    config,
+    workflow.source_path("../schemas/config.schema.yaml"),
+    config_files=workflow.overwrite_configfiles,
+    overrides=workflow.config_settings.config,
+)
 CATEGORIES = list_categories(S.texts)
 # Extraction jobs run per (category, chunk of extraction.chunk_size texts). The number of chunks
 # is counted here, when the DAG is built (Parquet: metadata; JSONL/.txt: one line scan; YAML:
@@ -48,6 +57,27 @@ def model_and_sae_files(families, layers):
     for source in S.sae_sources(families, [int(l) for l in layers]).values():
         files += sae_input_files(source)
     return files
+
+
+# Content digests of local inputs, cached by path + stat (core/checksums.py): a param of every
+# rule that reads a local model, SAE or text file, so replacing one reruns its jobs even when
+# the new file is older than the outputs (cp -a, a restored backup).
+DIGESTS = DigestCache(".snakemake/sae_specialists/content_digests.json")
+
+
+def local_content(families=(), layers=None, files=(), model=True):
+    """{path: digest} of the local model directory (`model`), the local SAE directories of
+    (families, layers) and `files`. Inputs this workflow builds itself (the demo assets) are
+    tracked by Snakemake already."""
+    paths = [str(f) for f in files]
+    if model and S.model.path is not None:
+        paths += directory_files(S.model.path)
+    for source in S.sae_sources(families, layers).values() if families else []:
+        if "path" in source:
+            paths += directory_files(source["path"])
+    return content_params(
+        [p for p in paths if not built_by_workflow(p, S.demo)], DIGESTS
+    )
 
 
 def sae_sources(families=None, layers=None):

@@ -21,6 +21,7 @@ rule logit_effects:
         saes=lambda w: sae_sources([w.family], [int(w.layer)]),
         dtype=S.dtype,
         top=DB.logit_top,
+        content=lambda w: local_content([w.family], [int(w.layer)]),
         device=unchecked(S.device),
     log:
         L.log("dashboards", "logits_sae={family}_layer={layer}"),
@@ -53,6 +54,7 @@ if DB.corpus:
             text_split=S.extraction.text_split,
             max_texts=DB.corpus_max_texts,
             max_tokens=DB.corpus_max_tokens,
+            content=local_content(FAMILIES, LAYERS, [DB.corpus]),
             batch_size=unchecked(S.extraction.batch_size),
             device=unchecked(S.device),
         log:

@@ -28,6 +28,7 @@ rule extract_tokens:
         text_field=S.extraction.text_field,
         text_split=S.extraction.text_split,
         n_chunks=lambda w: N_CHUNKS[w.category],
+        content=lambda w: local_content((), None, [CATEGORIES[w.category]]),
         batch_size=unchecked(S.extraction.batch_size),
         device=unchecked(S.device),
     log:
@@ -71,6 +72,7 @@ for _layers, _families, _top_level in S.extraction_groups():
             text_field=S.extraction.text_field,
             text_split=S.extraction.text_split,
             n_chunks=lambda w: N_CHUNKS[w.category],
+            content=lambda w: local_content([w.family], LAYERS, [CATEGORIES[w.category]]),
             batch_size=unchecked(S.extraction.batch_size),
             device=unchecked(S.device),
         log:

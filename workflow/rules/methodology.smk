@@ -29,6 +29,7 @@ rule methodology_variants:
         model=S.model.spec,
         saes=sae_sources(),
         dtype=S.dtype,
+        content=local_content(FAMILIES, LAYERS),
         batch_size=unchecked(S.extraction.batch_size),
         device=unchecked(S.device),
     log:

@@ -17,11 +17,10 @@ from pathlib import Path
 import yaml
 
 from ..core.errors import TextsError
+from ..core.safeyaml import load_yaml, short_repr
 
 CATEGORY_FILE_SUFFIXES = (".yaml", ".yml", ".jsonl", ".parquet", ".txt")  # corpus.py: formats
 SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-# libyaml when PyYAML has it: 5-10x faster, and the Snakefile reads every category at start
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,8 @@ def list_categories(texts_dir: str | Path) -> dict[str, Path]:
             "directory holding one <category>.yaml file per category (see resources/texts/)."
         )
     files = sorted(p for p in texts_dir.iterdir() if p.suffix in CATEGORY_FILE_SUFFIXES)
+    for path in files:
+        _check_is_file(path)
     if not files:
         raise TextsError(
             f"texts: no category files (*.yaml, *.jsonl, *.parquet, *.txt) in "
@@ -59,6 +60,31 @@ def list_categories(texts_dir: str | Path) -> dict[str, Path]:
             )
         categories[path.stem] = path
     return categories
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise TextsError(
+            f"texts: {path} is a broken symbolic link (to {str(path.readlink())!r}). Point it at "
+            "a category file or remove it."
+        )
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise TextsError(
+            f"texts: {path} is {kind}, not a category file. Remove or rename it (only "
+            f"{', '.join('*' + s for s in CATEGORY_FILE_SUFFIXES)} files are categories)."
+        )
+
+
+def ignored_files(texts_dir: str | Path) -> list[Path]:
+    """Files in the texts directory that are not category files (hidden files aside): they are
+    not read, and the startup checks warn about them."""
+    texts_dir = Path(texts_dir)
+    return sorted(
+        p
+        for p in texts_dir.iterdir()
+        if p.suffix not in CATEGORY_FILE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def text_id(category: str, text: str) -> str:
@@ -82,6 +108,8 @@ def load_yaml_category(path: str | Path, category: str | None = None) -> list[Te
 def _load_yaml_category(path: Path, category: str, _mtime_ns: int, _size: int) -> tuple[Text, ...]:
     try:
         raw = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise TextsError(f"texts: cannot read {path}: {err.strerror}. Fix or remove it.") from None
     except UnicodeDecodeError as err:
         line = path.read_bytes()[: err.start].count(b"\n") + 1
         raise TextsError(
@@ -89,7 +117,7 @@ def _load_yaml_category(path: Path, category: str, _mtime_ns: int, _size: int) -
             "Re-save the file as UTF-8."
         ) from None
     try:
-        items = yaml.load(raw, Loader=YAML_LOADER)
+        items = load_yaml(raw, f"texts: {path}", "Write each text out in full.")
     except yaml.YAMLError as err:
         raise TextsError(f"texts: {path} is not valid YAML: {err}") from None
     if items is None:
@@ -105,7 +133,7 @@ def _load_yaml_category(path: Path, category: str, _mtime_ns: int, _size: int) -
         if not isinstance(item, str):
             raise TextsError(
                 f"texts: {path}, item {index + 1}: expected a string, found "
-                f"{type(item).__name__} {item!r:.60}. Quote it or turn it into text."
+                f"{type(item).__name__} {short_repr(item, 60)}. Quote it or turn it into text."
             )
         if not item.strip():
             raise TextsError(

@@ -1,0 +1,340 @@
+"""Integrity checks that run when the Snakefile is parsed, before any job (startup.py calls them).
+
+- config files and the merged config: alias bombs refused before anything walks them;
+- ``--config`` overrides: Snakemake hands nested values over as strings (``analysis={threshold:
+  3}`` arrives as ``{'threshold': '3'}``, ``layers=[1]`` as ``['1']``); where the schema expects
+  a number, boolean, list or object, the string is read as YAML;
+- numbers: finite everywhere, and a whole number where the schema says integer (``1.0`` would
+  name a path ``layer=1.0``);
+- every configured input path exists (unless this workflow builds it: the demo assets), so a
+  run never reports old results for a model, SAE or corpus that is not there;
+- ``results_dir`` is, or can become, a directory;
+- a local SAE reads a hook in the block of the layer it is configured for (plus the family's
+  ``hook_layer_offset``), so no SAE's numbers are reported under another layer's name.
+
+Every failure is one ``ConfigError``/``SAEError`` line naming the key, the path and the fix.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import yaml
+
+from .core.errors import ConfigError, SAEError
+from .core.safeyaml import check_expansion, load_yaml
+
+CONFIG_FIX = "Write the configuration out without nested aliases."
+
+
+# -- config files and objects -------------------------------------------------------------------
+
+
+def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Parse each config file with the bounded YAML loader: a bomb or a recursive alias is
+    reported with the file's name (Snakemake itself loads the files; it does not expand list
+    aliases, but everything after it would)."""
+    for path in paths:
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue  # Snakemake reports a missing config file itself
+        try:
+            load_yaml(raw, f"config file {path}", CONFIG_FIX)
+        except yaml.YAMLError:
+            continue  # Snakemake reports syntax errors itself (it read the file first)
+
+
+def check_config_object(config: Mapping) -> None:
+    """The config as Snakemake merged it (files + --config): bounded before validation."""
+    check_expansion(dict(config), "config (config files + --config)", CONFIG_FIX)
+
+
+# -- schema-guided walking ----------------------------------------------------------------------
+
+
+def _options(schema: Mapping | None) -> list[Mapping]:
+    """``schema`` and the alternatives it allows (oneOf/anyOf), flattened."""
+    if not isinstance(schema, Mapping):
+        return []
+    out = [schema]
+    for key in ("oneOf", "anyOf"):
+        for sub in schema.get(key, []):
+            out += _options(sub)
+    return out
+
+
+def _child(schemas: list[Mapping], key) -> list[Mapping]:
+    out: list[Mapping] = []
+    for schema in schemas:
+        if isinstance(key, int):
+            items = schema.get("items")
+            out += _options(items)
+        else:
+            props = schema.get("properties", {})
+            if key in props:
+                out += _options(props[key])
+            elif isinstance(schema.get("additionalProperties"), Mapping):
+                out += _options(schema["additionalProperties"])
+    return out
+
+
+def _types(schemas: list[Mapping]) -> set[str]:
+    types: set[str] = set()
+    for schema in schemas:
+        kind = schema.get("type")
+        if isinstance(kind, str):
+            types.add(kind)
+        elif isinstance(kind, list):
+            types.update(kind)
+    return types
+
+
+def _key(path: tuple) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def _walk(value, schemas: list[Mapping], path: tuple = ()):
+    """(key path, value, applicable schemas) for every value in the config."""
+    yield path, value, schemas
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            yield from _walk(sub, _child(schemas, key), (*path, key))
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            yield from _walk(sub, _child(schemas, index), (*path, index))
+
+
+def load_schema(schema_path: str | os.PathLike) -> dict:
+    return load_yaml(Path(schema_path).read_text(), schema_path)
+
+
+# -- --config overrides -------------------------------------------------------------------------
+
+_PY_TYPES = {
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def _coerce(value, schemas: list[Mapping], path: tuple):
+    """``value`` (from --config) with strings read as YAML where the schema wants no string."""
+    types = _types(schemas)
+    if isinstance(value, str):
+        if not types or "string" in types:
+            return value
+        parsed = load_yaml(value, f"--config {_key(path)}", "Write the value out.")
+        wanted = tuple(t for kind in types for t in _PY_TYPES.get(kind, ()))
+        if isinstance(parsed, wanted) and not (isinstance(parsed, bool) and "boolean" not in types):
+            return _coerce(parsed, schemas, path) if isinstance(parsed, (list, dict)) else parsed
+        return value  # left as given: validation names the key and the type it needs
+    if isinstance(value, dict):
+        return {k: _coerce(v, _child(schemas, k), (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce(v, _child(schemas, i), (*path, i)) for i, v in enumerate(value)]
+    return value
+
+
+def apply_overrides(config: Mapping, overrides: Mapping | None, schema: Mapping) -> dict:
+    """``config`` with the values given by ``--config`` read as the schema expects them.
+
+    Snakemake reads ``--config KEY=VALUE`` as int, float or bool, else with YAML's BaseLoader,
+    which leaves every nested scalar a string; it then merges the result into the config
+    (mappings key by key). Only the keys given on the command line are coerced, so a quoted
+    number in a config file is still reported."""
+    config = dict(config)
+    if not overrides:
+        return config
+
+    def merge(target: dict, given: Mapping, schemas: list[Mapping], path: tuple) -> None:
+        for key, value in given.items():
+            sub = _child(schemas, key)
+            if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+                target[key] = dict(target[key])
+                merge(target[key], value, sub, (*path, key))
+            elif key in target:
+                target[key] = _coerce(target[key], sub, (*path, key))
+
+    merge(config, overrides, _options(schema), ())
+    return config
+
+
+# -- numbers ------------------------------------------------------------------------------------
+
+
+def check_numbers(config: Mapping, schema: Mapping) -> None:
+    """Every number finite; a whole number where the schema asks for an integer."""
+    problems = []
+    for path, value, schemas in _walk(config, _options(schema)):
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{_key(path)}: {value} is not a finite number; give a number")
+        elif isinstance(value, float):
+            types = _types(schemas)
+            if "integer" in types and "number" not in types:
+                hint = f" (write {int(value)})" if value.is_integer() else ""
+                problems.append(f"{_key(path)}: {value!r} is not an integer{hint}")
+    if problems:
+        raise ConfigError(
+            f"invalid configuration: {'; '.join(problems)}. Fix these keys (docs/configuration.md)."
+        )
+
+
+# -- paths --------------------------------------------------------------------------------------
+
+
+def check_results_dir(results_dir: str | os.PathLike) -> None:
+    """``results_dir`` is a directory, or the place for a new one (its nearest existing
+    ancestor is a writable directory)."""
+    path = Path(results_dir)
+    probe = path
+    while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        what = f"{probe} is a broken symbolic link (to {str(probe.readlink())!r})"
+    elif probe.exists() and not probe.is_dir():
+        what = f"{probe} is a file, not a directory"
+    elif probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        what = f"{probe} is not writable"
+    else:
+        return
+    raise ConfigError(
+        f"config: results_dir = {str(results_dir)!r}: {what}. Set results_dir to a directory "
+        "(it is created if missing), or move the file away."
+    )
+
+
+def built_by_workflow(path: str | os.PathLike, demo: Mapping | None) -> bool:
+    """Inputs the workflow builds itself: the demo assets (demo.smk) under demo.dir."""
+    if not demo or not demo.get("dir"):
+        return False
+    root = Path(demo["dir"]).absolute()
+    path = Path(path).absolute()
+    return path == root or root in path.parents
+
+
+def configured_inputs(settings) -> list[tuple[str, Path, str]]:
+    """(config key, path, what it must be) of every input path in the configuration."""
+    inputs = []
+    if settings.model.path is not None:
+        inputs.append(("model.path", Path(settings.model.path), "a local model directory"))
+    for (family, layer), source in settings.sae_sources().items():
+        if "path" in source:
+            key = f"saes.{family}.path (layer {layer})"
+            inputs.append((key, Path(source["path"]), "a local SAE directory"))
+    inputs.append(("texts", Path(settings.texts), "a directory of category files"))
+    corpus = getattr(settings.dashboards, "corpus", None)
+    if corpus:
+        inputs.append(("dashboards.corpus", Path(corpus), "a .txt, .jsonl or .parquet file"))
+    return inputs
+
+
+def check_inputs_exist(settings) -> None:
+    """Every configured input exists (unless the workflow builds it): a missing model, SAE or
+    corpus fails here instead of leaving old results in place as if they were current."""
+    for key, path, what in configured_inputs(settings):
+        if built_by_workflow(path, settings.demo):
+            continue
+        if path.is_symlink() and not path.exists():
+            problem = f"is a broken symbolic link (to {str(path.readlink())!r})"
+        elif not path.exists():
+            problem = "does not exist"
+        elif what.startswith("a local") or what.startswith("a directory"):
+            problem = "" if path.is_dir() else "is not a directory"
+        else:
+            problem = "" if path.is_file() else "is not a file"
+        if problem:
+            raise ConfigError(
+                f"config: {key} = {str(path)!r} {problem} (relative paths start at "
+                f"{os.getcwd()}). Point {key.split(' ')[0]} at {what} (docs/configuration.md)."
+            )
+
+
+# -- SAE hooks and layers -----------------------------------------------------------------------
+
+
+def hook_layer_offsets(config: Mapping) -> dict[str, int]:
+    """Each SAE family's ``hook_layer_offset`` (0 when absent)."""
+    return {
+        name: int((spec or {}).get("hook_layer_offset", 0) or 0)
+        for name, spec in (config.get("saes") or {}).items()
+    }
+
+
+def expected_block(family: str, layer: int, offsets: Mapping[str, int]) -> int:
+    return int(layer) + int(offsets.get(family, 0))
+
+
+def hook_block_mismatch(
+    family: str, layer: int, hook: str, offsets: Mapping[str, int], where: str
+) -> str | None:
+    """The error line when an SAE's hook is not in the block its layer maps to (None: fine)."""
+    from .extraction.saes import hook_block
+
+    block = hook_block(hook)
+    if block is None:
+        return None  # hooks outside the blocks (embed, ln_final): nothing to compare
+    want = expected_block(family, layer, offsets)
+    if block == want:
+        return None
+    offset = offsets.get(family, 0)
+    mapping = f"layer {layer} + hook_layer_offset {offset} = " if offset else ""
+    return (
+        f"{where}: the SAE reads {hook!r} (block {block}) but is configured for layer {layer} "
+        f"({mapping}block {want}): its numbers would be reported under the wrong layer. Point "
+        f"saes.{family} at the layer-{layer} SAE, or, if this family labels its SAEs differently "
+        f"(e.g. blocks.11.hook_resid_post as layer 12), set saes.{family}.hook_layer_offset: "
+        f"{block - layer} (block = layer + offset; docs/configuration.md)."
+    )
+
+
+def check_local_sae_hooks(settings, offsets: Mapping[str, int]) -> None:
+    """Each local SAE reads a hook in the block of its configured layer (+ offset)."""
+    for (family, layer), source in settings.sae_sources().items():
+        if "path" not in source:
+            continue  # SAELens releases: checked by the extraction job when it loads them
+        cfg_file = Path(source["path"]) / "cfg.json"
+        if not cfg_file.is_file():
+            continue  # built by a rule (demo), or reported as missing by check_inputs_exist
+        try:
+            cfg = json.loads(cfg_file.read_text())
+        except (OSError, ValueError) as err:
+            raise SAEError(
+                f"config: saes.{family} layer {layer}: {cfg_file} is not readable JSON ({err}). "
+                "Re-save the SAE with SAELens's save_model."
+            ) from None
+        hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
+        if not hook:
+            continue  # reported by startup.check_local_saes
+        where = f"config: saes.{family} layer {layer} ({source['path']})"
+        problem = hook_block_mismatch(family, layer, hook, offsets, where)
+        if problem:
+            raise SAEError(problem)
+
+
+# -- texts directory ----------------------------------------------------------------------------
+
+
+def texts_dir_warnings(texts_dir: str | os.PathLike) -> list[str]:
+    """Files in the texts directory that are not read (not a category file format)."""
+    from .extraction.texts import CATEGORY_FILE_SUFFIXES, ignored_files
+
+    ignored = ignored_files(texts_dir)
+    if not ignored:
+        return []
+    names = ", ".join(p.name for p in ignored[:10]) + (" ..." if len(ignored) > 10 else "")
+    return [
+        f"texts: {len(ignored)} file(s) in {texts_dir} are not category files and are ignored: "
+        f"{names}. Only {', '.join('*' + s for s in CATEGORY_FILE_SUFFIXES)} files are "
+        "categories; rename or move the others."
+    ]
