@@ -35,6 +35,9 @@ rule all:
     input:
         L.index,  # the map of the run: report.smk, built after everything else
         L.extraction_outputs(),
+        # the intermediate files too, so that a deleted one is rebuilt (common.smk: healing)
+        dashboard_needs(),
+        methodology_needs() if S.methodology.enabled else [],
         L.analysis_outputs(),
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],

@@ -679,9 +679,16 @@ def test_study_reads_counted_positions_from_shards(tmp_path):
     frequent = pl.DataFrame({"sae": ["attn"], "layer": [2], "feature": [6]})
     counted = study.counted_positions([tmp_path / "tokens.parquet"], include_bos=False)
     n_counted = len(texts) * (n_pos - 1)
-    out = study.tracking(
-        spec, strongest, frequent, saes, decoders_case().__getitem__, paths, counted, n_counted, 2
-    )
+    load = decoders_case().__getitem__
+    candidates = spec.select("sae", "layer", "feature")  # stand-in for the candidates here
+    features = study.features_of_interest(candidates, strongest, frequent)
+    related_out = study.related(features, saes, load, paths, counted, n_counted, 2)
+    out = {
+        **related_out,
+        **study.tracking(
+            spec, related_out["related_features"], saes, load, paths, counted, n_counted
+        ),
+    }
 
     def column(sae, layer, feature):
         return dense[(sae, layer)][:, 1:, feature].reshape(-1).astype(np.float32)
@@ -703,3 +710,37 @@ def test_study_reads_counted_positions_from_shards(tmp_path):
             x = column(*(row[c] for c in a_cols))
             y = column(*(row[c] for c in b_cols))
             assert row["correlation"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-9)
+
+
+def test_candidate_features_are_the_analysis_candidates_at_any_threshold():
+    """The related-features job's features come from the one implementation of the rule;
+    membership equals the oracle's candidates whatever the threshold."""
+    import specialist_oracle
+
+    from sae_specialists.comparison import study
+
+    rng = np.random.default_rng(7)
+    texts = pl.DataFrame(
+        {
+            "text_id": [f"t{i}" for i in range(12)],
+            "category": ["a"] * 4 + ["b"] * 4 + ["c"] * 4,
+            "text_order": list(range(12)),
+        }
+    )
+    rows = []
+    for sae, layer in (("res", 1), ("res", 2), ("attn", 1)):
+        for i in range(12):
+            for f in rng.choice(40, size=9, replace=False):
+                value = float(np.round(rng.exponential(3.0), 1)) or 0.5  # ties on purpose
+                rows.append((sae, layer, f"t{i}", texts["category"][i], int(f), value, value))
+    pt = pl.DataFrame(
+        rows,
+        schema=["sae", "layer", "text_id", "category", "feature", "value", "max"],
+        orient="row",
+    )
+    keys = [("attn", 1), ("res", 1), ("res", 2)]
+    got = study.candidate_features(pt.lazy(), texts, keys, k=3)
+    for threshold in (0.0, 2.5, 100.0):
+        oracle = specialist_oracle.candidates(pt, texts, threshold, k=3)
+        expected = oracle.select("sae", "layer", "feature").unique().sort("sae", "layer", "feature")
+        assert got.to_dicts() == expected.with_columns(pl.col("feature").cast(pl.Int64)).to_dicts()

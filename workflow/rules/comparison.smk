@@ -38,14 +38,42 @@ rule comparison_components:
         "../../scripts/comparison_components.py"
 
 
-rule comparison_tracking:
-    """Each category's specialists linked across layers and families (decoder cosine,
-    co-activation), their next-layer neighbours, and every dashboard feature's related
-    features."""
+rule comparison_related:
+    """Every feature a dashboard can show (specialist candidates, strongest, most frequent):
+    its nearest features by decoder cosine in its own SAE, the next layer and the other
+    families at its layer, with co-activation. Threshold-free (candidates do not depend on the
+    threshold), so a threshold change never reruns it nor, through it, the dashboards."""
     input:
-        specialists=L.table("specialists"),
         strongest=L.table("strongest"),
         frequent=L.table("frequent"),
+        per_text=L.all_per_text(),
+        sae_files=SAE_FILES,
+        **SHARDS,
+    output:
+        **L.comparison_tables(COMPARISON_TABLES["related"]),
+    params:
+        saes=sae_sources(),
+        activations=L.activations_by_sae_layer(),
+        neighbours=_C.neighbours,
+        candidates=S.analysis.candidates,
+        include_bos=S.analysis.include_bos,
+    log:
+        L.log("comparison", "related"),
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/sae_specialists.yaml"
+    script:
+        "../../scripts/comparison_related.py"
+
+
+rule comparison_tracking:
+    """Each category's specialists linked across layers and families (decoder cosine,
+    co-activation), and their next-layer neighbours (from the related features)."""
+    input:
+        specialists=L.table("specialists"),
+        related_features=L.comparison_table("related_features"),
         per_text=L.all_per_text(),
         sae_files=SAE_FILES,
         **SHARDS,
@@ -56,7 +84,6 @@ rule comparison_tracking:
     params:
         saes=sae_sources(),
         activations=L.activations_by_sae_layer(),
-        neighbours=_C.neighbours,
         include_bos=S.analysis.include_bos,
     log:
         L.log("comparison", "tracking"),

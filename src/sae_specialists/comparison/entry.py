@@ -48,20 +48,42 @@ def components(smk: Any) -> None:
     )
 
 
-def tracking(smk: Any) -> None:
-    """Rule comparison_tracking."""
+def related(smk: Any) -> None:
+    """Rule comparison_related."""
+    from ..analysis.tables import scan_per_text
+
     i, p = smk.input, smk.params
     saes = study.sae_frame(list(i.per_text))
-    out = study.tracking(
-        study.read_specialists(i.specialists),
-        pl.read_parquet(i.strongest),
-        pl.read_parquet(i.frequent),
+    per_text, _, _ = scan_per_text(list(i.per_text))
+    keys = list(saes.select("sae", "layer").iter_rows())
+    candidates = study.candidate_features(per_text, pl.read_parquet(i.texts), keys, p.candidates)
+    features = study.features_of_interest(
+        candidates, pl.read_parquet(i.strongest), pl.read_parquet(i.frequent)
+    )
+    out = study.related(
+        features,
         saes,
         study.decoder_loader(_sources(p)),
         _activations(p),
         study.counted_positions(list(i.tokens), bool(p.include_bos)),
         _n_positions(i.texts),
         int(p.neighbours),
+    )
+    write_tables(out, smk.output)
+
+
+def tracking(smk: Any) -> None:
+    """Rule comparison_tracking."""
+    i, p = smk.input, smk.params
+    saes = study.sae_frame(list(i.per_text))
+    out = study.tracking(
+        study.read_specialists(i.specialists),
+        pl.read_parquet(i.related_features),
+        saes,
+        study.decoder_loader(_sources(p)),
+        _activations(p),
+        study.counted_positions(list(i.tokens), bool(p.include_bos)),
+        _n_positions(i.texts),
     )
     write_tables(out, smk.output)
     _save(links_chart(out["specialist_members"], out["specialist_links"]), smk)

@@ -1,10 +1,11 @@
 """The comparison stage over the workflow's files: analysis tables, per-text files (their
 metadata names each SAE's hook and width), tokens and activation shards, SAE weight files.
 
-Three jobs (workflow/rules/comparison.smk), each a function here:
+Four jobs (workflow/rules/comparison.smk), each a function here:
 - ``components``: specialists table -> component grid, first family per category, chart;
-- ``tracking``: + shards and decoders -> specialist links, next-layer neighbours, related
-  features (read by the dashboards), chart;
+- ``related``: candidates (threshold-free) + peak tables + shards + decoders -> related
+  features of every feature a dashboard can show (read by the dashboards job);
+- ``tracking``: + specialists -> specialist links, next-layer neighbours, chart;
 - ``splits``: + per-text values -> width-ladder splits, chart.
 """
 
@@ -25,7 +26,7 @@ from .hooks import width_ladders
 from .neighbours import sweep_decoders
 from .splitting import add_similarity, parent_texts, split_candidates, split_shares
 from .tracking import (
-    add_neighbour_correlations,
+    NEIGHBOUR_COLUMNS,
     next_layer_neighbours,
     specialist_links,
     specialist_members,
@@ -145,16 +146,32 @@ def _queries(*frames: pl.DataFrame) -> dict[Key, list[int]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def dashboard_features(
-    specialists: pl.DataFrame, strongest: pl.DataFrame, frequent: pl.DataFrame
+def candidate_features(
+    per_text: pl.LazyFrame, texts: pl.DataFrame, keys: Sequence[Key], k: int
 ) -> pl.DataFrame:
-    """Every feature a dashboard may exist for: each SAE's specialists and the rows of its
-    strongest / most frequent tables (the dashboards pick among these)."""
-    parts = [
-        specialists.filter(pl.col("has_specialist")).select(UNIT),
-        strongest.select(UNIT),
-        frequent.select(UNIT),
-    ]
+    """Every specialist candidate of every category, SAE and layer (sae, layer, feature): the k
+    features with the highest in-category peak, by the analysis's one implementation of the rule
+    (analysis.selection.candidates_of). Membership does not depend on the threshold, so neither
+    do the tables built on it (only n_in / n_out would)."""
+    from ..analysis.dense import candidate_layer_data
+    from ..analysis.selection import candidates_of
+
+    rows = []
+    for sae, layer in keys:
+        data = candidate_layer_data(per_text, texts, sae, layer, k)
+        for c in range(len(data.categories)):
+            rows += [(sae, layer, int(f)) for f in candidates_of(data, c, 0.0, k).feature]
+    schema = {"sae": pl.String, "layer": pl.Int64, "feature": pl.Int64}
+    return pl.DataFrame(rows, schema=schema, orient="row").unique().sort(UNIT)
+
+
+def features_of_interest(
+    candidates: pl.DataFrame, strongest: pl.DataFrame, frequent: pl.DataFrame
+) -> pl.DataFrame:
+    """Every feature a dashboard can show: each SAE's specialist candidates (a specialist is
+    one) and the rows of its strongest / most frequent tables (the dashboards pick among
+    these). None depends on the threshold."""
+    parts = [candidates, strongest, frequent]
     return (
         pl.concat(
             [
@@ -166,9 +183,25 @@ def dashboard_features(
                 for p in parts
             ]
         )
+        .drop_nulls()
         .unique()
         .sort(UNIT)
     )
+
+
+def _with_correlation(related: pl.DataFrame, acts: pl.DataFrame, n_positions: int) -> pl.DataFrame:
+    if related.height == 0:
+        return related.with_columns(pl.lit(None, dtype=pl.Float64).alias("correlation"))
+    keys = {
+        "sae_a": "sae",
+        "layer_a": "layer",
+        "feature_a": "feature",
+        "sae_b": "other_sae",
+        "layer_b": "other_layer",
+        "feature_b": "other_feature",
+    }
+    with_keys = related.with_columns(pl.col(v).alias(k) for k, v in keys.items())
+    return pair_correlations(acts, with_keys, n_positions).drop(*keys)
 
 
 # -- jobs -------------------------------------------------------------------------------------
@@ -179,10 +212,8 @@ def components(specialists: pl.DataFrame, saes: pl.DataFrame) -> dict[str, pl.Da
     return {"components": grid, "component_first": component_first(grid)}
 
 
-def tracking(
-    specialists: pl.DataFrame,
-    strongest: pl.DataFrame,
-    frequent: pl.DataFrame,
+def related(
+    features: pl.DataFrame,
     saes: pl.DataFrame,
     load: Callable[[Key], np.ndarray],
     activations: Mapping[Key, Sequence[str]],
@@ -190,63 +221,60 @@ def tracking(
     n_positions: int,
     k: int,
 ) -> dict[str, pl.DataFrame]:
-    """Specialist links, next-layer neighbours and related features (with co-activation)."""
-    members = specialist_members(specialists, saes)
-    features = dashboard_features(specialists, strongest, frequent)
-    directions, related = sweep_decoders(saes, _queries(members, features), load, k)
-    pairs = related.select(
-        pl.col("sae").alias("sae_a"),
-        pl.col("layer").alias("layer_a"),
-        pl.col("feature").alias("feature_a"),
-        pl.col("other_sae").alias("sae_b"),
-        pl.col("other_layer").alias("layer_b"),
-        pl.col("other_feature").alias("feature_b"),
-    )
+    """Related features of every feature of interest (neighbours.sweep_decoders), with the
+    co-activation of each pair."""
+    _, table = sweep_decoders(saes, _queries(features), load, k)
     units = pl.concat(
         [
-            members.select(UNIT),
-            pairs.select(
-                pl.col("sae_a").alias("sae"),
-                pl.col("layer_a").alias("layer"),
-                pl.col("feature_a").alias("feature"),
-            ),
-            pairs.select(
-                pl.col("sae_b").alias("sae"),
-                pl.col("layer_b").alias("layer"),
-                pl.col("feature_b").alias("feature"),
+            table.select(UNIT),
+            table.select(
+                pl.col("other_sae").alias("sae"),
+                pl.col("other_layer").alias("layer"),
+                pl.col("other_feature").alias("feature"),
             ),
         ]
     ).unique()
     acts = unit_activations(activations, units, counted)
     log.info(
         "%d features of interest, %d related rows, %d activation rows",
-        units.height,
-        related.height,
+        features.height,
+        table.height,
         acts.height,
     )
+    return {"related_features": _with_correlation(table, acts, n_positions)}
+
+
+def tracking(
+    specialists: pl.DataFrame,
+    related_features: pl.DataFrame,
+    saes: pl.DataFrame,
+    load: Callable[[Key], np.ndarray],
+    activations: Mapping[Key, Sequence[str]],
+    counted: pl.LazyFrame,
+    n_positions: int,
+) -> dict[str, pl.DataFrame]:
+    """Specialist links (decoder cosine, co-activation) and next-layer neighbours (the
+    specialists' next_layer rows of the related-features table: a specialist is a candidate)."""
+    members = specialist_members(specialists, saes)
+    directions, _ = sweep_decoders(saes, _queries(members), load, k=0)
+    acts = unit_activations(activations, members.select(UNIT), counted)
     links = specialist_links(members, saes, directions, acts, n_positions)
-    nxt = add_neighbour_correlations(next_layer_neighbours(members, related), acts, n_positions)
-    if related.height:
-        pair_keys = {
-            "sae_a": "sae",
-            "layer_a": "layer",
-            "feature_a": "feature",
-            "sae_b": "other_sae",
-            "layer_b": "other_layer",
-            "feature_b": "other_feature",
-        }
-        related = pair_correlations(
-            acts,
-            related.with_columns(pl.col(v).alias(k) for k, v in pair_keys.items()),
-            n_positions,
-        ).drop(*pair_keys)
-    else:
-        related = related.with_columns(pl.lit(None, dtype=pl.Float64).alias("correlation"))
+    nxt = next_layer_neighbours(members, related_features.drop("correlation")).join(
+        related_features.filter(pl.col("relation") == "next_layer").select(
+            "sae",
+            "layer",
+            "feature",
+            pl.col("other_layer").alias("next_layer"),
+            pl.col("other_feature").alias("next_feature"),
+            "correlation",
+        ),
+        on=["sae", "layer", "feature", "next_layer", "next_feature"],
+        how="left",
+    )
     return {
         "specialist_members": members.drop("block", "stage"),
         "specialist_links": links,
-        "next_layer": nxt,
-        "related_features": related,
+        "next_layer": nxt.sort("category", "sae", "layer", "rank").select(NEIGHBOUR_COLUMNS),
     }
 
 

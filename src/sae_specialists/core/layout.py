@@ -53,7 +53,8 @@ CAUSAL_TABLES = ("effects", "features", "per_text", "top_tokens", "steering")
 # the comparison's tables, by the job that writes them (docs/comparison.md)
 COMPARISON_TABLES = {
     "components": ("components", "component_first"),
-    "tracking": ("specialist_members", "specialist_links", "next_layer", "related_features"),
+    "related": ("related_features",),
+    "tracking": ("specialist_members", "specialist_links", "next_layer"),
     "splits": ("ladders", "splits"),
 }
 COMPARISON_CHARTS = {
