@@ -13,6 +13,7 @@ from sae_specialists.core.layout import (
 rule analysis:
     """Build every analysis output from existing shards (no model needed)."""
     input:
+        analysis_needs(),
         L.analysis_outputs(),
 
 

@@ -85,6 +85,31 @@ def sae_sources(families=None, layers=None):
     return S.sae_sources(families, layers)
 
 
+# Healing (docs/troubleshooting.md): Snakemake rebuilds a missing file only when a job it has
+# to run needs it, so a deleted intermediate (a shard, a per-text table, logit effects) whose
+# consumers are up to date would stay missing ("Nothing to be done") while pages link it. Each
+# target rule therefore lists the intermediate files its outputs are made from, next to them.
+def analysis_needs():
+    """Shards, the text list and the per-text tables: what every analysis output is made of."""
+    return [*L.extraction_outputs(), L.texts, *L.all_per_text()]
+
+
+def dashboard_needs():
+    files = analysis_needs() + [L.logits(f, layer) for f, layer in L.sae_layers()]
+    if S.dashboards.corpus:
+        files += [L.corpus_tokens] + [
+            L.corpus_activations(f, l) for f, l in L.sae_layers()
+        ]
+    return files
+
+
+def methodology_needs():
+    variants = L.ablation_inputs(S.methodology.model_variants)
+    return analysis_needs() + [
+        p for key in ("resid", "pad", "pad_texts") for p in variants.get(key, [])
+    ]
+
+
 # Old names still used by workflow/rules/demo.smk (owned by the demo work; to switch to S and
 # L.log, then these two lines go).
 SETTINGS = S

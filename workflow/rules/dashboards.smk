@@ -8,6 +8,7 @@ DB = S.dashboards
 rule dashboards:
     """Build every feature dashboard (needs the analysis tables and the logit effects)."""
     input:
+        dashboard_needs(),
         L.dashboard_outputs(),
 
 
@@ -73,6 +74,8 @@ if DB.corpus:
 rule dashboards_layer:
     input:
         unpack(lambda w: L.dashboard_layer_inputs(w.family, w.layer, bool(DB.corpus))),
+        # every dashboard's related features (comparison.smk; threshold-free), when compared
+        related=L.comparison_table("related_features") if S.comparison.enabled else [],
         # validation verdicts shown in the headers, by content (validation.smk)
         validation=(
             ancient(lambda w: checkpoints.validation_verdicts.get().output.verdicts)
@@ -96,6 +99,8 @@ rule dashboards_layer:
         aggregation=S.analysis.aggregation,
         token_views=lambda w: L.token_views()[(w.family, int(w.layer))],
         index=L.dashboards_index,
+        # every dashboard directory: related features link to the pages that exist
+        dashboard_dirs={(f, l): L.dashboard_dir(f, l) for f, l in L.sae_layers()},
         validation=(
             (
                 lambda w: read_verdicts(

@@ -12,6 +12,7 @@ rule methodology:
     """Every methodology output (ablation, threshold sweep, AUROC, all-feature scoring,
     bootstrap stability, summary), whether or not methodology.enabled is set."""
     input:
+        methodology_needs(),
         L.methodology_outputs(),
 
 

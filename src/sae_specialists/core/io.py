@@ -12,6 +12,7 @@ rerun read and write with polars alone (docs/performance.md).
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -33,6 +34,53 @@ def _unreadable(path, err) -> ShardError:
     return ShardError(
         f"shard {path} is unreadable or corrupt ({err}). Delete it and rerun snakemake to "
         "extract it again."
+    )
+
+
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def corrupt_parquet(paths: Iterable[str | os.PathLike]) -> tuple[str, BaseException] | None:
+    """The first of ``paths`` that is a Parquet file whose data does not decode (every row
+    group read), with the error; None when all decode. Slow (reads everything): only called
+    after a job failed reading its inputs."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        path = str(path)
+        if not path.endswith(".parquet") or not os.path.isfile(path):
+            continue
+        try:
+            parquet = pq.ParquetFile(path)
+            for group in range(parquet.num_row_groups):
+                parquet.read_row_group(group)
+        except Exception as err:  # noqa: BLE001 - any decoding failure means this file is bad
+            return path, err
+    return None
+
+
+def explain_failure(
+    err: BaseException, inputs: Iterable[str] = (), outputs: Iterable[str] = ()
+) -> ShardError | None:
+    """A job's unexpected error as the one-line user error it really is, or None:
+    - a full disk (ENOSPC/EDQUOT anywhere: a library's own writes, a log): names the file;
+    - a failure while reading inputs when one of the job's Parquet inputs is corrupt (its footer
+      may be intact, so the schema check passed): names that file and says how to heal it."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        outputs = list(outputs)
+        return disk_full(err.filename or (outputs[0] if outputs else "an output"), err)
+    module = type(err).__module__ or ""
+    if not (isinstance(err, OSError) or module.startswith(("polars", "pyarrow"))):
+        return None
+    found = corrupt_parquet(inputs)
+    if found is None:
+        return None
+    path, detail = found
+    return ShardError(
+        f"{path} is corrupt ({_first_line(detail)}). Delete it and rerun snakemake: it is "
+        "rebuilt, and so is everything made from it."
     )
 
 
@@ -97,13 +145,44 @@ def scan_shards(paths: Iterable[str | os.PathLike], schema, columns: Iterable[st
 # -- writing ----------------------------------------------------------------------------------
 
 
+def disk_full(path: str | os.PathLike, err: OSError) -> ShardError | None:
+    """The one-line error for a write of ``path`` that failed because the disk (or quota) is
+    full; None for any other OSError."""
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return ShardError(
+        f"disk full while writing {path}: {os.strerror(err.errno)}. Nothing was written there "
+        "and earlier outputs are intact; free space (or point results_dir elsewhere) and rerun "
+        "snakemake, which redoes only the missing work."
+    )
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files earlier writers of ``path`` left when they were killed
+    (``.<name>.*.tmp`` next to it). Only the job that writes ``path`` calls this, and Snakemake
+    runs one such job at a time, so no live writer's file is touched."""
+    path = Path(path)
+    removed = []
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            leftover.unlink()
+            removed.append(leftover)
+        except OSError:
+            pass
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
     """A temporary path next to ``path`` to write to; on success it is renamed over ``path``
-    (after an fsync when ``durable``), on any error removed and ``path`` left as it was."""
+    (after an fsync when ``durable``), on any error removed and ``path`` left as it was.
+    Temporary files of earlier, killed writers of ``path`` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp creates the file private (0600); results get the usual permissions (umask)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(name)
     try:
@@ -114,16 +193,26 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ShardError(
-                f"disk full while writing {path}: {err.strerror}. Nothing was written there and "
-                "earlier outputs are intact; free space (or point results_dir elsewhere) and "
-                "rerun snakemake, which redoes only the missing work."
-            ) from None
+        full = disk_full(path, err)
+        if full is not None:
+            raise full from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for a moment, for every
+    thread): /proc/self/status on Linux, else the usual 022."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def _with_metadata(table, metadata: Mapping[str, Any] | None):
@@ -194,31 +283,47 @@ class AtomicParquetWriter:
         self.schema = schema
         # store_schema=False: the key-value metadata added at commit becomes the Arrow schema
         # metadata readers see (pq.read_schema(path).metadata); types round-trip unchanged.
-        self.writer = pq.ParquetWriter(
-            str(self.tmp), schema, compression="zstd", store_schema=False
-        )
+        with self._failing():
+            self.writer = pq.ParquetWriter(
+                str(self.tmp), schema, compression="zstd", store_schema=False
+            )
         self.rows = 0
+
+    @contextmanager
+    def _failing(self) -> Iterator[None]:
+        """On any error: remove the temporary file; a full disk becomes one clear error."""
+        try:
+            yield
+        except OSError as err:
+            self.abort()
+            full = disk_full(self.path, err)
+            if full is not None:
+                raise full from None
+            raise
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, table) -> None:
         if table.num_rows:
-            self.writer.write_table(table)
+            with self._failing():
+                self.writer.write_table(table)
             self.rows += table.num_rows
 
     def commit(self, metadata: Mapping | None = None) -> None:
-        try:
+        with self._failing():
             if metadata is not None:
                 self.writer.add_key_value_metadata(
                     {META_KEY: json.dumps(dict(metadata), sort_keys=True)}
                 )
             self.writer.close()
-        except BaseException:
-            self.abort()
-            raise
         self._target.__exit__(None, None, None)
 
     def abort(self) -> None:
+        writer = getattr(self, "writer", None)
         try:
-            self.writer.close()
+            if writer is not None:
+                writer.close()
         except Exception:  # noqa: BLE001 - best effort, the file is removed anyway
             pass
         self.tmp.unlink(missing_ok=True)
