@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,12 @@ def write_layer(
     token_views: Mapping[str, str],
     index_path: str | os.PathLike,
     verdicts: Mapping[str, Mapping] | None = None,
+    related: Callable[[int], str] | None = None,
 ) -> list[Path]:
     """Write a layer's dashboards, list page and Parquet tables; returns the dashboard pages.
     ``token_views``: category -> the layer's token view page of that category; ``verdicts``:
-    category -> the validation verdict of the layer's specialist of that category."""
+    category -> the validation verdict of the layer's specialist of that category;
+    ``related``: feature -> its related-features block (related.py)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -78,6 +80,7 @@ def write_layer(
                 for cat, v in (verdicts or {}).items()
                 if v.get("feature") == f and cat in (row["specialist_categories"] or [])
             },
+            related=related(f) if related is not None else "",
         )
         path = out / row["page"]
         write_text(html, path)
@@ -148,7 +151,23 @@ def layer(smk: Any) -> None:
         meta=meta,
     )
     verdicts = dict(getattr(p, "validation", None) or {})  # category -> verdict
-    pages = write_layer(smk.output[0], data, p.token_views, p.index, verdicts)
+    related = None
+    if getattr(i, "related", None):  # the comparison stage's table (docs/comparison.md)
+        from .related import dashboard_pages, related_block
+
+        table = pl.read_parquet(i.related)
+        pages_of = dashboard_pages(
+            pl.read_parquet(i.specialists),
+            pl.read_parquet(i.strongest),
+            pl.read_parquet(i.frequent),
+            {(str(f), int(x)): d for (f, x), d in dict(p.dashboard_dirs).items()},
+            int(p.settings["top_k_features"]),
+        )
+
+        def related(f: int) -> str:
+            return related_block(table, family, layer_, f, pages_of, smk.output[0])
+
+    pages = write_layer(smk.output[0], data, p.token_views, p.index, verdicts, related)
     log.info(
         "dashboards %s layer %d: %d features, %d examples",
         family,

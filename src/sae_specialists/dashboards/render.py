@@ -252,11 +252,13 @@ def feature_page(
     settings: Mapping[str, Any],
     links: Mapping[str, str],
     verdicts: Mapping[str, Mapping[str, Any]] | None = None,
+    related: str = "",
 ) -> str:
     """One dashboard. ``row``: the feature's row of features.parquet; ``links``: 'index' (the
     dashboards index), 'layer' (this layer's list) and optional 'token_view' (category ->
     href); ``verdicts``: category -> the validation verdict of this feature as that category's
-    specialist (verdict_text, fails_heldout; docs/validation.md), shown in the header."""
+    specialist (verdict_text, fails_heldout; docs/validation.md), shown in the header;
+    ``related``: the related-features block (related.py; empty: none)."""
     f = row["feature"]
     fam, layer = row["sae"], row["layer"]
     title = f"Feature #{f} · SAE {fam} · layer {layer}"
@@ -328,6 +330,7 @@ def feature_page(
         profile_table(profile, own, threshold, str(settings["aggregation"])),
         '<p class="note">Study texts only. Per-text value: the analysis\'s aggregation over a '
         "text's counted tokens; texts where the feature is inactive count as 0.</p></div></div>",
+        related,
         "<h2>Logit effects</h2>",
         '<p class="note">Decoder direction through the unembedding (W_dec[f] · W_U): the tokens '
         "whose logits it raises and lowers most. ␣ space, ↵ newline, ⇥ tab.</p>",
