@@ -85,6 +85,11 @@ STAGES = {
         "Comparison across SAE families",
         "Residual vs attention vs MLP SAEs, cross-layer tracking and splitting across widths "
         "(docs/comparison.md).",
+        (
+            "comparison/charts/components.html",
+            "comparison/charts/specialist_links.html",
+            "comparison/charts/splits.html",
+        ),
     ),
     "export": Stage(
         "Neuronpedia export",
