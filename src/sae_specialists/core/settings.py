@@ -32,12 +32,22 @@ class SAEFamily:
     path_template: str | None = None
     layers: tuple[int, ...] = ()  # this family's layers: its own `layers`, else the top-level list
     own_layers: bool = False  # whether the family lists its own `layers`
+    hook_layer_offset: int = 0  # the SAE of layer L reads block L + offset (docs/configuration.md)
 
     def source(self, layer: int) -> dict:
-        """Where the SAE of `layer` comes from: {'release', 'sae_id'} or {'path'}."""
+        """Where the SAE of `layer` comes from: {'release', 'sae_id'} or {'path'}, plus
+        'block' (the block its hook must be in) when the family has a hook_layer_offset."""
         if self.release is not None:
-            return {"release": self.release, "sae_id": self.id_template.format(layer=layer)}
-        return {"path": self.path_template.format(layer=layer)}
+            out = {"release": self.release, "sae_id": self.id_template.format(layer=layer)}
+        else:
+            out = {"path": self.path_template.format(layer=layer)}
+        if self.hook_layer_offset:
+            out["block"] = int(layer) + self.hook_layer_offset
+        return out
+
+    def block(self, layer: int) -> int:
+        """The transformer block the SAE of ``layer`` reads."""
+        return int(layer) + self.hook_layer_offset
 
 
 @dataclass(frozen=True)
@@ -272,7 +282,11 @@ def _family(name: str, spec: dict, default_layers: list[int]) -> SAEFamily:
             f'Write it as e.g. "blocks.{{layer}}.hook_resid_pre" or "saes/{name}/layer{{layer}}", '
             f"or give the family its one layer: saes.{name}.layers: [N]."
         )
-    own = dict(layers=tuple(sorted(int(layer) for layer in layers)), own_layers="layers" in spec)
+    own = dict(
+        layers=tuple(sorted(int(layer) for layer in layers)),
+        own_layers="layers" in spec,
+        hook_layer_offset=int(spec.get("hook_layer_offset", 0)),
+    )
     if "release" in spec:
         return SAEFamily(name, release=spec["release"], id_template=spec["id"], **own)
     return SAEFamily(name, path_template=spec["path"], **own)
