@@ -8,9 +8,7 @@
 #   reruns and rewrites cells.json; each layer job takes that file as an `ancient` input (its
 #   time stamp is ignored) and its own specialist set, read from the file's content, as a
 #   param: it reruns only when its set changed.
-import json
-from pathlib import Path
-
+from sae_specialists.causal.workflow import read_cells
 from sae_specialists.core.layout import CAUSAL_LAYER_TABLES
 
 C = S.causal
@@ -41,20 +39,10 @@ checkpoint causal_cells:
         "../../scripts/causal_cells.py"
 
 
-def causal_cells_file(wildcards):
-    return checkpoints.causal_cells.get().output[0]
-
-
-def causal_cells_of(wildcards):
-    """The layer's specialist set ([[category, feature], ...]), read once the checkpoint ran."""
-    sets = json.loads(Path(causal_cells_file(wildcards)).read_text())
-    return sets.get(f"{wildcards.family}/{int(wildcards.layer)}", [])
-
-
 rule causal_layer:
     """One SAE family and layer: ablations, controls, top tokens, steering samples."""
     input:
-        cells=ancient(causal_cells_file),
+        cells=ancient(lambda w: checkpoints.causal_cells.get().output[0]),
         tokens=L.tokens(),
         model_and_sae=lambda w: model_and_sae_files([w.family], [w.layer]),
     output:
@@ -71,7 +59,10 @@ rule causal_layer:
     params:
         family=lambda w: w.family,
         layer=lambda w: int(w.layer),
-        cells=causal_cells_of,
+        # the layer's specialist set, by content (cells.json is an ancient input)
+        cells=lambda w: read_cells(
+            checkpoints.causal_cells.get().output[0], w.family, w.layer
+        ),
         model=S.model.spec,
         saes=lambda w: sae_sources([w.family], [int(w.layer)]),
         dtype=S.dtype,
@@ -120,3 +111,21 @@ rule causal_tables:
         },
     script:
         "../../scripts/causal_tables.py"
+
+
+checkpoint causal_verdicts:
+    """Each cell's verdict and headline numbers, for the report and the dashboards (which take
+    this file as an ancient input and its content as a param)."""
+    input:
+        effects=L.causal_table("effects"),
+    output:
+        L.causal_verdicts,
+    log:
+        L.log("causal", "verdicts"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../../scripts/causal_verdicts.py"

@@ -19,7 +19,7 @@ hook is computed once. When the hook is a residual-stream hook (``blocks.L.hook_
 before it. Other hooks run the whole model with a hook that swaps in the edited activation.
 Several ablations share one forward pass as replicas stacked along the batch dimension (about
 ``pass_tokens`` token rows per pass); logits are computed for loss positions only, in blocks of
-``LOGIT_ROWS`` rows, so no [batch, seq, vocab] tensor is ever built.
+``LOGIT_ELEMENTS`` logits, so no [batch, seq, vocab] tensor is ever built.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 from ..core.errors import SAEError
 
 PASS_TOKENS = 8192  # token rows (replicas x texts x positions) per ablated forward pass
-LOGIT_ROWS = 1024  # loss positions unembedded at a time
+LOGIT_ELEMENTS = 1 << 25  # logits per unembedding block (128 MB in float32)
 ENCODE_ROWS = 1024  # rows per SAE encode block (a [rows, d_sae] buffer)
 TOP_TOKENS = 20
 MODES = ("zero", "mean")
@@ -219,6 +219,8 @@ class FeatureSite:
     def losses(self, residual, tokens, mask):
         """Next-token cross-entropy at the positions ``mask`` [N, S-1] (prediction at t of
         token t+1), in row-major order; logits only for those positions."""
+        import torch.nn.functional as F
+
         torch = self._torch
         model = self.model
         if model.cfg.normalization_type is not None:
@@ -226,13 +228,13 @@ class FeatureSite:
         rows = residual[:, :-1][mask]
         targets = tokens[:, 1:][mask]
         out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
-        for lo in range(0, rows.shape[0], LOGIT_ROWS):
-            hi = lo + LOGIT_ROWS
+        step = max(1, LOGIT_ELEMENTS // self.W_U.shape[1])
+        for lo in range(0, rows.shape[0], step):
+            hi = lo + step
             logits = torch.addmm(self.b_U, rows[lo:hi], self.W_U).float()
             if self.softcap is not None and self.softcap > 0:
                 logits = self.softcap * torch.tanh(logits / self.softcap)
-            picked = logits.gather(1, targets[lo:hi, None])[:, 0]
-            out[lo:hi] = torch.logsumexp(logits, dim=-1) - picked
+            out[lo:hi] = F.cross_entropy(logits, targets[lo:hi], reduction="none")
         return out
 
     def clean_losses(self, batch: Batch, clean):

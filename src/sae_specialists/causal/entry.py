@@ -178,3 +178,32 @@ def tables(smk: Any) -> None:
         verdicts.height,
         int(verdicts["detector_only"].sum()) if verdicts.height else 0,
     )
+
+
+VERDICT_FIELDS = (
+    "feature",
+    "verdict",
+    "detector_only",
+    "in_mean",
+    "out_mean",
+    "ratio",
+    "control_in_mean",
+    "vs_control_low",
+    "vs_control_high",
+)
+
+
+def verdict_records(effects: pl.DataFrame) -> dict[str, dict]:
+    """ "family/layer/category" -> the zero-ablation verdict and its headline numbers."""
+    rows = effects.filter(pl.col("mode") == "zero").sort("sae", "layer", "category")
+    return {
+        f"{r['sae']}/{int(r['layer'])}/{r['category']}": {k: r[k] for k in VERDICT_FIELDS}
+        for r in rows.iter_rows(named=True)
+    }
+
+
+def verdicts(smk: Any) -> None:
+    """Rule causal_verdicts: effects -> verdicts.json."""
+    records = verdict_records(pl.read_parquet(smk.input.effects))
+    write_text(json.dumps(records, indent=1, sort_keys=True) + "\n", smk.output[0])
+    log.info("%d verdicts", len(records))
