@@ -195,6 +195,12 @@ rule analysis_report:
             if S.validation.enabled
             else []
         ),
+        # the causal verdicts (causal.smk) when enabled: by content only, as the validation's
+        causal=(
+            ancient(lambda w: checkpoints.causal_verdicts.get().output[0])
+            if S.causal.enabled
+            else []
+        ),
     output:
         index=L.analysis_page,
         summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
@@ -247,5 +253,15 @@ rule analysis_report:
             else {}
         ),
         validation_summary=L.validation_summary,
+        causal=(
+            (
+                lambda w: read_causal_verdicts(
+                    checkpoints.causal_verdicts.get().output[0]
+                )
+            )
+            if S.causal.enabled
+            else None
+        ),
+        causal_index=L.causal_index,
     script:
         "../../scripts/analysis_report.py"

@@ -9,6 +9,7 @@
 #   time stamp is ignored) and its own specialist set, read from the file's content, as a
 #   param: it reruns only when its set changed.
 from sae_specialists.causal.workflow import read_cells
+from sae_specialists.causal.workflow import read_verdicts as read_causal_verdicts
 from sae_specialists.core.layout import CAUSAL_LAYER_TABLES
 
 C = S.causal

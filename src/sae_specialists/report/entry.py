@@ -67,6 +67,12 @@ def report(smk: Any) -> None:
 
         rel = os.path.relpath(p.validation_summary, os.path.dirname(o.summary))
         add_summary_section(summary_doc, verdicts, Path(rel).as_posix())
+    causal = getattr(p, "causal", None)
+    if causal is not None:  # the causal check's verdicts (docs/causal.md)
+        from .causal import add_summary_section as add_causal_section
+
+        rel = os.path.relpath(p.causal_index, os.path.dirname(o.summary))
+        add_causal_section(summary_doc, dict(causal), Path(rel).as_posix())
     write_text(summary_doc.to_markdown(), o.summary)
     views = {
         (family, layer, category): page
@@ -84,5 +90,6 @@ def report(smk: Any) -> None:
         per_text=list(i.per_text),
         texts_path=i.texts,
         verdicts=verdicts,
+        causal=dict(causal or {}),
     )
     write_text(page, o.index)

@@ -10,6 +10,8 @@ from pathlib import Path
 import polars as pl
 
 from ..core.html import page as html_page
+from .causal import mark as causal_mark
+from .causal import mark_title as causal_title
 from .doc import Doc
 
 TABLE_DESCRIPTIONS = {
@@ -61,6 +63,7 @@ def build_index(
     per_text: Sequence[str],
     texts_path: str | os.PathLike,
     verdicts: Mapping[str, Mapping] | None = None,
+    causal: Mapping[str, Mapping] | None = None,
 ) -> str:
     """Return the HTML; ``tables``: name -> (parquet, csv); ``charts``: (title, html, png);
     ``token_views``: (sae, layer, category) -> page. Paths are made relative to ``output``."""
@@ -106,6 +109,7 @@ def build_index(
         "the category's specialist (or best candidate, greyed, when no candidate scores > 0) "
         "shaded token by token on sample texts of every category. Cells: feature (score)"
         + ("; ✗: the specialist fails validation (hover for the verdict)" if verdicts else "")
+        + ("; ⊘: detector only in the causal check (hover for the numbers)" if causal else "")
         + ".</p>"
     )
     spec = {
@@ -136,6 +140,11 @@ def build_index(
                 if verdict and verdict.get("fails_heldout"):  # validation (docs/validation.md)
                     why = esc(verdict["verdict_text"], quote=True)
                     link += f' <span class="fails" title="{why}">✗</span>'
+                causal_verdict = (causal or {}).get(f"{sae}/{layer}/{cat}")
+                symbol = causal_mark(causal_verdict)
+                if symbol:  # causal check (docs/causal.md)
+                    why = esc(causal_title(causal_verdict), quote=True)
+                    link += f' <span class="fails" title="{why}">{symbol}</span>'
                 url = row.get("neuronpedia_url") if row else None
                 if url:
                     link += f' <a href="{esc(url, quote=True)}" title="Neuronpedia">↗</a>'
