@@ -82,6 +82,22 @@ rule dashboards_layer:
             if S.validation.enabled
             else []
         ),
+        # the causal check of this layer (causal.smk): its tables, its verdicts by content
+        causal_top_tokens=(
+            (lambda w: L.causal_layer(w.family, w.layer)["top_tokens"])
+            if S.causal.enabled
+            else []
+        ),
+        causal_steering=(
+            (lambda w: L.causal_layer(w.family, w.layer)["steering"])
+            if S.causal.enabled
+            else []
+        ),
+        causal_verdicts=(
+            ancient(lambda w: checkpoints.causal_verdicts.get().output[0])
+            if S.causal.enabled
+            else []
+        ),
     output:
         report(
             directory(L.dashboard_dir("{family}", "{layer}")),
@@ -110,6 +126,18 @@ rule dashboards_layer:
             if S.validation.enabled
             else {}
         ),
+        causal=(
+            (
+                lambda w: read_causal_verdicts(
+                    checkpoints.causal_verdicts.get().output[0], w.family, w.layer
+                )
+            )
+            if S.causal.enabled
+            else {}
+        ),
+        causal_pages=lambda w: {
+            c: L.causal_page(w.family, w.layer, c) for c in CATEGORIES
+        },
     log:
         L.log("dashboards", "dashboards_sae={family}_layer={layer}"),
     resources:

@@ -41,6 +41,7 @@ def write_layer(
     index_path: str | os.PathLike,
     verdicts: Mapping[str, Mapping] | None = None,
     related: Callable[[int], str] | None = None,
+    causal: Callable[[int], str] | None = None,
 ) -> list[Path]:
     """Write a layer's dashboards, list page and Parquet tables; returns the dashboard pages.
     ``token_views``: category -> the layer's token view page of that category; ``verdicts``:
@@ -81,6 +82,7 @@ def write_layer(
                 if v.get("feature") == f and cat in (row["specialist_categories"] or [])
             },
             related=related(f) if related is not None else "",
+            causal=causal(f) if causal is not None else "",
         )
         path = out / row["page"]
         write_text(html, path)
@@ -167,7 +169,21 @@ def layer(smk: Any) -> None:
         def related(f: int) -> str:
             return related_block(table, family, layer_, f, pages_of, smk.output[0])
 
-    pages = write_layer(smk.output[0], data, p.token_views, p.index, verdicts, related)
+    causal = None
+    if getattr(i, "causal_top_tokens", None):  # the causal stage's tables (docs/causal.md)
+        from .causal import causal_block
+
+        top = pl.read_parquet(i.causal_top_tokens)
+        steering = pl.read_parquet(i.causal_steering)
+        causal_verdicts = dict(p.causal or {})
+        causal_pages = {c: rel(path, smk.output[0]) for c, path in dict(p.causal_pages).items()}
+
+        def causal(f: int) -> str:
+            return causal_block(f, top, steering, causal_verdicts, causal_pages)
+
+    pages = write_layer(
+        smk.output[0], data, p.token_views, p.index, verdicts, related, causal=causal
+    )
     log.info(
         "dashboards %s layer %d: %d features, %d examples",
         family,

@@ -253,6 +253,7 @@ def feature_page(
     links: Mapping[str, str],
     verdicts: Mapping[str, Mapping[str, Any]] | None = None,
     related: str = "",
+    causal: str = "",
 ) -> str:
     """One dashboard. ``row``: the feature's row of features.parquet; ``links``: 'index' (the
     dashboards index), 'layer' (this layer's list) and optional 'token_view' (category ->
@@ -331,6 +332,7 @@ def feature_page(
         '<p class="note">Study texts only. Per-text value: the analysis\'s aggregation over a '
         "text's counted tokens; texts where the feature is inactive count as 0.</p></div></div>",
         related,
+        causal,  # the causal check's block (causal.py; empty: none)
         "<h2>Logit effects</h2>",
         '<p class="note">Decoder direction through the unembedding (W_dec[f] · W_U): the tokens '
         "whose logits it raises and lowers most. ␣ space, ↵ newline, ⇥ tab.</p>",
