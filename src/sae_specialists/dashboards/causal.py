@@ -1,0 +1,99 @@
+"""The causal check's block on a specialist's dashboard (docs/causal.md): its verdict, the
+tokens of its category whose loss rises most when it is ablated, and its steering samples.
+
+Read from the causal stage's files only (the layer's top_tokens and steering tables, and
+verdicts.json's content): the dashboards never import the causal package."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from ..core.html import token_html
+
+esc = html.escape
+VERDICT_COLOURS = {"detector only": "#b00", "specific": "#2b8a3e", "unspecific": "#e67700"}
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def _verdict_line(category: str, v: Mapping[str, Any], page: str | None) -> str:
+    colour = VERDICT_COLOURS.get(v["verdict"], "#333")
+    link = f' — <a href="{esc(page, quote=True)}">details</a>' if page else ""
+    return (
+        f"<p><strong>{esc(category)}</strong>: "
+        f'<span class="causal-verdict" style="color:{colour};font-weight:600">'
+        f"{esc(v['verdict'])}</span> (zero ablation: Δloss on its category "
+        f"{_num(v['in_mean'])}, on other texts {_num(v['out_mean'])}, random control of "
+        f"similar density {_num(v['control_in_mean'])}){link}</p>"
+    )
+
+
+def _top_tokens(rows: list[dict]) -> str:
+    if not rows:
+        return '<p class="note">No token of the category had its loss raised.</p>'
+    body = "".join(
+        f'<tr><td class="num">{r["rank"]}</td><td class="num">{_num(r["delta_loss"])}</td>'
+        f'<td class="num">{_num(r["clean_loss"])} → {_num(r["ablated_loss"])}</td>'
+        f'<td class="examples">{token_html(r["context_before"], breaks=False)}'
+        f'<span class="tok max">{token_html(r["token"], breaks=False)}</span>'
+        f"{token_html(r['context_after'], breaks=False)}</td></tr>"
+        for r in rows
+    )
+    return (
+        '<table class="data causal-top"><thead><tr><th>#</th><th>Δloss</th>'
+        "<th>loss clean → ablated</th><th>context (predicted token outlined)</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def _steering(rows: list[dict]) -> str:
+    if not rows:
+        return '<p class="note">No steering prompt configured (causal.prompts).</p>'
+    body = "".join(
+        f"<tr><td>{esc(r['prompt'])}</td><td>"
+        + ("unsteered" if r["scale"] is None else f"{r['scale']:g} × max")
+        + f'</td><td class="examples">{token_html(r["continuation"], breaks=False)}</td></tr>'
+        for r in rows
+    )
+    return (
+        '<table class="data causal-steering"><thead><tr><th>prompt</th><th>clamp</th>'
+        f"<th>greedy continuation</th></tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def causal_block(
+    feature: int,
+    top_tokens: pl.DataFrame,
+    steering: pl.DataFrame,
+    verdicts: Mapping[str, Mapping[str, Any]],
+    pages: Mapping[str, str],
+) -> str:
+    """The block of ``feature`` (empty when it is no checked specialist). ``verdicts``: category
+    -> verdict record of the layer; ``pages``: category -> href of its causal page."""
+    mine = {c: v for c, v in verdicts.items() if v.get("feature") == feature}
+    if not mine:
+        return ""
+    parts = ['<h2 id="causal">Causal check</h2>']
+    for category, v in sorted(mine.items()):
+        parts.append(_verdict_line(category, v, pages.get(category)))
+        top = top_tokens.filter(
+            (pl.col("feature") == feature) & (pl.col("category") == category)
+        ).sort("rank")
+        parts.append(f"<h3>Tokens of {esc(category)} whose loss rises most when it is ablated</h3>")
+        parts.append(_top_tokens(top.to_dicts()))
+    steer = steering.filter(pl.col("feature") == feature).sort(
+        "prompt_index", pl.col("scale").fill_null(-1.0)
+    )
+    parts.append("<h3>Steering samples</h3>")
+    parts.append(
+        '<p class="note">The feature clamped to a multiple of its maximum activation at every '
+        "position of a neutral prompt, greedy continuation beside the unsteered one.</p>"
+    )
+    parts.append(_steering(steer.to_dicts()))
+    return "\n".join(parts)
