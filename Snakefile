@@ -3,7 +3,13 @@
 # -> dashboards, methodology. docs/architecture.md: the module map and how to add a stage.
 from snakemake.utils import min_version
 
-from sae_specialists.preflight import check_config_files
+from sae_specialists.core.errors import exit_on_user_error
+from sae_specialists.core.jobs import (
+    discard_failure_reports,
+    print_failure_report_at_exit,
+    start_failure_reports,
+)
+
 from sae_specialists.startup import single_threaded_polars
 
 single_threaded_polars()
@@ -11,33 +17,35 @@ single_threaded_polars()
 min_version("9.0")
 
 
-# A --configfile given on the command line *replaces* the default config (merging the two would
-# mix e.g. `model: {name: ...}` with `model: {path: ...}`); --config KEY=VALUE still overrides.
-if not workflow.overwrite_configfiles:
-    # refuse a YAML alias bomb before Snakemake's merge would expand it (preflight.py)
-    check_config_files(["config/config.yaml"])
+# Jobs leave user errors (bad input, unreachable hub) here; onerror prints each once, last.
+FAILURES = start_failure_reports()
 
-    configfile: "config/config.yaml"
+# A user error while reading the configuration and the inputs ends the run with one message
+# naming the configuration actually read (no traceback lines).
+with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.config):
+
+    # A --configfile given on the command line *replaces* the default config (merging the two
+    # would mix `model: {name: ...}` with `model: {path: ...}`); --config KEY=VALUE overrides.
+    if not workflow.overwrite_configfiles:
+
+        configfile: "config/config.yaml"
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/demo.smk"
-include: "workflow/rules/extract.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/dashboards.smk"
-include: "workflow/rules/methodology.smk"
-include: "workflow/rules/validation.smk"
-include: "workflow/rules/causal.smk"
-include: "workflow/rules/comparison.smk"
+    include: "workflow/rules/common.smk"
+    include: "workflow/rules/demo.smk"
+    include: "workflow/rules/extract.smk"
+    include: "workflow/rules/analysis.smk"
+    include: "workflow/rules/dashboards.smk"
+    include: "workflow/rules/methodology.smk"
+    include: "workflow/rules/validation.smk"
+    include: "workflow/rules/causal.smk"
+    include: "workflow/rules/comparison.smk"
 
 
 rule all:
     input:
         L.index,  # the map of the run: report.smk, built after everything else
         L.extraction_outputs(),
-        # the intermediate files too, so that a deleted one is rebuilt (common.smk: healing)
-        dashboard_needs(),
-        methodology_needs() if S.methodology.enabled else [],
         L.analysis_outputs(),
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],
@@ -50,3 +58,12 @@ rule all:
 
 
 include: "workflow/rules/report.smk"
+
+
+onsuccess:
+    discard_failure_reports(FAILURES)
+
+
+onerror:
+    # after Snakemake's own lines: the project's message(s), once each (core/jobs.py)
+    print_failure_report_at_exit(FAILURES)

@@ -1,6 +1,7 @@
 # The map of the run: results_dir/index.html links everything the run produced, grouped by
 # stage (report/overview.py). Built last: it depends on every other output of `rule all`, so a
 # new stage's outputs appear in it as soon as the stage is part of `rule all`.
+import os
 
 
 rule report_index:
@@ -11,7 +12,7 @@ rule report_index:
     output:
         L.index,
     params:
-        results_dir=S.results_dir,
+        results_dir=lambda w, output: os.path.dirname(output[0]),  # index.html's directory
         # the demo's model and SAE files when they live under results_dir
         exclude=[S.demo["dir"]] if S.demo else [],
     log:

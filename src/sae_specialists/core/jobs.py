@@ -1,5 +1,11 @@
-"""Job plumbing shared by every rule script: logging to the rule's log file, timing, and one
-clear line (exit status 1) for a user error.
+"""Job plumbing shared by every rule script: logging to the rule's log file, timing, one clear
+message (exit status 1) for a user error, and progress lines for long loops.
+
+A user error (``UserError``: bad config, texts, model or SAE files, unreachable hub) goes to the
+job's log file and, when the workflow runs the job, to the run's failure directory
+(``$SAE_SPECIALISTS_FAILURES``): the Snakefile's ``onerror`` handler prints each distinct message
+once, as the last lines of the run (``failure_report``), instead of every parallel job printing
+it in the middle of Snakemake's output. Outside a workflow run it goes to stderr.
 
 Every ``scripts/<stage>_<job>.py`` has the same shape::
 
@@ -11,10 +17,14 @@ Every ``scripts/<stage>_<job>.py`` has the same shape::
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
+import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,26 +46,36 @@ def _polars_threads() -> str:
     return f", polars threads {polars.thread_pool_size()}" if polars is not None else ""
 
 
+FAILURES_ENV = "SAE_SPECIALISTS_FAILURES"
+_JOB = {"name": "job"}
+
+
 @contextmanager
 def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
     """Log to stderr and the rule's log file; report the time and peak memory at the end. A
-    ``UserError`` becomes one clear error line and exit status 1; any other error is logged with
-    its traceback and raised."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    ``UserError`` becomes one clear message (see the module doc) and exit status 1; any other
+    error is logged with its traceback and raised."""
+    console = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [console]
+    log_file = None
     if getattr(smk, "log", None) and len(smk.log):
-        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(str(smk.log[0]), mode="w", encoding="utf-8"))
+        log_file = str(smk.log[0])
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         handlers=handlers,
         force=True,
     )
+    _JOB["name"] = what
     start = time.perf_counter()
     log.info("%s: start", what)
     try:
         yield log
     except UserError as err:
+        if record_failure(str(err), what, log_file):
+            logging.getLogger().removeHandler(console)  # the run prints it once, at the end
         log.error("%s", err)
         sys.exit(1)
     except Exception:
@@ -67,6 +87,136 @@ def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
         time.perf_counter() - start,
         peak_rss_mb(),
         _polars_threads(),
+    )
+
+
+def record_failure(message: str, job: str, log_file: str | None) -> bool:
+    """Leave ``message`` for the run's failure report; False outside a workflow run."""
+    directory = os.environ.get(FAILURES_ENV)
+    if not directory:
+        return False
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        path = Path(directory) / f"{os.getpid()}-{time.time_ns()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"message": message, "job": job, "log": log_file}))
+        os.replace(tmp, path)
+    except OSError:
+        return False
+    return True
+
+
+# -- the run's failure report (used by the Snakefile) -------------------------------------------
+
+
+def start_failure_reports(base: str | os.PathLike = ".snakemake/sae_specialists/failures") -> str:
+    """The directory where this run's jobs leave user errors (``base`` is relative to the
+    workflow's working directory). Set once per run: a cluster job that parses the Snakefile
+    again inherits the variable and writes to the same place."""
+    if not os.environ.get(FAILURES_ENV):
+        run_id = f"{os.getpid()}-{time.time_ns()}"
+        os.environ[FAILURES_ENV] = str(Path(base).absolute() / run_id)
+    return os.environ[FAILURES_ENV]
+
+
+def failure_report(directory: str | os.PathLike) -> str | None:
+    """Each distinct message the failed jobs left, once, after the jobs and log files it came
+    from; None when no job left one (a crash: Snakemake's own report stands)."""
+    records = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    if not records:
+        return None
+    by_message: dict[str, list[dict]] = {}
+    for r in records:
+        by_message.setdefault(r["message"], []).append(r)
+    blocks = []
+    for message, rs in by_message.items():
+        jobs = sorted({r["job"] for r in rs})
+        logs = sorted({r["log"] for r in rs if r.get("log")})
+        where = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''} failed ({'; '.join(jobs)})"
+        if logs:
+            where += f"; log{'s' if len(logs) != 1 else ''}: {', '.join(logs)}"
+        blocks.append(f"{where}:\n{message}")
+    return "\n".join(["", "sae-specialists: the run stopped.", *blocks])
+
+
+def print_failure_report_at_exit(directory: str | os.PathLike) -> None:
+    """From the Snakefile's ``onerror``: print the failure report after everything Snakemake
+    prints (at interpreter exit), then remove the directory."""
+
+    def report() -> None:
+        text = failure_report(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        if text:
+            sys.stderr.flush()
+            print(text, file=sys.stderr, flush=True)
+
+    atexit.register(report)
+
+
+def discard_failure_reports(directory: str | os.PathLike) -> None:
+    """From the Snakefile's ``onsuccess``: nothing to report."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+PROGRESS_ENV = "SAE_SPECIALISTS_PROGRESS_S"
+PROGRESS_EVERY_S = 10.0
+
+
+class _LogLines:
+    """A file for tqdm: each refresh becomes one log line (console and log file), so parallel
+    jobs' progress reads as whole lines instead of overwriting each other's bars."""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if line:
+            log.info("%s %s", _JOB["name"], line)
+
+    def flush(self) -> None:
+        pass
+
+
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    every_s: float | None = None,
+):
+    """A tqdm progress bar for a long loop of a job: every ``every_s`` seconds (default 10, or
+    ``$SAE_SPECIALISTS_PROGRESS_S``) and at the end, one line with done/total, percent, rate,
+    elapsed time and ETA goes to the console (Snakemake shows a job's stderr) and the job's log;
+    a loop done within one interval prints nothing.
+    Use it as tqdm: ``for x in progress(xs, total=n, desc="resamples", unit="resample")``."""
+    from tqdm import tqdm
+
+    interval = every_s if every_s is not None else float(os.environ.get(PROGRESS_ENV, 0) or 0)
+    interval = interval or PROGRESS_EVERY_S
+    fmt = (
+        "{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {rate_fmt}, "
+        "elapsed {elapsed}, ETA {remaining}"
+        if total is not None or (iterable is not None and hasattr(iterable, "__len__"))
+        else "{desc}: {n_fmt} {unit}, {rate_fmt}, elapsed {elapsed}"
+    )
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=_LogLines(),
+        mininterval=interval,
+        maxinterval=interval,
+        miniters=1,
+        bar_format=fmt,
+        delay=interval,  # a loop shorter than one interval prints nothing
+        disable=False,
     )
 
 

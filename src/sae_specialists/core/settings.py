@@ -253,7 +253,7 @@ def validated(config: dict, schema_path: str | Path) -> dict:
     if errors:
         lines = "\n".join(f"  - {_key_path(e)}: {_describe(e)}" for e in errors)
         raise ConfigError(
-            f"invalid configuration (config/config.yaml, --configfile or --config):\n{lines}\n"
+            f"invalid configuration:\n{lines}\n"
             "Fix these keys; docs/configuration.md and workflow/schemas/config.schema.yaml "
             "describe each one."
         )
