@@ -136,6 +136,12 @@ def layer(smk: Any) -> None:
         prompt_ids=prompt_ids,
     )
     _write_layer(result, smk.output)
+    log.info(
+        "%s layer %d: %s",
+        family,
+        layer_,
+        ", ".join(f"{part} {s:.1f} s" for part, s in result.seconds.items()),
+    )
 
 
 def _concat(paths) -> pl.DataFrame:

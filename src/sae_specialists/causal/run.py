@@ -7,8 +7,9 @@ reading inputs and writing files is ``causal.entry``'s job.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -58,6 +59,7 @@ class LayerResult:
     per_text: pl.DataFrame  # per (feature, mode, text): n_positions, clean_loss, delta_loss
     top_tokens: pl.DataFrame  # per cell: the top tokens by loss rise (zero ablation)
     steering: pl.DataFrame  # per (feature, prompt, scale): continuation
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part
 
 
 def _bar(total: int, desc: str):
@@ -80,9 +82,12 @@ def run_layer(
     categories = [t.category for t in texts]
     pad = int(site.model.tokenizer.pad_token_id or 0)
     label = f"{family} layer {layer}"
+    seconds = {}
+    start = time.perf_counter()
     with _bar(len(texts), f"causal stats {label}") as bar:
         batches = _iter_batches(token_ids, options.batch_size, pad, site.device)
         stats = feature_stats(site, batches, progress=bar)
+    seconds["stats"] = time.perf_counter() - start
 
     specialists = sorted({c.feature for c in cells})
     controls = {
@@ -101,6 +106,7 @@ def run_layer(
     for c in cells:
         top_cells.setdefault(c.feature, []).append(c.category)
     means = {f: float(stats.mean[f]) for f in specialists + control_features}
+    start = time.perf_counter()
     with _bar(len(texts) * len(ablations), f"causal ablations {label}") as bar:
         result = ablation_effects(
             site,
@@ -116,16 +122,20 @@ def run_layer(
             progress=bar,
         )
 
+    seconds["ablations"] = time.perf_counter() - start
     key = {"sae": family, "layer": int(layer)}
-    features = _features_table(key, specialists, control_features, stats)
+    start = time.perf_counter()
+    steering = _steering_table(
+        key, site, specialists, stats.max, options, prompt_ids, decode, label
+    )
+    seconds["steering"] = time.perf_counter() - start
     return LayerResult(
         cells=_cells_table(key, cells, controls, stats.density),
-        features=features,
+        features=_features_table(key, specialists, control_features, stats),
         per_text=_per_text_table(key, texts, result, specialists),
         top_tokens=_top_tokens_table(key, texts, cells, result, decode),
-        steering=_steering_table(
-            key, site, specialists, stats.max, options, prompt_ids, decode, label
-        ),
+        steering=steering,
+        seconds=seconds,
     )
 
 
