@@ -274,3 +274,104 @@ def test_steering_matches_a_hand_written_greedy_loop(demo):
             seq.append(int(logits[0, -1].argmax()))
         assert row == seq[len(prompt) :]
     assert out[0] != out[2] and out[2] != out[3]  # each clamp changes the continuation
+
+
+def test_effects_table_reproduced_independently():
+    """layer_effects' numbers from the per-text table, recomputed here with numpy alone
+    (documented seeding: one generator per cell and mode)."""
+    import polars as pl
+
+    from sae_specialists.causal.effects import layer_effects
+
+    rng = np.random.default_rng(5)
+    texts = [(f"t{i}", "a" if i < 6 else "b") for i in range(15)]
+    rows = []
+    for feature, role in ((7, "specialist"), (9, "control"), (11, "control")):
+        for mode in ("zero", "mean"):
+            for text_id, category in texts:
+                value = rng.normal(0.5 if (feature == 7 and category == "a") else 0.05, 0.1)
+                rows.append((feature, role, mode, text_id, category, value))
+    rows[3] = (*rows[3][:5], None)  # a text without loss position
+    per_text = pl.DataFrame(
+        rows, schema=["feature", "role", "mode", "text_id", "category", "delta_loss"], orient="row"
+    ).with_columns(pl.lit("res").alias("sae"), pl.lit(2).cast(pl.Int64).alias("layer"))
+    cells = pl.DataFrame(
+        {"sae": ["res"], "layer": [2], "category": ["a"], "feature": [7], "controls": [[9, 11]]}
+    )
+    effects = layer_effects(cells, per_text, 300, 4, 0.9)
+    assert effects["mode"].to_list() == ["mean", "zero"]
+    for row in effects.iter_rows(named=True):
+
+        def values(f, mode=row["mode"]):
+            sub = per_text.filter((pl.col("feature") == f) & (pl.col("mode") == mode))
+            return np.array([np.nan if v is None else v for v in sub["delta_loss"]])
+
+        inside = np.array([c == "a" for _, c in texts])
+        spec = values(7)
+        ctrl = (values(9) + values(11)) / 2
+        gen = cell_rng(4, "res", 2, "a", f"bootstrap {row['mode']}")
+        a, b = spec[inside & np.isfinite(spec)], spec[~inside & np.isfinite(spec)]
+        assert row["n_in"] == len(a) == (5 if row["mode"] == "zero" else 6)
+        assert row["n_out"] == len(b) == 9
+        assert row["in_mean"] == pytest.approx(a.mean()) and row["out_mean"] == pytest.approx(
+            b.mean()
+        )
+        boot_a = a[gen.integers(0, len(a), (300, len(a)))].mean(1)
+        boot_b = b[gen.integers(0, len(b), (300, len(b)))].mean(1)
+        low, high = np.percentile(boot_a - boot_b, [5, 95])
+        assert (row["diff_low"], row["diff_high"]) == pytest.approx((low, high))
+        ok = boot_b > 0
+        low, high = np.percentile(boot_a[ok] / boot_b[ok], [5, 95])
+        assert (row["ratio_low"], row["ratio_high"]) == pytest.approx((low, high))
+        ca, cb = ctrl[inside & np.isfinite(ctrl)], ctrl[~inside & np.isfinite(ctrl)]
+        assert row["control_in_mean"] == pytest.approx(ca.mean())
+        gen.integers(0, len(ca), (300, len(ca)))  # the control's own intervals
+        gen.integers(0, len(cb), (300, len(cb)))
+        paired = (spec - ctrl)[inside]
+        paired = paired[np.isfinite(paired)]
+        boot = paired[gen.integers(0, len(paired), (300, len(paired)))].mean(1)
+        low, high = np.percentile(boot, [5, 95])
+        assert row["vs_control"] == pytest.approx(paired.mean())
+        assert (row["vs_control_low"], row["vs_control_high"]) == pytest.approx((low, high))
+        assert row["detector_only"] == (not low > 0)
+    zero = effects.filter(pl.col("mode") == "zero").row(0, named=True)
+    assert zero["verdict"] == "specific" and zero["controls"] == "9 11"
+
+
+def test_specialist_sets_and_texts_from_shards(tmp_path):
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sae_specialists.causal.entry import read_texts, specialist_sets
+    from sae_specialists.core.contract import TOKENS_SCHEMA
+
+    spec = pl.DataFrame(
+        {
+            "sae": ["res", "res", "res", "other"],
+            "layer": [1, 1, 3, 1],
+            "category": ["math", "code", "math", "math"],
+            "feature": [5, 9, None, 2],
+            "has_specialist": [True, True, False, True],
+        }
+    )
+    sets = specialist_sets(spec, [["res", 1], ["res", 3]])
+    assert sets == {"res/1": [["code", 9], ["math", 5]], "res/3": []}
+    # two texts, rows of the second one stored out of position order
+    rows = {
+        "text_id": ["b", "b", "b", "a", "a"],
+        "category": ["x", "x", "x", "y", "y"],
+        "token_pos": [0, 2, 1, 0, 1],
+        "token_id": [0, 12, 11, 0, 21],
+    }
+    filler = {pa.string(): "", pa.binary(): b"", pa.bool_(): False}  # columns not read
+    table = pa.table(
+        {f.name: rows.get(f.name, [filler.get(f.type)] * 5) for f in TOKENS_SCHEMA},
+        schema=TOKENS_SCHEMA,
+    )
+    pq.write_table(table, tmp_path / "tokens.parquet")
+    texts = read_texts([tmp_path / "tokens.parquet"])
+    assert [(t.text_id, t.category, t.ids) for t in texts] == [
+        ("b", "x", (0, 11, 12)),
+        ("a", "y", (0, 21)),
+    ]
