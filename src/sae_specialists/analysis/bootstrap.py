@@ -25,6 +25,7 @@ from collections.abc import Iterable
 import numpy as np
 import polars as pl
 
+from ..core.jobs import progress
 from .dense import LayerData
 from .selection import WINNER_SCHEMA, feature_scores, select, winner_row
 
@@ -128,7 +129,8 @@ def bootstrap_table(
 ) -> pl.DataFrame:
     rows: list[dict] = []
     weights = None
-    for data in layers:
+    layers = list(layers)
+    for data in progress(layers, desc=f"{n_resamples} resamples", unit="layers"):
         if weights is None:
             weights = resample_weights(data.cat_index, n_resamples, seed)
         rows += bootstrap_layer(data, weights, threshold, candidates, ci, seed)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..core.errors import TextsError
 from ..core.io import AtomicParquetWriter
+from ..core.jobs import progress
 from ..core.layout import CHUNK_DIR
 from ..core.settings import ExtractionSettings
 from .loading import ModelAndSAEs
@@ -127,7 +128,7 @@ def extract_category(
     import torch
 
     from ..core.contract import POOLED_SCHEMA, TOKENS_SCHEMA
-    from .corpus import CorpusOptions, chunk_bounds, iter_texts
+    from .corpus import CorpusOptions, chunk_bounds, count_texts, iter_texts
     from .engine import (
         ACTIVATIONS_DICT_SCHEMA,
         Extractor,
@@ -173,6 +174,10 @@ def extract_category(
         windows = tokenized_windows(
             model, texts, options.max_tokens, options.long_texts, window_tokens or WINDOW_TOKENS
         )
+        # rate and ETA on the console for long chunks (core/jobs.py)
+        in_file = count_texts(text_file, corpus_options)
+        expected = max(0, (in_file if stop is None else min(stop, in_file)) - start)
+        bar = progress(total=expected, desc=f"{category} chunk {chunk}", unit="texts")
         # work_s: everything after loading (reading, tokenizing, extracting, writing), minus
         # the time spent in on_window
         tick = time.perf_counter()
@@ -184,6 +189,7 @@ def extract_category(
                 writers[("pooled", *key)].write(result.pooled[key])
             n_texts += len(window)
             n_tokens += result.n_tokens
+            bar.update(len(window))
             now = time.perf_counter()
             result.seconds = now - tick  # the window's wall time, its reading included
             work_s += result.seconds
@@ -200,6 +206,7 @@ def extract_category(
             result = None  # the window's buffers are free now: hand them back to the OS
             release_free_memory()
             tick = time.perf_counter()
+        bar.close()
         if n_texts == 0:
             raise TextsError(
                 f"texts: {text_file} has no texts in chunk {chunk} (texts {start} to {stop}); "

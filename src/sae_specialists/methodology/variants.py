@@ -44,6 +44,7 @@ import polars as pl
 
 from ..core.contract import TOKENS_SCHEMA
 from ..core.io import scan_shards
+from ..core.jobs import progress
 from ..extraction.loading import ModelAndSAEs
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,8 @@ def run_category(
     try:
         if old_side is not None:
             tok.padding_side = "right"  # TransformerLens builds a mask only for left padding
-        with torch.inference_mode():
+        bar = progress(total=len(toks.text_ids), desc="padded forward passes", unit="texts")
+        with torch.inference_mode(), bar:
             for lo in range(0, len(toks.text_ids), batch_size):
                 idx = list(range(lo, min(lo + batch_size, len(toks.text_ids))))
                 tokens = torch.full((len(idx), L), pad_id, dtype=torch.long)
@@ -314,6 +316,7 @@ def run_category(
                         )
                     )
                 del cache
+                bar.update(len(idx))
     finally:
         if old_side is not None:
             tok.padding_side = old_side
