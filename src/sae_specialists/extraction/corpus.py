@@ -34,7 +34,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..core.errors import TextsError
-from .texts import Text, load_yaml_category, text_id
+from .texts import Text, checked_text, load_yaml_category, text_id
 
 YAML_SUFFIXES = (".yaml", ".yml")
 CORPUS_SUFFIXES = (".jsonl", ".parquet", ".txt")
@@ -58,22 +58,6 @@ class CorpusOptions:
 
 def _fmt(path: Path) -> str:
     return str(path)
-
-
-def _check_text(path: Path, where: str, value, field: str | None = None) -> str:
-    what = f"field {field!r}" if field else "the text"
-    if value is None:
-        raise TextsError(f"texts: {_fmt(path)}, {where}: {what} is missing or null.")
-    if not isinstance(value, str):
-        raise TextsError(
-            f"texts: {_fmt(path)}, {where}: {what} must be a string, found "
-            f"{type(value).__name__} {value!r:.60}."
-        )
-    if not value.strip():
-        raise TextsError(
-            f"texts: {_fmt(path)}, {where}: {what} is empty or whitespace only. Remove it."
-        )
-    return value
 
 
 def _decode(path: Path, raw: bytes, lineno: int) -> str:
@@ -113,7 +97,7 @@ def _iter_jsonl(path: Path, options: CorpusOptions) -> Iterator[str]:
                     f"texts: {_fmt(path)}, line {lineno} has no key {field!r} (keys: "
                     f"{sorted(obj)[:8]}). Set extraction.text_field to the key holding the text."
                 )
-            yield _check_text(path, f"line {lineno}", obj[field], field)
+            yield checked_text(path, f"line {lineno}", obj[field], field)
 
 
 def _parquet_file(path: Path, field: str):
@@ -147,7 +131,7 @@ def _iter_parquet(path: Path, options: CorpusOptions) -> Iterator[str]:
     for batch in pfile.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[field]):
         for value in batch.column(0).to_pylist():
             row += 1
-            yield _check_text(path, f"row {row}", value, field)
+            yield checked_text(path, f"row {row}", value, field)
 
 
 def _iter_txt_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -87,6 +87,25 @@ def ignored_files(texts_dir: str | Path) -> list[Path]:
     )
 
 
+def checked_text(path: Path, where: str, value, field: str | None = None) -> str:
+    """``value`` if it is a non-blank string, else an error naming the file and the place
+    (``where``: item, line or row; ``field``: the JSONL key / Parquet column holding it)."""
+    subject = f"{where}: field {field!r}" if field else where
+    if value is None:
+        raise TextsError(f"texts: {path}, {subject} is missing or null.")
+    if not isinstance(value, str):
+        found = f"{type(value).__name__} {short_repr(value, 60)}"
+        raise TextsError(
+            f"texts: {path}, {subject} must be a string, found {found}."
+            if field
+            else f"texts: {path}, {where}: expected a string, found {found}. Quote it or turn "
+            "it into text."
+        )
+    if not value.strip():
+        raise TextsError(f"texts: {path}, {subject} is empty or whitespace only. Remove it.")
+    return value
+
+
 def text_id(category: str, text: str) -> str:
     return f"{category}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
@@ -130,15 +149,7 @@ def _load_yaml_category(path: Path, category: str, _mtime_ns: int, _size: int) -
     texts: list[Text] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
-        if not isinstance(item, str):
-            raise TextsError(
-                f"texts: {path}, item {index + 1}: expected a string, found "
-                f"{type(item).__name__} {short_repr(item, 60)}. Quote it or turn it into text."
-            )
-        if not item.strip():
-            raise TextsError(
-                f"texts: {path}, item {index + 1} is empty or whitespace only. Remove it."
-            )
+        checked_text(path, f"item {index + 1}", item)
         base = text_id(category, item)
         seen[base] = seen.get(base, 0) + 1
         tid = base if seen[base] == 1 else f"{base}-{seen[base]}"
