@@ -23,6 +23,8 @@ rule logit_effects:
         dtype=S.dtype,
         top=DB.logit_top,
         content=lambda w: local_content([w.family], [int(w.layer)]),
+        # the table's format (token_bytes, byte_level: dashboards/logits.py); a new one reruns
+        table_format="token_bytes-1",
         device=unchecked(S.device),
     log:
         L.log("dashboards", "logits_sae={family}_layer={layer}"),

@@ -29,6 +29,9 @@ rule extract_tokens:
         text_split=S.extraction.text_split,
         n_chunks=lambda w: N_CHUNKS[w.category],
         content=lambda w: local_content((), None, [CATEGORIES[w.category]]),
+        # the tokens shard's format (token_bytes: docs/data-contract.md); a new format
+        # re-tokenizes (tokenizer only, no model) instead of failing the shard check later
+        tokens_format="token_bytes-1",
         batch_size=unchecked(S.extraction.batch_size),
         device=unchecked(S.device),
     log:

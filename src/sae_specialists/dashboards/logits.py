@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from ..core.errors import SAEError
 from ..core.io import write_table_atomic
-from ..core.tokens import token_bytes, token_display, token_text
+from ..core.tokens import is_byte_level, token_bytes, token_display, token_text
 from ..extraction.loading import ModelAndSAEs
 from ..extraction.models import model_label
 from ..extraction.saes import hook_block
@@ -146,6 +146,8 @@ def compute_logit_effects(job: ModelAndSAEs, output: str, top: int = 10) -> None
         "d_sae": s.d_sae,
         "d_vocab": int(model.cfg.d_vocab),
         "neuronpedia_id": s.neuronpedia_id,
+        # the tokenizer writes its vocabulary in GPT-2's byte alphabet (Neuronpedia export)
+        "byte_level": is_byte_level(model.tokenizer),
         "top": int(top),
         "definition": "effect = W_dec[feature] @ W_U (no bias, final LayerNorm as in W_U)",
     }
