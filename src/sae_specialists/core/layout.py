@@ -450,6 +450,14 @@ class Layout:
     def causal_outputs(self) -> list[str]:
         return [*self.causal_tables().values(), self.causal_pages, self.causal_verdicts]
 
+    # -- Neuronpedia export -------------------------------------------------------------------
+    def neuronpedia_export(self, family: str, layer) -> str:
+        """One SAE's runner directory: batch-N.json, skipped_indexes.json, run_settings.json."""
+        return self._p("export", "neuronpedia", f"sae={family}", f"layer={layer}")
+
+    def export_outputs(self) -> list[str]:
+        return [self.neuronpedia_export(f, layer) for f, layer in self.sae_layers()]
+
     # -- comparison ---------------------------------------------------------------------------
     def comparison_table(self, name: str, ext: str = "parquet") -> str:
         return self._p("comparison", f"{name}.{ext}")

@@ -145,6 +145,16 @@ class ComparisonSettings:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """Neuronpedia export (docs/dashboards.md)."""
+
+    model_id: str | None
+    sae_sets: dict[str, str]
+    dataset: str
+    features_per_batch: int
+
+
+@dataclass(frozen=True)
 class CausalSettings:
     enabled: bool
     modes: tuple[str, ...]
@@ -175,6 +185,7 @@ class Settings:
     validation: ValidationSettings
     causal: CausalSettings
     comparison: ComparisonSettings
+    export: ExportSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
 
     @property
@@ -334,6 +345,7 @@ def build_settings(config: dict) -> Settings:
         ),
         validation=_validation(config["validation"]),
         causal=_causal(config["causal"]),
+        export=ExportSettings(**config["export"]),
         demo=config.get("demo"),
     )
 
