@@ -40,6 +40,7 @@ with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.c
     include: "workflow/rules/validation.smk"
     include: "workflow/rules/causal.smk"
     include: "workflow/rules/comparison.smk"
+    include: "workflow/rules/export.smk"
 
 
 rule all:

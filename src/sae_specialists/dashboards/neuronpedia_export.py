@@ -367,3 +367,79 @@ def write_layer_export(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return [out / name for name in names]
+
+
+def text_lengths(token_paths) -> tuple[int, int]:
+    """(number of texts, most positions in one text, BOS included) of token shards."""
+    from ..core.contract import TOKENS_SCHEMA
+    from ..core.io import scan_shards
+
+    per_text = (
+        scan_shards(token_paths, TOKENS_SCHEMA, ["text_id", "token_pos"])
+        .group_by("text_id")
+        .agg(pl.col("token_pos").max())
+        .collect()
+    )
+    if per_text.height == 0:
+        return 0, 0
+    return per_text.height, int(per_text["token_pos"].max()) + 1
+
+
+def export_layer(smk) -> None:
+    """Rule neuronpedia_export: one (family, layer)'s dashboards as the runner's files."""
+    from ..core.errors import ShardError
+    from ..core.io import read_metadata
+
+    i, p = smk.input, smk.params
+    family, layer = str(smk.wildcards.family), int(smk.wildcards.layer)
+    layer_dir = Path(i.dashboards)
+    meta = read_metadata(i.logits)
+    if "byte_level" not in meta:
+        raise ShardError(
+            f"{i.logits} was written before the Neuronpedia export existed (no byte_level in its "
+            "metadata). Delete it and rerun `snakemake export` to remake it."
+        )
+    n_texts, longest = text_lengths(list(i.tokens))
+    if p.corpus:
+        n_corpus, longest_corpus = text_lengths([i.corpus_tokens])
+        n_texts, longest = n_texts + n_corpus, max(longest, longest_corpus)
+    ids = neuronpedia_ids(
+        meta.get("neuronpedia_id"),
+        layer=layer,
+        model_name=str(p.model_name),
+        family=family,
+        model_id=p.model_id,
+        sae_set=dict(p.sae_sets).get(family),
+    )
+    files = write_layer_export(
+        smk.output[0],
+        ids=ids,
+        features=pl.read_parquet(layer_dir / "features.parquet"),
+        examples=pl.read_parquet(layer_dir / "examples.parquet"),
+        histograms=pl.read_parquet(layer_dir / "histograms.parquet"),
+        logits=pl.read_parquet(i.logits),
+        logit_histograms=None,
+        d_sae=int(meta["d_sae"]),
+        byte_level=bool(meta["byte_level"]),
+        n_prompts_total=n_texts,
+        n_tokens_in_prompt=longest,
+        dataset=str(p.dataset),
+        per_batch=int(p.features_per_batch),
+        settings={
+            "family": family,
+            "layer": layer,
+            "hook_name": meta.get("hook_name"),
+            "model": meta.get("model"),
+            **dict(p.settings),
+        },
+    )
+    import logging
+
+    logging.getLogger("sae_specialists").info(
+        "Neuronpedia export %s layer %d: %s/%s, %d batch files",
+        family,
+        layer,
+        ids.model_id,
+        ids.source,
+        len(files),
+    )
