@@ -286,3 +286,40 @@ def test_rewrite_replaces_the_directory(tmp_path, layer_tables):
     batch = json.loads((out / "batch-0.json").read_text(encoding="utf-8"))
     assert [f["feature_index"] for f in batch["features"]] == [7]
     assert batch["features"][0]["activations"][0]["tokens"] == [" the", " the"]
+
+
+def test_snakemake_export_on_the_demo_run(demo_run, tmp_path):
+    """`snakemake export` on a copy of the shared demo run: one runner directory per SAE family
+    and layer, every dashboard feature in it with its examples, in the runner's layout."""
+    import polars as pl
+
+    run = demo_run.copy(tmp_path / "run")
+    run.snakemake("--cores", "2", "export")
+    root = run.results / "export" / "neuronpedia"
+    layers = sorted(root.glob("sae=*/layer=*"))
+    assert layers
+    for layer_dir in layers:
+        family = layer_dir.parent.name.split("=", 1)[1]
+        layer = int(layer_dir.name.split("=", 1)[1])
+        dash = run.results / "dashboards" / f"sae={family}" / f"layer={layer}"
+        wanted = sorted(pl.read_parquet(dash / "features.parquet")["feature"].to_list())
+        examples = pl.read_parquet(dash / "examples.parquet")
+        batches = [
+            json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted(layer_dir.glob("batch-*.json"))
+        ]
+        got = sorted(f["feature_index"] for b in batches for f in b["features"])
+        assert got == wanted
+        for b in batches:
+            assert set(b) == BATCH and b["layer"] == layer and b["sae_id_suffix"] is None
+            assert b["sae_set"] == family  # a local SAE: the family's name
+            for f in b["features"]:
+                assert set(f) == FEATURE
+                n_examples = examples.filter(pl.col("feature") == f["feature_index"]).height
+                assert len(f["activations"]) == n_examples >= 1
+                for a in f["activations"]:
+                    assert set(a) == ACTIVATION
+                    assert 1 <= len(a["tokens"]) == len(a["values"]) <= 1024
+                    assert a["values"][a["qualifying_token_index"]] == max(a["values"]) > 0
+        skipped = json.loads((layer_dir / "skipped_indexes.json").read_text())
+        assert set(skipped) == SKIPPED and not set(skipped["skipped_indexes"]) & set(wanted)
