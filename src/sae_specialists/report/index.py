@@ -1,4 +1,5 @@
-"""results/index.html: one self-contained page linking every table, chart and token view."""
+"""results/analysis.html: the analysis page (summary, charts, tables, token views); index.html,
+the map of every output, is report/overview.py."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def build_index(
 
     parts = [
         "<h1>sae-specialists results</h1>",
+        '<p><a href="index.html">← every output of the run, by stage (index.html)</a></p>',
         '<p>Contents: <a href="#summary">summary</a> · <a href="#charts">charts</a> · '
         '<a href="#tables">tables</a> · <a href="#token-views">token views</a> · '
         '<a href="#per-text">per-text values</a></p>',
