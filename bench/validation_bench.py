@@ -57,8 +57,17 @@ def synthetic_layers(active: int, seed: int = 0):
             values[i, cols] = rng.exponential(1.0, active)
         for c in range(N_CATEGORIES):  # one planted specialist per category
             values[cat == c, c] = rng.uniform(6, 20, (cat == c).sum())
-        layers.append(LayerData("res", layer, values, np.arange(D_SAE), [f"t{i}" for i in
-                                range(N_TEXTS)], [f"c{c}" for c in range(N_CATEGORIES)], cat))
+        layers.append(
+            LayerData(
+                "res",
+                layer,
+                values,
+                np.arange(D_SAE),
+                [f"t{i}" for i in range(N_TEXTS)],
+                [f"c{c}" for c in range(N_CATEGORIES)],
+                cat,
+            )
+        )
     return layers
 
 
@@ -77,8 +86,7 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
     perms = perms_of(N_TEXTS, permutations, 0)
     union = []
     for data in layers:
-        _, rows = null_layer_rows(data, data.cat_index[perms], threshold=5.0, candidates=5,
-                                  seed=0)
+        _, rows = null_layer_rows(data, data.cat_index[perms], threshold=5.0, candidates=5, seed=0)
         union.append(rows)
     null_s = time.perf_counter() - t0
     rss_null = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -86,37 +94,59 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
     for data in layers:
         heldout_layer(data, threshold=5.0, candidates=5, n_folds=5, seed=0, draws=100)
     heldout_s = time.perf_counter() - t0
-    out = {"null_s": null_s, "heldout_floor_s": heldout_s, "rss_after_data_mb": rss_data,
-           "peak_rss_null_mb": rss_null,
-           "p_values_planted": [r["p_value"] for r in union[0]]}
+    out = {
+        "null_s": null_s,
+        "heldout_floor_s": heldout_s,
+        "rss_after_data_mb": rss_data,
+        "peak_rss_null_mb": rss_null,
+        "p_values_planted": [r["p_value"] for r in union[0]],
+    }
     if baselines:
         rng = np.random.default_rng(1)
         t0 = time.perf_counter()
         for data in layers:
             x = rng.normal(size=(N_TEXTS, D_MODEL)) + 0.3 * np.eye(N_CATEGORIES)[
-                data.cat_index] @ rng.normal(size=(N_CATEGORIES, D_MODEL))
+                data.cat_index
+            ] @ rng.normal(size=(N_CATEGORIES, D_MODEL))
             for c in range(N_CATEGORIES):
-                baseline_rows(x, data.values, data.features, data.cat_index == c,
-                              category_folds(data.cat_index, c, 5, 0), seed=0)
+                baseline_rows(
+                    x,
+                    data.values,
+                    data.features,
+                    data.cat_index == c,
+                    category_folds(data.cat_index, c, 5, 0),
+                    seed=0,
+                )
         out["baselines_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
 def bench_null(args) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import validation_bench as b;"
-            f" print(json.dumps(b.null_child({args.active}, {args.permutations}, "
-            f"{not args.no_baselines})))")
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import validation_bench as b;"
+        f" print(json.dumps(b.null_child({args.active}, {args.permutations}, "
+        f"{not args.no_baselines})))"
+    )
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env={"OPENBLAS_NUM_THREADS": "2", "PATH": "/usr/bin:/bin",
-                                         "HOME": str(Path.home())})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"OPENBLAS_NUM_THREADS": "2", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["process_wall_s"] = time.perf_counter() - t0
-    res.update(texts=N_TEXTS, features=D_SAE, layers=N_LAYERS, permutations=args.permutations,
-               active_per_text=args.active)
+    res.update(
+        texts=N_TEXTS,
+        features=D_SAE,
+        layers=N_LAYERS,
+        permutations=args.permutations,
+        active_per_text=args.active,
+    )
     print(json.dumps(res, indent=1))
     return res
 
@@ -141,8 +171,7 @@ def run_study(work: Path, assets: Path, validation: bool, cores: int) -> dict:
         shutil.rmtree(results)
     cfg_path = work / f"config-validation-{validation}.yaml"
     cfg_path.write_text(yaml.safe_dump(study_config(assets, results, validation)))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile",
-           str(cfg_path)]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(cfg_path)]
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
@@ -165,10 +194,15 @@ def bench_e2e(args) -> dict:
     with_v = run_study(work, assets, True, args.cores)
     print(f"with validation: {with_v['wall_s']:.0f} s", flush=True)
     jobs_s = sum(with_v["validation_job_s"].values())
-    res = {"without_s": plain["wall_s"], "with_s": with_v["wall_s"],
-           "extra_share": with_v["wall_s"] / plain["wall_s"] - 1,
-           "validation_jobs_s": with_v["validation_job_s"], "validation_jobs_sum_s": jobs_s,
-           "jobs_share": jobs_s / plain["wall_s"], "cores": args.cores}
+    res = {
+        "without_s": plain["wall_s"],
+        "with_s": with_v["wall_s"],
+        "extra_share": with_v["wall_s"] / plain["wall_s"] - 1,
+        "validation_jobs_s": with_v["validation_job_s"],
+        "validation_jobs_sum_s": jobs_s,
+        "jobs_share": jobs_s / plain["wall_s"],
+        "cores": args.cores,
+    }
     print(json.dumps(res, indent=1))
     return res
 
@@ -185,8 +219,11 @@ def main() -> None:
     p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
     p.add_argument("--log", default=str(HERE / "results.jsonl"))
     args = p.parse_args()
-    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "tag": "validation",
-              "machine": machine_info()}
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tag": "validation",
+        "machine": machine_info(),
+    }
     if args.null:
         record["null"] = bench_null(args)
     if args.e2e:

@@ -19,8 +19,9 @@ from sae_specialists.extraction.tokenize import tokenize_texts
 def _sae(d_in: int, hook: str, family: str, layer: int) -> LoadedSAE:
     from sae_lens import StandardSAE, StandardSAEConfig
 
-    cfg = StandardSAEConfig(d_in=d_in, d_sae=32,
-                            **({"reshape_activations": "hook_z"} if hook.endswith("z") else {}))
+    cfg = StandardSAEConfig(
+        d_in=d_in, d_sae=32, **({"reshape_activations": "hook_z"} if hook.endswith("z") else {})
+    )
     cfg.metadata.hook_name = hook
     torch.manual_seed(layer)
     sae = StandardSAE(cfg)
@@ -36,9 +37,11 @@ def model(demo_assets):
 
 def test_pooled_means_equal_run_with_cache_text_by_text(model, tmp_path):
     d = model.cfg.d_model
-    saes = [_sae(d, "blocks.2.hook_resid_pre", "res", 2),
-            _sae(d, "blocks.2.hook_resid_pre", "other", 2),  # same hook: same vectors
-            _sae(model.cfg.n_heads * model.cfg.d_head, "blocks.1.attn.hook_z", "z", 1)]
+    saes = [
+        _sae(d, "blocks.2.hook_resid_pre", "res", 2),
+        _sae(d, "blocks.2.hook_resid_pre", "other", 2),  # same hook: same vectors
+        _sae(model.cfg.n_heads * model.cfg.d_head, "blocks.1.attn.hook_z", "z", 1),
+    ]
     raw = resource_texts(("python", "social"), n=4)
     texts = [Text(f"{c}-{i}", c, t) for c, items in raw.items() for i, t in enumerate(items)]
     tokenized = tokenize_texts(model, texts)
@@ -51,17 +54,19 @@ def test_pooled_means_equal_run_with_cache_text_by_text(model, tmp_path):
     for i, tok in enumerate(tokenized):
         ids = torch.tensor([tok.ids])
         with torch.inference_mode():
-            _, cache = model.run_with_cache(ids, names_filter=["blocks.2.hook_resid_pre",
-                                                               "blocks.1.attn.hook_z"])
+            _, cache = model.run_with_cache(
+                ids, names_filter=["blocks.2.hook_resid_pre", "blocks.1.attn.hook_z"]
+            )
         resid = cache["blocks.2.hook_resid_pre"][0].double().numpy()
         hz = cache["blocks.1.attn.hook_z"][0].reshape(len(tok.ids), -1).double().numpy()
         assert res["n_counted"][i] == len(tok.ids) - 1
-        np.testing.assert_allclose(res["resid_mean"][i].to_numpy(), resid[1:].mean(axis=0),
-                                   rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(res["resid_bos"][i].to_numpy(), resid[0], rtol=1e-4,
-                                   atol=1e-4)
-        np.testing.assert_allclose(z["resid_mean"][i].to_numpy(), hz[1:].mean(axis=0),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            res["resid_mean"][i].to_numpy(), resid[1:].mean(axis=0), rtol=1e-4, atol=1e-4
+        )
+        np.testing.assert_allclose(res["resid_bos"][i].to_numpy(), resid[0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            z["resid_mean"][i].to_numpy(), hz[1:].mean(axis=0), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_read_pooled_orders_texts_and_counts_bos_when_asked(tmp_path):

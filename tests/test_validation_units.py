@@ -71,8 +71,15 @@ def make_layer(values, cat_index, categories=None, features=None, sae="res", lay
         categories = [f"c{i}" for i in range(cat_index.max() + 1)]
     if features is None:
         features = np.arange(values.shape[1], dtype=np.int64) * 3 + 1
-    return LayerData(sae, layer, values, np.asarray(features, dtype=np.int64),
-                     [f"t{i}" for i in range(len(cat_index))], list(categories), cat_index)
+    return LayerData(
+        sae,
+        layer,
+        values,
+        np.asarray(features, dtype=np.int64),
+        [f"t{i}" for i in range(len(cat_index))],
+        list(categories),
+        cat_index,
+    )
 
 
 def planted_layer(seed=0, n_per=(10, 10, 10, 6), n_noise=40, n_plant=3):
@@ -81,8 +88,9 @@ def planted_layer(seed=0, n_per=(10, 10, 10, 6), n_noise=40, n_plant=3):
     rng = np.random.default_rng(seed)
     cat_index = np.repeat(np.arange(len(n_per)), n_per)
     n = len(cat_index)
-    noise = np.where(rng.random((n, n_noise)) < 0.15, np.round(rng.uniform(1, 12, (n, n_noise))),
-                     0.0)
+    noise = np.where(
+        rng.random((n, n_noise)) < 0.15, np.round(rng.uniform(1, 12, (n, n_noise))), 0.0
+    )
     plants = np.zeros((n, n_plant))
     for c in range(n_plant):
         plants[cat_index == c, c] = rng.uniform(8, 20, (cat_index == c).sum())
@@ -123,7 +131,8 @@ def test_auroc_and_threshold_metrics_match_counting():
         s = np.round(rng.uniform(0, 4, n))  # ties
         assert auroc(y, s) == pytest.approx(pairwise_auroc(y, s), abs=1e-12)
         assert rank_auroc(np.c_[s, -s], y) == pytest.approx(
-            [pairwise_auroc(y, s), pairwise_auroc(y, -s)], abs=1e-12)
+            [pairwise_auroc(y, s), pairwise_auroc(y, -s)], abs=1e-12
+        )
         m = threshold_metrics(y, s, 2.0)
         tp = sum(bool(a and v > 2) for a, v in zip(y, s, strict=True))
         fp = sum(bool((not a) and v > 2) for a, v in zip(y, s, strict=True))
@@ -169,13 +178,20 @@ def test_heldout_selects_on_training_texts_only():
         for k in range(held.n_folds):
             train = np.flatnonzero(folds != k)
             test = np.flatnonzero(folds == k)
-            feat, score = naive_select(data.values[train].tolist(), data.features,
-                                       data.cat_index[train].tolist(), c, 5.0, 5)
+            feat, score = naive_select(
+                data.values[train].tolist(),
+                data.features,
+                data.cat_index[train].tolist(),
+                c,
+                5.0,
+                5,
+            )
             assert (int(held.feature[k]), int(held.train_score[k])) == (feat, score)
             col = list(data.features).index(feat)
             y = data.cat_index[test] == c
             assert held.metrics[k]["auroc"] == pytest.approx(
-                pairwise_auroc(y, data.values[test, col]), abs=1e-12)
+                pairwise_auroc(y, data.values[test, col]), abs=1e-12
+            )
         # the planted specialist is chosen in every fold and separates perfectly
         if c < 3:
             assert held.full_feature == data.features[c]
@@ -211,19 +227,22 @@ def test_null_matches_the_rule_rerun_on_every_permutation(k):
     for c in range(len(data.categories)):
         res = null_category(nl, labels, c, k)
         for p in range(perms.shape[0]):
-            feat, score = naive_select(data.values.tolist(), data.features, labels[p].tolist(),
-                                       c, 5.0, k)
+            feat, score = naive_select(
+                data.values.tolist(), data.features, labels[p].tolist(), c, 5.0, k
+            )
             assert (int(res.feature[p]), int(res.score[p])) == (feat, score), (c, p)
             col = list(data.features).index(feat)
             assert res.auroc[p] == pytest.approx(
-                pairwise_auroc(labels[p] == c, data.values[:, col]), abs=1e-12)
+                pairwise_auroc(labels[p] == c, data.values[:, col]), abs=1e-12
+            )
 
 
 def test_null_agrees_with_the_vectorised_rule_on_wide_data():
     rng = np.random.default_rng(7)
     n, n_feat = 21, 400
-    values = np.where(rng.random((n, n_feat)) < 0.1, np.round(rng.uniform(0.5, 9, (n, n_feat))),
-                      0.0)
+    values = np.where(
+        rng.random((n, n_feat)) < 0.1, np.round(rng.uniform(0.5, 9, (n, n_feat))), 0.0
+    )
     data = make_layer(values, np.repeat([0, 1, 2], 7))
     perms = permutations(n, 40, seed=0)
     labels = data.cat_index[perms]
@@ -240,16 +259,19 @@ def test_p_value_and_percentile_against_explicit_loop():
     data = planted_layer(seed=6, n_per=(6, 6, 6, 6), n_noise=20)
     perms = permutations(data.n_texts, 200, seed=3)
     assert np.array_equal(perms, permutations(data.n_texts, 200, seed=3))
-    _, nulls, rows = validate_layer(data, data.cat_index[perms], threshold=5.0, candidates=5,
-                                    n_folds=3, seed=0, draws=20)
+    _, nulls, rows = validate_layer(
+        data, data.cat_index[perms], threshold=5.0, candidates=5, n_folds=3, seed=0, draws=20
+    )
     for c, row in enumerate(rows):
-        real_feat, real_score = naive_select(data.values.tolist(), data.features,
-                                             data.cat_index.tolist(), c, 5.0, 5)
+        real_feat, real_score = naive_select(
+            data.values.tolist(), data.features, data.cat_index.tolist(), c, 5.0, 5
+        )
         null_scores = []
         for p in range(perms.shape[0]):
             shuffled = [int(data.cat_index[j]) for j in perms[p]]
-            null_scores.append(naive_select(data.values.tolist(), data.features, shuffled, c,
-                                            5.0, 5)[1])
+            null_scores.append(
+                naive_select(data.values.tolist(), data.features, shuffled, c, 5.0, 5)[1]
+            )
         at_least = sum(1 for s in null_scores if s >= real_score)
         assert row["feature"] == real_feat and row["score"] == real_score
         assert row["p_value"] == pytest.approx((1 + at_least) / (1 + len(null_scores)))
@@ -307,7 +329,8 @@ def test_floor_median_matches_explicit_draws():
         for col in rng.choice(pool, size=30, replace=True):
             aucs.append(pairwise_auroc(data.cat_index[test] == 1, data.values[test, col]))
     assert random_floor(data, held, 30, seed=1)["floor_auroc"] == pytest.approx(
-        float(np.median(aucs)), abs=1e-12)
+        float(np.median(aucs)), abs=1e-12
+    )
 
 
 # -- baselines ---------------------------------------------------------------------------------
@@ -354,25 +377,40 @@ def test_probes_are_deterministic_and_use_training_texts_only():
 
     r = df.filter((pl.col("fold") == 0) & (pl.col("method") == "dense_probe")).row(0, named=True)
     train, test = folds != 0, folds == 0
-    m = make_pipeline(StandardScaler(), LogisticRegression(C=r["C"], class_weight="balanced",
-                                                           max_iter=2000, tol=1e-10))
+    m = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=r["C"], class_weight="balanced", max_iter=2000, tol=1e-10),
+    )
     m.fit(x[train], y[train])
     assert r["auroc"] == pytest.approx(pairwise_auroc(y[test], m.decision_function(x[test])))
     # the principal-axis rotation inside the dense probe leaves the L2 problem unchanged
     from sklearn.decomposition import PCA
 
-    rotated = make_pipeline(StandardScaler(), PCA(), LogisticRegression(
-        C=r["C"], class_weight="balanced", max_iter=2000, tol=1e-10)).fit(x[train], y[train])
-    np.testing.assert_allclose(rotated.decision_function(x[test]),
-                               m.decision_function(x[test]), rtol=1e-5, atol=1e-5)
+    rotated = make_pipeline(
+        StandardScaler(),
+        PCA(),
+        LogisticRegression(C=r["C"], class_weight="balanced", max_iter=2000, tol=1e-10),
+    ).fit(x[train], y[train])
+    np.testing.assert_allclose(
+        rotated.decision_function(x[test]), m.decision_function(x[test]), rtol=1e-5, atol=1e-5
+    )
     # ... also with more dimensions than training texts (the study: 56 texts x 768)
     wide = np.random.default_rng(3).normal(size=(len(y), 120)) + 0.5 * y[:, None]
-    plain = make_pipeline(StandardScaler(), LogisticRegression(
-        C=0.1, class_weight="balanced", max_iter=5000, tol=1e-10)).fit(wide[train], y[train])
-    rotated = make_pipeline(StandardScaler(), PCA(), LogisticRegression(
-        C=0.1, class_weight="balanced", max_iter=5000, tol=1e-10)).fit(wide[train], y[train])
-    np.testing.assert_allclose(rotated.decision_function(wide[test]),
-                               plain.decision_function(wide[test]), rtol=1e-5, atol=1e-5)
+    plain = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000, tol=1e-10),
+    ).fit(wide[train], y[train])
+    rotated = make_pipeline(
+        StandardScaler(),
+        PCA(),
+        LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000, tol=1e-10),
+    ).fit(wide[train], y[train])
+    np.testing.assert_allclose(
+        rotated.decision_function(wide[test]),
+        plain.decision_function(wide[test]),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     assert r["C"] in cs
     # the k=5 probe of fold 1, refitted by hand on the columns ranked by hand
     r = df.filter((pl.col("fold") == 1) & (pl.col("k") == 5)).row(0, named=True)
@@ -383,7 +421,8 @@ def test_probes_are_deterministic_and_use_training_texts_only():
     m = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
     m.fit(values[np.ix_(train, cols)], y[train])
     assert r["auroc"] == pytest.approx(
-        pairwise_auroc(y[test], m.decision_function(values[np.ix_(test, cols)])))
+        pairwise_auroc(y[test], m.decision_function(values[np.ix_(test, cols)]))
+    )
     # spread signal: the k=5 probe and the dense probe beat the single best feature
     mean = df.group_by("method", "k").agg(pl.col("auroc").mean())
     k5 = mean.filter(pl.col("k") == 5)["auroc"][0]
@@ -395,11 +434,12 @@ def test_probes_are_deterministic_and_use_training_texts_only():
 
 
 def test_verdict_texts_and_flags():
-    good = {"has_specialist": True, "heldout_auroc": 0.97, "p_value": 1 / 1001,
-            "floor_auroc": 0.5}
+    good = {"has_specialist": True, "heldout_auroc": 0.97, "p_value": 1 / 1001, "floor_auroc": 0.5}
     v = verdict(good, {"dense_probe": 0.99, "ksparse_5": 0.98, "diffmean": 0.9})
-    assert v["verdict_text"] == "generalises (held-out AUROC 0.97, p < 0.001); dense probe 0.99; " \
-                                "k=5 probe 0.98"
+    assert (
+        v["verdict_text"] == "generalises (held-out AUROC 0.97, p < 0.001); dense probe 0.99; "
+        "k=5 probe 0.98"
+    )
     assert (v["generalises"], v["beats_null"], v["loses_to_probe"]) == (True, True, False)
     chance = {**good, "heldout_auroc": 0.52, "p_value": 0.4}
     v = verdict(chance, {"dense_probe": 0.55})
@@ -412,24 +452,44 @@ def test_verdict_texts_and_flags():
     assert v["verdict_text"].endswith("dense probe 0.99; k=20 probe 0.99")
     assert verdict({**good, "has_specialist": False}, {})["verdict"] == "no specialist"
     assert verdict({**good, "p_value": 0.0123}, {})["verdict_text"] == (
-        "generalises (held-out AUROC 0.97, p = 0.012)")
+        "generalises (held-out AUROC 0.97, p = 0.012)"
+    )
 
 
 def test_cells_with_baselines_and_verdicts():
     data = planted_layer(seed=4)
     labels = data.cat_index[permutations(data.n_texts, 100, seed=0)]
-    _, _, rows = validate_layer(data, labels, threshold=5.0, candidates=5, n_folds=5, seed=0,
-                                draws=20)
+    _, _, rows = validate_layer(
+        data, labels, threshold=5.0, candidates=5, n_folds=5, seed=0, draws=20
+    )
     from sae_specialists.validation.cells import CELL_SCHEMA, frame
 
     cells = frame(rows, CELL_SCHEMA)
     base = pl.DataFrame(
-        [{"sae": "res", "layer": 3, "category": c, "fold": f, "method": m, "k": k,
-          "auroc": 0.99, "balanced_accuracy": 0.9}
-         for c in data.categories for f in range(2)
-         for m, k in (("dense_probe", None), ("ksparse", 5))])
-    out = with_verdicts(cells, base, alpha=0.05, min_auroc=0.7, probe_margin=0.05,
-                        shown=("dense_probe", "ksparse_5"))
+        [
+            {
+                "sae": "res",
+                "layer": 3,
+                "category": c,
+                "fold": f,
+                "method": m,
+                "k": k,
+                "auroc": 0.99,
+                "balanced_accuracy": 0.9,
+            }
+            for c in data.categories
+            for f in range(2)
+            for m, k in (("dense_probe", None), ("ksparse", 5))
+        ]
+    )
+    out = with_verdicts(
+        cells,
+        base,
+        alpha=0.05,
+        min_auroc=0.7,
+        probe_margin=0.05,
+        shown=("dense_probe", "ksparse_5"),
+    )
     assert {"dense_probe_auroc", "ksparse_5_auroc", "verdict_text"} <= set(out.columns)
     planted = out.filter(pl.col("category").is_in(["c0", "c1", "c2"]))
     assert planted["verdict"].to_list() == ["generalises"] * 3

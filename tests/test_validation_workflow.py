@@ -38,10 +38,10 @@ def test_every_cell_and_the_analysis_agree(results, demo_run):
     joined = spec.join(cells, on=["sae", "layer", "category"], how="full", coalesce=True)
     assert joined.height == spec.height == cells.height
     # the full-data specialist of the stage is the analysis' specialist, cell by cell
-    assert (joined["feature"].cast(pl.Int64).fill_null(-1)
-            == joined["feature_right"].fill_null(-1)).all()
-    assert (joined["score"].cast(pl.Int64).fill_null(0)
-            == joined["score_right"].fill_null(0)).all()
+    assert (
+        joined["feature"].cast(pl.Int64).fill_null(-1) == joined["feature_right"].fill_null(-1)
+    ).all()
+    assert (joined["score"].cast(pl.Int64).fill_null(0) == joined["score_right"].fill_null(0)).all()
     folds = pl.read_parquet(results / "validation" / "folds.parquet")
     sizes = pl.read_parquet(results / "per_text" / "texts.parquet").group_by("category").len()
     per_cell = folds.group_by("sae", "layer", "category").agg(pl.col("n_test_in").sum())
@@ -69,12 +69,17 @@ def test_report_heatmap_and_dashboards_show_the_verdicts(results):
     for r in failing.iter_rows(named=True):
         assert r["verdict_text"] in summary
     html = (results / "validation" / "charts" / "specialist_scores_sae=res.html").read_text()
-    assert "<script src=" not in html.replace("<script src=\"data:", "")  # self-contained
+    assert "<script src=" not in html.replace('<script src="data:', "")  # self-contained
     assert ("✗" in html) == (failing.height > 0)
     shown = 0
     for r in cells.filter(pl.col("has_specialist")).iter_rows(named=True):
-        page = (results / "dashboards" / f"sae={r['sae']}" / f"layer={r['layer']}"
-                / f"feature={r['feature']}.html")
+        page = (
+            results
+            / "dashboards"
+            / f"sae={r['sae']}"
+            / f"layer={r['layer']}"
+            / f"feature={r['feature']}.html"
+        )
         text = page.read_text()
         assert "<th>validation</th>" in text and r["verdict_text"] in text
         shown += 1
@@ -85,8 +90,12 @@ def test_validation_settings_rerun_only_validation_jobs(copy):
     cfg = copy.config
     expected = {
         "permutations": {"validation_null", "validation_verdicts", "validation_charts"},
-        "folds": {"validation_heldout", "validation_baselines", "validation_verdicts",
-                  "validation_charts"},
+        "folds": {
+            "validation_heldout",
+            "validation_baselines",
+            "validation_verdicts",
+            "validation_charts",
+        },
         "alpha": {"validation_verdicts", "validation_charts"},
         "probe_k": {"validation_baselines", "validation_verdicts", "validation_charts"},
     }
@@ -114,8 +123,7 @@ def test_shards_without_pooled_residuals_still_validate(copy):
     cells = pl.read_parquet(copy.results / "validation" / "cells.parquet")
     assert not [c for c in cells.columns if c.startswith(("dense_probe", "diffmean"))]
     assert cells["heldout_auroc"].null_count() == 0
-    assert cells.filter(pl.col("has_specialist"))["verdict_text"].str.contains(
-        "probe").sum() == 0
+    assert cells.filter(pl.col("has_specialist"))["verdict_text"].str.contains("probe").sum() == 0
 
 
 def test_test_set_is_extracted_into_its_own_tree(copy, tmp_path):
@@ -125,8 +133,7 @@ def test_test_set_is_extracted_into_its_own_tree(copy, tmp_path):
     dry = copy.snakemake("-n", config=_with(copy.config, test_texts=str(test_dir)))
     jobs = scheduled_jobs(dry)
     assert jobs["validation_test_extract"] == len(study)
-    assert {"validation_test_texts", "validation_test_per_text", "validation_test_set"} <= set(
-        jobs)
+    assert {"validation_test_texts", "validation_test_per_text", "validation_test_set"} <= set(jobs)
     assert not [j for j in jobs if j.startswith(EXTRACT_OR_ANALYSIS)], jobs
     assert "validation/test_set/tokens/category=" in dry.stdout + dry.stderr
     # a test set without one of the study's categories: one clear error before any job

@@ -34,8 +34,9 @@ INNER_FOLDS = 3
 MAX_ITER = 2000
 
 
-def diffmean_fold(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def diffmean_fold(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(scores, predictions) of the held-out texts."""
     y_train = np.asarray(y_train, dtype=bool)
     w = x_train[y_train].mean(axis=0) - x_train[~y_train].mean(axis=0)
@@ -59,8 +60,15 @@ def dense_probe(y_train: np.ndarray, seed: int, cs=PROBE_CS):
         # problem is the same (the penalty is rotation-invariant and the optimum lies in the
         # span of the training rows), its solves ~40% faster with n_train << d_model
         PCA(),
-        LogisticRegressionCV(Cs=list(cs), cv=inner, scoring=auroc_scorer, class_weight="balanced",
-                             l1_ratios=(0.0,), max_iter=MAX_ITER, use_legacy_attributes=False),
+        LogisticRegressionCV(
+            Cs=list(cs),
+            cv=inner,
+            scoring=auroc_scorer,
+            class_weight="balanced",
+            l1_ratios=(0.0,),
+            max_iter=MAX_ITER,
+            use_legacy_attributes=False,
+        ),
     )
 
 
@@ -78,8 +86,9 @@ def sparse_probe(c: float = 1.0):
     )
 
 
-def fit_score(model, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, float]:
+def fit_score(
+    model, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(held-out scores, predictions, C used) of a probe pipeline fitted on the training texts."""
     model.fit(x_train, np.asarray(y_train, dtype=bool))
     last = model[-1]
@@ -95,9 +104,17 @@ def ksparse_columns(values_train: np.ndarray, y_train: np.ndarray, k: int) -> np
     return np.sort(order[:k])
 
 
-def baseline_rows(x: np.ndarray | None, values: np.ndarray, features: np.ndarray,
-                  y: np.ndarray, folds: np.ndarray, ks=(1, 2, 5, 20), seed: int = 0,
-                  cs=PROBE_CS, threads: int = 1) -> list[dict]:
+def baseline_rows(
+    x: np.ndarray | None,
+    values: np.ndarray,
+    features: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    ks=(1, 2, 5, 20),
+    seed: int = 0,
+    cs=PROBE_CS,
+    threads: int = 1,
+) -> list[dict]:
     """One row per (fold, method): method, k, auroc, balanced_accuracy, C, features.
 
     x: pooled residuals [n, d_model] (None: no residual baselines); values: per-text SAE values
@@ -116,15 +133,17 @@ def _baseline_rows(x, values, features, y, folds, ks, seed, cs) -> list[dict]:
         y_tr, y_te = y[train], y[test]
 
         def add(method, scores, pred, k=None, c=None, feats=None, _k_fold=k_fold, _y=y_te):
-            rows.append({
-                "fold": _k_fold,
-                "method": method,
-                "k": k,
-                "auroc": _opt(auroc(_y, scores)),
-                "balanced_accuracy": _opt(balanced_accuracy(_y, pred)),
-                "C": c,
-                "features": feats,
-            })
+            rows.append(
+                {
+                    "fold": _k_fold,
+                    "method": method,
+                    "k": k,
+                    "auroc": _opt(auroc(_y, scores)),
+                    "balanced_accuracy": _opt(balanced_accuracy(_y, pred)),
+                    "C": c,
+                    "features": feats,
+                }
+            )
 
         if x is not None:
             add("diffmean", *diffmean_fold(x[train], y_tr, x[test]))
@@ -132,10 +151,17 @@ def _baseline_rows(x, values, features, y, folds, ks, seed, cs) -> list[dict]:
             add("dense_probe", scores, pred, c=c)
         for k in ks:
             cols = ksparse_columns(values[train], y_tr, k)
-            scores, pred, c = fit_score(sparse_probe(), values[np.ix_(train, cols)], y_tr,
-                                        values[np.ix_(test, cols)])
-            add("ksparse", scores, pred, k=int(k), c=c,
-                feats=" ".join(str(int(f)) for f in features[cols]))
+            scores, pred, c = fit_score(
+                sparse_probe(), values[np.ix_(train, cols)], y_tr, values[np.ix_(test, cols)]
+            )
+            add(
+                "ksparse",
+                scores,
+                pred,
+                k=int(k),
+                c=c,
+                feats=" ".join(str(int(f)) for f in features[cols]),
+            )
     return rows
 
 

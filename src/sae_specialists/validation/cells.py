@@ -30,8 +30,9 @@ from .table import (  # noqa: F401  (the cell table's schemas and joins, re-expo
 )
 
 
-def _full(data: LayerData, c: int, threshold: float, candidates: int | None
-          ) -> tuple[int, int, float | None]:
+def _full(
+    data: LayerData, c: int, threshold: float, candidates: int | None
+) -> tuple[int, int, float | None]:
     """The full-data specialist (feature, score; -1, 0 when nothing is active in the category)
     and its in-sample AUROC."""
     sel = select(data, c, None, threshold, candidates)
@@ -41,21 +42,38 @@ def _full(data: LayerData, c: int, threshold: float, candidates: int | None
     return feature, score, (None if np.isnan(auc) else auc)
 
 
-def heldout_layer(data: LayerData, *, threshold: float, candidates: int | None, n_folds: int,
-                  seed: int, draws: int, tolerance: float = 0.05, min_pool: int = 10
-                  ) -> tuple[list[HeldOut], list[dict]]:
+def heldout_layer(
+    data: LayerData,
+    *,
+    threshold: float,
+    candidates: int | None,
+    n_folds: int,
+    seed: int,
+    draws: int,
+    tolerance: float = 0.05,
+    min_pool: int = 10,
+) -> tuple[list[HeldOut], list[dict]]:
     """Held-out results (categories with >= 2 texts) and one HELDOUT_SCHEMA row per category
     of one layer."""
     held_all, rows = [], []
     for c, category in enumerate(data.categories):
         feature, score, auc = _full(data, c, threshold, candidates)
         row = dict.fromkeys(HELDOUT_SCHEMA)
-        row.update(sae=data.sae, layer=data.layer, category=category,
-                   feature=feature if feature >= 0 else None,
-                   score=score if feature >= 0 else None,
-                   has_specialist=bool(feature >= 0 and score > 0), in_sample_auroc=auc,
-                   threshold=float(threshold), candidates=candidates, folds=int(n_folds),
-                   seed=int(seed), floor_draws=0, n_folds=0)
+        row.update(
+            sae=data.sae,
+            layer=data.layer,
+            category=category,
+            feature=feature if feature >= 0 else None,
+            score=score if feature >= 0 else None,
+            has_specialist=bool(feature >= 0 and score > 0),
+            in_sample_auroc=auc,
+            threshold=float(threshold),
+            candidates=candidates,
+            folds=int(n_folds),
+            seed=int(seed),
+            floor_draws=0,
+            n_folds=0,
+        )
         folds = category_folds(data.cat_index, c, n_folds, seed)
         if folds is not None:
             held = heldout_category(data, c, folds, threshold, candidates)
@@ -66,8 +84,9 @@ def heldout_layer(data: LayerData, *, threshold: float, candidates: int | None, 
     return held_all, rows
 
 
-def null_layer_rows(data: LayerData, labels: np.ndarray, *, threshold: float,
-                    candidates: int | None, seed: int) -> tuple[list[NullCategory], list[dict]]:
+def null_layer_rows(
+    data: LayerData, labels: np.ndarray, *, threshold: float, candidates: int | None, seed: int
+) -> tuple[list[NullCategory], list[dict]]:
     """Null winners and one NULL_CELL_SCHEMA row per category of one layer.
 
     labels: int64 [N, n_texts], the shuffled category index of every text per permutation
@@ -79,9 +98,14 @@ def null_layer_rows(data: LayerData, labels: np.ndarray, *, threshold: float,
         res = null_category(nl, labels, c, candidates)
         nulls.append(res)
         row = dict.fromkeys(NULL_CELL_SCHEMA)
-        row.update(sae=data.sae, layer=data.layer, category=category,
-                   null_feature=feature if feature >= 0 else None,
-                   permutations=int(labels.shape[0]), permutation_seed=int(seed))
+        row.update(
+            sae=data.sae,
+            layer=data.layer,
+            category=category,
+            null_feature=feature if feature >= 0 else None,
+            permutations=int(labels.shape[0]),
+            permutation_seed=int(seed),
+        )
         if labels.shape[0]:
             row.update(
                 p_value=p_value(res.score, score),
@@ -93,15 +117,31 @@ def null_layer_rows(data: LayerData, labels: np.ndarray, *, threshold: float,
     return nulls, rows
 
 
-def validate_layer(data: LayerData, labels: np.ndarray, *, threshold: float,
-                   candidates: int | None, n_folds: int, seed: int, draws: int,
-                   tolerance: float = 0.05, min_pool: int = 10
-                   ) -> tuple[list[HeldOut], list[NullCategory], list[dict]]:
+def validate_layer(
+    data: LayerData,
+    labels: np.ndarray,
+    *,
+    threshold: float,
+    candidates: int | None,
+    n_folds: int,
+    seed: int,
+    draws: int,
+    tolerance: float = 0.05,
+    min_pool: int = 10,
+) -> tuple[list[HeldOut], list[NullCategory], list[dict]]:
     """Held-out results, null winners and the joined cell rows (CELL_SCHEMA) of one layer."""
-    held, h_rows = heldout_layer(data, threshold=threshold, candidates=candidates,
-                                 n_folds=n_folds, seed=seed, draws=draws, tolerance=tolerance,
-                                 min_pool=min_pool)
-    nulls, n_rows = null_layer_rows(data, labels, threshold=threshold, candidates=candidates,
-                                    seed=seed)
+    held, h_rows = heldout_layer(
+        data,
+        threshold=threshold,
+        candidates=candidates,
+        n_folds=n_folds,
+        seed=seed,
+        draws=draws,
+        tolerance=tolerance,
+        min_pool=min_pool,
+    )
+    nulls, n_rows = null_layer_rows(
+        data, labels, threshold=threshold, candidates=candidates, seed=seed
+    )
     cells = join_cells(frame(h_rows, HELDOUT_SCHEMA), frame(n_rows, NULL_CELL_SCHEMA))
     return held, nulls, cells.to_dicts()

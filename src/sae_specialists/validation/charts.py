@@ -28,13 +28,19 @@ def heldout_long(cells: pl.DataFrame) -> pl.DataFrame:
     baseline."""
     keys = ["sae", "layer", "category", "verdict"]
     parts = [
-        cells.select(*keys, pl.lit(SPECIALIST).alias("series"),
-                     pl.col("heldout_auroc").alias("auroc")),
+        cells.select(
+            *keys, pl.lit(SPECIALIST).alias("series"), pl.col("heldout_auroc").alias("auroc")
+        ),
         cells.select(*keys, pl.lit(FLOOR).alias("series"), pl.col("floor_auroc").alias("auroc")),
     ]
     for name in baseline_columns(cells):
-        parts.append(cells.select(*keys, pl.lit(baseline_label(name)).alias("series"),
-                                  pl.col(f"{name}_auroc").alias("auroc")))
+        parts.append(
+            cells.select(
+                *keys,
+                pl.lit(baseline_label(name)).alias("series"),
+                pl.col(f"{name}_auroc").alias("auroc"),
+            )
+        )
     return pl.concat(parts, how="vertical").filter(pl.col("auroc").is_not_null())
 
 
@@ -51,15 +57,17 @@ def heldout_chart(cells: pl.DataFrame, sae: str) -> alt.TopLevelMixin:
         x=_layer_axis(),
         xOffset=alt.XOffset("series:N", sort=order),
         y=alt.Y("auroc:Q", title="held-out AUROC", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("series:N", title="method", sort=order,
-                        scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color(
+            "series:N", title="method", sort=order, scale=alt.Scale(scheme="tableau10")
+        ),
         opacity=alt.condition(alt.datum.series == FLOOR, alt.value(0.45), alt.value(1.0)),
         tooltip=["category", "layer", "series", alt.Tooltip("auroc:Q", format=".3f"), "verdict"],
     )
     chance = alt.Chart().mark_rule(color="#555", strokeDash=[2, 2]).encode(y=alt.datum(0.5))
     n_layers = max(1, data["layer"].n_unique())
     layered = alt.layer(base.mark_bar(), chance, data=data).properties(
-        width=max(120, 16 * len(order) * n_layers), height=150)
+        width=max(120, 16 * len(order) * n_layers), height=150
+    )
     return layered.facet(facet=alt.Facet("category:N", title=None), columns=3).properties(
         title=f"Held-out AUROC by layer: specialist vs baselines — {sae} (dotted: chance)"
     )
@@ -74,25 +82,45 @@ def null_chart(null: pl.DataFrame, cells: pl.DataFrame, sae: str) -> alt.TopLeve
         .with_columns(pl.lit("null").alias("kind"))
     )
     real = cells.filter(pl.col("sae") == sae).select(
-        "layer", "category", pl.col("score").fill_null(0).alias("score"),
-        pl.lit(None, dtype=pl.Int64).alias("permutations"), pl.lit("real").alias("kind"),
-        "p_value", "verdict",
+        "layer",
+        "category",
+        pl.col("score").fill_null(0).alias("score"),
+        pl.lit(None, dtype=pl.Int64).alias("permutations"),
+        pl.lit("real").alias("kind"),
+        "p_value",
+        "verdict",
     )
-    data = pl.concat([counts, real], how="diagonal_relaxed").sort("category", "layer", "kind",
-                                                                   "score")
+    data = pl.concat([counts, real], how="diagonal_relaxed").sort(
+        "category", "layer", "kind", "score"
+    )
     base = alt.Chart().encode(x=alt.X("score:Q", title="best score"))
-    bars = base.mark_bar(color="#9ab").encode(
-        y=alt.Y("permutations:Q", title="permutations"),
-        tooltip=["category", "layer", "score", "permutations"],
-    ).transform_filter(alt.datum.kind == "null")
-    rule = base.mark_rule(color="#c00", strokeWidth=2).encode(
-        tooltip=["category", "layer", alt.Tooltip("score:Q", title="real score"),
-                 alt.Tooltip("p_value:Q", format=".4f"), "verdict"],
-    ).transform_filter(alt.datum.kind == "real")
+    bars = (
+        base.mark_bar(color="#9ab")
+        .encode(
+            y=alt.Y("permutations:Q", title="permutations"),
+            tooltip=["category", "layer", "score", "permutations"],
+        )
+        .transform_filter(alt.datum.kind == "null")
+    )
+    rule = (
+        base.mark_rule(color="#c00", strokeWidth=2)
+        .encode(
+            tooltip=[
+                "category",
+                "layer",
+                alt.Tooltip("score:Q", title="real score"),
+                alt.Tooltip("p_value:Q", format=".4f"),
+                "verdict",
+            ],
+        )
+        .transform_filter(alt.datum.kind == "real")
+    )
     return (
         alt.layer(bars, rule, data=data)
         .properties(width=130, height=80)
         .facet(row=alt.Row("category:N", title=None), column=alt.Column("layer:O"))
-        .properties(title=f"Best score n_in − n_out under shuffled labels (bars) and the real "
-                          f"specialist's (red) — {sae}")
+        .properties(
+            title=f"Best score n_in − n_out under shuffled labels (bars) and the real "
+            f"specialist's (red) — {sae}"
+        )
     )

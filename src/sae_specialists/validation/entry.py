@@ -54,17 +54,29 @@ def heldout(smk: Any) -> None:
     folds, cells = [], []
     for path in smk.input.per_text:
         data = load_layer(path, smk.input.texts, p.max_dense_gb)
-        held, rows = heldout_layer(data, threshold=p.threshold, candidates=p.candidates,
-                                   n_folds=p.folds, seed=p.seed,
-                                   draws=p.random_feature_draws, tolerance=p.density_tolerance)
+        held, rows = heldout_layer(
+            data,
+            threshold=p.threshold,
+            candidates=p.candidates,
+            n_folds=p.folds,
+            seed=p.seed,
+            draws=p.random_feature_draws,
+            tolerance=p.density_tolerance,
+        )
         folds.append(heldout_frame(held))
         cells += rows
         for r in rows:
-            log.info("%s layer %s %s: feature %s, held-out AUROC %s, fold agreement %s, "
-                     "floor %s", r["sae"], r["layer"], r["category"], r["feature"],
-                     _f(r["heldout_auroc"]), _f(r["fold_agreement"]), _f(r["floor_auroc"]))
-    write_parquet(pl.concat(folds) if folds else pl.DataFrame(schema=FOLD_SCHEMA),
-                  smk.output.folds)
+            log.info(
+                "%s layer %s %s: feature %s, held-out AUROC %s, fold agreement %s, floor %s",
+                r["sae"],
+                r["layer"],
+                r["category"],
+                r["feature"],
+                _f(r["heldout_auroc"]),
+                _f(r["fold_agreement"]),
+                _f(r["floor_auroc"]),
+            )
+    write_parquet(pl.concat(folds) if folds else pl.DataFrame(schema=FOLD_SCHEMA), smk.output.folds)
     write_parquet(frame(cells, HELDOUT_SCHEMA), smk.output.cells)
 
 
@@ -78,17 +90,23 @@ def null(smk: Any) -> None:
     for path in smk.input.per_text:
         data = load_layer(path, smk.input.texts, p.max_dense_gb)
         labels = data.cat_index[permutations(data.n_texts, p.permutations, p.seed)]
-        nulls, rows = null_layer_rows(data, labels, threshold=p.threshold,
-                                      candidates=p.candidates, seed=p.seed)
-        frames += [null_frame(data, c, res) for c, res in zip(data.categories, nulls,
-                                                              strict=True)]
+        nulls, rows = null_layer_rows(
+            data, labels, threshold=p.threshold, candidates=p.candidates, seed=p.seed
+        )
+        frames += [null_frame(data, c, res) for c, res in zip(data.categories, nulls, strict=True)]
         cells += rows
         for r in rows:
-            log.info("%s layer %s %s: p = %s, null 95th percentile of the best score %s",
-                     r["sae"], r["layer"], r["category"], _f(r["p_value"], 4),
-                     _f(r["null_score_p95"], 0))
-    write_parquet(pl.concat(frames) if frames else pl.DataFrame(schema=NULL_SCHEMA),
-                  smk.output.null)
+            log.info(
+                "%s layer %s %s: p = %s, null 95th percentile of the best score %s",
+                r["sae"],
+                r["layer"],
+                r["category"],
+                _f(r["p_value"], 4),
+                _f(r["null_score_p95"], 0),
+            )
+    write_parquet(
+        pl.concat(frames) if frames else pl.DataFrame(schema=NULL_SCHEMA), smk.output.null
+    )
     write_parquet(frame(cells, NULL_CELL_SCHEMA), smk.output.cells)
 
 
@@ -121,17 +139,36 @@ def baselines(smk: Any) -> None:
         folds = category_folds(data.cat_index, c, p.folds, p.seed)
         if folds is None:
             continue
-        for r in baseline_rows(x, data.values, data.features, data.cat_index == c, folds,
-                               ks=tuple(p.probe_k), seed=p.seed, threads=smk.threads):
+        for r in baseline_rows(
+            x,
+            data.values,
+            data.features,
+            data.cat_index == c,
+            folds,
+            ks=tuple(p.probe_k),
+            seed=p.seed,
+            threads=smk.threads,
+        ):
             rows.append({"sae": data.sae, "layer": data.layer, "category": category, **r})
-    df = pl.DataFrame(rows, schema=BASELINE_SCHEMA) if rows else pl.DataFrame(
-        schema=BASELINE_SCHEMA)
+    df = (
+        pl.DataFrame(rows, schema=BASELINE_SCHEMA) if rows else pl.DataFrame(schema=BASELINE_SCHEMA)
+    )
     write_parquet(df, smk.output[0])
-    means = df.group_by("category", "method", "k").agg(pl.col("auroc").mean()).sort(
-        "category", "method", "k")
+    means = (
+        df.group_by("category", "method", "k")
+        .agg(pl.col("auroc").mean())
+        .sort("category", "method", "k")
+    )
     for category, method, k, auc in means.iter_rows():
-        log.info("%s layer %s %s: %s%s held-out AUROC %s", data.sae, data.layer, category,
-                 method, "" if k is None else f" k={k}", _f(auc))
+        log.info(
+            "%s layer %s %s: %s%s held-out AUROC %s",
+            data.sae,
+            data.layer,
+            category,
+            method,
+            "" if k is None else f" k={k}",
+            _f(auc),
+        )
 
 
 def _concat(paths, schema=None) -> pl.DataFrame:
@@ -151,23 +188,37 @@ def verdicts(smk: Any) -> None:
     # layers without pooled-residual shards (made before them, or elsewhere) have no baselines
     base = _concat(smk.input.baselines, BASELINE_SCHEMA) if p.baselines else None
     shown = tuple(["dense_probe"] + ([f"ksparse_{k}" for k in p.shown_k]))
-    out = with_verdicts(cells, base, alpha=p.alpha, min_auroc=p.min_auroc,
-                        probe_margin=p.probe_margin, shown=shown)
+    out = with_verdicts(
+        cells, base, alpha=p.alpha, min_auroc=p.min_auroc, probe_margin=p.probe_margin, shown=shown
+    )
     out = out.sort("sae", "layer", "category")
     _pair(out, smk.output.cells, smk.output.cells_csv)
-    _pair(pl.read_parquet(smk.input.folds).sort("sae", "layer", "category", "fold"),
-          smk.output.folds, smk.output.folds_csv)
+    _pair(
+        pl.read_parquet(smk.input.folds).sort("sae", "layer", "category", "fold"),
+        smk.output.folds,
+        smk.output.folds_csv,
+    )
     if p.baselines:
-        _pair(base.sort("sae", "layer", "category", "fold", "method", "k", nulls_last=False),
-              smk.output.baselines, smk.output.baselines_csv)
+        _pair(
+            base.sort("sae", "layer", "category", "fold", "method", "k", nulls_last=False),
+            smk.output.baselines,
+            smk.output.baselines_csv,
+        )
     write_text(build_summary(out, dict(p.summary)), smk.output.summary)
     write_text(verdicts_json(out), smk.output.verdicts)
     for r in out.filter(pl.col("has_specialist")).iter_rows(named=True):
         log.info("%s layer %s %s: %s", r["sae"], r["layer"], r["category"], r["verdict_text"])
 
 
-VERDICT_KEYS = ("feature", "has_specialist", "heldout_auroc", "p_value", "verdict",
-                "verdict_text", "fails_heldout")
+VERDICT_KEYS = (
+    "feature",
+    "has_specialist",
+    "heldout_auroc",
+    "p_value",
+    "verdict",
+    "verdict_text",
+    "fails_heldout",
+)
 
 
 def verdicts_json(cells: pl.DataFrame) -> str:
@@ -216,8 +267,9 @@ def test_set(smk: Any) -> None:
         study = layer_data(collect(pt), study_txt, sae, layer)
         test = layer_data(collect(tpt), test_txt, sae, layer)
         rows += test_set_rows(study, test, p.threshold, p.candidates)
-    df = pl.DataFrame(rows, schema=TEST_SET_SCHEMA) if rows else pl.DataFrame(
-        schema=TEST_SET_SCHEMA)
+    df = (
+        pl.DataFrame(rows, schema=TEST_SET_SCHEMA) if rows else pl.DataFrame(schema=TEST_SET_SCHEMA)
+    )
     _pair(df, smk.output.table, smk.output.table_csv)
 
 

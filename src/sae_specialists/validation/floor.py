@@ -40,8 +40,14 @@ def fold_seed(seed: int, sae: str, layer: int, c: int, fold: int) -> list[int]:
     return [int(seed), zlib.crc32(sae.encode()), int(layer), int(c), int(fold)]
 
 
-def random_floor(data: LayerData, held: HeldOut, draws: int, seed: int,
-                 tolerance: float = 0.05, min_pool: int = 10) -> dict:
+def random_floor(
+    data: LayerData,
+    held: HeldOut,
+    draws: int,
+    seed: int,
+    tolerance: float = 0.05,
+    min_pool: int = 10,
+) -> dict:
     """floor_auroc (median held-out AUROC over every draw of every fold), floor_auroc_p95 and
     floor_draws (number of draws scored); None values when no fold chose a feature."""
     aucs = []

@@ -75,28 +75,32 @@ class HeldOut:
         for k in range(self.n_folds):
             test = self.folds == k
             y = self.labels[test]
-            out.append({
-                "sae": self.sae,
-                "layer": self.layer,
-                "category": self.category,
-                "fold": k,
-                "n_folds": self.n_folds,
-                "feature": int(self.feature[k]) if self.feature[k] >= 0 else None,
-                "train_score": int(self.train_score[k]),
-                "train_has_specialist": bool(self.feature[k] >= 0 and self.train_score[k] > 0),
-                "is_full_specialist": bool(self.full_feature >= 0
-                                           and self.feature[k] == self.full_feature),
-                "n_test_in": int(y.sum()),
-                "n_test_out": int((~y).sum()),
-                **{name: _opt(x) for name, x in self.metrics[k].items()},
-            })
+            out.append(
+                {
+                    "sae": self.sae,
+                    "layer": self.layer,
+                    "category": self.category,
+                    "fold": k,
+                    "n_folds": self.n_folds,
+                    "feature": int(self.feature[k]) if self.feature[k] >= 0 else None,
+                    "train_score": int(self.train_score[k]),
+                    "train_has_specialist": bool(self.feature[k] >= 0 and self.train_score[k] > 0),
+                    "is_full_specialist": bool(
+                        self.full_feature >= 0 and self.feature[k] == self.full_feature
+                    ),
+                    "n_test_in": int(y.sum()),
+                    "n_test_out": int((~y).sum()),
+                    **{name: _opt(x) for name, x in self.metrics[k].items()},
+                }
+            )
         return out
 
     def summary(self) -> dict:
         auc = np.array([m["auroc"] for m in self.metrics], dtype=np.float64)
         ok = auc[~np.isnan(auc)]
-        agree = (float(np.mean(self.feature == self.full_feature))
-                 if self.full_feature >= 0 else None)
+        agree = (
+            float(np.mean(self.feature == self.full_feature)) if self.full_feature >= 0 else None
+        )
         return {
             "n_folds": self.n_folds,
             "heldout_auroc": float(ok.mean()) if len(ok) else None,
@@ -134,8 +138,9 @@ def evaluate(y: np.ndarray, values: np.ndarray, threshold: float) -> dict[str, f
     return {"auroc": auroc(y, values), **threshold_metrics(y, values, threshold)}
 
 
-def heldout_category(data: LayerData, c: int, folds: np.ndarray, threshold: float,
-                     candidates: int | None) -> HeldOut:
+def heldout_category(
+    data: LayerData, c: int, folds: np.ndarray, threshold: float, candidates: int | None
+) -> HeldOut:
     """Select on each fold's training texts (one batch), evaluate on its held-out texts."""
     full = select(data, c, None, threshold, candidates)
     sel = select(data, c, train_weights(folds), threshold, candidates)
@@ -179,8 +184,9 @@ TEST_SET_SCHEMA = {
 }
 
 
-def test_set_rows(study: LayerData, test: LayerData, threshold: float,
-                  candidates: int | None) -> list[dict]:
+def test_set_rows(
+    study: LayerData, test: LayerData, threshold: float, candidates: int | None
+) -> list[dict]:
     """Per category of the study: the full-data specialist (selected on every study text)
     evaluated on the test texts (labels by category name; a study category absent from the
     test set gets no metrics)."""
@@ -190,15 +196,22 @@ def test_set_rows(study: LayerData, test: LayerData, threshold: float,
         feature = int(select(study, c, None, threshold, candidates).feature[0])
         y = test_cats == category
         values = feature_values(test, feature)
-        m = evaluate(y, values, threshold) if y.any() else dict.fromkeys(
-            ("auroc", "precision", "recall", "f1", "balanced_accuracy"), math.nan)
-        rows.append({
-            "sae": study.sae,
-            "layer": study.layer,
-            "category": category,
-            "feature": feature if feature >= 0 else None,
-            "n_test_in": int(y.sum()),
-            "n_test_out": int((~y).sum()),
-            **{name: _opt(x) for name, x in m.items()},
-        })
+        m = (
+            evaluate(y, values, threshold)
+            if y.any()
+            else dict.fromkeys(
+                ("auroc", "precision", "recall", "f1", "balanced_accuracy"), math.nan
+            )
+        )
+        rows.append(
+            {
+                "sae": study.sae,
+                "layer": study.layer,
+                "category": category,
+                "feature": feature if feature >= 0 else None,
+                "n_test_in": int(y.sum()),
+                "n_test_out": int((~y).sum()),
+                **{name: _opt(x) for name, x in m.items()},
+            }
+        )
     return rows

@@ -101,8 +101,9 @@ class NullCategory:
 def null_category(nl: NullLayer, labels: np.ndarray, c: int, k: int | None) -> NullCategory:
     """``labels``: int64 [N, n] shuffled category index of every text in every permutation."""
     n_perm, n = labels.shape
-    out = NullCategory(np.full(n_perm, -1, dtype=np.int64), np.zeros(n_perm, dtype=np.int64),
-                       np.full(n_perm, 0.5))
+    out = NullCategory(
+        np.full(n_perm, -1, dtype=np.int64), np.zeros(n_perm, dtype=np.int64), np.full(n_perm, 0.5)
+    )
     u = len(nl.features)
     n_c = int((labels[0] == c).sum()) if n_perm else 0
     if u == 0 or n_c == 0 or n_c == n:

@@ -51,6 +51,7 @@ def headline(rows: pl.DataFrame | Iterable[Mapping]) -> str:
 def flagged(verdicts: Mapping[str, Mapping]) -> list[str]:
     """One line per cell whose specialist is flagged (verdicts.json: "family/layer/category"
     -> verdict), sorted by family, category, layer."""
+
     def key(k: str):
         sae, layer, category = k.split("/", 2)
         return (sae, category, int(layer))
@@ -60,30 +61,50 @@ def flagged(verdicts: Mapping[str, Mapping]) -> list[str]:
         v = verdicts[k]
         if v["has_specialist"] and v["verdict"] != GENERALISES:
             sae, layer, category = k.split("/", 2)
-            out.append(f"{sae} layer {layer}, {category} (feature {v['feature']}): "
-                       f"{v['verdict_text']}")
+            out.append(
+                f"{sae} layer {layer}, {category} (feature {v['feature']}): {v['verdict_text']}"
+            )
     return out
 
 
 def verdict_rows(cells: pl.DataFrame) -> tuple[list[str], list[list]]:
     base = baseline_columns(cells)
-    header = ["SAE", "layer", "category", "feature", "score", "held-out AUROC (min–max)",
-              "fold agreement", "floor", "p", *(baseline_label(b) for b in base), "verdict"]
+    header = [
+        "SAE",
+        "layer",
+        "category",
+        "feature",
+        "score",
+        "held-out AUROC (min–max)",
+        "fold agreement",
+        "floor",
+        "p",
+        *(baseline_label(b) for b in base),
+        "verdict",
+    ]
     rows = []
     for r in cells.sort("sae", "category", "layer").iter_rows(named=True):
-        spread = (f"{_num(r['heldout_auroc'])} ({_num(r['heldout_auroc_min'])}–"
-                  f"{_num(r['heldout_auroc_max'])})" if r["heldout_auroc"] is not None else "–")
-        rows.append([
-            r["sae"], r["layer"], r["category"],
-            "–" if r["feature"] is None else r["feature"],
-            "–" if r["score"] is None else r["score"],
-            spread,
-            "–" if r["fold_agreement"] is None else f"{r['fold_agreement']:.0%}",
-            _num(r["floor_auroc"]),
-            format_p(r["p_value"]).removeprefix("p ").removeprefix("= "),
-            *(_num(r.get(f"{b}_auroc")) for b in base),
-            f"**{r['verdict']}**" if r["verdict"] != GENERALISES else r["verdict"],
-        ])
+        spread = (
+            f"{_num(r['heldout_auroc'])} ({_num(r['heldout_auroc_min'])}–"
+            f"{_num(r['heldout_auroc_max'])})"
+            if r["heldout_auroc"] is not None
+            else "–"
+        )
+        rows.append(
+            [
+                r["sae"],
+                r["layer"],
+                r["category"],
+                "–" if r["feature"] is None else r["feature"],
+                "–" if r["score"] is None else r["score"],
+                spread,
+                "–" if r["fold_agreement"] is None else f"{r['fold_agreement']:.0%}",
+                _num(r["floor_auroc"]),
+                format_p(r["p_value"]).removeprefix("p ").removeprefix("= "),
+                *(_num(r.get(f"{b}_auroc")) for b in base),
+                f"**{r['verdict']}**" if r["verdict"] != GENERALISES else r["verdict"],
+            ]
+        )
     return header, rows
 
 
@@ -98,9 +119,13 @@ def build_summary(cells: pl.DataFrame, settings: Mapping) -> str:
         f"with fewer texts), the chosen feature judged on the held-out texts; "
         f"{s['permutations']} shuffled-label permutations; "
         f"{s['random_feature_draws']} random features of similar density per fold as the "
-        "floor." + (" Baselines on the same folds: difference of means and an L2 logistic "
-                    "probe on the pooled residual, k-sparse SAE probes."
-                    if s.get("baselines") else " Baselines: off."),
+        "floor."
+        + (
+            " Baselines on the same folds: difference of means and an L2 logistic "
+            "probe on the pooled residual, k-sparse SAE probes."
+            if s.get("baselines")
+            else " Baselines: off."
+        ),
         "",
         f"Verdict thresholds: held-out AUROC ≥ {s['min_auroc']:g} and above the floor "
         f"(generalises), p ≤ {s['alpha']:g} (better than chance), a baseline more than "
@@ -117,8 +142,10 @@ def build_summary(cells: pl.DataFrame, settings: Mapping) -> str:
     if flagged.height:
         lines += ["## Flagged cells", ""]
         for r in flagged.sort("sae", "category", "layer").iter_rows(named=True):
-            lines.append(f"- {r['sae']} layer {r['layer']}, {r['category']}, feature "
-                         f"{r['feature']}: {r['verdict_text']}")
+            lines.append(
+                f"- {r['sae']} layer {r['layer']}, {r['category']}, feature "
+                f"{r['feature']}: {r['verdict_text']}"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -128,8 +155,10 @@ def summary_section(cells: pl.DataFrame) -> list[str]:
     lines = ["## Validation", "", headline(cells), ""]
     flagged = cells.filter(pl.col("has_specialist") & (pl.col("verdict") != GENERALISES))
     for r in flagged.sort("sae", "category", "layer").iter_rows(named=True):
-        lines.append(f"- {r['sae']} layer {r['layer']}, {r['category']} (feature "
-                     f"{r['feature']}): {r['verdict_text']}")
+        lines.append(
+            f"- {r['sae']} layer {r['layer']}, {r['category']} (feature "
+            f"{r['feature']}): {r['verdict_text']}"
+        )
     if flagged.height:
         lines.append("")
     lines += ["Every cell: validation/summary.md; how to read it: docs/validation.md.", ""]

@@ -19,8 +19,9 @@ import polars as pl
 from ..core.errors import ShardError
 
 
-def read_pooled(paths: Sequence[str | os.PathLike], text_ids: Sequence[str],
-                include_bos: bool) -> np.ndarray:
+def read_pooled(
+    paths: Sequence[str | os.PathLike], text_ids: Sequence[str], include_bos: bool
+) -> np.ndarray:
     """float64 [len(text_ids), d]: the pooled residual of every text, in ``text_ids`` order."""
     from ..core.contract import POOLED_SCHEMA
     from ..core.io import check_schema
@@ -30,8 +31,12 @@ def read_pooled(paths: Sequence[str | os.PathLike], text_ids: Sequence[str],
         check_schema(path, POOLED_SCHEMA)
     df = pl.read_parquet(paths, columns=["text_id", "n_counted", "resid_mean", "resid_bos"])
     order = pl.DataFrame({"text_id": list(text_ids)}, schema={"text_id": pl.String})
-    joined = order.join(df.with_columns(pl.col("text_id").cast(pl.String)), on="text_id",
-                        how="left", maintain_order="left")
+    joined = order.join(
+        df.with_columns(pl.col("text_id").cast(pl.String)),
+        on="text_id",
+        how="left",
+        maintain_order="left",
+    )
     missing = joined.filter(pl.col("n_counted").is_null())["text_id"].to_list()
     if missing:
         raise ShardError(
@@ -53,7 +58,10 @@ def read_pooled(paths: Sequence[str | os.PathLike], text_ids: Sequence[str],
 def _matrix(column: pl.Series, where: str) -> np.ndarray:
     lengths = column.list.len().unique().to_list()
     if len(lengths) != 1:
-        raise ShardError(f"pooled-residual shards ({where}, ...) mix vector widths {lengths}; "
-                         "they come from different SAEs. Delete them and rerun snakemake.")
-    return np.asarray(column.explode().to_numpy(), dtype=np.float64).reshape(len(column),
-                                                                               lengths[0])
+        raise ShardError(
+            f"pooled-residual shards ({where}, ...) mix vector widths {lengths}; "
+            "they come from different SAEs. Delete them and rerun snakemake."
+        )
+    return np.asarray(column.explode().to_numpy(), dtype=np.float64).reshape(
+        len(column), lengths[0]
+    )

@@ -43,9 +43,10 @@ NULL_CELL_SCHEMA = {
     "permutations": pl.Int64,
     "permutation_seed": pl.Int64,
 }
-CELL_SCHEMA = {**HELDOUT_SCHEMA,
-               **{k: v for k, v in NULL_CELL_SCHEMA.items() if k not in KEY_SCHEMA
-                  and k != "null_feature"}}
+CELL_SCHEMA = {
+    **HELDOUT_SCHEMA,
+    **{k: v for k, v in NULL_CELL_SCHEMA.items() if k not in KEY_SCHEMA and k != "null_feature"},
+}
 
 
 def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
@@ -78,15 +79,23 @@ def baseline_means(baselines: pl.DataFrame) -> pl.DataFrame:
     return (
         baselines.with_columns(col.alias("baseline"))
         .group_by("sae", "layer", "category", "baseline")
-        .agg(pl.col("auroc").mean().alias("auroc"),
-             pl.col("balanced_accuracy").mean().alias("balanced_accuracy"))
+        .agg(
+            pl.col("auroc").mean().alias("auroc"),
+            pl.col("balanced_accuracy").mean().alias("balanced_accuracy"),
+        )
         .sort("sae", "layer", "category", "baseline")
     )
 
 
-def with_verdicts(cells: pl.DataFrame, baselines: pl.DataFrame | None, *, alpha: float,
-                  min_auroc: float, probe_margin: float, shown: tuple[str, ...]
-                  ) -> pl.DataFrame:
+def with_verdicts(
+    cells: pl.DataFrame,
+    baselines: pl.DataFrame | None,
+    *,
+    alpha: float,
+    min_auroc: float,
+    probe_margin: float,
+    shown: tuple[str, ...],
+) -> pl.DataFrame:
     """Cell table + one ``<baseline>_auroc`` / ``<baseline>_balanced_accuracy`` column pair per
     baseline (when given) + the verdict columns."""
     means: dict[tuple, dict[str, float | None]] = {}
@@ -95,21 +104,39 @@ def with_verdicts(cells: pl.DataFrame, baselines: pl.DataFrame | None, *, alpha:
         bm = baseline_means(baselines)
         for sae, layer, category, name, auc, _ in bm.iter_rows():
             means.setdefault((sae, layer, category), {})[name] = auc
-        piv = bm.pivot(on="baseline", index=["sae", "layer", "category"],
-                       values=["auroc", "balanced_accuracy"], separator="|")
+        piv = bm.pivot(
+            on="baseline",
+            index=["sae", "layer", "category"],
+            values=["auroc", "balanced_accuracy"],
+            separator="|",
+        )
         piv = piv.rename({c: _pivot_name(c) for c in piv.columns if "|" in c})
         wide = cells.join(piv, on=["sae", "layer", "category"], how="left")
-        ordered = [f"{b}_{m}" for b in baseline_columns(wide)
-                   for m in ("auroc", "balanced_accuracy")]
+        ordered = [
+            f"{b}_{m}" for b in baseline_columns(wide) for m in ("auroc", "balanced_accuracy")
+        ]
         wide = wide.select(*cells.columns, *ordered)
     verdicts = [
-        verdict(row, means.get((row["sae"], row["layer"], row["category"]), {}), alpha=alpha,
-                min_auroc=min_auroc, probe_margin=probe_margin, shown=shown)
+        verdict(
+            row,
+            means.get((row["sae"], row["layer"], row["category"]), {}),
+            alpha=alpha,
+            min_auroc=min_auroc,
+            probe_margin=probe_margin,
+            shown=shown,
+        )
         for row in cells.iter_rows(named=True)
     ]
-    vschema = {"generalises": pl.Boolean, "beats_null": pl.Boolean, "loses_to_probe": pl.Boolean,
-               "best_baseline": pl.String, "best_baseline_auroc": pl.Float64,
-               "fails_heldout": pl.Boolean, "verdict": pl.String, "verdict_text": pl.String}
+    vschema = {
+        "generalises": pl.Boolean,
+        "beats_null": pl.Boolean,
+        "loses_to_probe": pl.Boolean,
+        "best_baseline": pl.String,
+        "best_baseline_auroc": pl.Float64,
+        "fails_heldout": pl.Boolean,
+        "verdict": pl.String,
+        "verdict_text": pl.String,
+    }
     return pl.concat([wide, pl.DataFrame(verdicts, schema=vschema)], how="horizontal")
 
 
@@ -121,9 +148,12 @@ def _pivot_name(col: str) -> str:
 def baseline_columns(cells: pl.DataFrame) -> list[str]:
     """Baseline methods with an ``<method>_auroc`` column: diffmean, dense_probe, ksparse_<k>
     (k ascending)."""
-    names = [c.removesuffix("_auroc") for c in cells.columns
-             if c.endswith("_auroc") and (c.startswith("ksparse_") or c in
-                                          ("diffmean_auroc", "dense_probe_auroc"))]
+    names = [
+        c.removesuffix("_auroc")
+        for c in cells.columns
+        if c.endswith("_auroc")
+        and (c.startswith("ksparse_") or c in ("diffmean_auroc", "dense_probe_auroc"))
+    ]
 
     def key(name: str):
         if name.startswith("ksparse_"):

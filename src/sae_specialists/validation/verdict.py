@@ -40,9 +40,15 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
-def verdict(cell: Mapping, baselines: Mapping[str, float | None], *, alpha: float = 0.05,
-            min_auroc: float = 0.7, probe_margin: float = 0.05,
-            shown: tuple[str, ...] = ("dense_probe", "ksparse_5")) -> dict:
+def verdict(
+    cell: Mapping,
+    baselines: Mapping[str, float | None],
+    *,
+    alpha: float = 0.05,
+    min_auroc: float = 0.7,
+    probe_margin: float = 0.05,
+    shown: tuple[str, ...] = ("dense_probe", "ksparse_5"),
+) -> dict:
     """Flags and text of one cell.
 
     cell: has_specialist, heldout_auroc, p_value, floor_auroc (None when unknown);
@@ -61,8 +67,9 @@ def verdict(cell: Mapping, baselines: Mapping[str, float | None], *, alpha: floa
     if not has:
         status = NO_SPECIALIST
     else:
-        flags = [f for f, bad in ((FAILS_HELDOUT, not generalises), (FAILS_NULL, not beats_null))
-                 if bad]
+        flags = [
+            f for f, bad in ((FAILS_HELDOUT, not generalises), (FAILS_NULL, not beats_null)) if bad
+        ]
         status = ", ".join(flags) if flags else GENERALISES
         if loses:
             status += f", {LOSES}"
