@@ -120,3 +120,32 @@ def test_demo_token_views_read_as_the_texts(demo_run, browser):
             )
         page.close()
     assert checked >= len(pages)
+
+
+def test_logit_table_shows_control_characters_visibly(browser, tmp_path):
+    """Control-character tokens in the logit tables read as escapes (they drew as boxes)."""
+    from sae_specialists.core.html import page
+    from sae_specialists.core.tokens import token_display, token_text
+    from sae_specialists.dashboards.render import CSS, logits_tables
+
+    raws = [b"\x00", b"\x15", b"\x1b[", "\u0085".encode(), b"\xe4\xb8", b" the", b"\n"]
+    logits = pl.DataFrame(
+        {
+            "feature": [1] * len(raws),
+            "direction": ["positive"] * len(raws),
+            "rank": list(range(1, len(raws) + 1)),
+            "token_id": list(range(len(raws))),
+            "token": [token_text(r) for r in raws],
+            "token_bytes": raws,
+            "token_display": [token_display(r) for r in raws],
+            "effect": [1.0 - 0.1 * k for k in range(len(raws))],
+        }
+    )
+    path = tmp_path / "logits.html"
+    path.write_text(page("logits", [logits_tables(logits)], CSS), encoding="utf-8")
+    page_, errors, blocked = open_offline(browser, path)
+    shown = page_.locator("#logits-positive tbody td code").all_text_contents()
+    assert shown == ["\\x00", "\\x15", "\\x1b[", "\\u0085", "\\xe4\\xb8", "␣the", "↵"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page_.screenshot(path=str(ARTIFACTS / "logit_table_control_characters.png"))
+    page_.close()
