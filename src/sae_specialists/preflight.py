@@ -263,43 +263,11 @@ def check_inputs_exist(settings) -> None:
 # -- SAE hooks and layers -----------------------------------------------------------------------
 
 
-def hook_layer_offsets(config: Mapping) -> dict[str, int]:
-    """Each SAE family's ``hook_layer_offset`` (0 when absent)."""
-    return {
-        name: int((spec or {}).get("hook_layer_offset", 0) or 0)
-        for name, spec in (config.get("saes") or {}).items()
-    }
+def check_local_sae_hooks(settings) -> None:
+    """Each local SAE reads a hook in the block of its configured layer (+ the family's
+    hook_layer_offset); SAELens releases are checked when the extraction job loads them."""
+    from .extraction.saes import hook_layer_problem
 
-
-def expected_block(family: str, layer: int, offsets: Mapping[str, int]) -> int:
-    return int(layer) + int(offsets.get(family, 0))
-
-
-def hook_block_mismatch(
-    family: str, layer: int, hook: str, offsets: Mapping[str, int], where: str
-) -> str | None:
-    """The error line when an SAE's hook is not in the block its layer maps to (None: fine)."""
-    from .extraction.saes import hook_block
-
-    block = hook_block(hook)
-    if block is None:
-        return None  # hooks outside the blocks (embed, ln_final): nothing to compare
-    want = expected_block(family, layer, offsets)
-    if block == want:
-        return None
-    offset = offsets.get(family, 0)
-    mapping = f"layer {layer} + hook_layer_offset {offset} = " if offset else ""
-    return (
-        f"{where}: the SAE reads {hook!r} (block {block}) but is configured for layer {layer} "
-        f"({mapping}block {want}): its numbers would be reported under the wrong layer. Point "
-        f"saes.{family} at the layer-{layer} SAE, or, if this family labels its SAEs differently "
-        f"(e.g. blocks.11.hook_resid_post as layer 12), set saes.{family}.hook_layer_offset: "
-        f"{block - layer} (block = layer + offset; docs/configuration.md)."
-    )
-
-
-def check_local_sae_hooks(settings, offsets: Mapping[str, int]) -> None:
-    """Each local SAE reads a hook in the block of its configured layer (+ offset)."""
     for (family, layer), source in settings.sae_sources().items():
         if "path" not in source:
             continue  # SAELens releases: checked by the extraction job when it loads them
@@ -317,7 +285,7 @@ def check_local_sae_hooks(settings, offsets: Mapping[str, int]) -> None:
         if not hook:
             continue  # reported by startup.check_local_saes
         where = f"config: saes.{family} layer {layer} ({source['path']})"
-        problem = hook_block_mismatch(family, layer, hook, offsets, where)
+        problem = hook_layer_problem(family, layer, hook, source.get("block", layer), where)
         if problem:
             raise SAEError(problem)
 

@@ -69,7 +69,14 @@ def check_local_model_layers(settings: Settings) -> None:
     if not config_file.is_file():
         return  # built by a rule (demo) or reported by the extraction job
     n_layers = json.loads(config_file.read_text()).get("n_layers")
-    bad = [layer for layer in settings.layers if n_layers is not None and layer >= n_layers]
+    bad = sorted(
+        {
+            layer
+            for family in settings.saes.values()
+            for layer in family.layers
+            if n_layers is not None and family.block(layer) >= n_layers
+        }
+    )
     if bad:
         raise ConfigError(
             f"config: layers {bad} do not exist: the model in {settings.model.path} has "
@@ -121,7 +128,7 @@ def check_hub_model_layers(settings: Settings) -> None:
     n_layers = shape["n_layers"]
     directory = sae_lens_directory()
     for family in settings.saes.values():
-        bad = [layer for layer in family.layers if layer >= n_layers]
+        bad = [layer for layer in family.layers if family.block(layer) >= n_layers]
         if bad:
             raise ConfigError(
                 f"config: saes.{family.name} layers {bad} do not exist: {settings.model.name} has "
@@ -266,7 +273,7 @@ def startup_checks(
     check_local_model_layers(settings)
     preflight.check_inputs_exist(settings)
     check_local_saes(settings, _local_model_config(settings))
-    preflight.check_local_sae_hooks(settings, preflight.hook_layer_offsets(config))
+    preflight.check_local_sae_hooks(settings)
     categories = list_categories(settings.texts)
     for warning in preflight.texts_dir_warnings(settings.texts) + text_warnings(categories):
         print(f"WARNING {warning}", file=sys.stderr)

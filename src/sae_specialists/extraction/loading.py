@@ -31,6 +31,11 @@ class ModelAndSAEs:
     def layers(self) -> list[int]:
         return sorted({layer for _, layer in self.saes})
 
+    @property
+    def blocks(self) -> list[int]:
+        """The blocks the SAEs read: each layer, or its 'block' (hook_layer_offset)."""
+        return sorted({source.get("block", layer) for (_, layer), source in self.saes.items()})
+
     def load(self):
         """(model, [LoadedSAE] in ``saes`` order, device): the model once, then every SAE;
         fails with a clear message when a configured layer does not exist."""
@@ -40,7 +45,7 @@ class ModelAndSAEs:
 
         device = resolve_device(self.device)
         model = load_model(self.model, device=device, dtype=self.dtype)
-        check_layers_exist(model, self.layers)
+        check_layers_exist(model, self.blocks)
         saes = [
             load_sae(family, layer, source, device=device, dtype=self.dtype)
             for (family, layer), source in self.saes.items()

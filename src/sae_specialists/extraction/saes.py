@@ -112,12 +112,35 @@ def load_sae(family: str, layer: int, source: dict, device: str = "cpu", dtype: 
             f"saes: SAE for family {family!r} layer {layer} ({source}) has no hook_name in its "
             "metadata; set cfg.metadata.hook_name before save_model."
         )
+    problem = hook_layer_problem(
+        family, layer, hook_name, source.get("block", layer), f"saes: SAE {family!r} ({source})"
+    )
+    if problem:
+        raise SAEError(problem)
     if dtype != "float32":
         from .models import torch_dtype
 
         sae = sae.to(dtype=torch_dtype(dtype))
     sae.eval()
     return LoadedSAE(family, layer, sae, hook_name, dict(source), np_id)
+
+
+def hook_layer_problem(family: str, layer: int, hook: str, block: int, where: str) -> str | None:
+    """The error when the SAE configured for ``layer`` reads a hook outside ``block`` (the
+    layer + the family's hook_layer_offset), so its numbers would be reported under the wrong
+    layer; None when it fits (or the hook is outside the blocks: embed, ln_final)."""
+    actual = hook_block(hook)
+    if actual is None or actual == int(block):
+        return None
+    offset = int(block) - int(layer)
+    mapping = f"layer {layer} + hook_layer_offset {offset} = " if offset else ""
+    return (
+        f"{where}: the SAE reads {hook!r} (block {actual}) but is configured for layer {layer} "
+        f"({mapping}block {block}): its numbers would be reported under the wrong layer. Point "
+        f"saes.{family} at the layer-{layer} SAE, or, if this family labels its SAEs differently "
+        f"(e.g. blocks.11.hook_resid_post as layer 12), set saes.{family}.hook_layer_offset: "
+        f"{actual - int(layer)} (block = layer + offset; docs/configuration.md)."
+    )
 
 
 def hook_block(hook_name: str) -> int | None:
