@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
+from ..core.jobs import progress as progress_bar
 from .ablation import MODES, PASS_TOKENS, Ablation, FeatureSite, ablation_effects, feature_stats
 from .ablation import iter_batches as _iter_batches
 from .stats import cell_rng, draw_controls
@@ -63,7 +63,8 @@ class LayerResult:
 
 
 def _bar(total: int, desc: str):
-    return tqdm(total=total, desc=desc, unit="text", mininterval=2.0)
+    """Rate and ETA on the console while the job runs (core/jobs.py)."""
+    return progress_bar(total=total, desc=desc, unit="texts")
 
 
 def run_layer(
@@ -315,8 +316,8 @@ def _steering_table(key, site, specialists, peaks, options, prompt_ids, decode, 
     scales = [float(s) for s in options.steer_scales]
     clamps = [None] + [(f, s * float(peaks[f])) for f in specialists for s in scales]
     rows = []
-    with tqdm(
-        total=len(prompt_ids), desc=f"causal steering {label}", unit="prompt", mininterval=2.0
+    with progress_bar(
+        total=len(prompt_ids), desc=f"causal steering {label}", unit="prompts"
     ) as bar:
         for p, ids in enumerate(prompt_ids):
             outs = steer(site, ids, clamps, options.steer_tokens) if specialists else []

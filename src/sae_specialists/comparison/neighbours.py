@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
+from ..core.jobs import progress
 from .decoders import nearest, unit_rows
 from .hooks import comparable
 from .tracking import family_layers
@@ -90,7 +90,7 @@ def sweep_decoders(
             return [], np.zeros((0, 0))
         return features, np.stack([directions[(key[0], key[1], f)] for f in features])
 
-    for layer in tqdm(sorted(by_layer), desc="decoders by layer", unit="layer"):
+    for layer in progress(sorted(by_layer), desc="decoders by layer", unit="layers"):
         loaded = {key: load(key) for key in by_layer[layer]}
         for key, w_dec in loaded.items():
             features = sorted(set(queries.get(key, [])))
