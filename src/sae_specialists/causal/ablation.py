@@ -392,7 +392,7 @@ def ablation_effects(
                 residual = site.final_residual(
                     batch.tokens[rows],
                     batch.attention[rows],
-                    edited.reshape(-1, *clean.shape[1:]),
+                    edited.reshape(-1, *clean.shape[1:]).to(clean.dtype),
                 )
                 mask = torch.cat([i.mask for i in group])
                 delta = site.losses(residual, batch.tokens[rows], mask) - base[rows][mask]
