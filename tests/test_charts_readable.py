@@ -237,3 +237,37 @@ def test_auroc_and_topk_labels_are_readable(browser, tmp_path):
     )
     page = render(browser, mc.topk_chart(allfeat), "topk_vs_all", tmp_path)
     assert contrast_failures(page) == []
+
+
+def test_dashboard_histogram_is_readable(browser, tmp_path):
+    """The dashboard's activation histogram: a readable size, round ticks on both axes (it had
+    labels at 0 and the max only)."""
+    from sae_specialists.core.html import page
+    from sae_specialists.dashboards.render import CSS, histogram_svg, nice_ticks
+
+    assert nice_ticks(157.1) == [0, 50, 100, 150, 200]
+    assert nice_ticks(72, 4) == [0, 20, 40, 60, 80]
+    assert nice_ticks(0.37) == [0, 0.1, 0.2, 0.3, 0.4]
+    edges = [157.1 * k / 40 for k in range(41)]
+    counts = [0] * 34 + [9, 30, 72, 20, 5, 1]
+    hist = pl.DataFrame(
+        {
+            "feature": [1] * 40,
+            "bin": list(range(40)),
+            "lo": edges[:-1],
+            "hi": edges[1:],
+            "count": counts,
+        }
+    )
+    path = tmp_path / "hist.html"
+    path.write_text(page("histogram", [histogram_svg(hist)], CSS), encoding="utf-8")
+    page_, errors, blocked = open_offline(browser, path)
+    svg = page_.locator("#histogram")
+    box = svg.bounding_box()
+    assert box["width"] >= 500 and box["height"] >= 200
+    assert svg.locator("text.xtick").all_text_contents() == ["0", "50", "100", "150", "200"]
+    assert svg.locator("text.ytick").all_text_contents() == ["0", "20", "40", "60", "80"]
+    assert svg.locator("rect.hbar").count() == 40
+    ARTIFACTS.mkdir(exist_ok=True)
+    svg.screenshot(path=str(ARTIFACTS / "dashboard_histogram.png"))
+    page_.close()
