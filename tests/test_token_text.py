@@ -185,3 +185,22 @@ def test_decoder_joins_the_bytes_of_the_ids(tmp_path):
         assert decode(ids) == text
         cut = ids[: len(ids) // 2]
         assert "\ufffd" not in decode(cut)
+
+
+def test_demo_tokenizer_tokens_read_as_the_text(tmp_path):
+    """The offline demo's byte-level BPE tokenizer: every sample's token bytes rebuild it, its
+    split characters are whole spans, and no token alone reads U+FFFD."""
+    from sae_specialists.demo.vocab import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path / "demo-tokenizer")
+    assert is_byte_level(tokenizer)
+    split = 0
+    for text in SAMPLES.values():
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        raw = token_bytes(tokenizer, ids)
+        assert b"".join(raw[i] for i in ids) == text.encode("utf-8")
+        spans = text_spans([raw[i] for i in ids])
+        assert "".join(s.text for s in spans) == text
+        split += sum(s.last > s.first for s in spans)
+        assert not any("\ufffd" in token_text(raw[i]) for i in ids)
+    assert split > 10  # the demo vocabulary splits these scripts into bytes
