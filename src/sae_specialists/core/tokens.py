@@ -20,8 +20,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import regex
-
 # Whitespace markers: the one set of glyphs used in every page and table.
 WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 EMPTY_TOKEN = "∅"
@@ -159,6 +157,8 @@ def _pieces(raws: Sequence[bytes]) -> list[tuple[str, int, int, bool]]:
 def text_spans(raws: Sequence[bytes]) -> list[Span]:
     """The tokens as text spans, in order, covering every token once (see the module doc). A
     token without bytes is an empty span of its own."""
+    import regex  # grapheme clusters (\X); imported here: most jobs never draw tokens
+
     pieces = _pieces(raws)
     spans: list[list] = []  # [first, last, text]
     i = 0
