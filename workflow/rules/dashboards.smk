@@ -59,6 +59,7 @@ if DB.corpus:
             max_tokens=DB.corpus_max_tokens,
             content=local_content(FAMILIES, LAYERS, [DB.corpus]),
             batch_size=unchecked(S.extraction.batch_size),
+            max_memory_gb=unchecked(S.extraction.max_memory_gb),
             device=unchecked(S.device),
         log:
             L.log("dashboards", "corpus"),

@@ -33,6 +33,7 @@ rule extract_tokens:
         # re-tokenizes (tokenizer only, no model) instead of failing the shard check later
         tokens_format="token_bytes-1",
         batch_size=unchecked(S.extraction.batch_size),
+        max_memory_gb=unchecked(S.extraction.max_memory_gb),
         device=unchecked(S.device),
     log:
         L.log("extract", "tokens_category={category}/chunk={chunk}"),
@@ -77,6 +78,7 @@ for _layers, _families, _top_level in S.extraction_groups():
             n_chunks=lambda w: N_CHUNKS[w.category],
             content=lambda w: local_content([w.family], LAYERS, [CATEGORIES[w.category]]),
             batch_size=unchecked(S.extraction.batch_size),
+            max_memory_gb=unchecked(S.extraction.max_memory_gb),
             device=unchecked(S.device),
         log:
             L.log("extract", "sae={family}/category={category}/chunk={chunk}"),

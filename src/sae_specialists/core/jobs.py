@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .io import explain_failure
 
 log = logging.getLogger("sae_specialists")
 
@@ -72,7 +73,18 @@ def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
     start = time.perf_counter()
     log.info("%s: start", what)
     try:
-        yield log
+        try:
+            yield log
+        except Exception as err:
+            # a full disk, or a read failure caused by a corrupt input: a user error too
+            user = (
+                None
+                if isinstance(err, UserError)
+                else explain_failure(err, _paths(smk, "input"), _paths(smk, "output"))
+            )
+            if user is None:
+                raise
+            raise user from None
     except UserError as err:
         if record_failure(str(err), what, log_file):
             logging.getLogger().removeHandler(console)  # the run prints it once, at the end
@@ -88,6 +100,12 @@ def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
         peak_rss_mb(),
         _polars_threads(),
     )
+
+
+def _paths(smk: Any, kind: str) -> list[str]:
+    """The job's input or output files as plain strings ([] outside a Snakemake job)."""
+    files = getattr(smk, kind, None)
+    return [str(f) for f in files] if files is not None else []
 
 
 def record_failure(message: str, job: str, log_file: str | None) -> bool:

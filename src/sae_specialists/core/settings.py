@@ -71,6 +71,7 @@ class ExtractionSettings:
     chunk_size: int | None
     text_field: str
     text_split: str
+    max_memory_gb: float  # window sizing only (extraction/memory.py): changes no result
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ def corpus(smk: Any) -> None:
         chunk_size=p.max_texts,  # chunk 0 = the first max_texts texts
         text_field=p.text_field,
         text_split=p.text_split,
+        max_memory_gb=p.max_memory_gb,
     )
     outputs = dict(zip(p.saes, smk.output.activations, strict=True))
     extract_corpus(job, options, smk.input.corpus, smk.output.tokens, outputs)

@@ -116,6 +116,7 @@ class WindowResult:
     n_tokens: int
     seconds: float
     pooled: dict[tuple[str, int], pa.Table] | None = None  # (family, layer) -> POOLED_SCHEMA
+    rows: int = 0  # activation rows of the window, every SAE (set by the pipeline)
 
 
 @dataclass

@@ -17,6 +17,7 @@ def _options(p: Any) -> ExtractionSettings:
         chunk_size=p.chunk_size,
         text_field=p.text_field,
         text_split=p.text_split,
+        max_memory_gb=p.max_memory_gb,
     )
 
 

@@ -111,6 +111,7 @@ def extract_category(
     encode_rows: int | None = None,
     on_window=None,
     pooled_out: dict[tuple[str, int], str] | None = None,
+    window_rows: int | None = None,
 ) -> dict:
     """Extract one category (or one chunk of it): load the model and every SAE once, stream the
     texts window by window, append each window to every shard, commit all shards at the end.
@@ -121,9 +122,11 @@ def extract_category(
     workflow the extract_tokens job writes it, and this job one SAE family's shards).
     ``activation_out`` maps each (family, layer) of
     ``job.saes`` to its shard, ``pooled_out`` (optional) to its pooled-residual shard.
-    ``window_tokens``/``encode_rows`` override the engine's defaults
-    (benchmarks); ``on_window(result)`` is called after each window is written (progress,
-    benchmarks; its time is not counted). Returns a small summary.
+    Windows are sized to produce about as many activation rows as ``options.max_memory_gb``
+    leaves room for once the model and SAEs are loaded (extraction/memory.py; ``window_rows``
+    sets that row count directly). ``window_tokens`` (fixed windows) / ``encode_rows`` override
+    the engine's defaults (benchmarks); ``on_window(result)`` is called after each window is
+    written (progress, benchmarks; its time is not counted). Returns a small summary.
     """
     import torch
 
@@ -136,7 +139,8 @@ def extract_category(
         shard_metadata,
         tune_allocator,
     )
-    from .tokenize import WINDOW_TOKENS, tokenized_windows
+    from .memory import WindowBudget
+    from .tokenize import tokenized_windows
 
     tune_allocator()
     chunk_size = options.chunk_size
@@ -171,9 +175,21 @@ def extract_category(
         texts = iter_texts(text_file, category, corpus_options, start, stop)
         n_texts = n_tokens = 0
         work_s = 0.0
+        if window_tokens:
+            budget = WindowBudget(None, window_tokens)
+        elif window_rows is not None:
+            budget = WindowBudget(window_rows)
+        else:
+            budget = WindowBudget.for_memory(options.max_memory_gb)
         windows = tokenized_windows(
-            model, texts, options.max_tokens, options.long_texts, window_tokens or WINDOW_TOKENS
+            model, texts, options.max_tokens, options.long_texts, budget.tokens
         )
+        rows = [0]  # activation rows of the current window
+
+        def sink(key, table):
+            rows[0] += table.num_rows
+            writers[key].write(table)
+
         # rate and ETA on the console for long chunks (core/jobs.py)
         in_file = count_texts(text_file, corpus_options)
         expected = max(0, (in_file if stop is None else min(stop, in_file)) - start)
@@ -182,7 +198,10 @@ def extract_category(
         # the time spent in on_window
         tick = time.perf_counter()
         for window in windows:
-            result = engine.run(window, sink=lambda key, table: writers[key].write(table))
+            rows[0] = 0
+            result = engine.run(window, sink=sink)
+            budget.observe(result.n_tokens, rows[0])
+            result.rows = rows[0]
             if tokens_out is not None:
                 writers["tokens"].write(result.tokens)
             for key in pooled_out:

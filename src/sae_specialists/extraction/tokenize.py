@@ -5,7 +5,7 @@ and a window's texts into batches of similar length."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..core.errors import ModelError, TextsError
@@ -67,9 +67,11 @@ def tokenized_windows(
     texts: Iterable[Text],
     max_tokens=None,
     long_texts="truncate",
-    window_tokens: int = WINDOW_TOKENS,
+    window_tokens: int | Callable[[], int] = WINDOW_TOKENS,
 ) -> Iterator[list[TokenizedText]]:
-    """Tokenize a stream of texts and group it, in order, into windows of ~window_tokens."""
+    """Tokenize a stream of texts and group it, in order, into windows of ~window_tokens (a
+    number, or a function asked before each window: extraction/memory.py)."""
+    size = window_tokens if callable(window_tokens) else (lambda: window_tokens)
     pending: list[TokenizedText] = []
     n_tokens = 0
     group: list[Text] = []
@@ -85,15 +87,15 @@ def tokenized_windows(
         if len(group) >= TOKENIZE_TEXTS:
             flush_group()
             group = []
-            while n_tokens >= window_tokens:
-                window, rest = split_window(pending, window_tokens)
+            while n_tokens >= size():
+                window, rest = split_window(pending, size())
                 yield window
                 pending = rest
                 n_tokens = sum(len(t.ids) for t in pending)
     if group:
         flush_group()
     while pending:
-        window, pending = split_window(pending, window_tokens)
+        window, pending = split_window(pending, size())
         yield window
 
 
