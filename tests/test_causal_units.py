@@ -357,6 +357,10 @@ def test_specialist_sets_and_texts_from_shards(tmp_path):
     )
     sets = specialist_sets(spec, [["res", 1], ["res", 3]])
     assert sets == {"res/1": [["code", 9], ["math", 5]], "res/3": []}
+    assert specialist_sets(spec, [["res", 1], ["other", 1]], families=["other"]) == {
+        "res/1": [],
+        "other/1": [["math", 2]],
+    }
     # two texts, rows of the second one stored out of position order
     rows = {
         "text_id": ["b", "b", "b", "a", "a"],

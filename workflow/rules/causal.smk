@@ -36,6 +36,8 @@ checkpoint causal_cells:
         runtime=5,
     params:
         sae_layers=[[f, l] for f, l in L.sae_layers()],
+        # families checked (causal.families; null: all): the others get empty sets
+        families=list(C.families) if C.families is not None else list(FAMILIES),
     script:
         "../../scripts/causal_cells.py"
 

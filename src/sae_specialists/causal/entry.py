@@ -29,20 +29,23 @@ def cell_key(family: str, layer: int | str) -> str:
     return f"{family}/{int(layer)}"
 
 
-def specialist_sets(specialists: pl.DataFrame, sae_layers) -> dict[str, list[list]]:
-    """(family, layer) -> sorted [[category, feature], ...] of the reported specialists."""
+def specialist_sets(specialists: pl.DataFrame, sae_layers, families=None) -> dict[str, list[list]]:
+    """(family, layer) -> sorted [[category, feature], ...] of the reported specialists; empty
+    for a family not in ``families`` (None: every family is checked)."""
     found = specialists.filter(pl.col("has_specialist")).sort("sae", "layer", "category")
     sets: dict[str, list[list]] = {cell_key(f, layer): [] for f, layer in sae_layers}
     for row in found.iter_rows(named=True):
         key = cell_key(row["sae"], row["layer"])
-        if key in sets:
+        if key in sets and (families is None or row["sae"] in families):
             sets[key].append([row["category"], int(row["feature"])])
     return sets
 
 
 def cells(smk: Any) -> None:
     """Rule causal_cells."""
-    sets = specialist_sets(pl.read_parquet(smk.input.specialists), smk.params.sae_layers)
+    sets = specialist_sets(
+        pl.read_parquet(smk.input.specialists), smk.params.sae_layers, smk.params.families
+    )
     write_text(json.dumps(sets, indent=1, sort_keys=True) + "\n", smk.output[0])
     log.info("%d specialists in %d SAE layers", sum(map(len, sets.values())), len(sets))
 

@@ -168,6 +168,7 @@ class CausalSettings:
     seed: int
     ci: float
     batch_size: int
+    families: tuple[str, ...] | None  # None: every SAE family
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ def build_settings(config: dict) -> Settings:
             }
         ),
         validation=_validation(config["validation"]),
-        causal=_causal(config["causal"]),
+        causal=_causal(config["causal"], saes),
         export=ExportSettings(**config["export"]),
         demo=config.get("demo"),
     )
@@ -362,10 +363,18 @@ def _validation(section: dict) -> ValidationSettings:
     )
 
 
-def _causal(section: dict) -> CausalSettings:
+def _causal(section: dict, saes: dict) -> CausalSettings:
+    families = section["families"]
+    unknown = sorted(set(families or ()) - set(saes))
+    if unknown:
+        raise ConfigError(
+            f"config: causal.families names {unknown}, which are not SAE families (saes: "
+            f"{sorted(saes)}). List families of `saes:`, or null for every family."
+        )
     return CausalSettings(
         **{
             **section,
+            "families": None if families is None else tuple(sorted(set(families))),
             "modes": tuple(section["modes"]),
             "steer_scales": tuple(float(s) for s in section["steer_scales"]),
             "prompts": tuple(section["prompts"]),
