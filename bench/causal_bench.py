@@ -128,6 +128,7 @@ def child_layer(args) -> dict:
         "stats_s": result.seconds["stats"],
         "ablations_s": result.seconds["ablations"],
         "steering_s": result.seconds["steering"],
+        "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),  # user + system
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "loadavg": os.getloadavg(),
     }
@@ -189,7 +190,8 @@ def main() -> None:
             f"layer {layer}: {res['ablations']} ablations on {res['texts']} texts "
             f"({res['tokens']} tokens): {res['work_s']:.0f} s (stats {res['stats_s']:.0f} s, "
             f"ablations {res['ablations_s']:.0f} s, steering {res['steering_s']:.0f} s), "
-            f"load {res['load_s']:.0f} s, peak RSS {res['peak_rss_mb']:.0f} MB",
+            f"load {res['load_s']:.0f} s; CPU {res['cpu_s']:.0f} s; peak RSS "
+            f"{res['peak_rss_mb']:.0f} MB",
             flush=True,
         )
     append_record(record, args.log)
