@@ -328,3 +328,28 @@ def test_snakemake_export_on_the_demo_run(demo_run, tmp_path):
                         assert a["bin_min"] - 1e-4 <= central <= a["bin_max"] + 1e-4
         skipped = json.loads((layer_dir / "skipped_indexes.json").read_text())
         assert set(skipped) == SKIPPED and not set(skipped["skipped_indexes"]) & set(wanted)
+
+
+def test_logit_histograms_match_numpy():
+    """The logits histogram of every feature (one pass with the top effects) equals numpy's
+    histogram of that feature's effects over the vocabulary."""
+    import numpy as np
+    import torch
+
+    from sae_specialists.dashboards.logits import effects_pass, histogram_table
+
+    rng = np.random.default_rng(3)
+    directions = torch.from_numpy(rng.normal(size=(7, 16)).astype(np.float32))
+    w_u = torch.from_numpy(rng.normal(size=(16, 300)).astype(np.float32))
+    pos_ids, pos_vals, neg_ids, neg_vals, lo, hi, counts = effects_pass(
+        directions, w_u, top=5, chunk=3, bins=50
+    )
+    effects = (directions @ w_u).numpy()
+    for f in range(7):
+        want, edges = np.histogram(effects[f], bins=50, range=(effects[f].min(), effects[f].max()))
+        assert counts[f].tolist() == want.tolist()
+        assert lo[f] == pytest.approx(effects[f].min(), rel=1e-5)
+        assert hi[f] == pytest.approx(effects[f].max(), rel=1e-5)
+        assert pos_ids[f].tolist() == np.argsort(-effects[f])[:5].tolist()
+    table = histogram_table(lo, hi, counts)
+    assert table.num_rows == 7 * 50 and table["count"].to_numpy().sum() == 7 * 300

@@ -17,6 +17,7 @@ rule logit_effects:
         lambda w: model_and_sae_files([w.family], [w.layer]),
     output:
         L.logits("{family}", "{layer}"),
+        histograms=L.logit_histograms("{family}", "{layer}"),
     params:
         model=S.model.spec,
         saes=lambda w: sae_sources([w.family], [int(w.layer)]),

@@ -14,6 +14,7 @@ rule neuronpedia_export:
     input:
         dashboards=L.dashboard_dir("{family}", "{layer}"),
         logits=L.logits("{family}", "{layer}"),
+        logit_histograms=L.logit_histograms("{family}", "{layer}"),
         tokens=L.tokens(),
         **({"corpus_tokens": L.corpus_tokens} if DB.corpus else {}),
     output:

@@ -262,6 +262,10 @@ class Layout:
     def logits(self, family: str, layer) -> str:
         return self._p("logits", f"sae={family}", f"layer={layer}.parquet")
 
+    def logit_histograms(self, family: str, layer) -> str:
+        """Every feature's histogram of logit effects over the vocabulary (Neuronpedia export)."""
+        return self._p("logits", f"sae={family}", f"layer={layer}_histograms.parquet")
+
     def dashboard_dir(self, family: str, layer) -> str:
         return self._p("dashboards", f"sae={family}", f"layer={layer}")
 

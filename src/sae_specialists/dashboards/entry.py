@@ -102,7 +102,7 @@ def logits(smk: Any) -> None:
     torch.set_num_threads(smk.threads)
     p = smk.params
     job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
-    compute_logit_effects(job, smk.output[0], top=p.top)
+    compute_logit_effects(job, smk.output[0], top=p.top, histograms=smk.output.histograms)
 
 
 def corpus(smk: Any) -> None:

@@ -75,19 +75,67 @@ def top_effects(directions, w_u, top: int = 10, chunk: int = 1024):
     negative values are the most negative effects, most negative first. Works in chunks of
     ``chunk`` features so the (features x vocabulary) matrix is never held whole.
     """
+    return effects_pass(directions, w_u, top, chunk)[:4]
+
+
+def effects_pass(directions, w_u, top: int = 10, chunk: int = 1024, bins: int = 0):
+    """``top_effects``'s four arrays, then (when ``bins``) the histogram of each feature's
+    effects over the whole vocabulary: lo, hi (n_features,) and counts (n_features, bins), on
+    ``bins`` equal bins from the feature's smallest to its largest effect (SAEDashboard's
+    logits histogram: ``torch.histc`` of the row)."""
     import torch
 
     w_u = w_u.to(torch.float32)
     k = min(int(top), int(w_u.shape[1]))
-    out: list[list[np.ndarray]] = [[], [], [], []]
+    out: list[list[np.ndarray]] = [[] for _ in range(7 if bins else 4)]
     with torch.inference_mode():
         for start in range(0, directions.shape[0], chunk):
             effects = directions[start : start + chunk].to(w_u.device, torch.float32) @ w_u
             pos = torch.topk(effects, k, dim=1, largest=True, sorted=True)
             neg = torch.topk(effects, k, dim=1, largest=False, sorted=True)
-            for i, t in enumerate((pos.indices, pos.values, neg.indices, neg.values)):
+            parts = [pos.indices, pos.values, neg.indices, neg.values]
+            if bins:
+                lo, hi = effects.min(dim=1).values, effects.max(dim=1).values
+                width = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+                index = ((effects - lo[:, None]) / width[:, None] * bins).long()
+                index = index.clamp_(0, bins - 1)  # the max falls in the last bin, as histc
+                counts = torch.zeros(effects.shape[0], bins, dtype=torch.int64)
+                counts.scatter_add_(1, index.cpu(), torch.ones_like(index, dtype=torch.int64).cpu())
+                parts += [lo, hi, counts]
+            for i, t in enumerate(parts):
                 out[i].append(t.cpu().numpy())
-    return tuple(np.concatenate(parts) for parts in out)
+    return tuple(np.concatenate(p) for p in out)
+
+
+HISTOGRAM_BINS = 50  # SAEDashboard's LogitsHistogramConfig.n_bins
+
+LOGIT_HISTOGRAM_SCHEMA = pa.schema(
+    [
+        ("feature", pa.int32()),
+        ("bin", pa.int32()),
+        ("lo", pa.float32()),
+        ("hi", pa.float32()),
+        ("count", pa.int64()),
+    ]
+)
+
+
+def histogram_table(lo: np.ndarray, hi: np.ndarray, counts: np.ndarray) -> pa.Table:
+    """One row per (feature, bin) of ``effects_pass``'s histograms."""
+    n, bins = counts.shape
+    step = (hi - lo) / bins
+    b = np.tile(np.arange(bins), n)
+    f = np.repeat(np.arange(n), bins)
+    return pa.table(
+        {
+            "feature": f.astype(np.int32),
+            "bin": b.astype(np.int32),
+            "lo": (lo[f] + step[f] * b).astype(np.float32),
+            "hi": (lo[f] + step[f] * (b + 1)).astype(np.float32),
+            "count": counts.reshape(-1).astype(np.int64),
+        },
+        schema=LOGIT_HISTOGRAM_SCHEMA,
+    )
 
 
 def token_strings(tokenizer, ids) -> dict[int, tuple[str, bytes, str]]:
@@ -104,10 +152,14 @@ def token_strings(tokenizer, ids) -> dict[int, tuple[str, bytes, str]]:
     return out
 
 
-def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
-    """The logit-effects table of every feature of ``sae`` (see the module doc)."""
+def logit_effects_table(
+    model, sae, hook_name: str, top: int = 10, bins: int = 0
+) -> pa.Table | tuple[pa.Table, pa.Table]:
+    """The logit-effects table of every feature of ``sae`` (see the module doc); with ``bins``,
+    also the histogram table of every feature's effects over the vocabulary."""
     directions = decoder_directions(model, sae, hook_name)
-    pos_ids, pos_vals, neg_ids, neg_vals = top_effects(directions, model.W_U.detach(), top)
+    result = effects_pass(directions, model.W_U.detach(), top, bins=bins)
+    pos_ids, pos_vals, neg_ids, neg_vals = result[:4]
     n, k = pos_ids.shape
     strings = token_strings(model.tokenizer, np.concatenate([pos_ids.ravel(), neg_ids.ravel()]))
     feature = np.repeat(np.arange(n, dtype=np.int32), k)
@@ -130,14 +182,21 @@ def logit_effects_table(model, sae, hook_name: str, top: int = 10) -> pa.Table:
     # rows: feature, then positive before negative, then rank
     direction_key = np.repeat([0, 1], n * k)
     order = np.lexsort((np.concatenate([rank, rank]), direction_key, table["feature"].to_numpy()))
-    return table.take(pa.array(order))
+    table = table.take(pa.array(order))
+    return (table, histogram_table(*result[4:])) if bins else table
 
 
-def compute_logit_effects(job: ModelAndSAEs, output: str, top: int = 10) -> None:
+def compute_logit_effects(
+    job: ModelAndSAEs, output: str, top: int = 10, histograms: str | None = None
+) -> None:
     """Rule logit_effects: load the model and the one SAE of ``job``; write its logit-effects
-    Parquet."""
+    Parquet (and, to ``histograms``, every feature's histogram of effects over the vocabulary,
+    ``HISTOGRAM_BINS`` bins: the Neuronpedia export's logits histogram)."""
     model, (s,), _ = job.load()
-    table = logit_effects_table(model, s.sae, s.hook_name, top)
+    if histograms:
+        table, hist = logit_effects_table(model, s.sae, s.hook_name, top, bins=HISTOGRAM_BINS)
+    else:
+        table, hist = logit_effects_table(model, s.sae, s.hook_name, top), None
     meta = {
         "model": model_label(job.model),
         "family": s.family,
@@ -152,4 +211,6 @@ def compute_logit_effects(job: ModelAndSAEs, output: str, top: int = 10) -> None
         "definition": "effect = W_dec[feature] @ W_U (no bias, final LayerNorm as in W_U)",
     }
     write_table_atomic(table, output, meta)
+    if hist is not None:
+        write_table_atomic(hist, histograms, meta)
     log.info("logit effects: %s layer %d, %d features, top %d", s.family, s.layer, s.d_sae, top)

@@ -17,10 +17,11 @@ Each feature (``NeuronpediaDashboardFeature.to_dict``): ``feature_index``; the t
 negative logit effects as ``pos_str``/``pos_values`` and ``neg_str``/``neg_values``;
 ``frac_nonzero`` (the dashboard's density); ``freq_hist_data_bar_values``/``_heights`` (the
 activation histogram: bin centres and counts); ``logits_hist_data_bar_values``/``_heights``
-(histogram of the feature's logit effects over the whole vocabulary, when the logit-effects job
-computed one, else empty); ``n_prompts_total``, ``n_tokens_in_prompt``, ``dataset``;
-``activations``, one per dashboard example: ``tokens``, ``values`` (0 on positions the analysis
-does not count, e.g. BOS, as the runner's ``ignore_tokens``), ``qualifying_token_index`` (the
+(histogram of the feature's logit effects over the whole vocabulary, 50 bins from its smallest
+to its largest effect, as SAEDashboard's logits histogram); ``n_prompts_total``,
+``n_tokens_in_prompt``, ``dataset``; ``activations``, one per dashboard example: ``tokens``,
+``values`` (0 on positions the analysis does not count, e.g. BOS, as the runner's
+``ignore_tokens``), ``qualifying_token_index`` (the
 example's central token in the window), and its group: ``bin_min = -1``, ``bin_max`` = the
 feature's max activation, ``bin_contains = -1`` for the top examples, and the interval's bounds
 and the fraction of the feature's non-zero activations inside it for the quantile examples
@@ -418,7 +419,7 @@ def export_layer(smk) -> None:
         examples=pl.read_parquet(layer_dir / "examples.parquet"),
         histograms=pl.read_parquet(layer_dir / "histograms.parquet"),
         logits=pl.read_parquet(i.logits),
-        logit_histograms=None,
+        logit_histograms=pl.read_parquet(i.logit_histograms),
         d_sae=int(meta["d_sae"]),
         byte_level=bool(meta["byte_level"]),
         n_prompts_total=n_texts,
