@@ -274,3 +274,14 @@ def test_splits_match_plain_python(run, comparison, saes, positions):
             assert r["n_assigned"] == sum(o == c for o in owner.values())
             assert r["share"] == pytest.approx(r["n_assigned"] / len(parent_texts))
             assert r["n_out"] == sum(v > threshold and ccat[t] != category for t, v in cv.items())
+
+
+def test_a_threshold_change_never_reruns_extraction_or_the_related_features(run, tmp_path):
+    from conftest import scheduled_jobs
+
+    copy = run.copy(tmp_path / "copy")
+    config = {**copy.config, "analysis": {**copy.config["analysis"], "threshold": 4.0}}
+    jobs = scheduled_jobs(copy.snakemake("-n", config=config))
+    assert {"comparison_components", "comparison_tracking", "comparison_splits"} <= set(jobs)
+    assert "comparison_related" not in jobs  # nor, through it, anything the dashboards read
+    assert not [job for job in jobs if job.startswith("extract")]

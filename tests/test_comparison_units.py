@@ -683,10 +683,14 @@ def test_study_reads_counted_positions_from_shards(tmp_path):
     candidates = spec.select("sae", "layer", "feature")  # stand-in for the candidates here
     features = study.features_of_interest(candidates, strongest, frequent)
     related_out = study.related(features, saes, load, paths, counted, n_counted, 2)
+    directions = study.read_directions(related_out["feature_directions"])  # via the table
+    for (sae, layer, feature), row in directions.items():
+        w = load((sae, layer))[feature]
+        assert np.allclose(row, w / np.linalg.norm(w))
     out = {
         **related_out,
         **study.tracking(
-            spec, related_out["related_features"], saes, load, paths, counted, n_counted
+            spec, related_out["related_features"], directions, saes, paths, counted, n_counted
         ),
     }
 

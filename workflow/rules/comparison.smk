@@ -51,6 +51,8 @@ rule comparison_related:
         **SHARDS,
     output:
         **L.comparison_tables(COMPARISON_TABLES["related"]),
+        # unit decoder rows of those features: the tracking job reads them, no SAE to load
+        feature_directions=L.comparison_table("feature_directions"),
     params:
         saes=sae_sources(),
         activations=L.activations_by_sae_layer(),
@@ -70,19 +72,19 @@ rule comparison_related:
 
 rule comparison_tracking:
     """Each category's specialists linked across layers and families (decoder cosine,
-    co-activation), and their next-layer neighbours (from the related features)."""
+    co-activation), and their next-layer neighbours: from the related-features job's tables
+    (no SAE loaded, so a threshold change reruns it in seconds)."""
     input:
         specialists=L.table("specialists"),
         related_features=L.comparison_table("related_features"),
+        feature_directions=L.comparison_table("feature_directions"),
         per_text=L.all_per_text(),
-        sae_files=SAE_FILES,
         **SHARDS,
     output:
         **L.comparison_tables(COMPARISON_TABLES["tracking"]),
         chart_html=L.comparison_chart("specialist_links", "html"),
         chart_png=L.comparison_chart("specialist_links", "png"),
     params:
-        saes=sae_sources(),
         activations=L.activations_by_sae_layer(),
         include_bos=S.analysis.include_bos,
     log:

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from ..core.io import write_tables
+from ..core.io import write_parquet, write_tables
 from . import study
 from .charts import components_chart, links_chart, splits_chart
 
@@ -69,7 +69,8 @@ def related(smk: Any) -> None:
         _n_positions(i.texts),
         int(p.neighbours),
     )
-    write_tables(out, smk.output)
+    write_tables({"related_features": out["related_features"]}, smk.output)
+    write_parquet(out["feature_directions"], smk.output.feature_directions)
 
 
 def tracking(smk: Any) -> None:
@@ -79,8 +80,8 @@ def tracking(smk: Any) -> None:
     out = study.tracking(
         study.read_specialists(i.specialists),
         pl.read_parquet(i.related_features),
+        study.read_directions(pl.read_parquet(i.feature_directions)),
         saes,
-        study.decoder_loader(_sources(p)),
         _activations(p),
         study.counted_positions(list(i.tokens), bool(p.include_bos)),
         _n_positions(i.texts),

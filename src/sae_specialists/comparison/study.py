@@ -223,7 +223,7 @@ def related(
 ) -> dict[str, pl.DataFrame]:
     """Related features of every feature of interest (neighbours.sweep_decoders), with the
     co-activation of each pair."""
-    _, table = sweep_decoders(saes, _queries(features), load, k)
+    directions, table = sweep_decoders(saes, _queries(features), load, k)
     units = pl.concat(
         [
             table.select(UNIT),
@@ -241,22 +241,56 @@ def related(
         table.height,
         acts.height,
     )
-    return {"related_features": _with_correlation(table, acts, n_positions)}
+    return {
+        "related_features": _with_correlation(table, acts, n_positions),
+        "feature_directions": directions_frame(directions),
+    }
+
+
+def directions_frame(directions: Mapping[tuple[str, int, int], np.ndarray]) -> pl.DataFrame:
+    """Unit decoder rows as a table (sae, layer, feature, direction: list of float64), so the
+    jobs after the related-features one read them without loading an SAE."""
+    keys = sorted(directions)
+    return pl.DataFrame(
+        {
+            "sae": [k[0] for k in keys],
+            "layer": [k[1] for k in keys],
+            "feature": [k[2] for k in keys],
+            "direction": [directions[k].tolist() for k in keys],
+        },
+        schema={
+            "sae": pl.String,
+            "layer": pl.Int64,
+            "feature": pl.Int64,
+            "direction": pl.List(pl.Float64),
+        },
+    )
+
+
+def read_directions(frame: pl.DataFrame) -> dict[tuple[str, int, int], np.ndarray]:
+    return {
+        (sae, int(layer), int(feature)): np.asarray(direction, dtype=np.float64)
+        for sae, layer, feature, direction in frame.iter_rows()
+    }
 
 
 def tracking(
     specialists: pl.DataFrame,
     related_features: pl.DataFrame,
+    directions: Mapping[tuple[str, int, int], np.ndarray],
     saes: pl.DataFrame,
-    load: Callable[[Key], np.ndarray],
     activations: Mapping[Key, Sequence[str]],
     counted: pl.LazyFrame,
     n_positions: int,
 ) -> dict[str, pl.DataFrame]:
-    """Specialist links (decoder cosine, co-activation) and next-layer neighbours (the
-    specialists' next_layer rows of the related-features table: a specialist is a candidate)."""
+    """Specialist links (decoder cosine, co-activation) and next-layer neighbours, from the
+    related-features job's tables (a specialist is a candidate, so its decoder direction and its
+    next-layer rows are there): no SAE is loaded, so a threshold change reruns this in
+    seconds."""
     members = specialist_members(specialists, saes)
-    directions, _ = sweep_decoders(saes, _queries(members), load, k=0)
+    missing = [k for k in members.select(UNIT).iter_rows() if k not in directions]
+    if missing:
+        raise ValueError(f"no decoder direction for the specialists {missing[:5]}")
     acts = unit_activations(activations, members.select(UNIT), counted)
     links = specialist_links(members, saes, directions, acts, n_positions)
     nxt = next_layer_neighbours(members, related_features.drop("correlation")).join(
