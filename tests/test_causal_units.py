@@ -249,31 +249,40 @@ def test_cell_effect_verdicts():
     assert alone["detector_only"] and alone["control_in_mean"] is None
 
 
+def greedy_by_hand(model, sae, hook_name, prompt, clamp, n):
+    """Greedy continuation of one unpadded prompt, no KV cache, the clamp written out."""
+    seq = list(prompt)
+    for _ in range(n):
+
+        def edit(act, hook, c=clamp):
+            if c is None:
+                return act
+            feature, value = c
+            x = act.clone()
+            a = sae.encode(x[0, 1:])[:, feature]
+            x[0, 1:] += (value - a)[:, None] * sae.W_dec[feature]
+            return x
+
+        with torch.inference_mode():
+            logits = model.run_with_hooks(torch.tensor([seq]), fwd_hooks=[(hook_name, edit)])
+        seq.append(int(logits[0, -1].argmax()))
+    return seq[len(prompt) :]
+
+
 def test_steering_matches_a_hand_written_greedy_loop(demo):
+    """Prompts of different lengths in one left-padded generate call, each row against its
+    prompt alone, by hand."""
     model, sae, ids, cats, roles = demo
     site = FeatureSite(model, sae)
     formal, python = roles["formal"], roles["python"]
-    prompt = ids[4]
+    prompts = [ids[4], ids[2]]
+    assert len(prompts[0]) != len(prompts[1])
     clamps = [None, (formal, 0.0), (formal, 300.0), (python, 300.0)]
-    out = steer(site, prompt, clamps, 6)
-    for row, clamp in zip(out, clamps, strict=True):
-        seq = list(prompt)
-        for _ in range(6):
-
-            def edit(act, hook, c=clamp):
-                if c is None:
-                    return act
-                feature, value = c
-                x = act.clone()
-                a = sae.encode(x[0, 1:])[:, feature]
-                x[0, 1:] += (value - a)[:, None] * sae.W_dec[feature]
-                return x
-
-            with torch.inference_mode():
-                logits = model.run_with_hooks(torch.tensor([seq]), fwd_hooks=[(site.hook, edit)])
-            seq.append(int(logits[0, -1].argmax()))
-        assert row == seq[len(prompt) :]
-    assert out[0] != out[2] and out[2] != out[3]  # each clamp changes the continuation
+    out = steer(site, prompts, clamps, 6)
+    for prompt, rows in zip(prompts, out, strict=True):
+        for row, clamp in zip(rows, clamps, strict=True):
+            assert row == greedy_by_hand(model, sae, site.hook, prompt, clamp, 6)
+        assert rows[0] != rows[2] and rows[2] != rows[3]  # each clamp changes the continuation
 
 
 def test_effects_table_reproduced_independently():

@@ -311,33 +311,33 @@ STEERING_SCHEMA = {
 
 
 def _steering_table(key, site, specialists, peaks, options, prompt_ids, decode, label):
-    """Every clamp of the layer's specialists on one prompt is one row of one generate call;
-    the unsteered continuation (one row) is repeated beside each feature's."""
+    """Every clamp of the layer's specialists on every prompt: rows of one generate call; the
+    unsteered continuation of a prompt is repeated beside each feature's clamps."""
     scales = [float(s) for s in options.steer_scales]
     clamps = [None] + [(f, s * float(peaks[f])) for f in specialists for s in scales]
     rows = []
-    with progress_bar(
-        total=len(prompt_ids), desc=f"causal steering {label}", unit="prompts"
-    ) as bar:
-        for p, ids in enumerate(prompt_ids):
-            outs = steer(site, ids, clamps, options.steer_tokens) if specialists else []
-            for i, feature in enumerate(specialists):
-                picked = [(None, None, outs[0])] + [
-                    (scale, clamps[1 + i * len(scales) + j][1], outs[1 + i * len(scales) + j])
-                    for j, scale in enumerate(scales)
-                ]
-                for scale, value, out in picked:
-                    rows.append(
-                        {
-                            **key,
-                            "feature": feature,
-                            "prompt_index": p,
-                            "prompt": options.prompts[p],
-                            "scale": scale,
-                            "value": value,
-                            "continuation": decode(out),
-                            "token_ids": [int(t) for t in out],
-                        }
-                    )
-            bar.update(1)
+    if not specialists or not prompt_ids:
+        return pl.DataFrame(rows, schema=STEERING_SCHEMA)
+    with progress_bar(total=1, desc=f"causal steering {label}", unit="call") as bar:
+        outs = steer(site, prompt_ids, clamps, options.steer_tokens)
+        bar.update(1)
+    for p, per_clamp in enumerate(outs):
+        for i, feature in enumerate(specialists):
+            picked = [(None, None, per_clamp[0])] + [
+                (scale, clamps[1 + i * len(scales) + j][1], per_clamp[1 + i * len(scales) + j])
+                for j, scale in enumerate(scales)
+            ]
+            for scale, value, out in picked:
+                rows.append(
+                    {
+                        **key,
+                        "feature": feature,
+                        "prompt_index": p,
+                        "prompt": options.prompts[p],
+                        "scale": scale,
+                        "value": value,
+                        "continuation": decode(out),
+                        "token_ids": [int(t) for t in out],
+                    }
+                )
     return pl.DataFrame(rows, schema=STEERING_SCHEMA)
