@@ -76,7 +76,11 @@ def demo_config(assets: Path, texts: Path, results: Path, **overrides) -> dict:
 
 
 def run_snakemake(
-    workdir: Path, *args: str, config: dict | None = None, check: bool = True
+    workdir: Path,
+    *args: str,
+    config: dict | None = None,
+    check: bool = True,
+    timeout: float = 900,
 ) -> subprocess.CompletedProcess:
     """Run the project's real Snakefile in `workdir` (with `config` written to config.yaml)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +88,7 @@ def run_snakemake(
     if config is not None:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
         cmd += ["--configfile", str(workdir / "config.yaml")]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
@@ -162,8 +166,8 @@ class DemoRun:
         shutil.copytree(self.work, destination, symlinks=True)
         return DemoRun(destination, self.config)
 
-    def snakemake(self, *args: str, config: dict | None = None, check: bool = True):
-        return run_snakemake(self.work, *args, config=config or self.config, check=check)
+    def snakemake(self, *args: str, config: dict | None = None, check: bool = True, **kw):
+        return run_snakemake(self.work, *args, config=config or self.config, check=check, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -172,7 +176,8 @@ def demo_run(tmp_path_factory) -> DemoRun:
     work = tmp_path_factory.mktemp("demo_run")
     config = _repo_paths(yaml.safe_load((REPO / "config" / "demo.yaml").read_text("utf-8")))
     run = DemoRun(work, config)
-    run.snakemake("--cores", "2")
+    # every stage of the demo: allow for a busy machine (the whole run is one subprocess)
+    run.snakemake("--cores", "2", timeout=3600)
     return run
 
 
