@@ -1,6 +1,7 @@
-# Offline demo assets: a tiny model and SAEs with planted specialists, built from a fixed seed.
-# Only active when the config has a `demo:` section (config/demo.yaml).
-from sae_specialists.demo import N_LAYERS
+# Offline demo assets: a tiny model and SAE families with planted structure, built from a fixed
+# seed (sae_specialists/demo/). Only active when the config has a `demo:` section
+# (config/demo.yaml). The assets never depend on the texts.
+from sae_specialists.demo.build import asset_files
 
 
 if SETTINGS.demo:
@@ -9,16 +10,10 @@ if SETTINGS.demo:
 
     rule build_demo_assets:
         output:
-            model=multiext(f"{DEMO_DIR}/model/", "config.json", "model.safetensors"),
-            saes=expand(
-                f"{DEMO_DIR}/saes/res/layer{{layer}}/{{file}}",
-                layer=range(N_LAYERS),
-                file=["cfg.json", "sae_weights.safetensors"],
-            ),
-            plan=f"{DEMO_DIR}/planted.json",
+            asset_files(DEMO_DIR),
         params:
             seed=SETTINGS.demo.get("seed", 0),
-            out_dir=lambda w, output: os.path.dirname(output.plan),
+            out_dir=DEMO_DIR,
         log:
             f"{R}/logs/build_demo_assets.log",
         resources:

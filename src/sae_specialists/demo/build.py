@@ -1,0 +1,110 @@
+"""Write the demo assets: the model (local format), every SAE family, and planted.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .model import DRIVER, N_LAYERS, build_model, driver_tokens
+from .saes import (
+    DETECTOR,
+    FAMILIES,
+    build_component_sae,
+    build_sae,
+    build_width_sae,
+)
+from .vocab import CATEGORY_DIMS, training_corpus
+
+LOGIT_TOKEN = " fox"  # the token the planted 'logit' feature's decoder row points at
+
+
+def logit_token_id(model) -> int:
+    """LOGIT_TOKEN's id when it is one token whose own unembedding column scores it first
+    (column . column > column . any other column); else the largest-norm column's token."""
+    w_u = model.W_U.detach().cpu().numpy()
+    ids = model.tokenizer(LOGIT_TOKEN, add_special_tokens=False)["input_ids"]
+    if len(ids) == 1 and int(np.argmax(w_u[:, ids[0]] @ w_u)) == ids[0]:
+        return int(ids[0])
+    return int(np.argmax(np.linalg.norm(w_u, axis=0)))
+
+
+def reference_activations(model, hook_names: list[str]) -> dict[str, np.ndarray]:
+    """Rows (non-BOS positions) of each hook on the built-in corpus' distinct lines."""
+    import torch
+
+    lines = sorted(set(training_corpus()))
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in hook_names}
+    with torch.inference_mode():
+        for line in lines:
+            _, cache = model.run_with_cache(line, names_filter=lambda n: n in rows)
+            for name in hook_names:
+                rows[name].append(cache[name][0, 1:].cpu().numpy().astype(np.float64))
+    return {name: np.concatenate(parts) for name, parts in rows.items()}
+
+
+def sae_dir(out_dir: Path, family: str, layer: int) -> Path:
+    return out_dir / "saes" / family / f"layer{layer}"
+
+
+def asset_files(out_dir: str | Path) -> list[str]:
+    """Every file build_demo writes (the demo rule's outputs)."""
+    out_dir = Path(out_dir)
+    files = [out_dir / "model" / "config.json", out_dir / "model" / "model.safetensors"]
+    for family, (_, _, layers) in FAMILIES.items():
+        for layer in layers:
+            files += [
+                sae_dir(out_dir, family, layer) / n for n in ("cfg.json", "sae_weights.safetensors")
+            ]
+    return [str(p) for p in files + [out_dir / "planted.json"]]
+
+
+def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
+    """Write the demo model and SAEs (local formats) and planted.json; returns the plan."""
+    from ..extraction.models import save_local_model
+
+    out_dir = Path(out_dir)
+    model, _ = build_model(out_dir / "model", seed)
+    save_local_model(model, out_dir / "model")
+    token_id = logit_token_id(model)
+    w_u = model.W_U.detach().cpu().numpy()
+    families: dict[str, dict[str, dict[str, int]]] = {}
+    hooks: dict[str, str] = {}
+    components = [f for f in ("attn", "mlp")]
+    reference = reference_activations(
+        model, [FAMILIES[f][0].format(layer=layer) for f in components for layer in range(N_LAYERS)]
+    )
+    for family, (hook, _, layers) in FAMILIES.items():
+        hooks[family] = hook
+        families[family] = {}
+        for layer in layers:
+            if family == "res":
+                sae, roles = build_sae(layer, seed, logit_direction=w_u[:, token_id])
+            elif family in components:
+                sae, roles = build_component_sae(
+                    family, layer, seed, reference[hook.format(layer=layer)]
+                )
+            else:
+                sae, roles = build_width_sae(family, layer, seed)
+            sae.save_model(str(sae_dir(out_dir, family, layer)))
+            families[family][str(layer)] = roles
+    tokens = driver_tokens(model.tokenizer)
+    plan: dict = {
+        "seed": seed,
+        "categories": list(CATEGORY_DIMS),
+        "layers": families["res"],
+        "families": families,
+        "hooks": hooks,
+        "logit_token": {"id": token_id, "token": model.tokenizer.decode([token_id])},
+        "causal": {
+            "driver": {
+                "category": DRIVER,
+                "token_ids": tokens,
+                "tokens": [model.tokenizer.decode([t]) for t in tokens],
+            },
+            "detector": {"category": DETECTOR},
+        },
+    }
+    (out_dir / "planted.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
+    return plan
