@@ -306,3 +306,25 @@ def texts_dir_warnings(texts_dir: str | os.PathLike) -> list[str]:
         f"{names}. Only {', '.join('*' + s for s in CATEGORY_FILE_SUFFIXES)} files are "
         "categories; rename or move the others."
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sae_specialists.preflight CONFIG.yaml ...``: check config files for alias
+    bombs before handing them to ``snakemake --configfile`` (Snakemake merges a --configfile's
+    mappings before the workflow's own checks run; docs/troubleshooting.md)."""
+    import sys
+
+    from .core.errors import UserError
+
+    paths = sys.argv[1:] if argv is None else argv
+    try:
+        check_config_files(paths)
+    except UserError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"ok: {', '.join(paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
