@@ -69,6 +69,7 @@ rule causal_layer:
         model=S.model.spec,
         saes=lambda w: sae_sources([w.family], [int(w.layer)]),
         dtype=S.dtype,
+        content=lambda w: local_content([w.family], [int(w.layer)]),
         modes=list(C.modes),
         control_draws=C.control_draws,
         seed=C.seed,

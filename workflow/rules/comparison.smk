@@ -55,6 +55,7 @@ rule comparison_related:
         feature_directions=L.comparison_table("feature_directions"),
     params:
         saes=sae_sources(),
+        content=local_content(FAMILIES, model=False),  # the SAE files' content (common.smk)
         activations=L.activations_by_sae_layer(),
         neighbours=_C.neighbours,
         candidates=S.analysis.candidates,
@@ -112,6 +113,7 @@ rule comparison_splits:
         chart_png=L.comparison_chart("splits", "png"),
     params:
         saes=sae_sources(),
+        content=local_content(FAMILIES, model=False),  # the SAE files' content (common.smk)
         activations=L.activations_by_sae_layer(),
         threshold=S.analysis.threshold,
         split_min_correlation=_C.split_min_correlation,

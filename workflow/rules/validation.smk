@@ -236,6 +236,7 @@ if V_TEST:
             tokens=LT.tokens_chunk("{category}", "{chunk}"),
         params:
             n_chunks=lambda w: TEST_CHUNKS[w.category],  # the other params: the same
+            content=lambda w: local_content((), None, [TEST_CATEGORIES[w.category]]),
         log:
             L.log("validation", "test_tokens_category={category}/chunk={chunk}"),
 
@@ -250,6 +251,9 @@ if V_TEST:
             pooled=[LT.pooled_chunk("{family}", l, "{category}", "{chunk}") for l in _TEST_LAYERS],
         params:
             n_chunks=lambda w: TEST_CHUNKS[w.category],  # the other params: the same
+            content=lambda w: local_content(
+                [w.family], LAYERS, [TEST_CATEGORIES[w.category]]
+            ),
         log:
             L.log("validation", "test_extract_sae={family}/category={category}/chunk={chunk}"),
 
