@@ -6,7 +6,9 @@ verdicts; the optional test set is extracted by the extraction rule into its own
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import yaml
 from conftest import scheduled_jobs, write_texts
 
 EXTRACT_OR_ANALYSIS = ("extract", "analysis_", "logit", "methodology")
+# the run's overview page (report/overview.py) is rebuilt after any job: not analysis
+ALWAYS = {"all", "report_index"}
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +66,20 @@ def test_report_heatmap_and_dashboards_show_the_verdicts(results):
     cells = pl.read_parquet(results / "validation" / "cells.parquet")
     summary = (results / "summary.md").read_text()
     assert "## Validation" in summary and "validation/summary.md" in summary
-    index = (results / "index.html").read_text()
-    assert "validation/charts/heldout_auroc_sae=res.html" in index
+    # analysis.html: the charts and the specialist table; index.html: every output by stage
+    page = (results / "analysis.html").read_text()
+    assert "validation/charts/heldout_auroc_sae=res.html" in page
     failing = cells.filter(pl.col("fails_heldout"))
-    assert index.count('class="fails"') == failing.height
+    assert page.count(">✗</span>") == failing.height
+    assert 'id="stage-validation"' in (results / "index.html").read_text()
     for r in failing.iter_rows(named=True):
         assert r["verdict_text"] in summary
-    html = (results / "validation" / "charts" / "specialist_scores_sae=res.html").read_text()
-    assert "<script src=" not in html.replace('<script src="data:', "")  # self-contained
-    assert ("✗" in html) == (failing.height > 0)
+    heatmap = (results / "validation" / "charts" / "specialist_scores_sae=res.html").read_text()
+    assert "<script src=" not in heatmap.replace('<script src="data:', "")  # self-contained
+    # the inlined dataset marks exactly the failing cells (their labels end in ✗)
+    marks = re.findall(r'"fails_heldout": *(true|false)', heatmap)
+    assert marks.count("true") == failing.height
+    assert len(marks) == cells.filter(pl.col("sae") == "res").height
     shown = 0
     for r in cells.filter(pl.col("has_specialist")).iter_rows(named=True):
         page = (
@@ -81,7 +90,7 @@ def test_report_heatmap_and_dashboards_show_the_verdicts(results):
             / f"feature={r['feature']}.html"
         )
         text = page.read_text()
-        assert "<th>validation</th>" in text and r["verdict_text"] in text
+        assert "<th>validation</th>" in text and html.escape(r["verdict_text"]) in text
         shown += 1
     assert shown
 
@@ -103,7 +112,7 @@ def test_validation_settings_rerun_only_validation_jobs(copy):
     for key, rules in expected.items():
         dry = copy.snakemake("-n", config=_with(cfg, **{key: values[key]}))
         jobs = scheduled_jobs(dry)
-        assert set(jobs) - {"all"} == rules, (key, jobs)
+        assert set(jobs) - ALWAYS == rules, (key, jobs)
     # max_dense_gb changes no result: nothing reruns
     assert scheduled_jobs(copy.snakemake("-n", config=_with(cfg, max_dense_gb=8.0))) == {}
     # baselines off: no baseline job, the verdicts (and what shows them) only
