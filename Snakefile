@@ -9,7 +9,7 @@ from sae_specialists.core.jobs import (
     print_failure_report_at_exit,
     start_failure_reports,
 )
-
+from sae_specialists.preflight import check_config_files
 from sae_specialists.startup import single_threaded_polars
 
 single_threaded_polars()
@@ -27,6 +27,8 @@ with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.c
     # A --configfile given on the command line *replaces* the default config (merging the two
     # would mix `model: {name: ...}` with `model: {path: ...}`); --config KEY=VALUE overrides.
     if not workflow.overwrite_configfiles:
+        # refuse a YAML alias bomb before Snakemake's merge would expand it (preflight.py)
+        check_config_files(["config/config.yaml"])
 
         configfile: "config/config.yaml"
 
@@ -47,6 +49,12 @@ rule all:
     input:
         L.index,  # the map of the run: report.smk, built after everything else
         L.extraction_outputs(),
+        # the intermediate files too, so that a deleted one is rebuilt (common.smk: healing)
+        dashboard_needs(),
+        methodology_needs() if S.methodology.enabled else [],
+        validation_needs() if S.validation.enabled else [],
+        causal_needs() if S.causal.enabled else [],
+        comparison_needs() if S.comparison.enabled else [],
         L.analysis_outputs(),
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],

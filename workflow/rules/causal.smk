@@ -18,6 +18,7 @@ C = S.causal
 rule causal:
     """Every causal output (tables and pages), whether or not causal.enabled is set."""
     input:
+        causal_needs(),
         L.causal_outputs(),
 
 

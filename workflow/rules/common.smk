@@ -90,8 +90,10 @@ def sae_sources(families=None, layers=None):
 # consumers are up to date would stay missing ("Nothing to be done") while pages link it. Each
 # target rule therefore lists the intermediate files its outputs are made from, next to them.
 def analysis_needs():
-    """Shards, the text list and the per-text tables: what every analysis output is made of."""
-    return [*L.extraction_outputs(), L.texts, *L.all_per_text()]
+    """Token and activation shards, the text list and the per-text tables: what every analysis
+    output is made of (not the pooled residuals: only validation baselines read those).
+    """
+    return [*L.tokens(), *L.all_activations(), L.texts, *L.all_per_text()]
 
 
 def dashboard_needs():
@@ -108,6 +110,39 @@ def methodology_needs():
     return analysis_needs() + [
         p for key in ("resid", "pad", "pad_texts") for p in variants.get(key, [])
     ]
+
+
+def validation_needs(wildcards=None):
+    """The intermediate files of the validation outputs (V, BASELINE_LAYERS, LT:
+    validation.smk; an input function, as LT is defined after the target rule)."""
+    parts = [
+        ("heldout", "folds"),
+        ("heldout", "cells"),
+        ("null", "null"),
+        ("null", "cells"),
+    ]
+    files = analysis_needs() + [L.validation_part(part, name) for part, name in parts]
+    for family, layer in BASELINE_LAYERS:
+        files += [
+            *L.pooled(family, layer),
+            L.validation_layer("baselines", family, layer, "baselines"),
+        ]
+    if V_TEST:  # LT: the test set's layout (validation.smk)
+        files += [*LT.tokens(), *LT.all_activations(), LT.texts, *LT.all_per_text()]
+    return files
+
+
+def causal_needs():
+    """The intermediate files of the causal outputs (CAUSAL_LAYER_TABLES: causal.smk)."""
+    layers = [
+        L.causal_layer(f, l)[n] for f, l in L.sae_layers() for n in CAUSAL_LAYER_TABLES
+    ]
+    return analysis_needs() + [L.causal_cells, *layers]
+
+
+def comparison_needs():
+    """The intermediate files of the comparison outputs."""
+    return analysis_needs() + [L.comparison_table("feature_directions")]
 
 
 # Old names still used by workflow/rules/demo.smk (owned by the demo work; to switch to S and

@@ -14,6 +14,7 @@ SHARDS = dict(tokens=L.tokens(), activations=L.all_activations(), texts=L.texts)
 rule comparison:
     """Build every comparison output (also part of `rule all` when comparison.enabled)."""
     input:
+        comparison_needs(),
         L.comparison_outputs(),
 
 

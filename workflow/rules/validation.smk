@@ -36,6 +36,7 @@ if SKIPPED_BASELINES:
 rule validation:
     """Every validation output, whether or not validation.enabled is set."""
     input:
+        validation_needs,
         L.validation_outputs(V.baselines, V_TEST),
 
 
