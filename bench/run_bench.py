@@ -307,6 +307,7 @@ def child_engine(args) -> dict:
             {
                 "texts": len(lengths),
                 "tokens": sum(lengths),
+                "rows": result.rows,  # activation rows of the window (extraction/memory.py)
                 "seconds": result.seconds,
                 "gflops": flops / result.seconds / 1e9,
                 "tflop": flops / 1e12,
