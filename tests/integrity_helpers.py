@@ -192,11 +192,12 @@ def local_links(page: Path) -> list[str]:
 
 
 def missing_links(results: Path) -> list[str]:
-    """Links of every index page under `results` whose target does not exist."""
+    """Relative links (href/src) of every HTML page under `results` whose target does not
+    exist."""
     from urllib.parse import unquote
 
     missing = []
-    for page in sorted(results.rglob("index.html")):
+    for page in sorted(results.rglob("*.html")):
         for link in local_links(page):
             if not (page.parent / unquote(link)).exists():
                 missing.append(f"{page.relative_to(results)} -> {link}")

@@ -44,14 +44,14 @@ from integrity_helpers import (
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory, demo_assets) -> Path:
+def small_run(tmp_path_factory, request) -> Path:
     """One finished small run, never modified: tests work on copies (`run_copy`).
     INTEGRITY_RUN=DIR (development only) keeps it in DIR and reuses it while DIR exists."""
     keep = os.environ.get("INTEGRITY_RUN")
     if keep and (Path(keep) / "results/index.html").is_file():
         return Path(keep)
     root = Path(keep) if keep else tmp_path_factory.mktemp("integrity") / "run"
-    return build_small_run(root, demo_assets)
+    return build_small_run(root, request.getfixturevalue("demo_assets"))
 
 
 @pytest.fixture
@@ -401,7 +401,7 @@ def test_every_target_rebuilds_what_is_missing(run_copy, deleted, target, rebuil
     assert rebuilt in jobs, jobs
 
 
-def test_index_pages_link_only_files_that_exist(small_run):
+def test_pages_link_only_files_that_exist(small_run):
     assert missing_links(small_run / "results") == []
 
 
