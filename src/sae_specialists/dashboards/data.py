@@ -322,6 +322,169 @@ def category_profile(
 # -- the layer -------------------------------------------------------------------------------------
 
 
+STATS_SCHEMA = {
+    "feature": pl.Int32,
+    "n_fire": pl.Int64,
+    "n_counted": pl.Int64,
+    "density": pl.Float64,
+    "study_n_fire": pl.Int64,
+    "study_n_counted": pl.Int64,
+    "study_density": pl.Float64,
+    "corpus_n_fire": pl.Int64,
+    "corpus_n_counted": pl.Int64,
+    "corpus_density": pl.Float64,
+    "max_activation": pl.Float64,
+    "top_category": pl.String,
+}
+
+
+@dataclass
+class LayerShards:
+    """The shards of one (family, layer) restricted to the chosen features: every stored
+    token of every source, and the chosen features' activations joined to their tokens."""
+
+    tokens: pl.DataFrame
+    acts: pl.DataFrame
+    n_counted: dict[str, int]  # counted positions per source
+    index: TextIndex
+
+
+def load_layer_shards(
+    sources: Sequence[Source], texts: pl.DataFrame, features: list[int], include_bos: bool
+) -> LayerShards:
+    """``sources[0]`` is the study (its text order comes from ``texts``)."""
+    token_frames, act_frames, offset = [], [], 0
+    for i, source in enumerate(sources):
+        toks = load_tokens(source, texts if i == 0 else None, offset)
+        offset += toks["text_id"].n_unique()
+        token_frames.append(toks)
+        act_frames.append(load_activations(source, features))
+    tokens = pl.concat(token_frames, how="vertical")
+    acts = pl.concat(act_frames, how="vertical").join(
+        tokens.select("source", "text_id", "token_pos", "category", "bos", "text_rank"),
+        on=["source", "text_id", "token_pos"],
+        how="inner",
+    )
+    counted_tokens = tokens if include_bos else tokens.filter(~pl.col("bos"))
+    n_counted = dict(counted_tokens.group_by("source").len().iter_rows())
+    return LayerShards(tokens, acts, n_counted, TextIndex(tokens, include_bos))
+
+
+def feature_examples(
+    f: int, fa: pl.DataFrame, counted: pl.DataFrame, index: TextIndex, settings: dict
+) -> list[dict]:
+    """The top and quantile examples of feature ``f`` (``fa``: its activations; ``counted``:
+    those on counted positions), each with its token window."""
+    before, after = int(settings["window"]["before"]), int(settings["window"]["after"])
+    text_acts: dict[tuple[str, str], dict[int, float]] = {}
+    for src, tid, pos, a in fa.select("source", "text_id", "token_pos", "activation").rows():
+        text_acts.setdefault((src, tid), {})[pos] = a
+
+    def example(r: dict, kind: str, rank: int, interval=None, lo=None, hi=None, share=None):
+        key = (r["source"], r["text_id"])
+        return {
+            "feature": f,
+            "kind": kind,
+            "interval": interval,
+            "interval_lo": lo,
+            "interval_hi": hi,
+            "interval_share": share,
+            "rank": rank,
+            "source": r["source"],
+            "text_id": r["text_id"],
+            "category": r["category"],
+            "token_pos": r["token_pos"],
+            "activation": r["activation"],
+            **index.window(key, r["token_pos"], before, after, text_acts.get(key, {})),
+        }
+
+    top = top_examples(counted, int(settings["examples"])).iter_rows(named=True)
+    out = [example(r, "top", rank) for rank, r in enumerate(top, 1)]
+    for interval, lo, hi, share, picked in quantile_examples(
+        counted, int(settings["quantiles"]), int(settings["quantile_examples"])
+    ):
+        for rank, r in enumerate(picked.iter_rows(named=True), 1):
+            out.append(example(r, "quantile", rank, interval, lo, hi, share))
+    return out
+
+
+def histogram_rows(f: int, values: np.ndarray, bins: int) -> list[dict]:
+    counts, edges = histogram(values, bins)
+    return [
+        {"feature": f, "bin": b, "lo": float(edges[b]), "hi": float(edges[b + 1]), "count": int(c)}
+        for b, c in enumerate(counts)
+    ]
+
+
+def feature_stats(
+    f: int,
+    counted: pl.DataFrame,
+    values: np.ndarray,
+    profile: pl.DataFrame,
+    sources: Sequence[Source],
+    n_counted: dict[str, int],
+) -> dict:
+    """Firing counts and densities (overall, study, reference corpus), the largest activation
+    and the category of highest mean per-text value of feature ``f`` (STATS_SCHEMA)."""
+    fires = dict(counted.group_by("source").len().iter_rows()) if counted.height else {}
+    study, corpus = sources[0].name, (sources[1].name if len(sources) > 1 else None)
+    total_fire = sum(fires.values())
+    total_counted = sum(n_counted.values())
+    top_cat = (
+        profile.sort(["mean_value", "category"], descending=[True, False])["category"][0]
+        if profile.height and profile["mean_value"].max() > 0
+        else None
+    )
+    return {
+        "feature": f,
+        "n_fire": total_fire,
+        "n_counted": total_counted,
+        "density": total_fire / total_counted if total_counted else 0.0,
+        "study_n_fire": fires.get(study, 0),
+        "study_n_counted": n_counted.get(study, 0),
+        "study_density": (fires.get(study, 0) / n_counted[study]) if n_counted.get(study) else 0.0,
+        "corpus_n_fire": fires.get(corpus, 0) if corpus else None,
+        "corpus_n_counted": n_counted.get(corpus, 0) if corpus else None,
+        "corpus_density": (fires.get(corpus, 0) / n_counted[corpus])
+        if corpus and n_counted.get(corpus)
+        else None,
+        "max_activation": float(values.max()) if values.size else 0.0,
+        "top_category": top_cat,
+    }
+
+
+def feature_table(
+    chosen: pl.DataFrame,
+    stats: pl.DataFrame,
+    family: str,
+    layer: int,
+    meta: dict,
+    logits: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """One row per dashboard: the chosen features with their roles, statistics, links, page
+    name and top logit token."""
+    np_id = meta.get("neuronpedia_id")
+    table = chosen.join(stats, on="feature", how="left").with_columns(
+        pl.lit(family).alias("sae"),
+        pl.lit(int(layer), dtype=pl.Int64).alias("layer"),
+        pl.lit(meta.get("hook_name"), dtype=pl.String).alias("hook_name"),
+        (
+            pl.lit(f"https://www.neuronpedia.org/{np_id}/") + pl.col("feature").cast(pl.String)
+            if np_id
+            else pl.lit(None, dtype=pl.String)
+        ).alias("neuronpedia_url"),
+        (pl.lit("feature=") + pl.col("feature").cast(pl.String) + pl.lit(".html")).alias("page"),
+    )
+    if logits is not None and logits.height:
+        top_logit = logits.filter(
+            (pl.col("direction") == "positive") & (pl.col("rank") == 1)
+        ).select(pl.col("feature").cast(pl.Int32), pl.col("token_display").alias("top_logit"))
+        table = table.join(top_logit, on="feature", how="left")
+    else:
+        table = table.with_columns(pl.lit(None, dtype=pl.String).alias("top_logit"))
+    return table.select(["sae", "layer", *[c for c in table.columns if c not in ("sae", "layer")]])
+
+
 def build_layer_data(
     *,
     family: str,
@@ -346,161 +509,29 @@ def build_layer_data(
     features = chosen["feature"].to_list()
     # only the chosen features' rows: a lazy per-text table is never read whole
     per_text = per_text.lazy().filter(pl.col("feature").is_in(features)).collect()
-    before, after = int(settings["window"]["before"]), int(settings["window"]["after"])
-
-    token_frames, act_frames, offset = [], [], 0
-    for i, source in enumerate(sources):
-        toks = load_tokens(source, texts if i == 0 else None, offset)
-        offset += toks["text_id"].n_unique()
-        token_frames.append(toks)
-        act_frames.append(load_activations(source, features))
-    tokens = pl.concat(token_frames, how="vertical")
-    acts = pl.concat(act_frames, how="vertical").join(
-        tokens.select("source", "text_id", "token_pos", "category", "bos", "text_rank"),
-        on=["source", "text_id", "token_pos"],
-        how="inner",
-    )
-    counted_tokens = tokens if include_bos else tokens.filter(~pl.col("bos"))
-    n_counted = dict(counted_tokens.group_by("source").len().iter_rows())
-    index = TextIndex(tokens, include_bos)
+    shards = load_layer_shards(sources, texts, features, include_bos)
+    acts = shards.acts
     acts_by_feature = {int(k[0]): g for k, g in acts.group_by(["feature"], maintain_order=True)}
 
     feature_rows, examples, hists, profiles = [], [], [], []
     for f in features:
         fa = acts_by_feature.get(f, acts.head(0))
         counted = fa if include_bos else fa.filter(~pl.col("bos"))
-        text_acts: dict[tuple[str, str], dict[int, float]] = {}
-        for src, tid, pos, a in fa.select("source", "text_id", "token_pos", "activation").rows():
-            text_acts.setdefault((src, tid), {})[pos] = a
-
-        def example(
-            r: dict,
-            kind: str,
-            rank: int,
-            interval=None,
-            lo=None,
-            hi=None,
-            share=None,
-            f=f,
-            text_acts=text_acts,
-        ) -> dict:
-            key = (r["source"], r["text_id"])
-            return {
-                "feature": f,
-                "kind": kind,
-                "interval": interval,
-                "interval_lo": lo,
-                "interval_hi": hi,
-                "interval_share": share,
-                "rank": rank,
-                "source": r["source"],
-                "text_id": r["text_id"],
-                "category": r["category"],
-                "token_pos": r["token_pos"],
-                "activation": r["activation"],
-                **index.window(key, r["token_pos"], before, after, text_acts.get(key, {})),
-            }
-
-        for rank, r in enumerate(
-            top_examples(counted, int(settings["examples"])).iter_rows(named=True), 1
-        ):
-            examples.append(example(r, "top", rank))
-        for interval, lo, hi, share, picked in quantile_examples(
-            counted, int(settings["quantiles"]), int(settings["quantile_examples"])
-        ):
-            for rank, r in enumerate(picked.iter_rows(named=True), 1):
-                examples.append(example(r, "quantile", rank, interval, lo, hi, share))
-
+        examples += feature_examples(f, fa, counted, shards.index, settings)
         values = counted["activation"].to_numpy()
-        counts, edges = histogram(values, int(settings["histogram_bins"]))
-        for b, c in enumerate(counts):
-            hists.append(
-                {
-                    "feature": f,
-                    "bin": b,
-                    "lo": float(edges[b]),
-                    "hi": float(edges[b + 1]),
-                    "count": int(c),
-                }
-            )
+        hists += histogram_rows(f, values, int(settings["histogram_bins"]))
         profile = category_profile(per_text, texts, f, threshold)
         profiles.append(profile)
+        feature_rows.append(feature_stats(f, counted, values, profile, sources, shards.n_counted))
 
-        fires = dict(counted.group_by("source").len().iter_rows()) if counted.height else {}
-        study, corpus = sources[0].name, (sources[1].name if len(sources) > 1 else None)
-        total_fire = sum(fires.values())
-        total_counted = sum(n_counted.values())
-        top_cat = (
-            profile.sort(["mean_value", "category"], descending=[True, False])["category"][0]
-            if profile.height and profile["mean_value"].max() > 0
-            else None
-        )
-        feature_rows.append(
-            {
-                "feature": f,
-                "n_fire": total_fire,
-                "n_counted": total_counted,
-                "density": total_fire / total_counted if total_counted else 0.0,
-                "study_n_fire": fires.get(study, 0),
-                "study_n_counted": n_counted.get(study, 0),
-                "study_density": (fires.get(study, 0) / n_counted[study])
-                if n_counted.get(study)
-                else 0.0,
-                "corpus_n_fire": fires.get(corpus, 0) if corpus else None,
-                "corpus_n_counted": n_counted.get(corpus, 0) if corpus else None,
-                "corpus_density": (fires.get(corpus, 0) / n_counted[corpus])
-                if corpus and n_counted.get(corpus)
-                else None,
-                "max_activation": float(values.max()) if values.size else 0.0,
-                "top_category": top_cat,
-            }
-        )
-
-    stats = pl.DataFrame(
-        feature_rows,
-        schema={
-            "feature": pl.Int32,
-            "n_fire": pl.Int64,
-            "n_counted": pl.Int64,
-            "density": pl.Float64,
-            "study_n_fire": pl.Int64,
-            "study_n_counted": pl.Int64,
-            "study_density": pl.Float64,
-            "corpus_n_fire": pl.Int64,
-            "corpus_n_counted": pl.Int64,
-            "corpus_density": pl.Float64,
-            "max_activation": pl.Float64,
-            "top_category": pl.String,
-        },
-        orient="row",
-    )
+    stats = pl.DataFrame(feature_rows, schema=STATS_SCHEMA, orient="row")
     meta = dict(meta or {})
-    np_id = meta.get("neuronpedia_id")
-    feature_table = chosen.join(stats, on="feature", how="left").with_columns(
-        pl.lit(family).alias("sae"),
-        pl.lit(int(layer), dtype=pl.Int64).alias("layer"),
-        pl.lit(meta.get("hook_name"), dtype=pl.String).alias("hook_name"),
-        (
-            pl.lit(f"https://www.neuronpedia.org/{np_id}/") + pl.col("feature").cast(pl.String)
-            if np_id
-            else pl.lit(None, dtype=pl.String)
-        ).alias("neuronpedia_url"),
-        (pl.lit("feature=") + pl.col("feature").cast(pl.String) + pl.lit(".html")).alias("page"),
-    )
     if logits is not None and logits.height:
         logits = logits.filter(pl.col("feature").is_in(features))
-        top_logit = logits.filter(
-            (pl.col("direction") == "positive") & (pl.col("rank") == 1)
-        ).select(pl.col("feature").cast(pl.Int32), pl.col("token_display").alias("top_logit"))
-        feature_table = feature_table.join(top_logit, on="feature", how="left")
-    else:
-        feature_table = feature_table.with_columns(pl.lit(None, dtype=pl.String).alias("top_logit"))
     return LayerData(
         family=family,
         layer=int(layer),
-        features=feature_table.select(
-            ["sae", "layer", *[c for c in feature_table.columns if c not in ("sae", "layer")]]
-        ),
+        features=feature_table(chosen, stats, family, layer, meta, logits),
         examples=pl.DataFrame(examples, schema=EXAMPLE_SCHEMA, orient="row"),
         histograms=pl.DataFrame(hists, schema=HISTOGRAM_SCHEMA, orient="row"),
         profiles=pl.concat(profiles) if profiles else pl.DataFrame(schema=PROFILE_SCHEMA),
