@@ -58,7 +58,9 @@ rule all:
         L.analysis_outputs(),
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],
-        L.validation_outputs(S.validation.baselines, S.validation.test_texts is not None)
+        L.validation_outputs(
+            S.validation.baselines, S.validation.test_texts is not None, S.validation.families
+        )
         if S.validation.enabled
         else [],
         L.causal_outputs() if S.causal.enabled else [],

@@ -245,7 +245,7 @@ rule analysis_report:
         ),
         # (title, html, png): linked by their fixed paths
         charts=L.charts()
-        + (L.validation_charts() if S.validation.enabled else [])
+        + (L.validation_charts(S.validation.families) if S.validation.enabled else [])
         + (L.comparison_charts() if S.comparison.enabled else []),
         validation=(
             (lambda w: read_verdicts(checkpoints.validation_verdicts.get().output.verdicts))

@@ -21,14 +21,18 @@ from sae_specialists.validation.workflow import (
     check_test_categories,
     read_verdicts,
     skipped_message,
+    validated_layers,
 )
 
 V = S.validation
 V_TEST = V.test_texts is not None
 
 
+# the families validated (validation.families; null: all) at their layers
+V_FAMILIES = [f for f in FAMILIES if V.families is None or f in V.families]
+V_LAYERS = validated_layers(L, V.families)
 # layers whose shards lack pooled residuals (made elsewhere) get no baselines, with a warning
-BASELINE_LAYERS, SKIPPED_BASELINES = baseline_layers(L, V.baselines)
+BASELINE_LAYERS, SKIPPED_BASELINES = baseline_layers(L, V.baselines, V.families)
 if SKIPPED_BASELINES:
     logger.warning(skipped_message(SKIPPED_BASELINES))
 
@@ -37,14 +41,14 @@ rule validation:
     """Every validation output, whether or not validation.enabled is set."""
     input:
         validation_needs,
-        L.validation_outputs(V.baselines, V_TEST),
+        L.validation_outputs(V.baselines, V_TEST, V_FAMILIES),
 
 
 rule validation_heldout:
     """Held-out selection (the study's rule on each fold's training texts, the chosen feature
     judged on the held-out texts) and the random-feature floor, every SAE family and layer."""
     input:
-        per_text=L.all_per_text(),
+        per_text=[L.per_text(f, l) for f, l in V_LAYERS],
         texts=L.texts,
     output:
         folds=L.validation_part("heldout", "folds"),
@@ -71,7 +75,7 @@ rule validation_heldout:
 rule validation_null:
     """Shuffled-label null, every SAE family and layer (each permutation reruns the selection)."""
     input:
-        per_text=L.all_per_text(),
+        per_text=[L.per_text(f, l) for f, l in V_LAYERS],
         texts=L.texts,
     output:
         null=L.validation_part("null", "null"),
@@ -176,25 +180,25 @@ rule validation_charts:
         specialists=L.table("specialists"),
     output:
         heldout_html=report(
-            [L.validation_chart("heldout_auroc", f, "html") for f in FAMILIES],
+            [L.validation_chart("heldout_auroc", f, "html") for f in V_FAMILIES],
             caption="../report/validation_heldout.rst",
             category="Validation",
         ),
-        heldout_png=[L.validation_chart("heldout_auroc", f, "png") for f in FAMILIES],
+        heldout_png=[L.validation_chart("heldout_auroc", f, "png") for f in V_FAMILIES],
         null_html=report(
-            [L.validation_chart("null", f, "html") for f in FAMILIES],
+            [L.validation_chart("null", f, "html") for f in V_FAMILIES],
             caption="../report/validation_null.rst",
             category="Validation",
         ),
-        null_png=[L.validation_chart("null", f, "png") for f in FAMILIES],
+        null_png=[L.validation_chart("null", f, "png") for f in V_FAMILIES],
         heatmap_html=report(
-            [L.validation_chart("specialist_scores", f, "html") for f in FAMILIES],
+            [L.validation_chart("specialist_scores", f, "html") for f in V_FAMILIES],
             caption="../report/validation_heatmap.rst",
             category="Validation",
         ),
-        heatmap_png=[L.validation_chart("specialist_scores", f, "png") for f in FAMILIES],
+        heatmap_png=[L.validation_chart("specialist_scores", f, "png") for f in V_FAMILIES],
     params:
-        families=list(FAMILIES),  # the family of each chart, in output order
+        families=V_FAMILIES,  # the family of each chart, in output order
     log:
         L.log("validation", "charts"),
     resources:
@@ -278,9 +282,9 @@ if V_TEST:
     rule validation_test_set:
         """The specialists selected on every study text, evaluated on the test texts."""
         input:
-            per_text=L.all_per_text(),
+            per_text=[L.per_text(f, l) for f, l in V_LAYERS],
             texts=L.texts,
-            test_per_text=LT.all_per_text(),
+            test_per_text=[LT.per_text(f, l) for f, l in V_LAYERS],
             test_texts=LT.texts,
         output:
             table=L.validation_table("test_set"),

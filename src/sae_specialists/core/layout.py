@@ -361,8 +361,11 @@ class Layout:
         """``name``: heldout_auroc, null or specialist_scores (heatmap, failing cells marked)."""
         return self._p("validation", "charts", f"{name}_sae={family}.{ext}")
 
-    def validation_charts(self) -> list[tuple[str, str, str]]:
-        """(title, html, png) of every validation chart, in the index's order."""
+    def validation_charts(
+        self, families: Iterable[str] | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(title, html, png) of every validation chart of ``families`` (None: every family),
+        in the index's order."""
         titles = {
             "specialist_scores": "Specialist scores, validation verdicts marked, SAE {}",
             "heldout_auroc": "Held-out AUROC by layer vs baselines, SAE {}",
@@ -374,7 +377,7 @@ class Layout:
                 self.validation_chart(n, f, "html"),
                 self.validation_chart(n, f, "png"),
             )
-            for f in self.families
+            for f in (self.families if families is None else families)
             for n, title in titles.items()
         ]
 
@@ -399,13 +402,15 @@ class Layout:
             self.family_layers,
         )
 
-    def validation_outputs(self, baselines: bool, test_set: bool) -> list[str]:
+    def validation_outputs(
+        self, baselines: bool, test_set: bool, families: Iterable[str] | None = None
+    ) -> list[str]:
         out = [
             *self.validation_pair("cells").values(),
             *self.validation_pair("folds").values(),
             self.validation_summary,
             self.validation_verdicts,
-            *(p for _, html, png in self.validation_charts() for p in (html, png)),
+            *(p for _, html, png in self.validation_charts(families) for p in (html, png)),
         ]
         if baselines:
             out += self.validation_pair("baselines").values()

@@ -123,6 +123,7 @@ class MethodologySettings:
 @dataclass(frozen=True)
 class ValidationSettings:
     enabled: bool
+    families: tuple[str, ...] | None  # None: every family
     folds: int
     permutations: int
     seed: int
@@ -345,20 +346,27 @@ def build_settings(config: dict) -> Settings:
                 "split_min_cosine": float(config["comparison"]["split_min_cosine"]),
             }
         ),
-        validation=_validation(config["validation"]),
+        validation=_validation(config["validation"], saes),
         causal=_causal(config["causal"], saes),
         export=ExportSettings(**config["export"]),
         demo=config.get("demo"),
     )
 
 
-def _validation(section: dict) -> ValidationSettings:
+def _validation(section: dict, saes: dict) -> ValidationSettings:
+    unknown = sorted(set(section["families"] or ()) - set(saes))
+    if unknown:
+        raise ConfigError(
+            f"config: validation.families names {unknown}, which are not SAE families of this "
+            f"config (saes: {sorted(saes)}). List some of those, or null for all of them."
+        )
     floats = ("density_tolerance", "alpha", "min_auroc", "probe_margin", "max_dense_gb")
     return ValidationSettings(
         **{
             **section,
             **{key: float(section[key]) for key in floats},
             "probe_k": tuple(sorted(int(k) for k in section["probe_k"])),
+            "families": None if section["families"] is None else tuple(section["families"]),
         }
     )
 

@@ -25,14 +25,20 @@ def check_test_categories(test_dir: str, test: Iterable[str], study: Iterable[st
         )
 
 
-def baseline_layers(layout: Layout, enabled: bool) -> tuple[list, list]:
+def validated_layers(layout: Layout, families) -> list[tuple[str, int]]:
+    """(family, layer)s the stage validates: ``families`` (None: every family) at their
+    layers."""
+    return [(f, layer) for f, layer in layout.sae_layers() if families is None or f in families]
+
+
+def baseline_layers(layout: Layout, enabled: bool, families=None) -> tuple[list, list]:
     """(family, layer)s that get probe baselines, and those skipped: a layer is skipped when
     its activation shards exist without pooled-residual shards (extracted elsewhere, or before
     pooled residuals existed), instead of being re-extracted (which needs the model)."""
     if not enabled:
         return [], []
     out, skipped = [], []
-    for family, layer in layout.sae_layers():
+    for family, layer in validated_layers(layout, families):
         pooled = all(Path(p).exists() for p in layout.pooled(family, layer))
         extracted = all(Path(p).exists() for p in layout.activations(family, layer))
         (out if pooled or not extracted else skipped).append((family, layer))
