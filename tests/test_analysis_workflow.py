@@ -19,24 +19,34 @@ from test_analysis_fixture import Fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 ANALYSIS_SMK = ROOT / "workflow" / "rules" / "analysis.smk"
+REPORT_SMK = ROOT / "workflow" / "rules" / "report.smk"  # results_dir/index.html, the run map
 ARTIFACTS = ROOT / "test-artifacts"
 
 HARNESS = textwrap.dedent(
     """
-    # Stand-in for workflow/rules/common.smk: the settings and layout analysis.smk relies on.
-    from types import SimpleNamespace
-
+    # Stand-in for workflow/rules/common.smk: the settings, layout and helpers analysis.smk uses.
     from sae_specialists.core.layout import Layout
-    from sae_specialists.core.settings import AnalysisSettings
+    from sae_specialists.core.settings import load_settings, schema_path
 
-    S = SimpleNamespace(
-        analysis=AnalysisSettings(
-            aggregation=config["aggregation"], threshold=config["threshold"],
-            candidates=config["candidates"], include_bos=config["include_bos"]),
-        methodology=SimpleNamespace(bootstrap_resamples=1000, seed=0, ci=0.95))
+    S = load_settings(
+        {{
+            "model": {{"name": "harness"}},
+            "saes": {{f: {{"path": "unused/layer{{layer}}"}} for f in config["families"]}},
+            "layers": config["layers"],
+            "texts": "texts",
+            "analysis": {{
+                k: config[k] for k in ("aggregation", "threshold", "candidates", "include_bos")
+            }},
+        }},
+        schema_path(),
+    )
     L = Layout.of(config["results_dir"], config["families"], config["layers"],
                   config["categories"], config["chunks"])
     FAMILIES = L.families
+
+
+    def analysis_needs():
+        return [*L.tokens(), *L.all_activations(), L.texts, *L.all_per_text()]
 
     wildcard_constraints:
         category="[A-Za-z0-9_-]+",
@@ -46,8 +56,10 @@ HARNESS = textwrap.dedent(
     include: "{smk}"
 
     rule all:
-        input: L.analysis_outputs()
+        input: L.analysis_outputs(), L.index
         default_target: True
+
+    include: "{report_smk}"
     """
 )
 
@@ -88,7 +100,8 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("analysis_wf")
-    (work / "Snakefile").write_text(HARNESS.format(smk=ANALYSIS_SMK.as_posix()))
+    harness = HARNESS.format(smk=ANALYSIS_SMK.as_posix(), report_smk=REPORT_SMK.as_posix())
+    (work / "Snakefile").write_text(harness)
     cfg = {
         "results_dir": "results",
         "categories": list(CATS),
