@@ -155,10 +155,12 @@ def test_outputs_and_planted_specialists(run):
         assert (res / "tables" / f"{table.stem}.csv").exists()
     summary = (res / "summary.md").read_text()
     assert "Peak activation rises" in summary and "layer 3: 3/3" in summary
-    index = (res / "index.html").read_text()
+    # index.html is the run map; the analysis page it links lists the analysis outputs.
+    index = (res / "index.html").read_text() + (res / "analysis.html").read_text()
+    assert '"analysis.html"' in index
     for path in res.rglob("*"):
         rel = path.relative_to(res).as_posix()
-        if path.suffix in {".csv", ".html", ".png"} and rel != "index.html":
+        if path.suffix in {".csv", ".html", ".png"} and rel not in {"index.html", "analysis.html"}:
             assert f'"{rel}"' in index, rel
     for html in (res / "charts").glob("*.html"):
         text = html.read_text()
