@@ -32,7 +32,6 @@ with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.c
 
         configfile: "config/config.yaml"
 
-
     include: "workflow/rules/common.smk"
     include: "workflow/rules/demo.smk"
     include: "workflow/rules/extract.smk"
@@ -46,6 +45,7 @@ with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.c
 
 
 rule all:
+    default_target: True
     input:
         L.index,  # the map of the run: report.smk, built after everything else
         L.extraction_outputs(),
@@ -59,13 +59,14 @@ rule all:
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],
         L.validation_outputs(
-            S.validation.baselines, S.validation.test_texts is not None, S.validation.families
+            S.validation.baselines,
+            S.validation.test_texts is not None,
+            S.validation.families,
         )
         if S.validation.enabled
         else [],
         L.causal_outputs() if S.causal.enabled else [],
         L.comparison_outputs() if S.comparison.enabled else [],
-    default_target: True
 
 
 include: "workflow/rules/report.smk"

@@ -248,7 +248,11 @@ rule analysis_report:
         + (L.validation_charts(S.validation.families) if S.validation.enabled else [])
         + (L.comparison_charts() if S.comparison.enabled else []),
         validation=(
-            (lambda w: read_verdicts(checkpoints.validation_verdicts.get().output.verdicts))
+            (
+                lambda w: read_verdicts(
+                    checkpoints.validation_verdicts.get().output.verdicts
+                )
+            )
             if S.validation.enabled
             else {}
         ),

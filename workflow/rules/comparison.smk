@@ -30,11 +30,11 @@ rule comparison_components:
         chart_png=L.comparison_chart("components", "png"),
     log:
         L.log("comparison", "components"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/comparison_components.py"
 
@@ -43,17 +43,25 @@ rule comparison_related:
     """Every feature a dashboard can show (specialist candidates, strongest, most frequent):
     its nearest features by decoder cosine in its own SAE, the next layer and the other
     families at its layer, with co-activation. Threshold-free (candidates do not depend on the
-    threshold), so a threshold change never reruns it nor, through it, the dashboards."""
+    threshold), so a threshold change never reruns it nor, through it, the dashboards.
+    """
     input:
+        **SHARDS,
         strongest=L.table("strongest"),
         frequent=L.table("frequent"),
         per_text=L.all_per_text(),
         sae_files=SAE_FILES,
-        **SHARDS,
     output:
         **L.comparison_tables(COMPARISON_TABLES["related"]),
         # unit decoder rows of those features: the tracking job reads them, no SAE to load
         feature_directions=L.comparison_table("feature_directions"),
+    log:
+        L.log("comparison", "related"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         saes=sae_sources(),
         content=local_content(FAMILIES, model=False),  # the SAE files' content (common.smk)
@@ -61,13 +69,6 @@ rule comparison_related:
         neighbours=_C.neighbours,
         candidates=S.analysis.candidates,
         include_bos=S.analysis.include_bos,
-    log:
-        L.log("comparison", "related"),
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/comparison_related.py"
 
@@ -77,25 +78,25 @@ rule comparison_tracking:
     co-activation), and their next-layer neighbours: from the related-features job's tables
     (no SAE loaded, so a threshold change reruns it in seconds)."""
     input:
+        **SHARDS,
         specialists=L.table("specialists"),
         related_features=L.comparison_table("related_features"),
         feature_directions=L.comparison_table("feature_directions"),
         per_text=L.all_per_text(),
-        **SHARDS,
     output:
         **L.comparison_tables(COMPARISON_TABLES["tracking"]),
         chart_html=L.comparison_chart("specialist_links", "html"),
         chart_png=L.comparison_chart("specialist_links", "png"),
-    params:
-        activations=L.activations_by_sae_layer(),
-        include_bos=S.analysis.include_bos,
     log:
         L.log("comparison", "tracking"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/sae_specialists.yaml"
+    params:
+        activations=L.activations_by_sae_layer(),
+        include_bos=S.analysis.include_bos,
     script:
         "../../scripts/comparison_tracking.py"
 
@@ -104,14 +105,21 @@ rule comparison_splits:
     """Width ladders (families reading one hook at one layer with different widths) and how
     each category's narrowest specialist splits into the wider SAEs' features."""
     input:
+        **SHARDS,
         specialists=L.table("specialists"),
         per_text=L.all_per_text(),
         sae_files=SAE_FILES,
-        **SHARDS,
     output:
         **L.comparison_tables(COMPARISON_TABLES["splits"]),
         chart_html=L.comparison_chart("splits", "html"),
         chart_png=L.comparison_chart("splits", "png"),
+    log:
+        L.log("comparison", "splits"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         saes=sae_sources(),
         content=local_content(FAMILIES, model=False),  # the SAE files' content (common.smk)
@@ -120,12 +128,5 @@ rule comparison_splits:
         split_min_correlation=_C.split_min_correlation,
         split_min_cosine=_C.split_min_cosine,
         include_bos=S.analysis.include_bos,
-    log:
-        L.log("comparison", "splits"),
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/comparison_splits.py"

@@ -18,6 +18,15 @@ rule logit_effects:
     output:
         L.logits("{family}", "{layer}"),
         histograms=L.logit_histograms("{family}", "{layer}"),
+    log:
+        L.log("dashboards", "logits_sae={family}_layer={layer}"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        gpu=GPU,
     params:
         model=S.model.spec,
         saes=lambda w: sae_sources([w.family], [int(w.layer)]),
@@ -27,15 +36,6 @@ rule logit_effects:
         # the table's format (token_bytes, byte_level: dashboards/logits.py); a new one reruns
         table_format="token_bytes-1",
         device=unchecked(S.device),
-    log:
-        L.log("dashboards", "logits_sae={family}_layer={layer}"),
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=30,
-        gpu=GPU,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/logit_effects.py"
 
@@ -50,6 +50,15 @@ if DB.corpus:
             tokens=L.corpus_tokens,
             # one per (family, layer), in the order of params.saes
             activations=[L.corpus_activations(f, l) for f, l in L.sae_layers()],
+        log:
+            L.log("dashboards", "corpus"),
+        conda:
+            "../envs/sae_specialists.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=240,
+            gpu=GPU,
         params:
             model=S.model.spec,
             saes=sae_sources(),
@@ -62,15 +71,6 @@ if DB.corpus:
             batch_size=unchecked(S.extraction.batch_size),
             max_memory_gb=unchecked(S.extraction.max_memory_gb),
             device=unchecked(S.device),
-        log:
-            L.log("dashboards", "corpus"),
-        threads: 2
-        resources:
-            mem_mb=8000,
-            runtime=240,
-            gpu=GPU,
-        conda:
-            "../envs/sae_specialists.yaml"
         script:
             "../../scripts/dashboard_corpus.py"
 
@@ -111,6 +111,13 @@ rule dashboards_layer:
             subcategory="SAE {family}, layer {layer}",
             labels={"feature": "{feature}", "SAE": "{family}", "layer": "{layer}"},
         ),
+    log:
+        L.log("dashboards", "dashboards_sae={family}_layer={layer}"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         settings=DB.page_settings(),
         corpus=bool(DB.corpus),
@@ -124,7 +131,9 @@ rule dashboards_layer:
         validation=(
             (
                 lambda w: read_verdicts(
-                    checkpoints.validation_verdicts.get().output.verdicts, w.family, w.layer
+                    checkpoints.validation_verdicts.get().output.verdicts,
+                    w.family,
+                    w.layer,
                 )
             )
             if S.validation.enabled
@@ -142,13 +151,6 @@ rule dashboards_layer:
         causal_pages=lambda w: {
             c: L.causal_page(w.family, w.layer, c) for c in CATEGORIES
         },
-    log:
-        L.log("dashboards", "dashboards_sae={family}_layer={layer}"),
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/dashboard_layer.py"
 
@@ -158,14 +160,14 @@ rule dashboards_index:
         dirs=[L.dashboard_dir(f, l) for f, l in L.sae_layers()],
     output:
         L.dashboards_index,
-    params:
-        settings={"top_k_features": DB.top_k_features, "corpus": DB.corpus},
     log:
         L.log("dashboards", "index"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../envs/sae_specialists.yaml"
+    params:
+        settings={"top_k_features": DB.top_k_features, "corpus": DB.corpus},
     script:
         "../../scripts/dashboard_index.py"

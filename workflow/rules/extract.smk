@@ -19,6 +19,14 @@ rule extract_tokens:
         model=model_and_sae_files([], []),
     output:
         tokens=L.tokens_chunk("{category}", "{chunk}"),
+    log:
+        L.log("extract", "tokens_category={category}/chunk={chunk}"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         model=S.model.spec,
         dtype=S.dtype,
@@ -35,14 +43,6 @@ rule extract_tokens:
         batch_size=unchecked(S.extraction.batch_size),
         max_memory_gb=unchecked(S.extraction.max_memory_gb),
         device=unchecked(S.device),
-    log:
-        L.log("extract", "tokens_category={category}/chunk={chunk}"),
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/extract_tokens.py"
 
@@ -61,11 +61,25 @@ for _layers, _families, _top_level in S.extraction_groups():
             model_and_saes=lambda w: model_and_sae_files([w.family], LAYERS),
         output:
             # one per layer of the family, in the order of params.saes
-            activations=[L.activations_chunk("{family}", l, "{category}", "{chunk}") for l in _layers],
+            activations=[
+                L.activations_chunk("{family}", l, "{category}", "{chunk}")
+                for l in _layers
+            ],
             # per-text pooled SAE inputs (validation baselines), same order
-            pooled=[L.pooled_chunk("{family}", l, "{category}", "{chunk}") for l in _layers],
+            pooled=[
+                L.pooled_chunk("{family}", l, "{category}", "{chunk}") for l in _layers
+            ],
+        log:
+            L.log("extract", "sae={family}/category={category}/chunk={chunk}"),
         wildcard_constraints:
             family="|".join(re.escape(f) for f in _families),
+        conda:
+            "../envs/sae_specialists.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=120,
+            gpu=GPU,
         params:
             model=S.model.spec,
             saes=lambda w: sae_sources([w.family]),
@@ -76,18 +90,11 @@ for _layers, _families, _top_level in S.extraction_groups():
             text_field=S.extraction.text_field,
             text_split=S.extraction.text_split,
             n_chunks=lambda w: N_CHUNKS[w.category],
-            content=lambda w: local_content([w.family], LAYERS, [CATEGORIES[w.category]]),
+            content=lambda w: local_content(
+                [w.family], LAYERS, [CATEGORIES[w.category]]
+            ),
             batch_size=unchecked(S.extraction.batch_size),
             max_memory_gb=unchecked(S.extraction.max_memory_gb),
             device=unchecked(S.device),
-        log:
-            L.log("extract", "sae={family}/category={category}/chunk={chunk}"),
-        threads: 2
-        resources:
-            mem_mb=8000,
-            runtime=120,
-            gpu=GPU,
-        conda:
-            "../envs/sae_specialists.yaml"
         script:
             "../../scripts/extract.py"

@@ -18,7 +18,8 @@ rule methodology:
 
 rule methodology_variants:
     """The model-needing variants of one category: texts right-padded to the category's longest
-    text, one forward pass without attention mask, aggregate-then-encode + pad activations."""
+    text, one forward pass without attention mask, aggregate-then-encode + pad activations.
+    """
     input:
         tokens=lambda w: L.tokens(w.category),
         model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
@@ -26,6 +27,15 @@ rule methodology_variants:
         resid=L.variant("{category}", "resid"),
         pad=L.variant("{category}", "pad"),
         texts=L.variant("{category}", "texts"),
+    log:
+        L.log("methodology", "variants_category={category}"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPU,
     params:
         model=S.model.spec,
         saes=sae_sources(),
@@ -33,15 +43,6 @@ rule methodology_variants:
         content=local_content(FAMILIES, LAYERS),
         batch_size=unchecked(S.extraction.batch_size),
         device=unchecked(S.device),
-    log:
-        L.log("methodology", "variants_category={category}"),
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=GPU,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_variants.py"
 
@@ -61,6 +62,13 @@ rule methodology_ablation:
             category="Methodology",
         ),
         chart_png=L.methodology_chart("ablation", "png"),
+    log:
+        L.log("methodology", "ablation"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
@@ -68,13 +76,6 @@ rule methodology_ablation:
         include_bos=S.analysis.include_bos,
         model_variants=M.model_variants,
         activations=L.activations_by_sae_layer(),
-    log:
-        L.log("methodology", "ablation"),
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_ablation.py"
 
@@ -93,18 +94,18 @@ rule methodology_sweep:
             category="Methodology",
         ),
         chart_png=L.methodology_chart("threshold_sweep", "png"),
+    log:
+        L.log("methodology", "sweep"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         max_dense_gb=M.max_dense_gb,
         thresholds=list(M.thresholds),
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
-    log:
-        L.log("methodology", "sweep"),
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_sweep.py"
 
@@ -131,17 +132,17 @@ rule methodology_scores:
             category="Methodology",
         ),
         auroc_png=L.methodology_chart("auroc", "png"),
+    log:
+        L.log("methodology", "scores"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         max_dense_gb=M.max_dense_gb,
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
-    log:
-        L.log("methodology", "scores"),
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_scores.py"
 
@@ -162,6 +163,13 @@ rule methodology_bootstrap:
             category="Methodology",
         ),
         charts_png=[L.stability_chart(f, "png") for f in FAMILIES],
+    log:
+        L.log("methodology", "bootstrap"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         max_dense_gb=M.max_dense_gb,
         threshold=S.analysis.threshold,
@@ -170,13 +178,6 @@ rule methodology_bootstrap:
         seed=M.seed,
         ci=M.ci,
         families=list(FAMILIES),  # the family of each stability chart, in output order
-    log:
-        L.log("methodology", "bootstrap"),
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_bootstrap.py"
 
@@ -195,6 +196,13 @@ rule methodology_summary:
             caption="../report/methodology_summary.rst",
             category="Methodology",
         ),
+    log:
+        L.log("methodology", "summary"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
     params:
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
@@ -203,12 +211,5 @@ rule methodology_summary:
         ci=M.ci,
         aggregation=S.analysis.aggregation,
         include_bos=S.analysis.include_bos,
-    log:
-        L.log("methodology", "summary"),
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/methodology_summary.py"

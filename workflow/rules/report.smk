@@ -11,16 +11,16 @@ rule report_index:
         lambda w: [f for f in rules.all.input if f != L.index],
     output:
         L.index,
+    log:
+        L.log("report", "index"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         results_dir=lambda w, output: os.path.dirname(output[0]),  # index.html's directory
         # the demo's model and SAE files when they live under results_dir
         exclude=[S.demo["dir"]] if S.demo else [],
-    log:
-        L.log("report", "index"),
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/report_index.py"

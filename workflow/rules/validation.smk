@@ -46,13 +46,21 @@ rule validation:
 
 rule validation_heldout:
     """Held-out selection (the study's rule on each fold's training texts, the chosen feature
-    judged on the held-out texts) and the random-feature floor, every SAE family and layer."""
+    judged on the held-out texts) and the random-feature floor, every SAE family and layer.
+    """
     input:
         per_text=[L.per_text(f, l) for f, l in V_LAYERS],
         texts=L.texts,
     output:
         folds=L.validation_part("heldout", "folds"),
         cells=L.validation_part("heldout", "cells"),
+    log:
+        L.log("validation", "heldout"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
@@ -61,13 +69,6 @@ rule validation_heldout:
         random_feature_draws=V.random_feature_draws,
         density_tolerance=V.density_tolerance,
         max_dense_gb=unchecked(V.max_dense_gb),
-    log:
-        L.log("validation", "heldout"),
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/validation_heldout.py"
 
@@ -80,19 +81,19 @@ rule validation_null:
     output:
         null=L.validation_part("null", "null"),
         cells=L.validation_part("null", "cells"),
+    log:
+        L.log("validation", "null"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         threshold=S.analysis.threshold,
         candidates=S.analysis.candidates,
         permutations=V.permutations,
         seed=V.seed,
         max_dense_gb=unchecked(V.max_dense_gb),
-    log:
-        L.log("validation", "null"),
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/validation_null.py"
 
@@ -106,19 +107,19 @@ rule validation_baselines:
         pooled=lambda w: L.pooled(w.family, w.layer),
     output:
         L.validation_layer("baselines", "{family}", "{layer}", "baselines"),
+    log:
+        L.log("validation", "baselines_sae={family}_layer={layer}"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         folds=V.folds,
         seed=V.seed,
         probe_k=list(V.probe_k),
         include_bos=S.analysis.include_bos,
         max_dense_gb=unchecked(V.max_dense_gb),
-    log:
-        L.log("validation", "baselines_sae={family}_layer={layer}"),
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/validation_baselines.py"
 
@@ -132,15 +133,27 @@ checkpoint validation_verdicts:
         heldout=L.validation_part("heldout", "cells"),
         null=L.validation_part("null", "cells"),
         folds=L.validation_part("heldout", "folds"),
-        baselines=[L.validation_layer("baselines", f, l, "baselines") for f, l in BASELINE_LAYERS],
+        baselines=[
+            L.validation_layer("baselines", f, l, "baselines")
+            for f, l in BASELINE_LAYERS
+        ],
     output:
         **L.validation_pair("cells"),
         **L.validation_pair("folds"),
         **(L.validation_pair("baselines") if V.baselines else {}),
         summary=report(
-            L.validation_summary, caption="../report/validation_summary.rst", category="Validation"
+            L.validation_summary,
+            caption="../report/validation_summary.rst",
+            category="Validation",
         ),
         verdicts=L.validation_verdicts,
+    log:
+        L.log("validation", "verdicts"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
     params:
         baselines=V.baselines,
         alpha=V.alpha,
@@ -160,13 +173,6 @@ checkpoint validation_verdicts:
             min_auroc=V.min_auroc,
             probe_margin=V.probe_margin,
         ),
-    log:
-        L.log("validation", "verdicts"),
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    conda:
-        "../envs/sae_specialists.yaml"
     script:
         "../../scripts/validation_verdicts.py"
 
@@ -196,16 +202,18 @@ rule validation_charts:
             caption="../report/validation_heatmap.rst",
             category="Validation",
         ),
-        heatmap_png=[L.validation_chart("specialist_scores", f, "png") for f in V_FAMILIES],
-    params:
-        families=V_FAMILIES,  # the family of each chart, in output order
+        heatmap_png=[
+            L.validation_chart("specialist_scores", f, "png") for f in V_FAMILIES
+        ],
     log:
         L.log("validation", "charts"),
+    conda:
+        "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/sae_specialists.yaml"
+    params:
+        families=V_FAMILIES,  # the family of each chart, in output order
     script:
         "../../scripts/validation_charts.py"
 
@@ -239,11 +247,11 @@ if V_TEST:
             model=model_and_sae_files([], []),
         output:
             tokens=LT.tokens_chunk("{category}", "{chunk}"),
+        log:
+            L.log("validation", "test_tokens_category={category}/chunk={chunk}"),
         params:
             n_chunks=lambda w: TEST_CHUNKS[w.category],  # the other params: the same
             content=lambda w: local_content((), None, [TEST_CATEGORIES[w.category]]),
-        log:
-            L.log("validation", "test_tokens_category={category}/chunk={chunk}"),
 
     use rule extract_activations as validation_test_extract with:
         input:
@@ -251,16 +259,23 @@ if V_TEST:
             model_and_saes=lambda w: model_and_sae_files([w.family], LAYERS),
         output:
             activations=[
-                LT.activations_chunk("{family}", l, "{category}", "{chunk}") for l in _TEST_LAYERS
+                LT.activations_chunk("{family}", l, "{category}", "{chunk}")
+                for l in _TEST_LAYERS
             ],
-            pooled=[LT.pooled_chunk("{family}", l, "{category}", "{chunk}") for l in _TEST_LAYERS],
+            pooled=[
+                LT.pooled_chunk("{family}", l, "{category}", "{chunk}")
+                for l in _TEST_LAYERS
+            ],
+        log:
+            L.log(
+                "validation",
+                "test_extract_sae={family}/category={category}/chunk={chunk}",
+            ),
         params:
             n_chunks=lambda w: TEST_CHUNKS[w.category],  # the other params: the same
             content=lambda w: local_content(
                 [w.family], LAYERS, [TEST_CATEGORIES[w.category]]
             ),
-        log:
-            L.log("validation", "test_extract_sae={family}/category={category}/chunk={chunk}"),
 
     use rule analysis_texts as validation_test_texts with:
         input:
@@ -289,15 +304,15 @@ if V_TEST:
         output:
             table=L.validation_table("test_set"),
             table_csv=L.validation_table("test_set", "csv"),
-        params:
-            threshold=S.analysis.threshold,
-            candidates=S.analysis.candidates,
         log:
             L.log("validation", "test_set"),
+        conda:
+            "../envs/sae_specialists.yaml"
         resources:
             mem_mb=2000,
             runtime=10,
-        conda:
-            "../envs/sae_specialists.yaml"
+        params:
+            threshold=S.analysis.threshold,
+            candidates=S.analysis.candidates,
         script:
             "../../scripts/validation_test_set.py"
