@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .expected import EXPECTED
 from .model import DRIVER, N_LAYERS, build_model, driver_tokens
 from .saes import (
     DETECTOR,
@@ -71,7 +72,7 @@ def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
     w_u = model.W_U.detach().cpu().numpy()
     families: dict[str, dict[str, dict[str, int]]] = {}
     hooks: dict[str, str] = {}
-    components = [f for f in ("attn", "mlp")]
+    components = ["attn", "mlp"]
     reference = reference_activations(
         model, [FAMILIES[f][0].format(layer=layer) for f in components for layer in range(N_LAYERS)]
     )
@@ -105,6 +106,7 @@ def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
             },
             "detector": {"category": DETECTOR},
         },
+        "expected": EXPECTED,
     }
     (out_dir / "planted.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
     return plan
