@@ -247,6 +247,12 @@ def test_cell_effect_verdicts():
     assert flat["verdict"] == "unspecific"
     alone = cell_effect(driver, None, in_cat, 500, rng)
     assert alone["detector_only"] and alone["control_in_mean"] is None
+    # a harmless feature is not made "needed" by a control whose removal helps the model
+    helpful_control = np.array([-0.05, -0.06, -0.04, -0.05, -0.05] + [0.0] * 5)
+    noise = np.array([1e-9, -2e-9, 2e-9, -1e-9, 0.0] * 2)  # float noise around 0
+    harmless = cell_effect(noise, helpful_control, in_cat, 500, rng)
+    assert harmless["above_control"] and not harmless["above_zero"]
+    assert harmless["verdict"] == "detector only"
 
 
 def greedy_by_hand(model, sae, hook_name, prompt, clamp, n):
@@ -327,6 +333,9 @@ def test_effects_table_reproduced_independently():
         )
         boot_a = a[gen.integers(0, len(a), (300, len(a)))].mean(1)
         boot_b = b[gen.integers(0, len(b), (300, len(b)))].mean(1)
+        assert (row["in_low"], row["in_high"]) == pytest.approx(
+            tuple(np.percentile(boot_a, [5, 95]))
+        )
         low, high = np.percentile(boot_a - boot_b, [5, 95])
         assert (row["diff_low"], row["diff_high"]) == pytest.approx((low, high))
         ok = boot_b > 0
@@ -342,7 +351,7 @@ def test_effects_table_reproduced_independently():
         low, high = np.percentile(boot, [5, 95])
         assert row["vs_control"] == pytest.approx(paired.mean())
         assert (row["vs_control_low"], row["vs_control_high"]) == pytest.approx((low, high))
-        assert row["detector_only"] == (not low > 0)
+        assert row["detector_only"] == (not (low > 0 and row["in_low"] > 0))
     zero = effects.filter(pl.col("mode") == "zero").row(0, named=True)
     assert zero["verdict"] == "specific" and zero["controls"] == "9 11"
 

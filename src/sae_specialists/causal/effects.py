@@ -18,6 +18,8 @@ EFFECT_COLUMNS = [
     "n_in",
     "n_out",
     "in_mean",
+    "in_low",
+    "in_high",
     "out_mean",
     "diff",
     "diff_low",
@@ -26,6 +28,8 @@ EFFECT_COLUMNS = [
     "ratio_low",
     "ratio_high",
     "control_in_mean",
+    "control_in_low",
+    "control_in_high",
     "control_out_mean",
     "control_diff",
     "control_diff_low",
@@ -37,6 +41,7 @@ EFFECT_COLUMNS = [
     "vs_control_low",
     "vs_control_high",
     "above_control",
+    "above_zero",
     "detector_only",
     "verdict",
 ]
@@ -51,6 +56,7 @@ EFFECTS_SCHEMA = {
     "n_in": pl.Int64,
     "n_out": pl.Int64,
     "above_control": pl.Boolean,
+    "above_zero": pl.Boolean,
     "detector_only": pl.Boolean,
     "verdict": pl.String,
 }

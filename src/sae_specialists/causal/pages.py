@@ -28,9 +28,10 @@ HOW_TO_READ = (
     "is set to its mean (mean ablation); averaged over the category's texts (in) and all other "
     "texts (out). Intervals: percentile bootstrap over texts. The control is a random feature "
     "of similar token density, ablated the same way. <b>detector only</b>: the in-category "
-    "Δloss is not above the control's (the paired interval reaches 0) — the feature fires on its "
-    "category but the model does not need it there. <b>specific</b>: above the control and "
-    "more in than out; <b>unspecific</b>: above the control, not more in than out. "
+    "Δloss is not above both the control's and zero (an interval reaches 0) — the feature fires "
+    "on its category but the model does not need it there. <b>specific</b>: above the control "
+    "and zero, and more in than out; <b>unspecific</b>: above the control and zero, not more in "
+    "than out. "
     "docs/causal.md explains every column.</p>"
 )
 
@@ -41,11 +42,12 @@ def _num(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.3e}"
 
 
-def _ci(row: dict, key: str) -> str:
+def _ci(row: dict, key: str, value_key: str | None = None) -> str:
+    value = row.get(value_key or key)
     low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
     if low is None or high is None:
-        return _num(row.get(key))
-    return f"{_num(row.get(key))} <small>[{_num(low)}, {_num(high)}]</small>"
+        return _num(value)
+    return f"{_num(value)} <small>[{_num(low)}, {_num(high)}]</small>"
 
 
 def _verdict(verdict: str) -> str:
@@ -66,8 +68,9 @@ def _effects_table(rows: list[dict]) -> str:
     )
     body = [
         f"<tr><td class='l'>{html.escape(r['mode'])}</td><td>{r['n_in']} / {r['n_out']}</td>"
-        f"<td>{_num(r['in_mean'])}</td><td>{_num(r['out_mean'])}</td><td>{_ci(r, 'diff')}</td>"
-        f"<td>{_ci(r, 'ratio')}</td><td>{_num(r['control_in_mean'])}</td>"
+        f"<td>{_ci(r, 'in', 'in_mean')}</td><td>{_num(r['out_mean'])}</td>"
+        f"<td>{_ci(r, 'diff')}</td><td>{_ci(r, 'ratio')}</td>"
+        f"<td>{_ci(r, 'control_in', 'control_in_mean')}</td>"
         f"<td>{_num(r['control_out_mean'])}</td><td>{_ci(r, 'vs_control')}</td>"
         f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
         for r in rows

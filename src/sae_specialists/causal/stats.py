@@ -11,7 +11,9 @@ A *cell* is one (SAE family, layer, category) with a specialist feature. For eac
 - the same numbers for the control: per text, the mean Δloss of the cell's control features
   (features of similar token density drawn at random, seeded per cell);
 - above_control: the bootstrap interval of the paired in-category difference (specialist Δloss
-  - control Δloss, text by text) lies above 0. ``detector_only`` = not above_control.
+  - control Δloss, text by text) lies above 0; above_zero: the interval of in_mean lies above 0
+  (a control that *helps* the model when removed must not make a harmless feature look
+  needed). ``detector_only`` = not (above_control and above_zero).
 - verdict (zero ablation is the headline): "detector only"; else "specific" when the diff
   interval lies above 0; else "unspecific" (it matters, but not more for its category).
 """
@@ -76,10 +78,12 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
 def bootstrap_effect(
     inside, outside, resamples: int, rng: np.random.Generator, ci: float = 0.95
 ) -> dict[str, float | None]:
-    """in_mean, out_mean, diff, ratio and their percentile bootstrap intervals."""
+    """in_mean (with its interval in_low, in_high), out_mean, diff, ratio and their percentile
+    bootstrap intervals."""
     inside, outside = _finite(inside), _finite(outside)
     out: dict[str, float | None] = dict.fromkeys(
-        ["in_mean", "out_mean", "diff", "diff_low", "diff_high", "ratio", "ratio_low", "ratio_high"]
+        ["in_mean", "in_low", "in_high", "out_mean"]
+        + ["diff", "diff_low", "diff_high", "ratio", "ratio_low", "ratio_high"]
     )
     out["n_in"], out["n_out"] = len(inside), len(outside)
     if not len(inside) or not len(outside):
@@ -97,6 +101,7 @@ def bootstrap_effect(
     )
     in_b = inside[rng.integers(0, len(inside), (resamples, len(inside)))].mean(1)
     out_b = outside[rng.integers(0, len(outside), (resamples, len(outside)))].mean(1)
+    out["in_low"], out["in_high"] = _interval(in_b, ci)
     out["diff_low"], out["diff_high"] = _interval(in_b - out_b, ci)
     defined = out_b > 0
     if defined.mean() >= MIN_DEFINED and out["ratio"] is not None:
@@ -139,6 +144,8 @@ def cell_effect(
         gap = gap_low = gap_high = None
     for key in (
         "in_mean",
+        "in_low",
+        "in_high",
         "out_mean",
         "diff",
         "diff_low",
@@ -150,14 +157,17 @@ def cell_effect(
         row[f"control_{key}"] = ctrl[key]
     row.update(vs_control=gap, vs_control_low=gap_low, vs_control_high=gap_high)
     above = gap_low is not None and gap_low > 0
+    matters = row["in_low"] is not None and row["in_low"] > 0
     row["above_control"] = above
-    row["detector_only"] = not above
-    row["verdict"] = verdict(above, row["diff_low"])
+    row["above_zero"] = matters
+    row["detector_only"] = not (above and matters)
+    row["verdict"] = verdict(above and matters, row["diff_low"])
     return row
 
 
-def verdict(above_control: bool, diff_low: float | None) -> str:
-    if not above_control:
+def verdict(matters: bool, diff_low: float | None) -> str:
+    """``matters``: the in-category Δloss is above the control's and above 0."""
+    if not matters:
         return "detector only"
     if diff_low is not None and diff_low > 0:
         return "specific"

@@ -28,8 +28,8 @@ def headline(verdicts: Mapping[str, Mapping]) -> str:
         "(removing it raises the next-token loss on its category more than a random feature "
         f"of similar density does, and more than on other texts), {counts['unspecific']} "
         "unspecific (above the control, not more on its category), "
-        f"{counts['detector only']} detector only (no more effect on its category than the "
-        "random control)."
+        f"{counts['detector only']} detector only (no clear effect on its category beyond "
+        "the random control's and zero)."
     )
 
 
