@@ -357,9 +357,10 @@ def test_diffmean_and_ksparse_columns_against_hand_computation():
     assert scores == pytest.approx([7.5, -4.5])
     assert list(pred) == [True, False]
     v = np.array([[5.0, 1.0, 0.0], [5.0, 1.0, 2.0], [0.0, 2.0, 0.0], [0.0, 1.0, 0.0]])
-    # |mean diffs| = 5, 0.5, 1 -> k=1: col 0; k=2: cols 0, 2
+    # mean in - mean out = 5, -0.5, 1 -> k=1: col 0; k=2: cols 0, 2; k=3: all three
     assert list(bl.ksparse_columns(v, y_tr, 1)) == [0]
     assert list(bl.ksparse_columns(v, y_tr, 2)) == [0, 2]
+    assert list(bl.ksparse_columns(-v, y_tr, 1)) == [1]  # signed: higher inside the category
 
 
 def test_probes_are_deterministic_and_use_training_texts_only():
@@ -415,7 +416,7 @@ def test_probes_are_deterministic_and_use_training_texts_only():
     # the k=5 probe of fold 1, refitted by hand on the columns ranked by hand
     r = df.filter((pl.col("fold") == 1) & (pl.col("k") == 5)).row(0, named=True)
     train, test = folds != 1, folds == 1
-    diff = [abs(values[train & y, j].mean() - values[train & ~y, j].mean()) for j in range(30)]
+    diff = [values[train & y, j].mean() - values[train & ~y, j].mean() for j in range(30)]
     cols = sorted(sorted(range(30), key=lambda j: (-diff[j], j))[:5])
     assert r["features"] == " ".join(str(j) for j in cols)
     m = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))

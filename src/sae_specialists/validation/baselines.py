@@ -11,10 +11,13 @@ scored on its held-out texts (held-out AUROC and balanced accuracy):
   weights, C chosen inside the training fold (``LogisticRegressionCV`` over ``PROBE_CS``,
   stratified inner folds of the training texts, scored by AUROC); fitted in the training
   texts' principal-axis coordinates (``PCA``), which is the same L2 problem (tested);
-- ``ksparse`` (k in ``validation.probe_k``): the k SAE features of largest absolute train-fold
-  mean difference of per-text values (in - out; ties: lower feature id), then L2 logistic
-  regression on those k standardised per-text values with C = 1 -- SAEBench's k-sparse
-  probing (its latents ranked by absolute mean difference, its sklearn probe at default C).
+- ``ksparse`` (k in ``validation.probe_k``): the k SAE features whose train-fold mean per-text
+  value is higher inside the category than outside by the largest margin (mean in - mean out;
+  ties: lower feature id), then L2 logistic regression on those k standardised per-text values
+  with C = 1 -- SAEBench's k-sparse probing, except that SAEBench ranks by the *absolute*
+  difference: SAE features are sparse and non-negative, and a feature merely absent from the
+  category (a large negative difference from a few very large values elsewhere) is no
+  evidence of it.
 """
 
 from __future__ import annotations
@@ -97,9 +100,9 @@ def fit_score(
 
 
 def ksparse_columns(values_train: np.ndarray, y_train: np.ndarray, k: int) -> np.ndarray:
-    """Columns of the k largest |mean in - mean out| (ties: lower column), ascending."""
+    """Columns of the k largest mean in - mean out (ties: lower column), ascending."""
     y_train = np.asarray(y_train, dtype=bool)
-    diff = np.abs(values_train[y_train].mean(axis=0) - values_train[~y_train].mean(axis=0))
+    diff = values_train[y_train].mean(axis=0) - values_train[~y_train].mean(axis=0)
     order = np.lexsort((np.arange(len(diff)), -diff))
     return np.sort(order[:k])
 
