@@ -83,20 +83,22 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
 
     layers = synthetic_layers(active)
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     perms = perms_of(N_TEXTS, permutations, 0)
     union = []
     for data in layers:
         _, rows = null_layer_rows(data, data.cat_index[perms], threshold=5.0, candidates=5, seed=0)
         union.append(rows)
-    null_s = time.perf_counter() - t0
+    null_s, null_cpu = time.perf_counter() - t0, time.process_time() - c0
     rss_null = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for data in layers:
         heldout_layer(data, threshold=5.0, candidates=5, n_folds=5, seed=0, draws=100)
-    heldout_s = time.perf_counter() - t0
+    heldout_s, heldout_cpu = time.perf_counter() - t0, time.process_time() - c0
     out = {
         "null_s": null_s,
+        "null_cpu_s": null_cpu,
+        "heldout_floor_cpu_s": heldout_cpu,
         "heldout_floor_s": heldout_s,
         "rss_after_data_mb": rss_data,
         "peak_rss_null_mb": rss_null,
@@ -104,7 +106,7 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
     }
     if baselines:
         rng = np.random.default_rng(1)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for data in layers:
             x = rng.normal(size=(N_TEXTS, D_MODEL)) + 0.3 * np.eye(N_CATEGORIES)[
                 data.cat_index
@@ -119,6 +121,7 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
                     seed=0,
                 )
         out["baselines_s"] = time.perf_counter() - t0
+        out["baselines_cpu_s"] = time.process_time() - c0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
