@@ -6,6 +6,9 @@ methodology and dashboards on) with *local* weights: the GPT-2-small-shaped mode
 shape and every job is the real one. Steps:
 
 - ``--e2e``: ``snakemake --cores N`` from an empty results directory, timed;
+- ``--noop N``: time ``snakemake`` N times with nothing to do (the default target, up to date):
+  what every call costs before any job (parsing, the startup checks, the local inputs' content
+  digests from their cache, the DAG);
 - then ``--reruns`` times: change ``analysis.threshold`` (to a value no earlier run used),
   check with a dry run that only threshold-dependent rules are scheduled (never extraction,
   logit effects, the model-variant rules or anything else that loads the model), then time
@@ -22,6 +25,7 @@ Usage:
     python bench/rerun_bench.py --e2e --reruns 5
     python bench/rerun_bench.py --reruns 10          # reuse an existing results directory
     python bench/rerun_bench.py --e2e --prepare analysis --targets analysis   # analysis only
+    python bench/rerun_bench.py --noop 10 --reruns 0   # no-op runs of an up-to-date study
 Appends a JSON record to bench/results.jsonl.
 """
 
@@ -122,6 +126,7 @@ def main() -> None:
         default="all",
         help="target brought up to date before the reruns (default: all)",
     )
+    p.add_argument("--noop", type=int, default=0, help="no-op runs to time (nothing to do)")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--workdir", default="/tmp/sae-default-study")
     p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
@@ -166,6 +171,23 @@ def main() -> None:
         print(f"end to end: {wall:.0f} s, {sum(record['e2e']['jobs'].values())} jobs", flush=True)
     else:
         snakemake(prepare, base, args.cores)  # bring the results up to date first
+
+    if args.noop:
+        walls = []
+        for _ in range(args.noop):
+            wall, out = snakemake([], base, args.cores)
+            if "Nothing to be done" not in out:
+                raise RuntimeError(f"a no-op run had jobs to do: {scheduled(out)}")
+            walls.append(wall)
+            print(f"no-op: {wall:.2f} s", flush=True)
+        record["noop"] = {
+            "median_s": statistics.median(walls),
+            "min_s": min(walls),
+            "max_s": max(walls),
+            "n": len(walls),
+            "walls": walls,
+        }
+        print(f"no-op: median {statistics.median(walls):.2f} s (min {min(walls):.2f})")
 
     runs = []
     step = 0
