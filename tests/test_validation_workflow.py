@@ -142,10 +142,16 @@ def test_test_set_is_extracted_into_its_own_tree(copy, tmp_path):
     texts_dir = copy.config["texts"]
     study = {p.stem: yaml.safe_load(p.read_text()) for p in Path(texts_dir).glob("*.yaml")}
     test_dir = write_texts(tmp_path / "test_texts", {c: items[:2] for c, items in study.items()})
-    dry = copy.snakemake("-n", config=_with(copy.config, test_texts=str(test_dir)))
+    families = copy.config["validation"].get("families") or sorted(copy.config["saes"])
+    dry = copy.snakemake("-n", "validation", config=_with(copy.config, test_texts=str(test_dir)))
     jobs = scheduled_jobs(dry)
-    assert jobs["validation_test_extract"] == len(study)
-    assert {"validation_test_texts", "validation_test_per_text", "validation_test_set"} <= set(jobs)
+    # the extraction rules' twins: tokens per category, activations per validated family
+    assert jobs["validation_test_tokens"] == len(study)
+    assert jobs["validation_test_extract"] == len(study) * len(families)
+    assert jobs["validation_test_per_text"] == sum(
+        len(copy.config["saes"][f].get("layers", copy.config["layers"])) for f in families
+    )
+    assert {"validation_test_texts", "validation_test_set"} <= set(jobs)
     assert not [j for j in jobs if j.startswith(EXTRACT_OR_ANALYSIS)], jobs
     assert "validation/test_set/tokens/category=" in dry.stdout + dry.stderr
     # a test set without one of the study's categories: one clear error before any job

@@ -232,14 +232,18 @@ if V_TEST:
 
     # the extraction rules' test-set twins: tokens, then one job per family (extract.smk); a
     # family listing its own layers has its own rule, which has no twin here yet
-    _GROUPS = S.extraction_groups()
-    if len(_GROUPS) != 1 or not _GROUPS[0][2]:
+    _TOP = [
+        g for g in S.extraction_groups() if g[2]
+    ]  # the families at the top-level layers
+    _OUTSIDE = [f for f in V_FAMILIES if not _TOP or f not in _TOP[0][1]]
+    if _OUTSIDE:
         raise ConfigError(
-            "config: validation.test_texts needs every SAE family at the top-level `layers` "
-            "(families listing their own saes.<name>.layers are not extracted for the test set "
-            "yet). Remove those families' `layers`, or validation.test_texts."
+            f"config: validation.test_texts needs the validated SAE families at the top-level "
+            f"`layers`; {', '.join(_OUTSIDE)} list their own saes.<name>.layers (not extracted "
+            "for the test set yet). Leave them out of validation.families, remove their "
+            "`layers`, or set validation.test_texts: null."
         )
-    _TEST_LAYERS = _GROUPS[0][0]
+    _TEST_LAYERS = _TOP[0][0]
 
     use rule extract_tokens as validation_test_tokens with:
         input:
