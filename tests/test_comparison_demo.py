@@ -285,3 +285,109 @@ def test_a_threshold_change_never_reruns_extraction_or_the_related_features(run,
     assert {"comparison_components", "comparison_tracking", "comparison_splits"} <= set(jobs)
     assert "comparison_related" not in jobs  # nor, through it, anything the dashboards read
     assert not [job for job in jobs if job.startswith("extract")]
+
+
+# -- the planted structure (planted.json, sae_specialists/demo) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def planted(run) -> dict:
+    return run.planted
+
+
+def test_planted_attention_and_mlp_categories_come_out_in_their_family_first(comparison, planted):
+    first = comparison["component_first"]
+    expected = planted["expected"]["comparison"]["first_family"]
+    assert set(expected) == {"conversational", "non_english"}
+    for category, want in expected.items():
+        rows = first.filter(pl.col("category") == category)
+        winner = rows.filter(pl.col("first"))
+        assert winner["sae"].to_list() == [want["sae"]], category
+        assert winner["first_layer"].to_list() == [want["layer"]]
+        role = planted["families"][want["sae"]][str(want["layer"])][category]
+        assert winner["feature"].to_list() == [role]
+        other = "mlp" if want["sae"] == "attn" else "attn"
+        assert rows.filter(pl.col("sae") == other)["order"].to_list() == [None]  # never
+        res = rows.filter(pl.col("sae") == "res")
+        assert res["first_layer"].to_list() == [1] and res["order"].to_list()[0] > 1
+
+
+def test_planted_cross_layer_chain_is_linked_with_cosine_one(comparison, planted):
+    exp = planted["expected"]["comparison"]
+    links = comparison["specialist_links"]
+    res_next = links.filter(
+        (pl.col("sae_a") == "res")
+        & (pl.col("sae_b") == "res")
+        & (pl.col("relation") == "next_layer")
+    )
+    chain = exp["chain"]
+    lo, hi = chain["layers"]
+    row = res_next.filter(
+        (pl.col("category") == chain["category"])
+        & (pl.col("layer_a") == lo)
+        & (pl.col("layer_b") == hi)
+    )
+    assert row.height == 1
+    assert row["cosine"].item() >= 0.9
+    assert row["correlation"].item() > 0.9  # the same feature, read at two layers
+    members = {
+        (r["category"], r["layer"])
+        for r in comparison["specialist_members"].iter_rows(named=True)
+        if r["sae"] == "res"
+    }
+    compared = []
+    for category, pairs in exp["layer_cosines"].items():
+        for pair, want in pairs.items():
+            a, b = map(int, pair.split("-"))
+            if not {(category, a), (category, b)} <= members:
+                continue  # e.g. conversational at layer 0: no res specialist to link
+            got = res_next.filter(
+                (pl.col("category") == category)
+                & (pl.col("layer_a") == a)
+                & (pl.col("layer_b") == b)
+            )
+            assert got["cosine"].to_list() == [pytest.approx(want, abs=1e-5)], (category, pair)
+            compared.append((category, pair))
+    assert len(compared) >= 15 and ("math", "1-2") in compared
+    for key, want in exp["cross_family_cosines"].items():
+        (fa, la, ca), (fb, lb, cb) = (part.split("/") for part in key.split("~"))
+        assert ca == cb
+        got = links.filter(
+            (pl.col("category") == ca)
+            & (pl.col("sae_a") == fa)
+            & (pl.col("layer_a") == int(la))
+            & (pl.col("sae_b") == fb)
+            & (pl.col("layer_b") == int(lb))
+        )
+        assert got["cosine"].to_list() == [pytest.approx(want, abs=1e-5)], key
+    # the chain's next-layer neighbour is the next layer's math specialist, at cosine 1
+    nxt = comparison["next_layer"].filter(
+        (pl.col("category") == chain["category"]) & (pl.col("sae") == "res") & (pl.col("rank") == 1)
+    )
+    assert nxt.height == 3 and nxt["next_is_specialist"].all()
+    assert nxt["cosine"].to_list() == pytest.approx([1.0] * 3, abs=1e-6)
+
+
+def test_planted_split_is_found_with_the_recorded_shares(comparison, planted):
+    split = planted["expected"]["comparison"]["split"]
+    layer = split["layer"]
+    narrow = planted["families"]["res_narrow"][str(layer)][split["parent"]]
+    wide = planted["families"]["res_wide"][str(layer)]
+    ladders = comparison["ladders"].filter(pl.col("layer") == layer).sort("rung")
+    assert ladders["sae"].to_list()[0] == "res_narrow" and "res_wide" in ladders["sae"].to_list()
+    rows = comparison["splits"].filter(
+        (pl.col("category") == split["category"]) & (pl.col("child_sae") == "res_wide")
+    )
+    assert rows["parent_sae"].unique().to_list() == ["res_narrow"]
+    assert rows["parent_feature"].unique().to_list() == [narrow]
+    assert rows["n_parent_texts"].unique().to_list() == [split["n_parent_texts"]]
+    children = {wide[role]: want for role, want in split["children"].items()}
+    assert set(rows["child_feature"].to_list()) == set(children)
+    for r in rows.iter_rows(named=True):
+        want = children[r["child_feature"]]
+        assert r["n_assigned"] == want["n_assigned"]
+        assert r["n_covered"] == want["n_covered"]
+        assert r["share"] == pytest.approx(want["share"])
+        assert r["cosine"] == pytest.approx(want["cosine"], abs=1e-5)
+        assert r["n_out"] == 0
+    assert sum(rows["share"].to_list()) == pytest.approx(1.0)  # every parent text covered
