@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from sae_specialists.core.contract import TOKENS_SCHEMA
 from sae_specialists.methodology import variants as mv
 from sae_specialists.methodology.ablation import ablation_table, method_id
 
@@ -137,12 +138,13 @@ def write_shards(root, texts, per_chunk=2):
     token_paths, act_paths = [], []
     for cat, items in texts.items():
         for k in range(0, len(items), per_chunk):
-            tok = {c: [] for c in ("text_id", "category", "token_pos", "token_id", "token", "bos")}
+            tok = {c: [] for c in TOKENS_SCHEMA.names}
             act = {c: [] for c in ("text_id", "token_pos", "feature", "activation")}
             for tid, resid in items[k : k + per_chunk]:
                 feats = encode(resid)
                 for pos in range(len(resid)):
-                    for col, v in zip(tok, (tid, cat, pos, pos, f" t{pos}", pos == 0), strict=True):
+                    token = (tid, cat, pos, pos, f" t{pos}", f" t{pos}".encode(), pos == 0)
+                    for col, v in zip(tok, token, strict=True):
                         tok[col].append(v)
                     for f in np.flatnonzero(feats[pos] > 0):
                         for col, v in zip(
@@ -153,11 +155,7 @@ def write_shards(root, texts, per_chunk=2):
             tp = root / "tokens" / chunk / "tokens.parquet"
             ap = root / "activations" / "sae=res" / "layer=0" / chunk / "activations.parquet"
             for path, cols, types in (
-                (
-                    tp,
-                    tok,
-                    [pa.string(), pa.string(), pa.int32(), pa.int32(), pa.string(), pa.bool_()],
-                ),
+                (tp, tok, TOKENS_SCHEMA.types),
                 (ap, act, [pa.string(), pa.int32(), pa.int32(), pa.float32()]),
             ):
                 table = pa.table(

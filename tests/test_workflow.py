@@ -20,6 +20,7 @@ from conftest import (
     write_texts,
 )
 
+from sae_specialists.core.contract import TOKENS_SCHEMA
 from sae_specialists.core.io import read_metadata
 
 
@@ -44,7 +45,7 @@ def test_contract_paths_and_metadata(workflow_run):
     results = work / "results"
     for category in ("python", "social", "formal"):
         tokens = pl.read_parquet(results / f"tokens/category={category}/chunk=00000/tokens.parquet")
-        assert tokens.columns == ["text_id", "category", "token_pos", "token_id", "token", "bos"]
+        assert tokens.columns == TOKENS_SCHEMA.names
         assert tokens["text_id"].n_unique() == 3
         for layer in (1, 3):
             path = results / f"activations/sae=res/layer={layer}/category={category}"
