@@ -4,14 +4,13 @@ effects, the tokens whose loss rises most, the steering samples). Self-contained
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
 from ..core.html import page, token_html
+from ..core.io import atomic_dir
 
 CSS = """
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:.2em .5em;
@@ -60,13 +59,18 @@ def cell_page_path(family: str, layer: int, category: str) -> str:
     return f"sae={family}/layer={layer}/{category}.html"
 
 
+def _table(columns: list[str], left: set[str], body: Iterable[str]) -> str:
+    """A table: a header row of ``columns`` (those in ``left`` aligned left), then ``body``."""
+    head = "".join(f"<th class='l'>{c}</th>" if c in left else f"<th>{c}</th>" for c in columns)
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+EFFECT_COLUMNS = ["ablation", "n in / out", "Δloss in", "Δloss out", "in − out", "in / out"]
+EFFECT_COLUMNS += ["control in", "control out", "in − control in", "verdict"]
+
+
 def _effects_table(rows: list[dict]) -> str:
-    head = (
-        "<tr><th class='l'>ablation</th><th>n in / out</th><th>Δloss in</th><th>Δloss out</th>"
-        "<th>in − out</th><th>in / out</th><th>control in</th><th>control out</th>"
-        "<th>in − control in</th><th class='l'>verdict</th></tr>"
-    )
-    body = [
+    body = (
         f"<tr><td class='l'>{html.escape(r['mode'])}</td><td>{r['n_in']} / {r['n_out']}</td>"
         f"<td>{_ci(r, 'in', 'in_mean')}</td><td>{_num(r['out_mean'])}</td>"
         f"<td>{_ci(r, 'diff')}</td><td>{_ci(r, 'ratio')}</td>"
@@ -74,19 +78,17 @@ def _effects_table(rows: list[dict]) -> str:
         f"<td>{_num(r['control_out_mean'])}</td><td>{_ci(r, 'vs_control')}</td>"
         f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
         for r in rows
-    ]
-    return "<table>" + head + "".join(body) + "</table>"
+    )
+    return _table(EFFECT_COLUMNS, {"ablation", "verdict"}, body)
 
 
 def top_tokens_html(rows: list[dict]) -> str:
     """The top-token table (also used by the dashboards' copy of it, via the same columns)."""
     if not rows:
         return "<p>No token of the category had its loss raised by the ablation.</p>"
-    head = (
-        "<tr><th>#</th><th class='l'>text</th><th>Δloss</th><th>clean</th><th>ablated</th>"
-        "<th>activation</th><th class='l'>context (predicted token highlighted)</th></tr>"
-    )
-    body = [
+    context = "context (predicted token highlighted)"
+    columns = ["#", "text", "Δloss", "clean", "ablated", "activation", context]
+    body = (
         f"<tr><td>{r['rank']}</td><td class='l'>{html.escape(r['text_id'])}:{r['position']}</td>"
         f"<td>{_num(r['delta_loss'])}</td><td>{_num(r['clean_loss'])}</td>"
         f"<td>{_num(r['ablated_loss'])}</td><td>{_num(r['activation'])}</td>"
@@ -94,17 +96,14 @@ def top_tokens_html(rows: list[dict]) -> str:
         f"<span class='hit'>{token_html(r['token'], breaks=False)}</span>"
         f"{token_html(r['context_after'], breaks=False)}</td></tr>"
         for r in rows
-    ]
-    return "<table>" + head + "".join(body) + "</table>"
+    )
+    return _table(columns, {"text", context}, body)
 
 
 def steering_html(rows: list[dict]) -> str:
     if not rows:
         return "<p>No steering prompt configured (causal.prompts).</p>"
-    head = (
-        "<tr><th class='l'>prompt</th><th>clamp</th><th>value</th>"
-        "<th class='l'>greedy continuation</th></tr>"
-    )
+    columns = ["prompt", "clamp", "value", "greedy continuation"]
     body = []
     for r in rows:
         clamp = "unsteered" if r["scale"] is None else f"{_num(r['scale'], 3)} × max"
@@ -113,7 +112,7 @@ def steering_html(rows: list[dict]) -> str:
             f"<td>{_num(r['value'])}</td>"
             f"<td class='ctx'>{token_html(r['continuation'], breaks=False)}</td></tr>"
         )
-    return "<table>" + head + "".join(body) + "</table>"
+    return _table(columns, {"prompt", "greedy continuation"}, body)
 
 
 def _cell_page(cell: dict, effects: list[dict], top: list[dict], steering: list[dict]) -> str:
@@ -138,11 +137,8 @@ def _cell_page(cell: dict, effects: list[dict], top: list[dict], steering: list[
 
 def _index_page(effects: pl.DataFrame, settings: dict) -> str:
     rows = effects.filter(pl.col("mode") == "zero").sort("sae", "layer", "category")
-    head = (
-        "<tr><th class='l'>SAE</th><th>layer</th><th class='l'>category</th><th>feature</th>"
-        "<th>Δloss in</th><th>Δloss out</th><th>in / out</th><th>control in</th>"
-        "<th class='l'>verdict</th></tr>"
-    )
+    columns = ["SAE", "layer", "category", "feature", "Δloss in", "Δloss out", "in / out"]
+    columns += ["control in", "verdict"]
     body = [
         f"<tr><td class='l'>{html.escape(r['sae'])}</td><td>{r['layer']}</td>"
         f"<td class='l'><a href='{cell_page_path(r['sae'], r['layer'], r['category'])}'>"
@@ -152,7 +148,9 @@ def _index_page(effects: pl.DataFrame, settings: dict) -> str:
         for r in rows.iter_rows(named=True)
     ]
     listing = ", ".join(f"{html.escape(k)} = {html.escape(str(v))}" for k, v in settings.items())
-    table = "<table>" + head + "".join(body) + "</table>" if body else "<p>No specialist.</p>"
+    table = (
+        _table(columns, {"SAE", "category", "verdict"}, body) if body else "<p>No specialist.</p>"
+    )
     return page(
         "Causal check of the specialists",
         [
@@ -168,10 +166,7 @@ def _index_page(effects: pl.DataFrame, settings: dict) -> str:
 def write_pages(frames: dict[str, pl.DataFrame], out_dir: Path, settings: dict) -> None:
     """Write every page into a fresh directory, then move it into place (a directory output:
     no half-written page set survives a failure)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         effects, top, steering = frames["effects"], frames["top_tokens"], frames["steering"]
         (tmp / "index.html").write_text(_index_page(effects, settings), encoding="utf-8")
         keys = ["sae", "layer", "category"]
@@ -197,9 +192,3 @@ def write_pages(frames: dict[str, pl.DataFrame], out_dir: Path, settings: dict) 
             path = tmp / cell_page_path(cell["sae"], cell["layer"], cell["category"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -15,6 +15,7 @@ import errno
 import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -199,6 +200,24 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A fresh hidden directory next to ``path`` to fill; on success it replaces ``path`` whole
+    (an existing one is removed first), on any error it is removed and ``path`` left as it was:
+    no half-written directory output survives a failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

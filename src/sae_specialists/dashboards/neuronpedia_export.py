@@ -51,8 +51,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..core.io import atomic_dir
 from ..core.tokens import bytes_to_unicode
 
 # SAEDashboard's NeuronpediaRunner.HTML_ANOMALIES (applied to every vocabulary string).
@@ -300,9 +299,7 @@ def write_layer_export(
     """Write the layer's runner directory ``out_dir`` (replaced whole, atomically: the files are
     made in a hidden sibling directory that is renamed into place). Returns the batch files."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out, suffix=".tmp") as tmp:
         chosen = sorted(int(f) for f in features["feature"].to_list())
         by_id = {int(r["feature"]): r for r in features.iter_rows(named=True)}
         names = []
@@ -361,12 +358,6 @@ def write_layer_export(
                 "sae_specialists": settings or {},
             },
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [out / name for name in names]
 
 
