@@ -6,44 +6,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from .stats import cell_effect, cell_rng, mean_over
+from .stats import EFFECT_KEYS, cell_effect, cell_rng, mean_over
 
 EFFECT_COLUMNS = [
-    "sae",
-    "layer",
-    "category",
-    "feature",
-    "mode",
-    "controls",
-    "n_in",
-    "n_out",
-    "in_mean",
-    "in_low",
-    "in_high",
-    "out_mean",
-    "diff",
-    "diff_low",
-    "diff_high",
-    "ratio",
-    "ratio_low",
-    "ratio_high",
-    "control_in_mean",
-    "control_in_low",
-    "control_in_high",
-    "control_out_mean",
-    "control_diff",
-    "control_diff_low",
-    "control_diff_high",
-    "control_ratio",
-    "control_ratio_low",
-    "control_ratio_high",
-    "vs_control",
-    "vs_control_low",
-    "vs_control_high",
-    "above_control",
-    "above_zero",
-    "detector_only",
-    "verdict",
+    *("sae", "layer", "category", "feature", "mode", "controls", "n_in", "n_out"),
+    *EFFECT_KEYS,
+    *(f"control_{key}" for key in EFFECT_KEYS),
+    *("vs_control", "vs_control_low", "vs_control_high"),
+    *("above_control", "above_zero", "detector_only", "verdict"),
 ]
 EFFECTS_SCHEMA = {
     **{c: pl.Float64 for c in EFFECT_COLUMNS},

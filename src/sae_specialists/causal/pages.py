@@ -65,8 +65,8 @@ def _table(columns: list[str], left: set[str], body: Iterable[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-EFFECT_COLUMNS = ["ablation", "n in / out", "Δloss in", "Δloss out", "in − out", "in / out"]
-EFFECT_COLUMNS += ["control in", "control out", "in − control in", "verdict"]
+_EFFECT_HEADERS = ["ablation", "n in / out", "Δloss in", "Δloss out", "in − out", "in / out"]
+_EFFECT_HEADERS += ["control in", "control out", "in − control in", "verdict"]
 
 
 def _effects_table(rows: list[dict]) -> str:
@@ -79,7 +79,7 @@ def _effects_table(rows: list[dict]) -> str:
         f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
         for r in rows
     )
-    return _table(EFFECT_COLUMNS, {"ablation", "verdict"}, body)
+    return _table(_EFFECT_HEADERS, {"ablation", "verdict"}, body)
 
 
 def top_tokens_html(rows: list[dict]) -> str:

@@ -75,16 +75,18 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+# the effect values of one row (bootstrap_effect), in column order; the control's are prefixed
+EFFECT_KEYS = ("in_mean", "in_low", "in_high", "out_mean", "diff", "diff_low", "diff_high")
+EFFECT_KEYS += ("ratio", "ratio_low", "ratio_high")
+
+
 def bootstrap_effect(
     inside, outside, resamples: int, rng: np.random.Generator, ci: float = 0.95
 ) -> dict[str, float | None]:
     """in_mean (with its interval in_low, in_high), out_mean, diff, ratio and their percentile
     bootstrap intervals."""
     inside, outside = _finite(inside), _finite(outside)
-    out: dict[str, float | None] = dict.fromkeys(
-        ["in_mean", "in_low", "in_high", "out_mean"]
-        + ["diff", "diff_low", "diff_high", "ratio", "ratio_low", "ratio_high"]
-    )
+    out: dict[str, float | None] = dict.fromkeys(EFFECT_KEYS)
     out["n_in"], out["n_out"] = len(inside), len(outside)
     if not len(inside) or not len(outside):
         if len(inside):
@@ -142,18 +144,7 @@ def cell_effect(
     else:
         ctrl = dict.fromkeys(row)
         gap = gap_low = gap_high = None
-    for key in (
-        "in_mean",
-        "in_low",
-        "in_high",
-        "out_mean",
-        "diff",
-        "diff_low",
-        "diff_high",
-        "ratio",
-        "ratio_low",
-        "ratio_high",
-    ):
+    for key in EFFECT_KEYS:
         row[f"control_{key}"] = ctrl[key]
     row.update(vs_control=gap, vs_control_low=gap_low, vs_control_high=gap_high)
     above = gap_low is not None and gap_low > 0
