@@ -6,6 +6,8 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from .components import SPECIALIST_COLUMNS
+
 MAX_CHILD_COLOURS = 5
 
 
@@ -33,17 +35,9 @@ def components_chart(grid: pl.DataFrame) -> alt.FacetChart:
         x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("sae:N", title="SAE family", sort=_family_order(grid)),
         tooltip=[
-            "category",
-            "sae",
-            "layer",
-            "hook_name",
-            "feature",
-            "score",
-            "n_in",
-            "n_out",
-            "has_specialist",
-            "strongest",
-            "earliest",
+            *("category", "sae", "layer", "hook_name"),
+            *SPECIALIST_COLUMNS,
+            *("has_specialist", "strongest", "earliest"),
         ],
     )
     rect = base.mark_rect().encode(

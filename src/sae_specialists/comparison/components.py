@@ -21,32 +21,21 @@ from __future__ import annotations
 
 import polars as pl
 
-from .hooks import with_positions
+from .frames import typed
+from .hooks import hook_order
 
+SPECIALIST_COLUMNS = ["feature", "score", "n_in", "n_out"]  # a cell's specialist
 GRID_COLUMNS = [
-    "category",
-    "layer",
-    "sae",
-    "hook_name",
-    "block",
-    "stage",
-    "feature",
-    "score",
-    "n_in",
-    "n_out",
-    "has_specialist",
-    "strongest",
-    "earliest",
+    *("category", "layer", "sae", "hook_name", "block", "stage"),
+    *SPECIALIST_COLUMNS,
+    *("has_specialist", "strongest", "earliest"),
 ]
 FIRST_COLUMNS = [
     "category",
     "sae",
     "first_layer",
     "hook_name",
-    "feature",
-    "score",
-    "n_in",
-    "n_out",
+    *SPECIALIST_COLUMNS,
     "order",
     "first",
 ]
@@ -54,23 +43,10 @@ FIRST_COLUMNS = [
 
 def component_grid(specialists: pl.DataFrame, saes: pl.DataFrame) -> pl.DataFrame:
     """One row per (category, layer, sae) with the specialist and the strongest/earliest flags."""
-    hooks = with_positions(saes).select(
-        pl.col("sae").cast(pl.String),
-        pl.col("layer").cast(pl.Int64),
-        "hook_name",
-        "block",
-        "stage",
+    columns = ["category", "layer", "sae", "feature", "score", "n_in", "n_out", "has_specialist"]
+    grid = specialists.select(typed(*columns)).join(
+        hook_order(saes), on=["sae", "layer"], how="left"
     )
-    grid = specialists.select(
-        pl.col("category").cast(pl.String),
-        pl.col("layer").cast(pl.Int64),
-        pl.col("sae").cast(pl.String),
-        pl.col("feature").cast(pl.Int64),
-        pl.col("score").cast(pl.Int64),
-        pl.col("n_in").cast(pl.Int64),
-        pl.col("n_out").cast(pl.Int64),
-        pl.col("has_specialist").cast(pl.Boolean),
-    ).join(hooks, on=["sae", "layer"], how="left")
     missing = grid.filter(pl.col("hook_name").is_null())
     if missing.height:
         pairs = sorted(set(zip(missing["sae"], missing["layer"], strict=True)))
@@ -102,17 +78,9 @@ def component_grid(specialists: pl.DataFrame, saes: pl.DataFrame) -> pl.DataFram
 def component_first(grid: pl.DataFrame) -> pl.DataFrame:
     """Per (category, sae): the family's earliest specialist, and the order in which the
     families first carry one (1 = first written in the forward pass)."""
+    first_layer = pl.col("layer").alias("first_layer")
     first = grid.filter(pl.col("earliest")).select(
-        "category",
-        "sae",
-        pl.col("layer").alias("first_layer"),
-        "hook_name",
-        "block",
-        "stage",
-        "feature",
-        "score",
-        "n_in",
-        "n_out",
+        "category", "sae", first_layer, "hook_name", "block", "stage", *SPECIALIST_COLUMNS
     )
     ranked = first.with_columns(
         (pl.col("block") * 100 + pl.col("stage"))

@@ -85,6 +85,14 @@ def with_positions(saes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def hook_order(saes: pl.DataFrame) -> pl.DataFrame:
+    """sae, layer, hook_name, block, stage of every SAE row: where it reads in the forward pass,
+    to join onto per-(sae, layer) rows."""
+    return with_positions(saes).select(
+        pl.col("sae").cast(pl.String), pl.col("layer").cast(pl.Int64), "hook_name", "block", "stage"
+    )
+
+
 def comparable(a: dict, b: dict) -> str | None:
     """None when the decoder rows of SAE rows ``a`` and ``b`` can be compared by cosine; else
     the reason (kept in the tables' ``cosine_note`` column)."""

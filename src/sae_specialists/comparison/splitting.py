@@ -18,12 +18,10 @@ a feature that splits shows children with shares summing to about 1, each more s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import polars as pl
 
-from .coactivation import pair_correlations
+from .frames import Directions, Frame, typed, with_correlation
 from .hooks import comparable
 
 PARENT_KEYS = ["ladder", "layer", "category", "parent_sae", "parent_feature"]
@@ -52,14 +50,7 @@ SPLIT_COLUMNS = [
 
 
 def _typed_per_text(per_text: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
-    return per_text.lazy().select(
-        pl.col("sae").cast(pl.String),
-        pl.col("layer").cast(pl.Int64),
-        pl.col("text_id").cast(pl.String),
-        pl.col("category").cast(pl.String),
-        pl.col("feature").cast(pl.Int64),
-        pl.col("value").cast(pl.Float64),
-    )
+    return per_text.lazy().select(typed("sae", "layer", "text_id", "category", "feature", "value"))
 
 
 def parent_texts(
@@ -138,8 +129,8 @@ def split_candidates(
 def add_similarity(
     candidates: pl.DataFrame,
     saes: pl.DataFrame,
-    directions: Mapping[tuple[str, int, int], np.ndarray],
-    acts: pl.LazyFrame | pl.DataFrame,
+    directions: Directions,
+    acts: Frame,
     n_positions: int,
 ) -> pl.DataFrame:
     """``candidates`` plus the decoder ``cosine`` and the ``correlation`` with the parent.
@@ -158,18 +149,9 @@ def add_similarity(
         b = directions[(*child, row["child_feature"])]
         cosines.append(float(np.clip(a @ b, -1.0, 1.0)))
     with_cos = candidates.with_columns(pl.Series("cosine", cosines, dtype=pl.Float64))
-    pairs = with_cos.with_columns(
-        pl.col("parent_sae").alias("sae_a"),
-        pl.col("layer").alias("layer_a"),
-        pl.col("parent_feature").alias("feature_a"),
-        pl.col("child_sae").alias("sae_b"),
-        pl.col("layer").alias("layer_b"),
-        pl.col("child_feature").alias("feature_b"),
-    )
-    if pairs.height == 0:
-        return with_cos.with_columns(pl.lit(None, dtype=pl.Float64).alias("correlation"))
-    out = pair_correlations(acts, pairs, n_positions)
-    return out.drop("sae_a", "layer_a", "feature_a", "sae_b", "layer_b", "feature_b")
+    units = {"sae_a": "parent_sae", "layer_a": "layer", "feature_a": "parent_feature"}
+    units |= {"sae_b": "child_sae", "layer_b": "layer", "feature_b": "child_feature"}
+    return with_correlation(with_cos, units, acts, n_positions)
 
 
 def split_shares(

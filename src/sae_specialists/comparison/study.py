@@ -20,8 +20,9 @@ import polars as pl
 
 from ..core.errors import SAEError
 from ..core.io import read_metadata, scan_shards
-from .coactivation import UNIT, pair_correlations
+from .coactivation import UNIT
 from .components import component_first, component_grid
+from .frames import typed, with_correlation
 from .hooks import width_ladders
 from .neighbours import sweep_decoders
 from .splitting import add_similarity, parent_texts, split_candidates, split_shares
@@ -91,11 +92,7 @@ def unit_activations(
     from ..core.contract import ACTIVATIONS_SCHEMA
 
     frames = []
-    wanted = units.select(
-        pl.col("sae").cast(pl.String),
-        pl.col("layer").cast(pl.Int64),
-        pl.col("feature").cast(pl.Int64),
-    ).unique()
+    wanted = units.select(typed(*UNIT)).unique()
     for (sae, layer), group in wanted.group_by("sae", "layer"):
         features = group["feature"].cast(pl.Int32).to_list()
         paths = activations[(sae, int(layer))]
@@ -172,36 +169,13 @@ def features_of_interest(
     one) and the rows of its strongest / most frequent tables (the dashboards pick among
     these). None depends on the threshold."""
     parts = [candidates, strongest, frequent]
-    return (
-        pl.concat(
-            [
-                p.select(
-                    pl.col("sae").cast(pl.String),
-                    pl.col("layer").cast(pl.Int64),
-                    pl.col("feature").cast(pl.Int64),
-                )
-                for p in parts
-            ]
-        )
-        .drop_nulls()
-        .unique()
-        .sort(UNIT)
-    )
+    return pl.concat([p.select(typed(*UNIT)) for p in parts]).drop_nulls().unique().sort(UNIT)
 
 
 def _with_correlation(related: pl.DataFrame, acts: pl.DataFrame, n_positions: int) -> pl.DataFrame:
-    if related.height == 0:
-        return related.with_columns(pl.lit(None, dtype=pl.Float64).alias("correlation"))
-    keys = {
-        "sae_a": "sae",
-        "layer_a": "layer",
-        "feature_a": "feature",
-        "sae_b": "other_sae",
-        "layer_b": "other_layer",
-        "feature_b": "other_feature",
-    }
-    with_keys = related.with_columns(pl.col(v).alias(k) for k, v in keys.items())
-    return pair_correlations(acts, with_keys, n_positions).drop(*keys)
+    units = {"sae_a": "sae", "layer_a": "layer", "feature_a": "feature"}
+    units |= {"sae_b": "other_sae", "layer_b": "other_layer", "feature_b": "other_feature"}
+    return with_correlation(related, units, acts, n_positions)
 
 
 # -- jobs -------------------------------------------------------------------------------------
@@ -315,7 +289,7 @@ def tracking(
 def splits(
     specialists: pl.DataFrame,
     saes: pl.DataFrame,
-    per_text: pl.LazyFrame,
+    per_text: pl.LazyFrame | pl.DataFrame,
     load: Callable[[Key], np.ndarray],
     activations: Mapping[Key, Sequence[str]],
     counted: pl.LazyFrame,

@@ -14,13 +14,12 @@ Decoder cosines are only taken between SAEs whose rows live in the residual basi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import polars as pl
 
 from .coactivation import pair_correlations
-from .hooks import comparable, with_positions
+from .frames import Directions, Frame, typed, with_correlation
+from .hooks import comparable, hook_order
 
 MEMBER_COLUMNS = ["category", "sae", "layer", "feature", "score", "hook_name", "block", "stage"]
 LINK_COLUMNS = [
@@ -56,23 +55,10 @@ def _sae_rows(saes: pl.DataFrame) -> dict[tuple[str, int], dict]:
 
 def specialist_members(specialists: pl.DataFrame, saes: pl.DataFrame) -> pl.DataFrame:
     """The specialists (score > 0) of every category, in forward-pass order of their hooks."""
-    hooks = with_positions(saes).select(
-        pl.col("sae").cast(pl.String),
-        pl.col("layer").cast(pl.Int64),
-        "hook_name",
-        "block",
-        "stage",
-    )
     return (
         specialists.filter(pl.col("has_specialist"))
-        .select(
-            pl.col("category").cast(pl.String),
-            pl.col("sae").cast(pl.String),
-            pl.col("layer").cast(pl.Int64),
-            pl.col("feature").cast(pl.Int64),
-            pl.col("score").cast(pl.Int64),
-        )
-        .join(hooks, on=["sae", "layer"], how="left")
+        .select(typed("category", "sae", "layer", "feature", "score"))
+        .join(hook_order(saes), on=["sae", "layer"], how="left")
         .sort("category", "block", "stage", "sae", "layer")
         .select(MEMBER_COLUMNS)
     )
@@ -95,11 +81,7 @@ def _relation(a: dict, b: dict, layers: dict[str, list[int]]) -> str:
 
 
 def specialist_links(
-    members: pl.DataFrame,
-    saes: pl.DataFrame,
-    directions: Mapping[tuple[str, int, int], np.ndarray],
-    acts: pl.LazyFrame | pl.DataFrame,
-    n_positions: int,
+    members: pl.DataFrame, saes: pl.DataFrame, directions: Directions, acts: Frame, n_positions: int
 ) -> pl.DataFrame:
     """Every pair of a category's specialists: relation, decoder cosine, co-activation.
 
@@ -195,16 +177,6 @@ def add_neighbour_correlations(
     neighbours: pl.DataFrame, acts: pl.LazyFrame | pl.DataFrame, n_positions: int
 ) -> pl.DataFrame:
     """``neighbours`` plus the co-activation of each specialist with each neighbour."""
-    pairs = neighbours.with_columns(
-        pl.col("sae").alias("sae_a"),
-        pl.col("layer").alias("layer_a"),
-        pl.col("feature").alias("feature_a"),
-        pl.col("sae").alias("sae_b"),
-        pl.col("next_layer").alias("layer_b"),
-        pl.col("next_feature").alias("feature_b"),
-    )
-    if pairs.height == 0:
-        return neighbours.with_columns(pl.lit(None, dtype=pl.Float64).alias("correlation")).select(
-            NEIGHBOUR_COLUMNS
-        )
-    return pair_correlations(acts, pairs, n_positions).select(NEIGHBOUR_COLUMNS)
+    units = {"sae_a": "sae", "layer_a": "layer", "feature_a": "feature"}
+    units |= {"sae_b": "sae", "layer_b": "next_layer", "feature_b": "next_feature"}
+    return with_correlation(neighbours, units, acts, n_positions).select(NEIGHBOUR_COLUMNS)
