@@ -36,6 +36,13 @@ def _n_positions(texts_path: str) -> int:
     return int(pl.read_parquet(texts_path, columns=["n_counted"])["n_counted"].sum())
 
 
+def _coactivation_inputs(i: Any, p: Any) -> tuple:
+    """(activation shard paths, counted positions, their number): the study's ``activations``,
+    ``counted`` and ``n_positions`` arguments."""
+    counted = study.counted_positions(list(i.tokens), bool(p.include_bos))
+    return _activations(p), counted, _n_positions(i.texts)
+
+
 def components(smk: Any) -> None:
     """Rule comparison_components."""
     saes = study.sae_frame(list(smk.input.per_text))
@@ -64,9 +71,7 @@ def related(smk: Any) -> None:
         features,
         saes,
         study.decoder_loader(_sources(p)),
-        _activations(p),
-        study.counted_positions(list(i.tokens), bool(p.include_bos)),
-        _n_positions(i.texts),
+        *_coactivation_inputs(i, p),
         int(p.neighbours),
     )
     write_tables({"related_features": out["related_features"]}, smk.output)
@@ -82,9 +87,7 @@ def tracking(smk: Any) -> None:
         pl.read_parquet(i.related_features),
         study.read_directions(pl.read_parquet(i.feature_directions)),
         saes,
-        _activations(p),
-        study.counted_positions(list(i.tokens), bool(p.include_bos)),
-        _n_positions(i.texts),
+        *_coactivation_inputs(i, p),
     )
     write_tables(out, smk.output)
     _save(links_chart(out["specialist_members"], out["specialist_links"]), smk)
@@ -102,9 +105,7 @@ def splits(smk: Any) -> None:
         saes,
         per_text,
         study.decoder_loader(_sources(p)),
-        _activations(p),
-        study.counted_positions(list(i.tokens), bool(p.include_bos)),
-        _n_positions(i.texts),
+        *_coactivation_inputs(i, p),
         float(p.threshold),
         float(p.split_min_correlation),
         float(p.split_min_cosine),
