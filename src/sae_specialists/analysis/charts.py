@@ -20,6 +20,16 @@ def layer_axis() -> alt.X:
     return alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
 
 
+def tooltip_fields(spec: str) -> list:
+    """Tooltip fields from a space-separated list: ``name`` as it is, ``name:.3f`` the
+    quantitative field ``name`` shown with that number format."""
+    fields = []
+    for field in spec.split():
+        name, _, number_format = field.partition(":")
+        fields.append(alt.Tooltip(f"{name}:Q", format=number_format) if number_format else name)
+    return fields
+
+
 def category_by_layer(data: pl.DataFrame, tooltip: list) -> alt.Chart:
     """The base of a heatmap: one cell per category (rows) and layer (columns)."""
     return alt.Chart(data).encode(

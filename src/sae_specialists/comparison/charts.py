@@ -6,6 +6,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from ..analysis.charts import tooltip_fields
 from .components import SPECIALIST_COLUMNS
 
 MAX_CHILD_COLOURS = 5
@@ -198,16 +199,9 @@ def splits_chart(splits: pl.DataFrame) -> alt.Chart:
             scale=alt.Scale(domain=[0, 1]),
         ),
         order=alt.Order("child:N", sort="ascending"),
-        tooltip=[
-            "category",
-            "width",
-            "child",
-            "child_feature",
-            alt.Tooltip("share:Q", format=".2f"),
-            alt.Tooltip("coverage:Q", format=".2f"),
-            alt.Tooltip("correlation:Q", format=".3f"),
-            alt.Tooltip("cosine:Q", format=".3f"),
-        ],
+        tooltip=tooltip_fields(
+            "category width child child_feature share:.2f coverage:.2f correlation:.3f cosine:.3f"
+        ),
     )
     bars = base.mark_bar().encode(
         color=alt.Color(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from ..analysis.charts import category_by_layer, layer_axis
+from ..analysis.charts import category_by_layer, layer_axis, tooltip_fields
 from .ablation import ENCODINGS
 
 
@@ -240,17 +240,10 @@ def auroc_chart(auroc: pl.DataFrame) -> alt.TopLevelMixin:
             alt.Color("auroc:Q", title="AUROC", scale=alt.Scale(scheme="greens", domain=[0.5, 1])),
             "label",
             f"AUROC of the specialist's per-text value, in vs out of category — SAE {sae}",
-            [
-                "category",
-                "layer",
-                "feature",
-                "score",
-                alt.Tooltip("auroc:Q", format=".3f"),
-                alt.Tooltip("mean_in:Q", format=".3f"),
-                alt.Tooltip("mean_out:Q", format=".3f"),
-                "best_auroc_feature",
-                alt.Tooltip("best_auroc:Q", format=".3f"),
-            ],
+            tooltip_fields(
+                "category layer feature score auroc:.3f mean_in:.3f mean_out:.3f "
+                "best_auroc_feature best_auroc:.3f"
+            ),
             dark=alt.datum.auroc >= 0.9,
         )
         for sae in sorted(data["sae"].unique().to_list())
