@@ -3,6 +3,7 @@ extract_activations (scripts/extract.py)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from ..core.settings import ExtractionSettings
@@ -10,15 +11,8 @@ from .loading import ModelAndSAEs
 
 
 def _options(p: Any) -> ExtractionSettings:
-    return ExtractionSettings(
-        batch_size=p.batch_size,
-        max_tokens=p.max_tokens,
-        long_texts=p.long_texts,
-        chunk_size=p.chunk_size,
-        text_field=p.text_field,
-        text_split=p.text_split,
-        max_memory_gb=p.max_memory_gb,
-    )
+    """The rule's params of the same names as the settings' fields."""
+    return ExtractionSettings(**{f.name: getattr(p, f.name) for f in fields(ExtractionSettings)})
 
 
 def tokens(smk: Any) -> None:

@@ -42,6 +42,14 @@ def _full(
     return feature, score, (None if np.isnan(auc) else auc)
 
 
+def _cell_row(schema: dict, data: LayerData, category: str, **values) -> dict:
+    """A ``schema`` row (every column, in order; null unless given) of one category of the
+    layer ``data``."""
+    row = dict.fromkeys(schema)
+    row.update(sae=data.sae, layer=data.layer, category=category, **values)
+    return row
+
+
 def heldout_layer(
     data: LayerData,
     *,
@@ -58,11 +66,10 @@ def heldout_layer(
     held_all, rows = [], []
     for c, category in enumerate(data.categories):
         feature, score, auc = _full(data, c, threshold, candidates)
-        row = dict.fromkeys(HELDOUT_SCHEMA)
-        row.update(
-            sae=data.sae,
-            layer=data.layer,
-            category=category,
+        row = _cell_row(
+            HELDOUT_SCHEMA,
+            data,
+            category,
             feature=feature if feature >= 0 else None,
             score=score if feature >= 0 else None,
             has_specialist=bool(feature >= 0 and score > 0),
@@ -97,11 +104,10 @@ def null_layer_rows(
         feature, score, auc = _full(data, c, threshold, candidates)
         res = null_category(nl, labels, c, candidates)
         nulls.append(res)
-        row = dict.fromkeys(NULL_CELL_SCHEMA)
-        row.update(
-            sae=data.sae,
-            layer=data.layer,
-            category=category,
+        row = _cell_row(
+            NULL_CELL_SCHEMA,
+            data,
+            category,
             null_feature=feature if feature >= 0 else None,
             permutations=int(labels.shape[0]),
             permutation_seed=int(seed),
@@ -123,25 +129,13 @@ def validate_layer(
     *,
     threshold: float,
     candidates: int | None,
-    n_folds: int,
     seed: int,
-    draws: int,
-    tolerance: float = 0.05,
-    min_pool: int = 10,
+    **heldout,
 ) -> tuple[list[HeldOut], list[NullCategory], list[dict]]:
-    """Held-out results, null winners and the joined cell rows (CELL_SCHEMA) of one layer."""
-    held, h_rows = heldout_layer(
-        data,
-        threshold=threshold,
-        candidates=candidates,
-        n_folds=n_folds,
-        seed=seed,
-        draws=draws,
-        tolerance=tolerance,
-        min_pool=min_pool,
-    )
-    nulls, n_rows = null_layer_rows(
-        data, labels, threshold=threshold, candidates=candidates, seed=seed
-    )
+    """Held-out results, null winners and the joined cell rows (CELL_SCHEMA) of one layer;
+    ``heldout``: heldout_layer's other settings (n_folds, draws; tolerance, min_pool)."""
+    common = {"threshold": threshold, "candidates": candidates, "seed": seed}
+    held, h_rows = heldout_layer(data, **common, **heldout)
+    nulls, n_rows = null_layer_rows(data, labels, **common)
     cells = join_cells(frame(h_rows, HELDOUT_SCHEMA), frame(n_rows, NULL_CELL_SCHEMA))
     return held, nulls, cells.to_dicts()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,13 @@ def load_layer(per_text: str, texts: str, max_dense_gb: float):
     return layer_data(collect(pt), txt, sae, layer)
 
 
+def _log_cells(rows: list[dict], message: str, values: Callable[[dict], tuple]) -> None:
+    """One log line per cell row: its SAE, layer and category, then ``message`` with
+    ``values(row)``."""
+    for r in rows:
+        log.info("%s layer %s %s: " + message, r["sae"], r["layer"], r["category"], *values(r))
+
+
 def heldout(smk: Any) -> None:
     """Held-out selection and the random-feature floor of every SAE family and layer (one
     dense layer in memory at a time)."""
@@ -65,17 +73,16 @@ def heldout(smk: Any) -> None:
         )
         folds.append(heldout_frame(held))
         cells += rows
-        for r in rows:
-            log.info(
-                "%s layer %s %s: feature %s, held-out AUROC %s, fold agreement %s, floor %s",
-                r["sae"],
-                r["layer"],
-                r["category"],
+        _log_cells(
+            rows,
+            "feature %s, held-out AUROC %s, fold agreement %s, floor %s",
+            lambda r: (
                 r["feature"],
                 _f(r["heldout_auroc"]),
                 _f(r["fold_agreement"]),
                 _f(r["floor_auroc"]),
-            )
+            ),
+        )
     write_parquet(pl.concat(folds) if folds else pl.DataFrame(schema=FOLD_SCHEMA), smk.output.folds)
     write_parquet(frame(cells, HELDOUT_SCHEMA), smk.output.cells)
 
@@ -95,15 +102,11 @@ def null(smk: Any) -> None:
         )
         frames += [null_frame(data, c, res) for c, res in zip(data.categories, nulls, strict=True)]
         cells += rows
-        for r in rows:
-            log.info(
-                "%s layer %s %s: p = %s, null 95th percentile of the best score %s",
-                r["sae"],
-                r["layer"],
-                r["category"],
-                _f(r["p_value"], 4),
-                _f(r["null_score_p95"], 0),
-            )
+        _log_cells(
+            rows,
+            "p = %s, null 95th percentile of the best score %s",
+            lambda r: (_f(r["p_value"], 4), _f(r["null_score_p95"], 0)),
+        )
     write_parquet(
         pl.concat(frames) if frames else pl.DataFrame(schema=NULL_SCHEMA), smk.output.null
     )
