@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..core.io import read_cell_json
+
 
 def read_cells(path: str, family: str, layer) -> list[list]:
     """One (family, layer)'s specialist set from cells.json: [[category, feature], ...]."""
@@ -17,8 +19,4 @@ def read_cells(path: str, family: str, layer) -> list[list]:
 def read_verdicts(path: str, family: str | None = None, layer=None) -> dict:
     """causal/verdicts.json ("family/layer/category" -> verdict record); with ``family`` and
     ``layer``: that layer's, keyed by category."""
-    verdicts = json.loads(Path(path).read_text(encoding="utf-8"))
-    if family is None:
-        return verdicts
-    prefix = f"{family}/{int(layer)}/"
-    return {k[len(prefix) :]: v for k, v in verdicts.items() if k.startswith(prefix)}
+    return read_cell_json(path, family, layer)

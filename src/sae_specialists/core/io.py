@@ -101,6 +101,16 @@ def read_metadata(path: str | os.PathLike, required: bool = True) -> dict[str, A
     return json.loads(raw)
 
 
+def read_cell_json(path: str | os.PathLike, family: str | None = None, layer=None) -> dict:
+    """A JSON object keyed "family/layer/category" (the validation and causal verdicts); with
+    ``family`` and ``layer``: that layer's entries, keyed by category."""
+    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    if family is None:
+        return records
+    prefix = f"{family}/{int(layer)}/"
+    return {k[len(prefix) :]: v for k, v in records.items() if k.startswith(prefix)}
+
+
 def check_schema(path: str | os.PathLike, expected) -> None:
     """Fail with a clear message if a shard is corrupt or does not follow the contract."""
     import pyarrow as pa

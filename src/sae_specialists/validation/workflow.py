@@ -3,11 +3,11 @@ the test-set check, which layers get probe baselines, reading verdicts.json."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from ..core.errors import ConfigError
+from ..core.io import read_cell_json
 from ..core.layout import Layout
 
 
@@ -58,8 +58,4 @@ def skipped_message(skipped: list) -> str:
 def read_verdicts(path: str, family: str | None = None, layer=None) -> dict:
     """verdicts.json's content ("family/layer/category" -> verdict); with ``family`` and
     ``layer``: that layer's, keyed by category."""
-    verdicts = json.loads(Path(path).read_text(encoding="utf-8"))
-    if family is None:
-        return verdicts
-    prefix = f"{family}/{int(layer)}/"
-    return {k[len(prefix) :]: v for k, v in verdicts.items() if k.startswith(prefix)}
+    return read_cell_json(path, family, layer)
