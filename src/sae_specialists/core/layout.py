@@ -77,6 +77,16 @@ def chunk_label(chunk: int) -> str:
     return f"{chunk:05d}"
 
 
+class _ResultPath:
+    """A fixed path under the results directory, read as an attribute: ``layout.summary``."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, layout: Layout | None, owner: type | None = None):
+        return self if layout is None else layout._p(*self.parts)
+
+
 @dataclass(frozen=True)
 class Layout:
     results_dir: str
@@ -127,25 +137,16 @@ class Layout:
     def tokens_chunk(self, category: str, chunk: str) -> str:
         return self._p("tokens", f"category={category}", f"chunk={chunk}", "tokens.parquet")
 
+    def _layer_chunk(self, kind: str, family: str, layer, category: str, chunk: str) -> str:
+        """<kind>/sae=<family>/layer=<layer>/category=<category>/chunk=<chunk>/<kind>.parquet"""
+        where = (f"sae={family}", f"layer={layer}", f"category={category}", f"chunk={chunk}")
+        return self._p(kind, *where, f"{kind}.parquet")
+
     def activations_chunk(self, family: str, layer, category: str, chunk: str) -> str:
-        return self._p(
-            "activations",
-            f"sae={family}",
-            f"layer={layer}",
-            f"category={category}",
-            f"chunk={chunk}",
-            "activations.parquet",
-        )
+        return self._layer_chunk("activations", family, layer, category, chunk)
 
     def pooled_chunk(self, family: str, layer, category: str, chunk: str) -> str:
-        return self._p(
-            "pooled",
-            f"sae={family}",
-            f"layer={layer}",
-            f"category={category}",
-            f"chunk={chunk}",
-            "pooled.parquet",
-        )
+        return self._layer_chunk("pooled", family, layer, category, chunk)
 
     def pooled(self, family: str, layer, category: str | None = None) -> list[str]:
         """Pooled-residual shards of (family, layer), in the order of ``tokens``."""
@@ -180,9 +181,7 @@ class Layout:
         ]
 
     # -- analysis -----------------------------------------------------------------------------
-    @property
-    def texts(self) -> str:
-        return self._p("per_text", "texts.parquet")
+    texts = _ResultPath("per_text", "texts.parquet")
 
     def per_text(self, family: str, layer) -> str:
         return self._p("per_text", f"sae={family}", f"layer={layer}.parquet")
@@ -220,9 +219,7 @@ class Layout:
     def chart_files(self) -> list[str]:
         return [path for _, html, png in self.charts() for path in (html, png)]
 
-    @property
-    def views_dir(self) -> str:
-        return self._p("token_views")
+    views_dir = _ResultPath("token_views")
 
     def token_view(self, family: str, layer, category: str) -> str:
         return self._p("token_views", f"sae={family}", f"layer={layer}", f"{category}.html")
@@ -234,19 +231,13 @@ class Layout:
             for f, layer in self.sae_layers()
         }
 
-    @property
-    def summary(self) -> str:
-        return self._p("summary.md")
+    summary = _ResultPath("summary.md")
 
-    @property
-    def index(self) -> str:
-        """The map of the run (rule report_index): every output, by stage."""
-        return self._p("index.html")
+    # The map of the run (rule report_index): every output, by stage.
+    index = _ResultPath("index.html")
 
-    @property
-    def analysis_page(self) -> str:
-        """The analysis stage's page: summary, charts, tables and the token-view grid."""
-        return self._p("analysis.html")
+    # The analysis stage's page: summary, charts, tables and the token-view grid.
+    analysis_page = _ResultPath("analysis.html")
 
     def analysis_outputs(self) -> list[str]:
         """Every final output of the analysis stage (and the report built with it)."""
@@ -269,13 +260,9 @@ class Layout:
     def dashboard_dir(self, family: str, layer) -> str:
         return self._p("dashboards", f"sae={family}", f"layer={layer}")
 
-    @property
-    def dashboards_index(self) -> str:
-        return self._p("dashboards", "index.html")
+    dashboards_index = _ResultPath("dashboards", "index.html")
 
-    @property
-    def corpus_tokens(self) -> str:
-        return self._p("corpus", "tokens.parquet")
+    corpus_tokens = _ResultPath("corpus", "tokens.parquet")
 
     def corpus_activations(self, family: str, layer) -> str:
         return self._p("corpus", "activations", f"sae={family}", f"layer={layer}.parquet")
@@ -317,9 +304,7 @@ class Layout:
     def stability_chart(self, family: str, ext: str) -> str:
         return self.chart(f"specialist_stability_sae={family}", ext)
 
-    @property
-    def methodology_summary(self) -> str:
-        return self._p("methodology", "summary.md")
+    methodology_summary = _ResultPath("methodology", "summary.md")
 
     def ablation_inputs(self, model_variants: bool) -> dict[str, list[str]]:
         """The shards, plus each category's variants tables when ``model_variants``."""
@@ -381,14 +366,10 @@ class Layout:
             for n, title in titles.items()
         ]
 
-    @property
-    def validation_summary(self) -> str:
-        return self._p("validation", "summary.md")
+    validation_summary = _ResultPath("validation", "summary.md")
 
-    @property
-    def validation_verdicts(self) -> str:
-        """Each cell's verdict (JSON): what the report and the dashboards show."""
-        return self._p("validation", "verdicts.json")
+    # Each cell's verdict (JSON): what the report and the dashboards show.
+    validation_verdicts = _ResultPath("validation", "verdicts.json")
 
     def test_set(self, categories: Iterable[str], n_chunks: Mapping[str, int]) -> Layout:
         """The layout of the optional test set (validation.test_texts): the same families and
@@ -419,11 +400,9 @@ class Layout:
         return out
 
     # -- causal -------------------------------------------------------------------------------
-    @property
-    def causal_cells(self) -> str:
-        """The specialist set of every (family, layer): rewritten when the specialists table
-        changes; the layer jobs depend on its content only (docs/causal.md)."""
-        return self._p("causal", "cells.json")
+    # The specialist set of every (family, layer): rewritten when the specialists table changes; the
+    # layer jobs depend on its content only (docs/causal.md).
+    causal_cells = _ResultPath("causal", "cells.json")
 
     def causal_layer(self, family: str, layer) -> dict[str, str]:
         """The tables one (family, layer)'s model job writes."""
@@ -438,20 +417,14 @@ class Layout:
     def causal_tables(self) -> dict[str, str]:
         return with_csv(CAUSAL_TABLES, self.causal_table)
 
-    @property
-    def causal_pages(self) -> str:
-        """The causal pages (one directory output): index.html and one page per cell."""
-        return self._p("causal", "pages")
+    # The causal pages (one directory output): index.html and one page per cell.
+    causal_pages = _ResultPath("causal", "pages")
 
-    @property
-    def causal_verdicts(self) -> str:
-        """Each cell's verdict ("family/layer/category" -> record), read by content by the
-        report and the dashboards."""
-        return self._p("causal", "verdicts.json")
+    # Each cell's verdict ("family/layer/category" -> record), read by content by the report and the
+    # dashboards.
+    causal_verdicts = _ResultPath("causal", "verdicts.json")
 
-    @property
-    def causal_index(self) -> str:
-        return self._p("causal", "pages", "index.html")
+    causal_index = _ResultPath("causal", "pages", "index.html")
 
     def causal_page(self, family: str, layer, category: str) -> str:
         return self._p("causal", "pages", f"sae={family}", f"layer={layer}", f"{category}.html")
