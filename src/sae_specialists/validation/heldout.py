@@ -30,6 +30,16 @@ from ..analysis.selection import select
 from .folds import train_weights
 from .metrics import auroc, threshold_metrics
 
+# a feature's metrics on texts it was not selected on (a held-out fold, the test set)
+METRIC_SCHEMA = {
+    "n_test_in": pl.Int64,
+    "n_test_out": pl.Int64,
+    "auroc": pl.Float64,
+    "precision": pl.Float64,
+    "recall": pl.Float64,
+    "f1": pl.Float64,
+    "balanced_accuracy": pl.Float64,
+}
 FOLD_SCHEMA = {
     "sae": pl.String,
     "layer": pl.Int64,
@@ -40,13 +50,7 @@ FOLD_SCHEMA = {
     "train_score": pl.Int64,
     "train_has_specialist": pl.Boolean,
     "is_full_specialist": pl.Boolean,
-    "n_test_in": pl.Int64,
-    "n_test_out": pl.Int64,
-    "auroc": pl.Float64,
-    "precision": pl.Float64,
-    "recall": pl.Float64,
-    "f1": pl.Float64,
-    "balanced_accuracy": pl.Float64,
+    **METRIC_SCHEMA,
 }
 
 
@@ -174,13 +178,7 @@ TEST_SET_SCHEMA = {
     "layer": pl.Int64,
     "category": pl.String,
     "feature": pl.Int64,
-    "n_test_in": pl.Int64,
-    "n_test_out": pl.Int64,
-    "auroc": pl.Float64,
-    "precision": pl.Float64,
-    "recall": pl.Float64,
-    "f1": pl.Float64,
-    "balanced_accuracy": pl.Float64,
+    **METRIC_SCHEMA,
 }
 
 
