@@ -140,6 +140,17 @@ def run_layer(
     )
 
 
+def empty_layer_result() -> LayerResult:
+    """The tables of a layer without specialists (the model is not loaded)."""
+    return LayerResult(
+        cells=pl.DataFrame(schema=CELLS_SCHEMA),
+        features=pl.DataFrame(schema=FEATURES_SCHEMA),
+        per_text=pl.DataFrame(schema=PER_TEXT_SCHEMA),
+        top_tokens=pl.DataFrame(schema=TOP_SCHEMA),
+        steering=pl.DataFrame(schema=STEERING_SCHEMA),
+    )
+
+
 FEATURES_SCHEMA = {
     "sae": pl.String,
     "layer": pl.Int64,
@@ -150,17 +161,6 @@ FEATURES_SCHEMA = {
     "max_activation": pl.Float64,
     "n_tokens": pl.Int64,
 }
-
-
-def empty_layer_result() -> LayerResult:
-    """The tables of a layer without specialists (the model is not loaded)."""
-    return LayerResult(
-        cells=pl.DataFrame(schema=CELLS_SCHEMA),
-        features=pl.DataFrame(schema=FEATURES_SCHEMA),
-        per_text=pl.DataFrame(schema=PER_TEXT_SCHEMA),
-        top_tokens=pl.DataFrame(schema=TOP_SCHEMA),
-        steering=pl.DataFrame(schema=STEERING_SCHEMA),
-    )
 
 
 def _features_table(key, specialists, control_features, stats) -> pl.DataFrame:
