@@ -34,37 +34,44 @@ def _verdict_line(category: str, v: Mapping[str, Any], page: str | None) -> str:
     )
 
 
-def _top_tokens(rows: list[dict]) -> str:
+def _table(rows: list[dict], empty: str, css: str, columns: list[str], row) -> str:
+    """A data table (class ``css``) of ``row(r)`` for each of ``rows``; ``empty``: the note
+    shown instead when there is none."""
     if not rows:
-        return '<p class="note">No token of the category had its loss raised.</p>'
-    body = "".join(
+        return f'<p class="note">{empty}</p>'
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join(row(r) for r in rows)
+    return f'<table class="data {css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _top_token_row(r: dict) -> str:
+    return (
         f'<tr><td class="num">{r["rank"]}</td><td class="num">{_num(r["delta_loss"])}</td>'
         f'<td class="num">{_num(r["clean_loss"])} → {_num(r["ablated_loss"])}</td>'
         f'<td class="examples">{token_html(r["context_before"], breaks=False)}'
         f'<span class="tok max">{token_html(r["token"], breaks=False)}</span>'
         f"{token_html(r['context_after'], breaks=False)}</td></tr>"
-        for r in rows
     )
+
+
+def _top_tokens(rows: list[dict]) -> str:
+    columns = ["#", "Δloss", "loss clean → ablated", "context (predicted token outlined)"]
+    empty = "No token of the category had its loss raised."
+    return _table(rows, empty, "causal-top", columns, _top_token_row)
+
+
+def _steering_row(r: dict) -> str:
     return (
-        '<table class="data causal-top"><thead><tr><th>#</th><th>Δloss</th>'
-        "<th>loss clean → ablated</th><th>context (predicted token outlined)</th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
+        f"<tr><td>{esc(r['prompt'])}</td><td>"
+        + ("unsteered" if r["scale"] is None else f"{r['scale']:g} × max")
+        + f'</td><td class="examples">{token_html(r["continuation"], breaks=False)}</td></tr>'
     )
 
 
 def _steering(rows: list[dict]) -> str:
-    if not rows:
-        return '<p class="note">No steering prompt configured (causal.prompts).</p>'
-    body = "".join(
-        f"<tr><td>{esc(r['prompt'])}</td><td>"
-        + ("unsteered" if r["scale"] is None else f"{r['scale']:g} × max")
-        + f'</td><td class="examples">{token_html(r["continuation"], breaks=False)}</td></tr>'
-        for r in rows
-    )
-    return (
-        '<table class="data causal-steering"><thead><tr><th>prompt</th><th>clamp</th>'
-        f"<th>greedy continuation</th></tr></thead><tbody>{body}</tbody></table>"
-    )
+    columns = ["prompt", "clamp", "greedy continuation"]
+    empty = "No steering prompt configured (causal.prompts)."
+    return _table(rows, empty, "causal-steering", columns, _steering_row)
 
 
 def causal_block(
