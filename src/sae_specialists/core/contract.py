@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# a vocabulary token: its id, its text (core/tokens.py) and its raw bytes
+TOKEN_FIELDS = [("token_id", pa.int32()), ("token", pa.string()), ("token_bytes", pa.binary())]
+
 TOKENS_SCHEMA = pa.schema(
     [
         ("text_id", pa.string()),
         ("category", pa.string()),
         ("token_pos", pa.int32()),
-        ("token_id", pa.int32()),
-        ("token", pa.string()),
-        ("token_bytes", pa.binary()),
+        *TOKEN_FIELDS,
         ("bos", pa.bool_()),
     ]
 )

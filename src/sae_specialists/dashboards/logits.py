@@ -23,6 +23,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
+from ..core.contract import TOKEN_FIELDS
 from ..core.errors import SAEError
 from ..core.io import write_table_atomic
 from ..core.tokens import is_byte_level, token_bytes, token_display, token_text
@@ -37,9 +38,7 @@ LOGITS_SCHEMA = pa.schema(
         ("feature", pa.int32()),
         ("direction", pa.string()),
         ("rank", pa.int32()),
-        ("token_id", pa.int32()),
-        ("token", pa.string()),
-        ("token_bytes", pa.binary()),
+        *TOKEN_FIELDS,
         ("token_display", pa.string()),
         ("effect", pa.float32()),
     ]
@@ -110,13 +109,8 @@ def effects_pass(directions, w_u, top: int = 10, chunk: int = 1024, bins: int = 
 HISTOGRAM_BINS = 50  # SAEDashboard's LogitsHistogramConfig.n_bins
 
 LOGIT_HISTOGRAM_SCHEMA = pa.schema(
-    [
-        ("feature", pa.int32()),
-        ("bin", pa.int32()),
-        ("lo", pa.float32()),
-        ("hi", pa.float32()),
-        ("count", pa.int64()),
-    ]
+    [("feature", pa.int32()), ("bin", pa.int32())]
+    + [("lo", pa.float32()), ("hi", pa.float32()), ("count", pa.int64())]  # the bin's edges, count
 )
 
 
