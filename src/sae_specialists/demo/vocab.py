@@ -198,10 +198,8 @@ def build_tokenizer(save_dir: str | Path):
     tok.train_from_iterator(training_corpus(), trainer)
     PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=BOS_TOKEN,
-        eos_token=BOS_TOKEN,
-        unk_token=BOS_TOKEN,
-        pad_token=BOS_TOKEN,
+        # the one special token is every special token
+        **dict.fromkeys(("bos_token", "eos_token", "unk_token", "pad_token"), BOS_TOKEN),
         model_max_length=512,
     ).save_pretrained(str(save_dir))
     return AutoTokenizer.from_pretrained(str(save_dir))
