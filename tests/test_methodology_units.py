@@ -44,15 +44,7 @@ def random_case(seed: int, sizes=(4, 3, 5), d=40, density=0.5, levels=12):
             "value": V[i, f],
             "max": V[i, f],
         },
-        schema={
-            "sae": pl.String,
-            "layer": pl.Int64,
-            "text_id": pl.String,
-            "category": pl.String,
-            "feature": pl.Int32,
-            "value": pl.Float64,
-            "max": pl.Float64,
-        },
+        schema=tb.empty_per_text().schema,
     )
     return pt, texts
 
