@@ -195,3 +195,12 @@ def browser():
         b = launch(p, executable)
         yield b
         b.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`--dist loadgroup`, pyproject.toml): every test reading the shared demo
+    run goes to one worker, so the demo is built once, and every other module stays whole on one
+    worker, so its module fixtures (small workflows) are built once too."""
+    for item in items:
+        group = "demo_run" if "demo_run" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -100,3 +100,114 @@ def test_verdicts_in_summary_analysis_page_and_dashboards(causal, demo_run):
         ).read_text()
         assert 'id="causal"' in dashboard and r["verdict"] in dashboard
         assert dashboard.count("causal-steering") == 1
+
+
+# -- the planted causal structure (planted.json["causal"], demo/expected.py) ---------------------
+
+
+def res_cell(effects, layer, category):
+    return effects.filter(
+        (pl.col("sae") == "res")
+        & (pl.col("layer") == layer)
+        & (pl.col("category") == category)
+        & (pl.col("mode") == "zero")
+    ).row(0, named=True)
+
+
+def test_planted_driver_is_specific_with_ratio_at_least_5(causal, demo_run):
+    planted = demo_run.planted
+    driver = planted["causal"]["driver"]["category"]
+    expected = planted["expected"]["causal"]["driver"]
+    for layer, roles in planted["layers"].items():
+        row = res_cell(causal["effects"], int(layer), driver)
+        assert row["feature"] == roles[driver]
+        assert row["in_mean"] > 0 and row["in_mean"] >= 5 * row["out_mean"]
+        assert row["verdict"] == "specific" and not row["detector_only"]
+        # the demo's own measurement (tests/test_demo.py recomputes it independently)
+        assert row["in_mean"] == pytest.approx(expected["delta_in"][layer], rel=1e-3)
+        assert row["out_mean"] == pytest.approx(expected["delta_out"][layer], rel=1e-2)
+
+
+def test_planted_pure_detector_is_flagged(causal, demo_run):
+    planted = demo_run.planted
+    detector = planted["causal"]["detector"]["category"]
+    for layer, roles in planted["layers"].items():
+        row = res_cell(causal["effects"], int(layer), detector)
+        assert row["feature"] == roles[detector]
+        assert row["detector_only"] and row["verdict"] == "detector only"
+        assert abs(row["in_mean"]) < 1e-6 and abs(row["out_mean"]) < 1e-6
+
+
+def test_steering_the_driver_writes_its_category_tokens(causal, demo_run):
+    planted = demo_run.planted
+    driver = planted["causal"]["driver"]
+    wanted = set(driver["token_ids"])
+    minimum = planted["expected"]["causal"]["driver"]["steering"]["min_driver_tokens"]
+    for layer, roles in planted["layers"].items():
+        rows = causal["steering"].filter(
+            (pl.col("sae") == "res")
+            & (pl.col("layer") == int(layer))
+            & (pl.col("feature") == roles[driver["category"]])
+        )
+        assert rows.height == len(demo_run.config["causal"]["prompts"]) * 4
+        for r in rows.iter_rows(named=True):
+            hits = sum(t in wanted for t in r["token_ids"])
+            if r["scale"] is None or r["scale"] == 0:
+                assert hits == 0, r
+            else:
+                assert hits >= minimum, r
+
+
+def test_one_cell_by_hand_with_run_with_hooks(causal, demo_run):
+    """The driver cell at layer 2, every text: Δloss written out with TransformerLens's
+    run_with_hooks on one unpadded text at a time, against the per-text and effects tables."""
+    import numpy as np
+    import torch
+    from sae_lens import SAE
+
+    from sae_specialists.extraction.models import load_local_model
+
+    planted = demo_run.planted
+    category = planted["causal"]["driver"]["category"]
+    feature = planted["layers"]["2"][category]
+    model = load_local_model(demo_run.assets / "model")
+    sae = SAE.load_from_disk(str(demo_run.assets / "saes/res/layer2"))
+    hook_name = sae.cfg.metadata.hook_name
+    tokens = pl.concat(
+        [pl.read_parquet(p) for p in sorted((demo_run.results / "tokens").rglob("*.parquet"))]
+    ).sort("text_id", "token_pos")
+
+    def edit(act, hook):
+        x = act.clone()
+        a = sae.encode(x[0, 1:])[:, feature]
+        x[0, 1:] = x[0, 1:] - a[:, None] * sae.W_dec[feature]
+        return x
+
+    by_hand = {}
+    for (text_id,), rows in tokens.group_by(["text_id"]):
+        ids = torch.tensor([rows["token_id"].to_list()])
+        with torch.inference_mode():
+            clean = model(ids, return_type="loss", loss_per_token=True)[0]
+            ablated = model.run_with_hooks(
+                ids, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, edit)]
+            )[0]
+        diff = (ablated - clean)[1:]  # predictions made at positions 1..n-2
+        by_hand[text_id] = (float(diff.mean()) if len(diff) else None, rows["category"][0])
+    table = causal["per_text"].filter(
+        (pl.col("sae") == "res")
+        & (pl.col("layer") == 2)
+        & (pl.col("feature") == feature)
+        & (pl.col("mode") == "zero")
+    )
+    assert table.height == len(by_hand)
+    for r in table.iter_rows(named=True):
+        expected = by_hand[r["text_id"]][0]
+        if expected is None:
+            assert r["delta_loss"] is None
+        else:
+            assert r["delta_loss"] == pytest.approx(expected, abs=2e-5)
+    inside = [d for d, c in by_hand.values() if d is not None and c == category]
+    outside = [d for d, c in by_hand.values() if d is not None and c != category]
+    row = res_cell(causal["effects"], 2, category)
+    assert row["in_mean"] == pytest.approx(np.mean(inside), abs=2e-5)
+    assert row["out_mean"] == pytest.approx(np.mean(outside), abs=2e-5)

@@ -18,6 +18,7 @@ position) with activation > 0, restricted to counted positions: columns ``sae``,
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 UNIT = ["sae", "layer", "feature"]
@@ -28,78 +29,82 @@ def _suffixed(columns: list[str], suffix: str) -> list[str]:
     return [f"{c}{suffix}" for c in columns]
 
 
-def unit_moments(acts: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
-    """Per unit: s1 = sum of activations, s2 = sum of squares, n_active = active positions."""
-    return (
+def _sparse_columns(acts: pl.LazyFrame | pl.DataFrame):
+    """(units frame with a column index ``u``, CSC matrix positions x units of the activations).
+    Only positions where some unit is active get a row: the others add nothing to any sum."""
+    from scipy import sparse
+
+    acts = (
         acts.lazy()
-        .group_by(UNIT)
-        .agg(
-            pl.col("activation").cast(pl.Float64).sum().alias("s1"),
-            (pl.col("activation").cast(pl.Float64) ** 2).sum().alias("s2"),
-            pl.len().cast(pl.Int64).alias("n_active"),
+        .select(
+            pl.col("sae").cast(pl.String),
+            pl.col("layer").cast(pl.Int64),
+            pl.col("feature").cast(pl.Int64),
+            pl.col("text_id").cast(pl.String),
+            pl.col("token_pos").cast(pl.Int64),
+            pl.col("activation").cast(pl.Float64),
         )
         .collect()
     )
+    units = acts.select(UNIT).unique().sort(UNIT).with_row_index("u")
+    positions = acts.select(POSITION).unique().with_row_index("p")
+    indexed = acts.join(units, on=UNIT).join(positions, on=POSITION)
+    matrix = sparse.csc_matrix(
+        (
+            indexed["activation"].to_numpy(),
+            (indexed["p"].to_numpy().astype(np.int64), indexed["u"].to_numpy().astype(np.int64)),
+        ),
+        shape=(positions.height, units.height),
+    )
+    return units.with_columns(pl.col("u").cast(pl.Int64)), matrix
 
 
 def pair_correlations(
     acts: pl.LazyFrame | pl.DataFrame, pairs: pl.DataFrame, n_positions: int
 ) -> pl.DataFrame:
     """``pairs`` (columns sae_a, layer_a, feature_a, sae_b, layer_b, feature_b, plus any others)
-    with a ``correlation`` column (null where a unit never fires)."""
+    with a ``correlation`` column (null where a unit never fires).
+
+    The activations go into one sparse positions x units matrix (only positions where a unit
+    is active); each pair's s_ab is the dot product of two sparse columns, computed one unit a
+    at a time against all its partners, so memory stays at the matrix plus one unit's partners.
+    """
     if n_positions < 2:
         raise ValueError(f"need at least 2 counted positions for a correlation, got {n_positions}")
     a_keys, b_keys = _suffixed(UNIT, "_a"), _suffixed(UNIT, "_b")
-    keys = pairs.select(
-        pl.col("sae_a").cast(pl.String),
-        pl.col("layer_a").cast(pl.Int64),
-        pl.col("feature_a").cast(pl.Int64),
-        pl.col("sae_b").cast(pl.String),
-        pl.col("layer_b").cast(pl.Int64),
-        pl.col("feature_b").cast(pl.Int64),
-    ).unique()
-    acts = acts.lazy().select(
-        pl.col("sae").cast(pl.String),
-        pl.col("layer").cast(pl.Int64),
-        pl.col("feature").cast(pl.Int64),
-        pl.col("text_id").cast(pl.String),
-        pl.col("token_pos").cast(pl.Int64),
-        pl.col("activation").cast(pl.Float64),
-    )
-    side_a = acts.rename({**dict(zip(UNIT, a_keys, strict=True)), "activation": "x_a"})
-    side_b = acts.rename({**dict(zip(UNIT, b_keys, strict=True)), "activation": "x_b"})
-    cross = (
-        keys.lazy()
-        .join(side_a, on=a_keys, how="inner")
-        .join(side_b, on=b_keys + POSITION, how="inner")
-        .group_by(a_keys + b_keys)
-        .agg((pl.col("x_a") * pl.col("x_b")).sum().alias("s_ab"))
-        .collect()
-    )
-    moments = unit_moments(acts)
-    m_a = moments.rename({**dict(zip(UNIT, a_keys, strict=True)), "s1": "s_a", "s2": "s_aa"})
-    m_b = moments.rename({**dict(zip(UNIT, b_keys, strict=True)), "s1": "s_b", "s2": "s_bb"})
-    n = float(n_positions)
-    var_a = n * pl.col("s_aa") - pl.col("s_a") ** 2
-    var_b = n * pl.col("s_bb") - pl.col("s_b") ** 2
-    corr = (
-        keys.join(cross, on=a_keys + b_keys, how="left")
-        .join(m_a.drop("n_active"), on=a_keys, how="left")
-        .join(m_b.drop("n_active"), on=b_keys, how="left")
-        .with_columns(pl.col("s_ab", "s_a", "s_aa", "s_b", "s_bb").fill_null(0.0))
-        .with_columns(
-            pl.when((var_a > 0) & (var_b > 0))
-            .then((n * pl.col("s_ab") - pl.col("s_a") * pl.col("s_b")) / (var_a * var_b).sqrt())
-            .otherwise(None)
-            .clip(-1.0, 1.0)
-            .alias("correlation")
-        )
-        .select(*a_keys, *b_keys, "correlation")
-    )
     typed = pairs.with_columns(
         pl.col("sae_a", "sae_b").cast(pl.String),
         pl.col("layer_a", "feature_a", "layer_b", "feature_b").cast(pl.Int64),
     )
     if "correlation" in typed.columns:
         typed = typed.drop("correlation")
-    return typed.join(corr, on=a_keys + b_keys, how="left", maintain_order="left")
+    keys = typed.select(*a_keys, *b_keys).unique()
+    units, matrix = _sparse_columns(acts)
+    s1 = np.asarray(matrix.sum(axis=0)).ravel()
+    s2 = np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()
+    ua = units.rename({**dict(zip(UNIT, a_keys, strict=True)), "u": "ua"})
+    ub = units.rename({**dict(zip(UNIT, b_keys, strict=True)), "u": "ub"})
+    indexed = keys.join(ua, on=a_keys, how="left").join(ub, on=b_keys, how="left")
+    a_idx = indexed["ua"].fill_null(-1).to_numpy()
+    b_idx = indexed["ub"].fill_null(-1).to_numpy()
+    s_ab = np.zeros(indexed.height)
+    both = (a_idx >= 0) & (b_idx >= 0)
+    for a in np.unique(a_idx[both]):
+        rows = np.flatnonzero(both & (a_idx == a))
+        column = matrix[:, [int(a)]]
+        s_ab[rows] = np.asarray((matrix[:, b_idx[rows]].T @ column).todense()).ravel()
+    n = float(n_positions)
+    sa = np.where(a_idx >= 0, s1[np.maximum(a_idx, 0)], 0.0)
+    sb = np.where(b_idx >= 0, s1[np.maximum(b_idx, 0)], 0.0)
+    saa = np.where(a_idx >= 0, s2[np.maximum(a_idx, 0)], 0.0)
+    sbb = np.where(b_idx >= 0, s2[np.maximum(b_idx, 0)], 0.0)
+    var_a = n * saa - sa**2
+    var_b = n * sbb - sb**2
+    ok = (var_a > 0) & (var_b > 0)
+    corr = np.full(indexed.height, np.nan)
+    corr[ok] = (n * s_ab[ok] - sa[ok] * sb[ok]) / np.sqrt(var_a[ok] * var_b[ok])
+    corr = np.clip(corr, -1.0, 1.0)
+    result = indexed.select(*a_keys, *b_keys).with_columns(
+        pl.Series("correlation", corr, dtype=pl.Float64).fill_nan(None)
+    )
+    return typed.join(result, on=a_keys + b_keys, how="left", maintain_order="left")

@@ -50,7 +50,20 @@ one math feature; ``res_wide`` (d_sae 256) has instead ``math_latex`` (LaTeX mar
 ``math_arithmetic`` (every other math marker), which split the narrow feature's firing.
 
 The exact expected outcomes (scores, AUROCs, p-values, Δloss, shares, cosines) are in
-``planted.json["expected"]`` (``expected.py``) with how each was computed.
+``planted.json["expected"]`` (``expected.py``) with how each was computed. In short (seed 0,
+threshold 5, mean over non-BOS tokens):
+
+- recipes: winner lottery_dinner, score 1 at every layer; shuffled-label p 0.15-0.17 (1,000
+  shuffles), held-out AUROC 0.48-0.49 (5 stratified folds).
+- python 0.988, urls 0.994, social 1.0 held-out AUROC at every layer, conversational 0.994 and
+  non_english 1.0 from layer 1 (p <= 0.002); math 0.941; formal weak (p 0.082 at layers 1, 3).
+- poetry: best single feature score 6 (6 of 12 poems), held-out AUROC 0.56; dense probe on the
+  pooled residual 1.0, k=5 sparse probe 1.0.
+- python ablation: Δloss in / out 0.034 / 0.00062 (layer 0) ... 0.028 / 0.00053 (layer 3),
+  ratio 52-59; urls ablation |Δloss| < 1e-8; steering python at 2x / 5x: python keywords.
+- first family: conversational attn (layer 0), non_english mlp (layer 0); res math decoder
+  cosine 1.0 between layers, other mixed rows 0.52-0.75; width split: 9 parent texts, LaTeX
+  child 5 (share 0.556), arithmetic child 4 (0.444), child-parent decoder cosine 0.707.
 """
 
 from .build import asset_files, build_demo, logit_token_id
