@@ -197,6 +197,7 @@ def browser():
         b.close()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`--dist loadgroup`, pyproject.toml): every test reading the shared demo
     run goes to one worker, so the demo is built once, and every other module stays whole on one
