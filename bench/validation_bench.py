@@ -175,11 +175,11 @@ def _snakemake(cfg_path: Path, cores: int, *targets: str) -> tuple[float, float,
         sys.executable,
         "-m",
         "snakemake",
+        *targets,  # before --configfile, which takes every word after it as a file
         "--cores",
         str(cores),
         "--configfile",
         str(cfg_path),
-        *targets,
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

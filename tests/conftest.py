@@ -172,8 +172,10 @@ class DemoRun:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """Built once per test session: `snakemake --cores 2` with config/demo.yaml."""
-    work = tmp_path_factory.mktemp("demo_run")
+    """Built once per test session: `snakemake --cores 2` with config/demo.yaml.
+    DEMO_RUN=DIR (development only) keeps it in DIR and brings it up to date instead."""
+    keep = os.environ.get("DEMO_RUN")
+    work = Path(keep) if keep else tmp_path_factory.mktemp("demo_run")
     config = _repo_paths(yaml.safe_load((REPO / "config" / "demo.yaml").read_text("utf-8")))
     run = DemoRun(work, config)
     # every stage of the demo: allow for a busy machine (the whole run is one subprocess)
@@ -205,3 +207,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         group = "demo_run" if "demo_run" in item.fixturenames else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+def md_escaped(text: str) -> str:
+    """``text`` as summary.md writes it (Markdown's special characters backslash-escaped)."""
+    return "".join("\\" + ch if ch in "\\`*_[]|<>" else ch for ch in text)

@@ -28,6 +28,9 @@ THRESHOLD_RULES = {
     "validation_heldout",
     "validation_null",
     "validation_verdicts",
+    # causal is on too: the report shows its verdicts; the checkpoint re-reads the specialist
+    # set, and a layer's causal job reruns only if its set changed (docs/causal.md)
+    "causal_cells",
 }
 
 
@@ -95,8 +98,8 @@ def check_tables(results: Path, cfg: dict, threshold: float):
     strongest = pl.read_parquet(results / "tables" / "strongest.parquet")
     frequent = pl.read_parquet(results / "tables" / "frequent.parquet")
     selective = pl.read_parquet(results / "tables" / "selective.parquet")
-    for family in cfg["saes"]:
-        for layer in cfg["layers"]:
+    for family, source in cfg["saes"].items():
+        for layer in source.get("layers", cfg["layers"]):
             order, V = reference(results, family, layer, a["include_bos"], a["aggregation"])
             ref = reference_tables(order, V, threshold, a["candidates"])
             sel = (pl.col("sae") == family) & (pl.col("layer") == layer)
@@ -132,11 +135,13 @@ def test_demo_tables_match_independent_computation_and_plan(demo):
     spec = check_tables(results, cfg, cfg["analysis"]["threshold"])
     frequent = pl.read_parquet(results / "tables" / "frequent.parquet")
     for layer in cfg["layers"]:
-        planted = plan["layers"][str(layer)]
-        sel = pl.col("layer") == layer
-        # every specialist found is the planted one of its category
+        planted = plan["layers"][str(layer)]  # the residual family's planted features
+        sel = (pl.col("sae") == "res") & (pl.col("layer") == layer)
+        # every specialist found in a category with a planted feature is that feature (the
+        # no-signal and spread categories have none: docs/validation.md)
         for row in spec.filter(sel & pl.col("has_specialist")).iter_rows(named=True):
-            assert row["feature"] == planted[row["category"]], row
+            if row["category"] in planted:
+                assert row["feature"] == planted[row["category"]], row
         found = set(spec.filter(sel & pl.col("has_specialist"))["category"].to_list())
         assert {"python", "social"} <= found, found
         top = frequent.filter(sel & (pl.col("rank") == 1)).row(0, named=True)

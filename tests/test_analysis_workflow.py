@@ -258,8 +258,13 @@ def test_pages_render_offline(run, browser):
     page.close()
 
     page, errors, blocked = open_offline(browser, res / "index.html")
+    assert page.locator("a[href='analysis.html']").count() >= 1  # the map links the analysis
+    assert not errors and not blocked, (errors, blocked)
+    page.close()
+
+    page, errors, blocked = open_offline(browser, res / "analysis.html")
     assert page.locator("img").count() == 5
     assert all(page.evaluate("(i) => document.images[i].naturalWidth", i) > 0 for i in range(5))
-    page.screenshot(path=str(ARTIFACTS / "index.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "analysis.png"), full_page=True)
     assert not errors and not blocked, (errors, blocked)
     page.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 
 import pytest
-from browser import HOW_TO_INSTALL, PATH_NAMES, find_browser, launch, open_offline
+from browser import HOW_TO_INSTALL, PATH_NAMES, find_browser, open_offline
 
 
 def fake_executable(directory, name):
@@ -45,16 +45,13 @@ def test_nothing_on_path_falls_back_to_playwright(tmp_path, monkeypatch):
     assert find_browser() is None
 
 
-def test_found_browser_renders_a_page(tmp_path):
-    executable = find_browser()
-    assert executable, HOW_TO_INSTALL
-    from playwright.sync_api import sync_playwright
-
+def test_found_browser_renders_a_page(tmp_path, browser):
+    """The session's browser (conftest.py: find_browser + launch, one playwright per worker:
+    a second sync_playwright in the same process is refused) renders a page offline."""
+    assert find_browser(), HOW_TO_INSTALL
     page_file = tmp_path / "p.html"
     page_file.write_text('<p id="x">中文 👩🏽‍💻</p><img src="https://example.org/x.png">')
-    with sync_playwright() as p:
-        b = launch(p, executable)
-        page, errors, blocked = open_offline(b, page_file)
-        assert page.locator("#x").inner_text() == "中文 👩🏽‍💻"
-        assert blocked == ["https://example.org/x.png"]
-        b.close()
+    page, errors, blocked = open_offline(browser, page_file)
+    assert page.locator("#x").inner_text() == "中文 👩🏽‍💻"
+    assert blocked == ["https://example.org/x.png"]
+    page.close()

@@ -8,6 +8,7 @@ import json
 
 import polars as pl
 import pytest
+from conftest import md_escaped
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,11 @@ def causal(demo_run):
 
 
 def test_every_reported_specialist_is_checked(causal, demo_run):
+    """Every specialist of the checked families (causal.families; all when null)."""
+    families = demo_run.config["causal"].get("families") or list(demo_run.config["saes"])
     cells = (
         causal["specialists"]
+        .filter(pl.col("sae").is_in(families))
         .select("sae", "layer", "category", "feature")
         .sort("sae", "layer", "category")
     )
@@ -91,7 +95,8 @@ def test_verdicts_in_summary_analysis_page_and_dashboards(causal, demo_run):
     assert "## Causal check" in summary
     zero = causal["effects"].filter(pl.col("mode") == "zero")
     for r in zero.iter_rows(named=True):
-        assert f"| {r['sae']} | {r['layer']} | {r['category']} | {r['feature']} |" in summary
+        category = md_escaped(r["category"])
+        assert f"| {r['sae']} | {r['layer']} | {category} | {r['feature']} |" in summary
     page = (results / "analysis.html").read_text()
     assert page.count("causal check: detector only") == int(zero["detector_only"].sum())
     for r in zero.iter_rows(named=True):
@@ -151,7 +156,7 @@ def test_steering_the_driver_writes_its_category_tokens(causal, demo_run):
         )
         assert rows.height == len(demo_run.config["causal"]["prompts"]) * 4
         for r in rows.iter_rows(named=True):
-            hits = sum(t in wanted for t in r["token_ids"])
+            hits = sum(int(t) in wanted for t in r["token_ids"].split())
             if r["scale"] is None or r["scale"] == 0:
                 assert hits == 0, r
             else:

@@ -12,7 +12,7 @@ from conftest import resource_texts
 import sae_specialists.extraction.engine as engine
 from sae_specialists.extraction.encode import Encoder
 from sae_specialists.extraction.engine import extract
-from sae_specialists.extraction.hooks import capture_hooks, fast_modules, stop_layer
+from sae_specialists.extraction.hooks import _gelu_tanh, capture_hooks, fast_modules, stop_layer
 from sae_specialists.extraction.models import load_local_model
 from sae_specialists.extraction.saes import LoadedSAE
 from sae_specialists.extraction.texts import Text
@@ -95,9 +95,7 @@ def test_fast_modules_compute_the_same_and_are_restored(model):
         with fast_modules(model, captured):
             patched = [n for n, m in model.named_modules() if "forward" in vars(m)]
             swapped = [
-                n
-                for n, m in model.named_modules()
-                if getattr(m, "act_fn", None) is hooks._gelu_tanh
+                n for n, m in model.named_modules() if getattr(m, "act_fn", None) is _gelu_tanh
             ]
             _, got = model.run_with_cache(
                 tokens, attention_mask=mask, names_filter=captured, stop_at_layer=3
@@ -107,7 +105,7 @@ def test_fast_modules_compute_the_same_and_are_restored(model):
     for hook, cap in capture_hooks(model, hooks).items():
         torch.testing.assert_close(got[cap][real], ref[hook][real], atol=1e-5, rtol=1e-5)
     assert not [n for n, m in model.named_modules() if "forward" in vars(m)]
-    assert not any(getattr(m, "act_fn", None) is hooks._gelu_tanh for m in model.modules())
+    assert not any(getattr(m, "act_fn", None) is _gelu_tanh for m in model.modules())
 
 
 def test_a_module_whose_hook_is_read_keeps_its_code(model, demo_assets):

@@ -23,6 +23,7 @@ from sae_specialists.dashboards.neuronpedia_export import (
     FEATURE_KEYS,
     NeuronpediaIds,
     neuronpedia_ids,
+    slug,
     vocab_string,
     write_layer_export,
 )
@@ -287,7 +288,7 @@ def test_snakemake_export_on_the_demo_run(demo_run, tmp_path):
         assert got == wanted
         for b in batches:
             assert set(b) == BATCH and b["layer"] == layer and b["sae_id_suffix"] is None
-            assert b["sae_set"] == family  # a local SAE: the family's name
+            assert b["sae_set"] == slug(family)  # a local SAE: its family's name as an id part
             for f in b["features"]:
                 assert set(f) == FEATURE
                 n_examples = examples.filter(pl.col("feature") == f["feature_index"]).height

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import scheduled_jobs, write_texts
+from conftest import md_escaped, scheduled_jobs, write_texts
 
 EXTRACT_OR_ANALYSIS = ("extract", "analysis_", "logit", "methodology")
 # the run's overview page (report/overview.py) is rebuilt after any job: not analysis
@@ -76,7 +76,7 @@ def test_report_heatmap_and_dashboards_show_the_verdicts(results):
     assert page.count(">✗</span>") == failing.height
     assert 'id="stage-validation"' in (results / "index.html").read_text()
     for r in failing.iter_rows(named=True):
-        assert r["verdict_text"] in summary
+        assert md_escaped(r["verdict_text"]) in summary
     heatmap = (results / "validation" / "charts" / "specialist_scores_sae=res.html").read_text()
     assert "<script src=" not in heatmap.replace('<script src="data:', "")  # self-contained
     # the inlined dataset marks exactly the failing cells (their labels end in ✗)

@@ -195,6 +195,10 @@ rule analysis_report:
             if S.validation.enabled
             else []
         ),
+        # the specialist set of the causal check (a checkpoint): this job waits for it, so a
+        # threshold change that alters the set reruns the causal layer jobs before this job
+        # reads their outputs (one `snakemake` run is enough); ancient: its date reruns nothing
+        causal_cells=ancient(L.causal_cells) if S.causal.enabled else [],
         # the causal verdicts (causal.smk) when enabled: by content only, as the validation's
         causal=(
             ancient(lambda w: checkpoints.causal_verdicts.get().output[0])

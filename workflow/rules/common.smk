@@ -127,8 +127,11 @@ def validation_needs(wildcards=None):
             *L.pooled(family, layer),
             L.validation_layer("baselines", family, layer, "baselines"),
         ]
-    if V_TEST:  # LT: the test set's layout (validation.smk)
-        files += [*LT.tokens(), *LT.all_activations(), LT.texts, *LT.all_per_text()]
+    # LT: the test set's layout, V_LAYERS: the validated layers (validation.smk)
+    if V_TEST:
+        files += [*LT.tokens(), LT.texts]
+        for family, layer in V_LAYERS:
+            files += [*LT.activations(family, layer), LT.per_text(family, layer)]
     return files
 
 

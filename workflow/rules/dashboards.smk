@@ -92,6 +92,10 @@ rule dashboards_layer:
             if S.causal.enabled
             else []
         ),
+        # the specialist set of the causal check (a checkpoint): this job waits for it, so a
+        # threshold change that alters the set reruns the causal layer jobs before this job
+        # reads their outputs (one `snakemake` run is enough); ancient: its date reruns nothing
+        causal_cells=ancient(L.causal_cells) if S.causal.enabled else [],
         causal_steering=(
             (lambda w: L.causal_layer(w.family, w.layer)["steering"])
             if S.causal.enabled
