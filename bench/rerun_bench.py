@@ -59,8 +59,12 @@ MODEL_RULES = {
 }
 
 
-def study_config(assets: Path, results: Path, threshold: float) -> dict:
+def study_config(
+    assets: Path, results: Path, threshold: float, disabled: tuple[str, ...] = ()
+) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for stage in disabled:  # e.g. causal: its layer jobs rerun when the specialist set changes
+        cfg.setdefault(stage, {})["enabled"] = False
     cfg["model"] = {"path": str(assets / "model")}
     cfg["saes"] = {"res": {"path": str(assets / "saes" / "layer{layer}")}}
     cfg["device"] = "cpu"
@@ -127,6 +131,13 @@ def main() -> None:
         help="target brought up to date before the reruns (default: all)",
     )
     p.add_argument("--noop", type=int, default=0, help="no-op runs to time (nothing to do)")
+    p.add_argument(
+        "--disable",
+        nargs="*",
+        default=[],
+        choices=["methodology", "validation", "causal", "comparison"],
+        help="stages switched off (<stage>.enabled: false) in the study's config",
+    )
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--workdir", default="/tmp/sae-default-study")
     p.add_argument("--assets", default="/tmp/sae-bench/gpt2-24576-l064")
@@ -147,7 +158,7 @@ def main() -> None:
 
     def config_for(t: float) -> Path:
         path = work / f"config-threshold{t:g}.yaml"
-        path.write_text(yaml.safe_dump(study_config(assets, results, t)))
+        path.write_text(yaml.safe_dump(study_config(assets, results, t, tuple(args.disable))))
         return path
 
     base = config_for(5.0)
@@ -157,6 +168,7 @@ def main() -> None:
         "tag": "default-study-local-weights",
         "machine": machine_info(),
         "cores": args.cores,
+        "disabled_stages": list(args.disable),
         "assets": str(assets),
         "bytecode_compiled": not args.no_compile,
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
