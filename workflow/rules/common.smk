@@ -146,9 +146,3 @@ def causal_needs():
 def comparison_needs():
     """The intermediate files of the comparison outputs."""
     return analysis_needs() + [L.comparison_table("feature_directions")]
-
-
-# Old names still used by workflow/rules/demo.smk (owned by the demo work; to switch to S and
-# L.log, then these two lines go).
-SETTINGS = S
-R = S.results_dir

@@ -3,22 +3,22 @@
 # (config/demo.yaml). The assets never depend on the texts.
 from sae_specialists.demo.build import asset_files
 
-if SETTINGS.demo:
+if S.demo:
 
-    DEMO_DIR = SETTINGS.demo["dir"]
+    DEMO_DIR = S.demo["dir"]
 
     rule build_demo_assets:
         output:
             asset_files(DEMO_DIR),
         log:
-            f"{R}/logs/build_demo_assets.log",
+            L.log("demo", "build_demo_assets"),
         conda:
             "../envs/sae_specialists.yaml"
         resources:
             mem_mb=2000,
             runtime=10,
         params:
-            seed=SETTINGS.demo.get("seed", 0),
+            seed=S.demo["seed"],  # the schema's default (0) is filled in at start
             out_dir=lambda wildcards: DEMO_DIR,  # a function: not a hardcoded output prefix (lint)
         script:
             "../../scripts/build_demo.py"

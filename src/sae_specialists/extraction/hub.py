@@ -17,7 +17,7 @@ PROBE_TIMEOUT_S = 5.0
 LOCAL_FORMATS_HINT = (
     "This machine cannot reach the Hugging Face hub. Either run where the hub is reachable (or "
     "pre-populate the HF cache there and copy it), or bring local files: `model: {path: DIR}` "
-    "and `saes: {family: {path: 'DIR/layer{layer}'}}` in the README's 'Local formats'. "
+    "and `saes: {family: {path: 'DIR/layer{layer}'}}` (docs/configuration.md, 'Local formats'). "
     "To try the workflow offline, run the demo: snakemake --cores 4 --configfile config/demo.yaml"
 )
 
