@@ -118,7 +118,9 @@ def run_slurm(cwd: Path, env: dict[str, str], *extra: str) -> str:
 
 
 JOB_HEADER = re.compile(
-    r"^(?P<local>local)?rule (?P<rule>\w+):\n(?:[ \t]+.*\n)*?[ \t]+jobid: (?P<jobid>\d+)$",
+    # rules and checkpoints (validation_verdicts, causal_cells, causal_verdicts) alike
+    r"^(?P<local>local)?(?:rule|checkpoint) (?P<rule>\w+):\n"
+    r"(?:[ \t]+.*\n)*?[ \t]+jobid: (?P<jobid>\d+)$",
     re.M,
 )
 SUBMITTED = re.compile(
