@@ -182,7 +182,7 @@ def check_all_jobs_went_through_sbatch(log: str) -> dict[int, str]:
         # SLURM itself writes this file (sbatch --output .../%j.log)
         assert slurm_log.is_file(), f"no SLURM log for job {slurm_id} ({rule}): {slurm_log}"
         text = slurm_log.read_text(errors="replace")
-        assert re.search(rf"^(local)?rule {rule}:$", text, re.M), (
+        assert re.search(rf"^(local)?(rule|checkpoint) {rule}:$", text, re.M), (
             f"SLURM log {slurm_log} does not show rule {rule}:\n{text[-2000:]}"
         )
     assert len(forgotten) < len(submitted), f"SLURM forgot every job: {forgotten}"
