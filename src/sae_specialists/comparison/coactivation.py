@@ -47,7 +47,8 @@ def _sparse_columns(acts: pl.LazyFrame | pl.DataFrame):
         .collect()
     )
     units = acts.select(UNIT).unique().sort(UNIT).with_row_index("u")
-    positions = acts.select(POSITION).unique().with_row_index("p")
+    # sorted: the same row order, hence the same float sums, in every process
+    positions = acts.select(POSITION).unique().sort(POSITION).with_row_index("p")
     indexed = acts.join(units, on=UNIT).join(positions, on=POSITION)
     matrix = sparse.csc_matrix(
         (
