@@ -64,7 +64,14 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
-from run_bench import GPT2, LAYERS, append_record, build_assets, machine_info  # noqa: E402
+from run_bench import (  # noqa: E402
+    GPT2,
+    LAYERS,
+    append_record,
+    build_assets,
+    machine_info,
+    peak_rss_mb,
+)
 
 CATEGORIES = ("conversational", "formal", "math", "non_english", "python", "social", "urls")
 FAMILY = "res"
@@ -621,7 +628,7 @@ def main() -> None:
         write_texts(Path(config["texts"]), args.texts, GPT2["d_vocab"], args.seed)
         print(f"generating shards for {args.texts} texts, L0 {args.l0:g} ...", flush=True)
         stats = generate_shards(config, args.l0, args.seed)
-        stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        stats["peak_rss_mb"] = peak_rss_mb()
         generated = {"texts": args.texts, "l0": args.l0, "seed": args.seed, **stats}
         meta_path.write_text(json.dumps(generated))
         print(

@@ -30,7 +30,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from run_bench import GPT2, LAYERS, append_record, build_assets, machine_info  # noqa: E402
+from run_bench import (  # noqa: E402
+    GPT2,
+    LAYERS,
+    append_record,
+    build_assets,
+    machine_info,
+    peak_rss_mb,
+)
 
 CATEGORIES = 7
 TEXTS_PER_CATEGORY = 10
@@ -129,7 +136,7 @@ def child_layer(args) -> dict:
         "ablations_s": result.seconds["ablations"],
         "steering_s": result.seconds["steering"],
         "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),  # user + system
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "loadavg": os.getloadavg(),
     }
 

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -191,7 +190,11 @@ def sae_flops(n_tokens: int, d_in: int, d_sae: int, n_saes: int) -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak RSS (VmHWM; not ru_maxrss, which a child inherits from the
+    process that started it: core/jobs.py)."""
+    from sae_specialists.core.jobs import peak_rss_mb as own_peak_mb
+
+    return float(own_peak_mb())
 
 
 def workload_shapes(

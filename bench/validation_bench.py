@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run_bench import GPT2, append_record, build_assets, machine_info  # noqa: E402
+from run_bench import GPT2, append_record, build_assets, machine_info, peak_rss_mb  # noqa: E402
 
 N_TEXTS, N_CATEGORIES, D_SAE, N_LAYERS, D_MODEL = 70, 7, 24576, 4, 768
 
@@ -82,7 +82,7 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
     from sae_specialists.validation.null import permutations as perms_of
 
     layers = synthetic_layers(active)
-    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_data = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     perms = perms_of(N_TEXTS, permutations, 0)
     union = []
@@ -90,7 +90,7 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
         _, rows = null_layer_rows(data, data.cat_index[perms], threshold=5.0, candidates=5, seed=0)
         union.append(rows)
     null_s, null_cpu = time.perf_counter() - t0, time.process_time() - c0
-    rss_null = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_null = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     for data in layers:
         heldout_layer(data, threshold=5.0, candidates=5, n_folds=5, seed=0, draws=100)
@@ -122,7 +122,7 @@ def null_child(active: int, permutations: int, baselines: bool) -> dict:
                 )
         out["baselines_s"] = time.perf_counter() - t0
         out["baselines_cpu_s"] = time.process_time() - c0
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 

@@ -36,10 +36,25 @@ log = logging.getLogger("sae_specialists")
 
 
 def peak_rss_mb() -> int:
-    """Peak resident memory of this job's process so far (Linux: ru_maxrss is in KiB)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this process's own memory
+    since it started its program. Not ``ru_maxrss``: the kernel carries the parent's high-water
+    mark across fork and exec into it, so a job started by a big process (Snakemake, a benchmark
+    that has just built its assets) would report the parent's peak as its own. Elsewhere:
+    ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 2**20 if sys.platform == "darwin" else peak // 1024
 
 
 def _polars_threads() -> str:
