@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from conftest import demo_config, resource_texts
 from integrity_helpers import (
     SCHEMA,
     build_small_run,
@@ -600,3 +601,86 @@ def test_windows_are_sized_by_the_rows_they_produce(tmp_path, demo_assets):
         got, want = shards[key], reference[key]
         assert got.drop("activation").equals(want.drop("activation"))
         assert np.allclose(got["activation"], want["activation"], rtol=1e-4, atol=1e-6)
+
+
+def _denser_copy(demo_assets, out):
+    """The demo's layer-3 SAE with every encoder bias raised by 1.5: ~6x more features fire per
+    token (5.7 -> 32.6 on the python texts), the same model and texts."""
+    import torch
+
+    from sae_specialists.extraction.saes import load_sae
+
+    dense = load_sae("res", 3, {"path": str(demo_assets / "saes/res/layer3")})
+    with torch.no_grad():
+        dense.sae.b_enc.add_(1.5)
+    dense.sae.save_model(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def python_corpus(tmp_path_factory):
+    texts = tmp_path_factory.mktemp("texts")
+    items = resource_texts(("python",), n=10)["python"]  # 2,164 tokens
+    (texts / "python.yaml").write_text(yaml.safe_dump(items * 4, allow_unicode=True), "utf-8")
+    return texts
+
+
+def _windows(demo_assets, corpus, sae_dir, out, window_rows=None, window_tokens=None):
+    """[(tokens, rows)] of each window of one extraction job, and the most rows of one text."""
+    from sae_specialists.core.settings import load_settings
+    from sae_specialists.extraction.loading import ModelAndSAEs
+    from sae_specialists.extraction.pipeline import extract_category
+
+    config = demo_config(demo_assets, corpus, out)
+    config["saes"] = {"res": {"path": str(sae_dir)}}
+    config["layers"] = [3]
+    settings = load_settings(config, SCHEMA)
+    seen = []
+    shard = out / "activations.parquet"
+    extract_category(
+        ModelAndSAEs.of(settings),
+        settings.extraction,
+        "python",
+        str(corpus / "python.yaml"),
+        None,
+        {("res", 3): str(shard)},
+        window_rows=window_rows,
+        window_tokens=window_tokens,
+        on_window=lambda r: seen.append((r.n_tokens, r.rows)),
+    )
+    per_text = pl.read_parquet(shard).group_by("text_id").len()["len"].max()
+    return seen, per_text
+
+
+def test_a_denser_sae_gets_shorter_windows_not_more_rows(
+    demo_assets, python_corpus, tmp_path, monkeypatch
+):
+    """With fixed windows a window's rows grow with the SAE's density (so did the job's memory:
+    2.2 GB at 64 active features per token, 3.9 GB at ~93, bench/RESULTS.md); with the row
+    budget the denser SAE gets shorter windows and every window stays near the budget."""
+    import sae_specialists.extraction.memory as memory
+
+    monkeypatch.setattr(memory, "PROBE_TOKENS", 256)  # a short probe: more windows to check
+    saes = {"sparse": demo_assets / "saes/res/layer3"}
+    saes["dense"] = _denser_copy(demo_assets, tmp_path / "dense")
+    fixed = {
+        name: _windows(demo_assets, python_corpus, path, tmp_path / name, window_tokens=2000)
+        for name, path in saes.items()
+    }
+    density = {k: sum(r for _, r in w) / sum(t for t, _ in w) for k, (w, _) in fixed.items()}
+    assert density["dense"] > 4 * density["sparse"], density
+    rows = int(2000 * density["sparse"])  # the rows of a 2,000-token window of the sparse SAE
+    assert max(r for _, r in fixed["dense"][0]) > 3 * rows  # what fixed windows do
+
+    for name, sae_dir in saes.items():
+        windows, text_rows = _windows(
+            demo_assets, python_corpus, sae_dir, tmp_path / f"budget-{name}", window_rows=rows
+        )
+        after_probe = windows[1:-1]  # the probe, and the file's last (partial) window apart
+        assert len(after_probe) >= 2, (name, windows)
+        # a window ends with the text that reaches its token count: up to one text's rows over
+        assert all(r <= 1.25 * rows + text_rows for _, r in after_probe), (name, windows, rows)
+        if name == "dense":
+            assert max(r for _, r in windows) < max(r for _, r in fixed["dense"][0]) / 2
+            mean_tokens = sum(t for t, _ in after_probe) / len(after_probe)
+            assert mean_tokens < 2000 / 2.5, windows
