@@ -56,3 +56,44 @@ def test_families_and_layers_extract_only_what_changed(tmp_path, demo_assets):
 
     # dropping the twin again extracts nothing: res's shards are untouched
     assert scheduled_jobs(run(one, "-n")) == {}
+
+
+def test_per_category_jobs_write_the_same_shards_in_one_job_per_chunk(tmp_path, demo_assets):
+    """extraction.jobs: per_category: one job per category chunk writes the tokens and every
+    family's shards (two families, one at its own layer), the same tables as the per-family
+    jobs; analysis settings still rerun no extraction, an SAE change re-extracts every family."""
+    import polars as pl
+
+    categories = ["math", "python"]
+    texts = write_texts(tmp_path / "texts", resource_texts(tuple(categories), n=2))
+    res = str(demo_assets / "saes/res/layer{layer}")
+    runs = {}
+    for jobs in ("per_family", "per_category"):
+        config = demo_config(
+            demo_assets,
+            texts,
+            tmp_path / jobs / "results",
+            layers=[1, 3],
+            extraction={"jobs": jobs},
+        )
+        config["saes"] = {**config["saes"], "twin": {"path": res, "layers": [1]}}
+        targets = shard_targets(config, categories)
+        done = run_snakemake(tmp_path / jobs, "--cores", "2", *targets, config=config)
+        runs[jobs] = (config, targets, done)
+    config, targets, done = runs["per_category"]
+    ran = re.findall(r"^(?:local)?rule (\w+):", done.stdout + done.stderr, re.M)
+    assert sorted(ran) == ["extract_category"] * len(categories), ran
+
+    by_family, by_category = (tmp_path / j / "results" for j in ("per_family", "per_category"))
+    files = sorted(p.relative_to(by_family) for p in by_family.rglob("*.parquet"))
+    assert len(files) == len(categories) * (1 + 2 * 3)  # tokens + (activations, pooled) x 3
+    assert files == sorted(p.relative_to(by_category) for p in by_category.rglob("*.parquet"))
+    for name in files:
+        assert pl.read_parquet(by_family / name).equals(pl.read_parquet(by_category / name)), name
+
+    work = tmp_path / "per_category"
+    threshold = {**config, "analysis": {**config["analysis"], "threshold": 1.0}}
+    assert scheduled_jobs(run_snakemake(work, "-n", *targets, config=threshold)) == {}
+    moved = {**config, "saes": {**config["saes"], "twin": {"path": res}}}
+    dry = run_snakemake(work, "-n", *shard_targets(moved, categories), config=moved)
+    assert scheduled_jobs(dry) == {"extract_category": len(categories)}

@@ -8,6 +8,10 @@
 # their layers into one rule per group (a rule's outputs are fixed when it is defined): the
 # families at the top-level `layers` run as extract_activations, a group of families listing
 # their own layers as extract_activations_layers_<layers> (e.g. a width ladder at one layer).
+# extraction.jobs: per_category instead runs one job per (category, chunk) for the tokens and
+# every family (extract_category: one model load and one forward pass for all families; any
+# SAE change re-extracts every family). It writes the same files, so the per-family rules stay
+# defined (the validation test set's twins use them) and a ruleorder gives the files to it.
 # Only model/SAE/layer/text settings are compared for reruns: analysis settings, the batch size
 # and the device never trigger re-extraction. Editing one category file reruns its chunks only.
 import re
@@ -98,3 +102,50 @@ for _layers, _families, _top_level in S.extraction_groups():
             device=unchecked(S.device),
         script:
             "../../scripts/extract.py"
+
+
+if S.extraction_jobs == "per_category":
+    _ALL_SAES = list(sae_sources())  # (family, layer) in the job's output order
+
+    rule extract_category:
+        input:
+            text_file=lambda w: str(CATEGORIES[w.category]),
+            model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
+        output:
+            tokens=L.tokens_chunk("{category}", "{chunk}"),
+            activations=[
+                L.activations_chunk(f, l, "{category}", "{chunk}") for f, l in _ALL_SAES
+            ],
+            pooled=[L.pooled_chunk(f, l, "{category}", "{chunk}") for f, l in _ALL_SAES],
+        log:
+            L.log("extract", "category={category}/chunk={chunk}"),
+        conda:
+            "../envs/sae_specialists.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=120,
+            gpu=GPU,
+        params:
+            model=S.model.spec,
+            saes=sae_sources(),
+            dtype=S.dtype,
+            max_tokens=S.extraction.max_tokens,
+            long_texts=S.extraction.long_texts,
+            chunk_size=S.extraction.chunk_size,
+            text_field=S.extraction.text_field,
+            text_split=S.extraction.text_split,
+            n_chunks=lambda w: N_CHUNKS[w.category],
+            content=lambda w: local_content(FAMILIES, LAYERS, [CATEGORIES[w.category]]),
+            tokens_format="token_bytes-1",
+            batch_size=unchecked(S.extraction.batch_size),
+            max_memory_gb=unchecked(S.extraction.max_memory_gb),
+            device=unchecked(S.device),
+        script:
+            "../../scripts/extract.py"
+
+    # the compiled form of `ruleorder: extract_category > NAME`, for each per-family rule
+    for _name in ["extract_tokens"] + [
+        r.name for r in workflow.rules if r.name.startswith("extract_activations")
+    ]:
+        workflow.ruleorder("extract_category", _name)

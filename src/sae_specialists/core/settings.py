@@ -190,6 +190,9 @@ class Settings:
     comparison: ComparisonSettings
     export: ExportSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
+    # extraction.jobs: one extraction job per SAE family (and a token job) per category chunk,
+    # or one job per category chunk for every family (workflow/rules/extract.smk)
+    extraction_jobs: str = "per_family"
 
     @property
     def families(self) -> list[str]:
@@ -316,6 +319,8 @@ def build_settings(config: dict) -> Settings:
     window = dash.pop("window")
     meth = dict(config["methodology"])
     analysis = dict(config["analysis"])
+    extraction = dict(config["extraction"])
+    extraction_jobs = extraction.pop("jobs")
     saes = {name: _family(name, spec, layers) for name, spec in config["saes"].items()}
     return Settings(
         model=ModelSettings(**config["model"]),
@@ -326,7 +331,8 @@ def build_settings(config: dict) -> Settings:
         layers=tuple(sorted({layer for family in saes.values() for layer in family.layers})),
         texts=Path(config["texts"]),
         results_dir=str(config["results_dir"]).rstrip("/"),
-        extraction=ExtractionSettings(**config["extraction"]),
+        extraction=ExtractionSettings(**extraction),
+        extraction_jobs=extraction_jobs,
         analysis=AnalysisSettings(**{**analysis, "threshold": float(analysis["threshold"])}),
         dashboards=DashboardSettings(
             **dash, window_before=window["before"], window_after=window["after"]

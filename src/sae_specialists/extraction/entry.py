@@ -1,5 +1,5 @@
-"""Entry points of the extraction rules: extract_tokens (scripts/extract_tokens.py) and
-extract_activations (scripts/extract.py)."""
+"""Entry points of the extraction rules: extract_tokens (scripts/extract_tokens.py),
+extract_activations and extract_category (scripts/extract.py)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def tokens(smk: Any) -> None:
 
 
 def extract(smk: Any) -> None:
-    """One (category, chunk) of one SAE family -> one activation and one pooled-residual shard
-    per layer of the family (and the token shard when the rule declares one)."""
+    """One (category, chunk) of one SAE family (extract_activations) or of every family
+    (extract_category) -> one activation and one pooled-residual shard per (family, layer) of
+    ``params.saes``, and the token shard when the rule declares one."""
     import torch
 
     from .pipeline import extract_category

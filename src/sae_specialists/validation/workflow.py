@@ -51,7 +51,8 @@ def skipped_message(skipped: list) -> str:
         + ", ".join(f"{f} layer {layer}" for f, layer in skipped)
         + " (shards extracted elsewhere or before pooled residuals existed): their probe "
         "baselines are skipped. To add them, rerun the extraction (needs the model): "
-        "snakemake --forcerun extract_activations; or set validation.baselines: false."
+        "snakemake --forcerun extract_activations (extract_category with extraction.jobs: "
+        "per_category); or set validation.baselines: false."
     )
 
 
