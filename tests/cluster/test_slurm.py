@@ -330,7 +330,8 @@ def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
     slurm_ids = check_all_jobs_went_through_sbatch(log)
     remote_rules = {m["rule"] for m in JOB_HEADER.finditer(log) if not m["local"]}
     # the demo runs extraction.jobs: per_category (extract_category)
-    assert any(r.startswith("extract") for r in remote_rules), f"no extraction on SLURM: {remote_rules}"
+    extraction = [r for r in remote_rules if r.startswith("extract")]
+    assert extraction, f"no extraction job on SLURM: {remote_rules}"
     assert len(slurm_ids) >= len(remote_rules)
 
     run_snakemake(["--profile", str(LOCAL_PROFILE), "--cores", "2", *demo], local, local_run_env)
