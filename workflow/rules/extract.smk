@@ -46,6 +46,7 @@ rule extract_tokens:
         tokens_format="token_bytes-1",
         batch_size=unchecked(S.extraction.batch_size),
         max_memory_gb=unchecked(S.extraction.max_memory_gb),
+        jobs=unchecked(S.extraction.jobs),
         device=unchecked(S.device),
     script:
         "../../scripts/extract_tokens.py"
@@ -99,12 +100,13 @@ for _layers, _families, _top_level in S.extraction_groups():
             ),
             batch_size=unchecked(S.extraction.batch_size),
             max_memory_gb=unchecked(S.extraction.max_memory_gb),
+            jobs=unchecked(S.extraction.jobs),
             device=unchecked(S.device),
         script:
             "../../scripts/extract.py"
 
 
-if S.extraction_jobs == "per_category":
+if S.extraction.jobs == "per_category":
     _ALL_SAES = list(sae_sources())  # (family, layer) in the job's output order
 
     rule extract_category:
@@ -140,6 +142,7 @@ if S.extraction_jobs == "per_category":
             tokens_format="token_bytes-1",
             batch_size=unchecked(S.extraction.batch_size),
             max_memory_gb=unchecked(S.extraction.max_memory_gb),
+            jobs=unchecked(S.extraction.jobs),
             device=unchecked(S.device),
         script:
             "../../scripts/extract.py"

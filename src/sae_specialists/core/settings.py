@@ -72,6 +72,7 @@ class ExtractionSettings:
     text_field: str
     text_split: str
     max_memory_gb: float  # window sizing only (extraction/memory.py): changes no result
+    jobs: str  # which extraction rules run (workflow/rules/extract.smk); changes no shard
 
 
 @dataclass(frozen=True)
@@ -190,9 +191,6 @@ class Settings:
     comparison: ComparisonSettings
     export: ExportSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
-    # extraction.jobs: one extraction job per SAE family (and a token job) per category chunk,
-    # or one job per category chunk for every family (workflow/rules/extract.smk)
-    extraction_jobs: str = "per_family"
 
     @property
     def families(self) -> list[str]:
@@ -319,8 +317,6 @@ def build_settings(config: dict) -> Settings:
     window = dash.pop("window")
     meth = dict(config["methodology"])
     analysis = dict(config["analysis"])
-    extraction = dict(config["extraction"])
-    extraction_jobs = extraction.pop("jobs")
     saes = {name: _family(name, spec, layers) for name, spec in config["saes"].items()}
     return Settings(
         model=ModelSettings(**config["model"]),
@@ -331,8 +327,7 @@ def build_settings(config: dict) -> Settings:
         layers=tuple(sorted({layer for family in saes.values() for layer in family.layers})),
         texts=Path(config["texts"]),
         results_dir=str(config["results_dir"]).rstrip("/"),
-        extraction=ExtractionSettings(**extraction),
-        extraction_jobs=extraction_jobs,
+        extraction=ExtractionSettings(**config["extraction"]),
         analysis=AnalysisSettings(**{**analysis, "threshold": float(analysis["threshold"])}),
         dashboards=DashboardSettings(
             **dash, window_before=window["before"], window_after=window["after"]

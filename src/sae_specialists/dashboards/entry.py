@@ -123,6 +123,7 @@ def corpus(smk: Any) -> None:
         text_field=p.text_field,
         text_split=p.text_split,
         max_memory_gb=p.max_memory_gb,
+        jobs="per_family",  # picks extraction rules; the corpus job is its own rule
     )
     outputs = dict(zip(p.saes, smk.output.activations, strict=True))
     extract_corpus(job, options, smk.input.corpus, smk.output.tokens, outputs)
