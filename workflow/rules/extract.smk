@@ -116,7 +116,8 @@ if S.extraction.jobs == "per_category":
         output:
             tokens=L.tokens_chunk("{category}", "{chunk}"),
             activations=[
-                L.activations_chunk(f, l, "{category}", "{chunk}") for f, l in _ALL_SAES
+                L.activations_chunk(f, l, "{category}", "{chunk}")
+                for f, l in _ALL_SAES
             ],
             pooled=[L.pooled_chunk(f, l, "{category}", "{chunk}") for f, l in _ALL_SAES],
         log:
