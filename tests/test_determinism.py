@@ -16,12 +16,13 @@ def three_runs(demo_assets, tmp_path_factory):
     # every stage but the two whose jobs only rerun the model on the same texts (causal layer
     # jobs, the methodology's model variants): each model-loading job costs ~10 s of imports,
     # three runs of them would be most of this module's time; their determinism is the seeded
-    # computations' own (tests/test_causal_*.py, tests/test_methodology_*.py)
+    # computations' own (tests/test_causal_*.py, tests/test_methodology_*.py). One extraction
+    # job per category (tokens included): per_family writes the same shards bit for bit
+    # (tests/test_comparison_workflow.py)
     quieter = {"causal": {"enabled": False}, "methodology": {"model_variants": False}}
     for name, batch_size, cores in (("a", 4, "2"), ("b", 4, "1"), ("c", 1, "2")):
-        config = demo_config(
-            demo_assets, texts, root / name, extraction={"batch_size": batch_size}, **quieter
-        )
+        extraction = {"batch_size": batch_size, "jobs": "per_category"}
+        config = demo_config(demo_assets, texts, root / name, extraction=extraction, **quieter)
         run_snakemake(root / f"wf_{name}", "--cores", cores, config=config)
         runs[name] = root / name
     return runs
