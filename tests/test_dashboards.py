@@ -70,9 +70,11 @@ def run(tmp_path_factory, demo_assets):
             "histogram_bins": 20,
             "corpus": str(corpus),
         },
+        # one extraction job per category (the same shards as per family: test_comparison_workflow)
+        extraction={"jobs": "per_category"},
     )
     # target `dashboards`: what the dashboards need (extraction, analysis tables, logit effects,
-    # corpus), not the other stages' charts and reports
+    # corpus, the causal check's specialist set), not the other stages' charts and reports
     run_snakemake(work, "--cores", "2", "dashboards", config=cfg)
     return work, cfg
 
