@@ -44,7 +44,14 @@ def causal_run(demo_assets, tmp_path_factory):
     work = tmp_path_factory.mktemp("causal_wf")
     texts = write_texts(work / "texts", resource_texts(("python", "formal"), n=2))
     # paths relative to the run directory, so that a copy of it is the same workflow state
-    config = demo_config(demo_assets, Path(texts.name), Path("results"), layers=[3], causal=CAUSAL)
+    config = demo_config(
+        demo_assets,
+        Path(texts.name),
+        Path("results"),
+        layers=[3],
+        causal=CAUSAL,
+        extraction={"jobs": "per_category"},  # one extraction job per category: fewer imports
+    )
     run_snakemake(work, "--cores", "2", "causal", config=config)
     return work, config
 
