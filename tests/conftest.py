@@ -201,14 +201,39 @@ def browser():
         b.close()
 
 
+# The groups that take longest (the shared demo run and its readers ~15 min, the SLURM-vs-local
+# demo ~10 min, then the modules that build their own workflow runs), started first: workers
+# take groups in this order, so no long group starts when the other worker is nearly done
+# (pytest-xdist's own order, by test count, put the 2-test SLURM module last: ~10 min alone).
+LONGEST_FIRST = (
+    "demo_run",
+    "tests/cluster/test_slurm.py",
+    "tests/test_determinism.py",
+    "tests/test_chunking.py",
+    "tests/test_integrity.py",
+    "tests/test_comparison_workflow.py",
+    "tests/test_bad_input.py",
+    "tests/test_dashboards.py",
+    "tests/test_workflow.py",
+    "tests/test_methodology_workflow.py",
+    "tests/test_causal_workflow.py",
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`--dist loadgroup`, pyproject.toml): every test reading the shared demo
-    run goes to one worker, so the demo is built once, and every other module stays whole on one
-    worker, so its module fixtures (small workflows) are built once too."""
+    """Under pytest-xdist (`--dist loadgroup --no-loadscope-reorder`, pyproject.toml): every test
+    reading the shared demo run goes to one worker, so the demo is built once, and every other
+    module stays whole on one worker, so its module fixtures (small workflows) are built once
+    too. Groups are ordered longest first (``LONGEST_FIRST``), each group's tests in file order."""
+    groups = {}
     for item in items:
         group = "demo_run" if "demo_run" in item.fixturenames else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    position = {item.nodeid: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(groups[item.nodeid], len(rank)), position[item.nodeid]))
 
 
 def md_escaped(text: str) -> str:

@@ -6,11 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from sae_specialists.extraction.memory import MIN_WINDOW_TOKENS, PROBE_TOKENS, WindowBudget
-
-pytestmark = pytest.mark.xdist_group("memory")
 
 
 def test_peak_rss_is_the_process_own_not_its_parents():
