@@ -7,6 +7,7 @@ core <- extraction, analysis <- methodology, dashboards, validation, causal, com
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,19 @@ def test_the_checks_catch_a_violation(tmp_path):
     bad.write_text("def f():\n    from ..methodology import sweep\n")
     found = imported_modules(bad, f"{PACKAGE}.analysis.bad")
     assert f"{PACKAGE}.methodology" in found and stage(f"{PACKAGE}.methodology") in LATER_STAGES
+
+
+ISSUE_REFERENCE = re.compile(r"\bissues? #?\d+", re.IGNORECASE)
+
+
+def test_code_and_docs_say_what_a_stage_does_not_which_issue_built_it():
+    """An issue number means nothing to a reader of the code: docstrings, comments and the
+    docs describe what a stage does instead."""
+    paths = [*SRC.rglob("*.py"), *(ROOT / "docs").glob("*.md")]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in paths
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if ISSUE_REFERENCE.search(line)
+    ]
+    assert found == []

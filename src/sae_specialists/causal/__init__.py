@@ -1,4 +1,5 @@
-"""Causal check of the specialists (issue 18, docs/causal.md).
+"""Causal check of the specialists: does removing or clamping a feature change what the
+model predicts? (docs/causal.md)
 
 - ``ablation``: remove a feature at its SAE's hook (zero / mean ablation) and measure the
   per-text change in next-token loss; feature statistics; top tokens by loss rise;

@@ -1,3 +1,3 @@
-"""Comparison stage (issue 19): specialists across SAE families (residual, attention-out,
+"""Comparison stage: specialists across SAE families (residual, attention-out,
 MLP-out, ...), layers and dictionary widths. Reads the analysis tables, the activation shards
 and the SAEs' own weight files; never the model (docs/comparison.md)."""

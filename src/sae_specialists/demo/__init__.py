@@ -22,30 +22,30 @@ Residual family ``res`` (``blocks.L.hook_resid_pre``, L = 0-3, d_sae 128):
 - a *frequent* feature (every non-BOS token, weakly), a *BOS-only* feature (very strong at BOS:
   must vanish once BOS is excluded), and a *logit* feature (a noise feature whose decoder row is
   the unembedding column of " fox");
-- issue 17, *lottery* features: ``lottery_<word>`` fires very strongly on one word (its token's
+- *lottery* features (validation): ``lottery_<word>`` fires very strongly on one word (its token's
   identity direction) that occurs in 2-3 texts of different categories (``vocab.LOTTERY_WORDS``,
   drawn at random); ' dinner' is in one conversational text and two recipes, so ``recipes`` (no
   planted signal) gets ``lottery_dinner`` with score n_in - n_out = 2 - 1 = 1 at every layer: the
   study's rule calls it a specialist, the shuffled-label null and held-out texts must not;
-- issue 17, *spread* category ``poetry``: four weak features ``poetry_<group>``, each reading one
+- *spread* category (validation) ``poetry``: four weak features ``poetry_<group>``, each reading one
   group of poetry marker words and firing on 6 of the 12 poems; every poetry marker also carries
   a shared poetry dimension that no SAE feature reads, so the pooled residual separates poetry
   perfectly while the best single feature covers half of it;
-- issue 18: the python specialist is the causal *driver* (its decoder row reconstructs the python
+- causal: the python specialist is the causal *driver* (its decoder row reconstructs the python
   marker dimension, which the unembedding maps to python next-token predictions); the urls
   specialist is a *pure detector* (decoder row along the all-ones direction, which every
   LayerNorm removes and the centred unembedding ignores: ablating it leaves the loss unchanged);
-- issue 19: the math specialist's decoder row is the same direction at every layer (cross-layer
+- comparison: the math specialist's decoder row is the same direction at every layer (cross-layer
   chain, cosine 1.0); the other mixed specialists' rows change from layer to layer (~0.6).
 
-Component families (issue 19), ``attn`` = ``blocks.L.hook_attn_out`` and ``mlp`` =
+Component families (comparison), ``attn`` = ``blocks.L.hook_attn_out`` and ``mlp`` =
 ``blocks.L.hook_mlp_out``, L = 0-3, d_sae 64: head 0 of block 0's attention writes the
 conversational direction (at every position after a chatty cue word), neuron 0 of block 0's MLP
 writes the non-English direction (at each non-English token); nothing else ever writes either.
 So ``conversational`` has its first specialist in ``attn`` at layer 0 (``mlp`` never has one) and
 ``non_english`` in ``mlp`` at layer 0 (``attn`` never); ``res`` has both only from layer 1.
 
-Width pair (issue 19) at layer 2 on ``blocks.2.hook_resid_pre``: ``res_narrow`` (d_sae 32) has
+Width pair (comparison) at layer 2 on ``blocks.2.hook_resid_pre``: ``res_narrow`` (d_sae 32) has
 one math feature; ``res_wide`` (d_sae 256) has instead ``math_latex`` (LaTeX markers) and
 ``math_arithmetic`` (every other math marker), which split the narrow feature's firing.
 

@@ -12,7 +12,7 @@
   * the MLP writes ``non_english``: neuron 0 of block 0's MLP fires on the non-English cue
     tokens and writes about 1.0 into ``non_english_written`` at that position; no attention head
     and no other neuron writes that dimension.
-- Unembedding (the causal plant, issue 18): every column is centred over d_model, so a
+- Unembedding (the causal plant): every column is centred over d_model, so a
   direction along the all-ones vector changes no logit (and every LayerNorm removes it anyway).
   Row ``python`` is the driver: ``DRIVER_NEXT * log p(next token | a python marker)`` (estimated
   on the built-in ``PYTHON_REFERENCE`` snippet, half smoothed with its unigram frequencies) plus

@@ -1,4 +1,4 @@
-"""Validation stage (issue 17): does a specialist hold on texts it was not chosen on, beat
+"""Validation stage: does a specialist hold on texts it was not chosen on, beat
 chance, and beat simple baselines? (docs/validation.md)
 
 Pure computations over per-text matrices (``analysis.dense.LayerData``) and pooled residuals:
