@@ -156,11 +156,24 @@ def test_steering_the_driver_writes_its_category_tokens(causal, demo_run):
         )
         assert rows.height == len(demo_run.config["causal"]["prompts"]) * 4
         for r in rows.iter_rows(named=True):
-            hits = sum(int(t) in wanted for t in r["token_ids"].split())
+            hits = sum(t in wanted for t in r["token_ids"])
             if r["scale"] is None or r["scale"] == 0:
                 assert hits == 0, r
             else:
                 assert hits >= minimum, r
+
+
+def test_steering_token_ids_are_lists_of_ints_like_the_layer_tables(causal, demo_run):
+    """One type for token_ids in every Parquet table (the per-layer tables' and the joined
+    one): a list of ints; the CSV twin joins them with spaces."""
+    layer_tables = sorted((causal["results"] / "causal").rglob("steering.parquet"))
+    assert len(layer_tables) > 1  # the joined table and at least one layer's
+    for path in layer_tables:
+        assert pl.read_parquet_schema(path)["token_ids"] == pl.List(pl.Int64), path
+    csv = pl.read_csv(causal["results"] / "causal/steering.csv")
+    assert csv["token_ids"].to_list() == [
+        " ".join(str(t) for t in ids) for ids in causal["steering"]["token_ids"]
+    ]
 
 
 def test_one_cell_by_hand_with_run_with_hooks(causal, demo_run):

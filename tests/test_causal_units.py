@@ -5,6 +5,7 @@ TransformerLens's own ``run_with_hooks`` / ``generate`` on one unpadded text at 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -397,3 +398,54 @@ def test_specialist_sets_and_texts_from_shards(tmp_path):
         ("b", "x", (0, 11, 12)),
         ("a", "y", (0, 21)),
     ]
+
+
+def word_level_tokenizer(size: int):
+    """A real word-level tokenizer (tokenizers WordLevel, whitespace split, no decoder) over
+    ``size`` words ``w0`` ... : its decode puts a space between words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, **dict.fromkeys(("bos_token", "pad_token", "unk_token"), "w0")
+    )
+
+
+def test_steering_continuations_are_decoded_by_the_tokenizer(demo_assets, planted):
+    """With a word-level tokenizer the continuation is its words separated by spaces (the
+    tokenizer's decode), not their strings run together ("w3w7..."), and its token ids are a
+    list of ints."""
+    from sae_lens import SAE
+
+    from sae_specialists.causal.run import Cell, LayerOptions, TextTokens, run_layer
+    from sae_specialists.core.tokens import Decoder
+    from sae_specialists.extraction.models import load_local_model
+
+    model = load_local_model(demo_assets / "model")
+    sae = SAE.load_from_disk(str(demo_assets / "saes/res/layer1"))
+    ids = [[model.tokenizer.bos_token_id] + model.tokenizer(t)["input_ids"] for _, t in TEXTS]
+    model.tokenizer = word_level_tokenizer(model.cfg.d_vocab)
+    texts = [TextTokens(f"t{i}", c, tuple(s)) for i, ((c, _), s) in enumerate(zip(TEXTS, ids))]
+    python = planted["layers"]["1"]["python"]
+    options = LayerOptions(
+        steer_scales=(5.0,), prompts=("p",), steer_tokens=6, top_tokens=2, modes=("zero",)
+    )
+    result = run_layer(
+        FeatureSite(model, sae),
+        "res",
+        1,
+        texts,
+        [Cell("python", python)],
+        options,
+        decode=Decoder(model.tokenizer),
+        prompt_ids=[ids[2]],
+    )
+    steering = result.steering
+    assert steering.schema["token_ids"] == pl.List(pl.Int64)
+    assert steering.height == 2  # unsteered + one scale
+    for row in steering.iter_rows(named=True):
+        assert len(row["token_ids"]) == 6
+        assert row["continuation"] == " ".join(f"w{t}" for t in row["token_ids"])

@@ -175,9 +175,7 @@ def tables(smk: Any) -> None:
         "features": _concat(i.features),
         "per_text": _concat(i.per_text),
         "top_tokens": _concat(i.top_tokens),
-        "steering": _concat(i.steering).with_columns(
-            pl.col("token_ids").cast(pl.List(pl.String)).list.join(" ")
-        ),
+        "steering": _concat(i.steering),  # token_ids: a list of ints (the CSV joins them)
     }
     write_tables(frames, smk.output)
     write_pages(frames, Path(smk.output.pages), settings=dict(p.settings))

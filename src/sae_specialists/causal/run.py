@@ -18,7 +18,7 @@ from ..core.jobs import progress as progress_bar
 from .ablation import MODES, PASS_TOKENS, Ablation, FeatureSite, ablation_effects, feature_stats
 from .ablation import iter_batches as _iter_batches
 from .stats import cell_rng, draw_controls
-from .steering import steer
+from .steering import continuation_text, steer
 
 CONTEXT_BEFORE = 12  # tokens of context shown before a top token
 CONTEXT_AFTER = 4
@@ -77,7 +77,8 @@ def run_layer(
     decode: Callable[[Sequence[int]], str],
     prompt_ids: Sequence[Sequence[int]] = (),
 ) -> LayerResult:
-    """The causal check of one (family, layer). ``decode`` turns token ids into text;
+    """The causal check of one (family, layer). ``decode`` turns token ids into the project's
+    token text (the top tokens' contexts; steering continuations use the tokenizer's decode);
     ``prompt_ids``: the steering prompts tokenized (BOS first), in ``options.prompts`` order."""
     token_ids = [t.ids for t in texts]
     categories = [t.category for t in texts]
@@ -126,9 +127,7 @@ def run_layer(
     seconds["ablations"] = time.perf_counter() - start
     key = {"sae": family, "layer": int(layer)}
     start = time.perf_counter()
-    steering = _steering_table(
-        key, site, specialists, stats.max, options, prompt_ids, decode, label
-    )
+    steering = _steering_table(key, site, specialists, stats.max, options, prompt_ids, label)
     seconds["steering"] = time.perf_counter() - start
     return LayerResult(
         cells=_cells_table(key, cells, controls, stats.density),
@@ -310,7 +309,7 @@ STEERING_SCHEMA = {
 }
 
 
-def _steering_table(key, site, specialists, peaks, options, prompt_ids, decode, label):
+def _steering_table(key, site, specialists, peaks, options, prompt_ids, label):
     """Every clamp of the layer's specialists on every prompt: rows of one generate call; the
     unsteered continuation of a prompt is repeated beside each feature's clamps."""
     scales = [float(s) for s in options.steer_scales]
@@ -336,7 +335,7 @@ def _steering_table(key, site, specialists, peaks, options, prompt_ids, decode, 
                         "prompt": options.prompts[p],
                         "scale": scale,
                         "value": value,
-                        "continuation": decode(out),
+                        "continuation": continuation_text(site.model.tokenizer, out),
                         "token_ids": [int(t) for t in out],
                     }
                 )

@@ -7,7 +7,8 @@ over the study's counted tokens (``causal.steer_scales``); scale 0 is a zero abl
 positions are clamped too. Every clamp of every prompt (all the layer's features and scales, and
 an unsteered row per prompt) is one row of one ``HookedTransformer.generate`` call: greedy, KV
 cache, no stop at EOS, prompts left-padded (TransformerLens masks the padding and shifts the
-positions, so a row continues exactly as its prompt alone would, float rounding apart).
+positions, so a row continues exactly as its prompt alone would, float rounding apart). The
+continuation's text is the tokenizer's own ``decode`` of the generated ids (continuation_text).
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def clamp_hook(site: FeatureSite, clamps: Sequence[Clamp], starts: Sequence[int]
         return edited.reshape(act.shape).to(act.dtype)
 
     return hook
+
+
+def continuation_text(tokenizer, ids: Sequence[int]) -> str:
+    """A generated continuation as text, by the tokenizer's own ``decode`` (special tokens
+    kept, no clean-up of spaces): its decoder knows how the tokens join (a word-level tokenizer
+    puts a space between words; joining the tokens' strings would run them together)."""
+    return tokenizer.decode([int(i) for i in ids], clean_up_tokenization_spaces=False)
 
 
 def steer(

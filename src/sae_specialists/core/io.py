@@ -277,9 +277,20 @@ def write_parquet(df, path: str | os.PathLike, metadata: Mapping[str, Any] | Non
             pq.write_table(_with_metadata(df.to_arrow(), metadata), tmp)
 
 
+def csv_flat(df):
+    """``df`` with every list column as its items joined by single spaces: CSV has no list
+    type (the Parquet twin keeps the lists, e.g. ``token_ids`` as a list of ints)."""
+    import polars as pl
+
+    lists = [name for name, dtype in df.schema.items() if isinstance(dtype, pl.List)]
+    if not lists:
+        return df
+    return df.with_columns(pl.col(lists).cast(pl.List(pl.String)).list.join(" "))
+
+
 def write_csv(df, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
-        df.write_csv(tmp)
+        csv_flat(df).write_csv(tmp)
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:
