@@ -426,9 +426,13 @@ def test_steering_continuations_are_decoded_by_the_tokenizer(demo_assets, plante
 
     model = load_local_model(demo_assets / "model")
     sae = SAE.load_from_disk(str(demo_assets / "saes/res/layer1"))
-    ids = [[model.tokenizer.bos_token_id] + model.tokenizer(t)["input_ids"] for _, t in TEXTS]
+    tok = model.tokenizer
+    ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for _, t in TEXTS]
     model.tokenizer = word_level_tokenizer(model.cfg.d_vocab)
-    texts = [TextTokens(f"t{i}", c, tuple(s)) for i, ((c, _), s) in enumerate(zip(TEXTS, ids))]
+    texts = [
+        TextTokens(f"t{i}", c, tuple(s))
+        for i, ((c, _), s) in enumerate(zip(TEXTS, ids, strict=True))
+    ]
     python = planted["layers"]["1"]["python"]
     options = LayerOptions(
         steer_scales=(5.0,), prompts=("p",), steer_tokens=6, top_tokens=2, modes=("zero",)
