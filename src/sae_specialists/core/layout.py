@@ -62,6 +62,7 @@ COMPARISON_CHARTS = {
     "specialist_links": "Specialists across layers and families (decoder cosine, co-activation)",
     "splits": "Narrow specialists split across wider SAEs (width ladders)",
 }
+SURFACE_TABLES = ("specialists", "tokens", "layers")  # the surface stage's tables
 CHUNK_DIR = re.compile(r"^chunk=(\d+)$")  # the directory of one extraction chunk
 
 
@@ -75,6 +76,11 @@ def with_csv(names: Iterable[str], path: Callable[..., str]) -> dict[str, str]:
 def chunk_label(chunk: int) -> str:
     """00000, 00001, ... (zero-padded: path order = chunk order)."""
     return f"{chunk:05d}"
+
+
+def dataset_texts_path(results_dir: str, category: str) -> str:
+    """A dataset category's materialised category file (extraction/datasets.py)."""
+    return f"{str(results_dir).rstrip('/')}/datasets/{category}.parquet"
 
 
 class _ResultPath:
@@ -180,6 +186,12 @@ class Layout:
             for p in self.tokens(c) + self.all_activations(c) + self.all_pooled(c)
         ]
 
+    # -- categories from datasets (extraction/datasets.py) ----------------------------------
+    dataset_provenance = _ResultPath("datasets", "provenance.md")
+
+    def dataset_texts(self, category: str) -> str:
+        return dataset_texts_path(self.results_dir, category)
+
     # -- analysis -----------------------------------------------------------------------------
     texts = _ResultPath("per_text", "texts.parquet")
 
@@ -219,6 +231,11 @@ class Layout:
     def chart_files(self) -> list[str]:
         return [path for _, html, png in self.charts() for path in (html, png)]
 
+    # The one Vega / Vega-Lite / vega-embed script every chart page loads (rule
+    # analysis_chart_script; assets/vega/README.md in the package: versions and licences).
+    chart_script = _ResultPath("assets", "vega", "vega.js")
+    chart_script_licenses = _ResultPath("assets", "vega", "LICENSES.txt")
+
     views_dir = _ResultPath("token_views")
 
     def token_view(self, family: str, layer, category: str) -> str:
@@ -246,6 +263,7 @@ class Layout:
             self.summary,
             *self.analysis_tables().values(),
             *self.chart_files(),
+            self.chart_script,
             self.views_dir,  # the token views (one directory output)
         ]
 
@@ -371,6 +389,11 @@ class Layout:
     # Each cell's verdict (JSON): what the report and the dashboards show.
     validation_verdicts = _ResultPath("validation", "verdicts.json")
 
+    def verdicts(self, stage: str) -> str:
+        """A stage's table of per-cell verdict records (core/verdicts.py), read by the findings
+        board (report/findings.py): ``<stage>/verdicts.parquet``."""
+        return self._p(stage, "verdicts.parquet")
+
     def test_set(self, categories: Iterable[str], n_chunks: Mapping[str, int]) -> Layout:
         """The layout of the optional test set (validation.test_texts): the same families and
         layers, its own shard tree and per-text tables under validation/test_set/."""
@@ -391,6 +414,7 @@ class Layout:
             *self.validation_pair("folds").values(),
             self.validation_summary,
             self.validation_verdicts,
+            self.verdicts("validation"),
             *(p for _, html, png in self.validation_charts(families) for p in (html, png)),
         ]
         if baselines:
@@ -398,6 +422,34 @@ class Layout:
         if test_set:
             out += self.validation_pair("test_set").values()
         return out
+
+    # -- surface ----------------------------------------------------------------------------
+    def surface_layer(self, family: str, layer, name: str) -> str:
+        """Per-(family, layer) measures (``name`` specialists or tokens) of the surface stage."""
+        return self._p("surface", "layers", f"sae={family}", f"layer={layer}", f"{name}.parquet")
+
+    def surface_table(self, name: str, ext: str = "parquet") -> str:
+        return self._p("surface", f"{name}.{ext}")
+
+    def surface_pair(self, name: str) -> dict[str, str]:
+        return with_csv([name], self.surface_table)
+
+    def surface_chart(self, ext: str) -> str:
+        return self._p("surface", "charts", f"token_r2_by_layer.{ext}")
+
+    surface_summary = _ResultPath("surface", "summary.md")
+
+    # The findings board's records of the stage (one per specialist; docs/surface.md).
+    surface_board = _ResultPath("surface", "verdicts.parquet")
+
+    def surface_outputs(self) -> list[str]:
+        return [
+            *(p for name in SURFACE_TABLES for p in self.surface_pair(name).values()),
+            self.surface_board,
+            self.surface_summary,
+            self.surface_chart("html"),
+            self.surface_chart("png"),
+        ]
 
     # -- causal -------------------------------------------------------------------------------
     # The specialist set of every (family, layer): rewritten when the specialists table changes; the
@@ -430,7 +482,12 @@ class Layout:
         return self._p("causal", "pages", f"sae={family}", f"layer={layer}", f"{category}.html")
 
     def causal_outputs(self) -> list[str]:
-        return [*self.causal_tables().values(), self.causal_pages, self.causal_verdicts]
+        return [
+            *self.causal_tables().values(),
+            self.causal_pages,
+            self.causal_verdicts,
+            self.verdicts("causal"),
+        ]
 
     # -- Neuronpedia export -------------------------------------------------------------------
     def neuronpedia_export(self, family: str, layer) -> str:

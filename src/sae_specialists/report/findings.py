@@ -1,0 +1,346 @@
+"""The findings board (docs/architecture.md, "Findings board: the verdict interface").
+
+Per SAE family, a category x layer grid at the top of index.html and analysis.html: each cell
+shows the category's specialist (linked to its dashboard), its score and one combined verdict
+from every stage that judged it. Stages write per-cell verdict records (core/verdicts.py); this
+module reads them through one registry, :data:`REGISTRY`. A new stage adds one
+:class:`VerdictSource` there and needs no other report code: the rules take their inputs from
+:func:`verdict_tables`, the board, the analysis page's marks and the dashboards index's columns
+read whatever is registered.
+
+Which board shows what:
+
+- index.html (rule ``report_index``, built last): every enabled stage;
+- analysis.html (rule ``analysis_report``, part of ``snakemake analysis``): the enabled stages
+  that need no model under this configuration (``needs_model`` false), so that
+  ``snakemake analysis`` never runs a model job; its legend names the stages shown on
+  index.html only.
+
+A record is shown only when its feature is the cell's current specialist (or null): after a
+threshold change, a stage that has not rerun yet says nothing about the new specialist ("not
+tested"), never the old one's verdict.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from ..core.verdicts import read_verdicts
+
+esc = html.escape
+
+
+@dataclass(frozen=True)
+class VerdictSource:
+    """One stage's entry in the registry.
+
+    stage: the ``stage`` value of its records (and the heading of its column);
+    path: its verdict table's path, from the layout (``lambda L: L.verdicts("<stage>")``);
+    enabled: whether the stage runs under these settings;
+    needs_model: whether its table needs a job that loads the model under these settings
+        (such a table is left off analysis.html's board: ``snakemake analysis`` is model-free);
+    order: the column order (ascending) on the board, in the legend and the dashboards index;
+    mark: the sign drawn before the label of a verdict against the specialist (ok false);
+    legend: the verdicts it gives, for the one-line legend.
+    """
+
+    stage: str
+    title: str
+    path: Callable[[Any], str]
+    enabled: Callable[[Any], bool]
+    needs_model: Callable[[Any], bool]
+    order: int
+    mark: str = "✗"
+    legend: str = ""
+
+
+# The registry: one entry per stage that judges specialists (keep sorted by ``order``).
+REGISTRY: tuple[VerdictSource, ...] = (
+    VerdictSource(
+        stage="validation",
+        title="validation",
+        path=lambda L: L.verdicts("validation"),
+        enabled=lambda S: S.validation.enabled,
+        # the optional test set is extracted with the model
+        needs_model=lambda S: S.validation.test_texts is not None,
+        order=10,
+        mark="✗",
+        legend="validated / ✗ chance, does not generalise, loses to probe",
+    ),
+    VerdictSource(
+        stage="causal",
+        title="causal check",
+        path=lambda L: L.verdicts("causal"),
+        enabled=lambda S: S.causal.enabled,
+        needs_model=lambda S: True,  # ablation runs the model
+        order=20,
+        mark="⊘",
+        legend="specific, unspecific / ⊘ detector only",
+    ),
+)
+
+
+def source(stage: str) -> VerdictSource:
+    """The registry entry of ``stage``."""
+    for s in REGISTRY:
+        if s.stage == stage:
+            return s
+    raise KeyError(f"no verdict stage {stage!r} in report.findings.REGISTRY")
+
+
+def sources(settings, *, model_free: bool = False) -> list[VerdictSource]:
+    """The registered stages enabled under ``settings`` (with ``model_free``: only those that
+    need no model), in column order."""
+    out = [s for s in REGISTRY if s.enabled(settings)]
+    if model_free:
+        out = [s for s in out if not s.needs_model(settings)]
+    return sorted(out, key=lambda s: s.order)
+
+
+def verdict_tables(settings, layout, *, model_free: bool = False) -> dict[str, str]:
+    """stage -> verdict table path of :func:`sources` (a rule's named input)."""
+    return {s.stage: s.path(layout) for s in sources(settings, model_free=model_free)}
+
+
+def left_out(settings, *, model_free: bool) -> list[str]:
+    """The enabled stages a model-free board leaves out (named in its legend)."""
+    if not model_free:
+        return []
+    shown = {s.stage for s in sources(settings, model_free=True)}
+    return [s.stage for s in sources(settings) if s.stage not in shown]
+
+
+def load_verdicts(tables: Mapping[str, str]) -> pl.DataFrame:
+    """Every registered table (stage -> path) stacked; each record's stage must be its
+    table's."""
+    from ..core.verdicts import VERDICT_SCHEMA
+
+    frames = []
+    for stage, path in tables.items():
+        df = read_verdicts(path)
+        wrong = df.filter(pl.col("stage") != stage)
+        if wrong.height:
+            raise ValueError(f"{path}: records of stage {wrong['stage'][0]!r} in {stage}'s table")
+        frames.append(df)
+    if not frames:
+        return pl.DataFrame(schema=VERDICT_SCHEMA)
+    return pl.concat(frames)
+
+
+# -- the combined verdict of one cell -------------------------------------------------------
+HOLDS, FAILS, UNTESTED, NONE = "holds", "fails", "untested", "none"
+
+
+@dataclass
+class Cell:
+    family: str
+    layer: int
+    category: str
+    feature: int | None
+    score: int | None
+    has_specialist: bool
+    # stage -> its record (a dict of the verdict columns) or None (not tested)
+    verdicts: dict[str, dict | None] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if not self.has_specialist:
+            return NONE
+        oks = [r["ok"] for r in self.verdicts.values() if r is not None]
+        if any(ok is False for ok in oks):
+            return FAILS
+        if any(ok is True for ok in oks):
+            return HOLDS
+        return UNTESTED
+
+    def parts(self) -> list[tuple[str, str]]:
+        """(stage, shown text) of every stage, in column order: its label, the stage's mark
+        before a verdict against the specialist, "not tested" without a record."""
+        out = []
+        for stage, record in self.verdicts.items():
+            if record is None:
+                out.append((stage, "not tested"))
+            elif record["ok"] is False:
+                out.append((stage, f"{source(stage).mark} {record['label']}"))
+            else:
+                out.append((stage, record["label"]))
+        return out
+
+    @property
+    def label(self) -> str:
+        """The combined verdict shown in the cell: the verdicts against it, else the
+        supporting ones, else "not tested"; "" without a specialist."""
+        status = self.status
+        if status == NONE:
+            return ""
+        parts = dict(self.parts())
+        against = [parts[s] for s, r in self.verdicts.items() if r is not None and r["ok"] is False]
+        support = [parts[s] for s, r in self.verdicts.items() if r is not None and r["ok"]]
+        if against:
+            return " · ".join(against)
+        if support:
+            return " · ".join(support)
+        return "not tested"
+
+    @property
+    def title(self) -> str:
+        """The tooltip: every stage's verdict with its numbers."""
+        lines = [f"{self.family} layer {self.layer} {self.category}: feature #{self.feature}"]
+        for stage, record in self.verdicts.items():
+            if record is None:
+                lines.append(f"{source(stage).title}: not tested")
+            else:
+                lines.append(f"{source(stage).title}: {record['label']} ({record['detail']})")
+        return "\n".join(lines)
+
+
+def board_cells(
+    specialists: pl.DataFrame, verdicts: pl.DataFrame, stages: Sequence[str]
+) -> list[Cell]:
+    """One cell per row of the specialists table, each with the records of ``stages`` whose
+    feature is the cell's (or null)."""
+    by_key: dict[tuple, dict] = {}
+    for r in verdicts.iter_rows(named=True):
+        by_key[(r["family"], int(r["layer"]), r["category"], r["stage"])] = r
+    cells = []
+    for r in specialists.sort("sae", "layer", "category").iter_rows(named=True):
+        feature = r.get("feature")
+        has = bool(r.get("has_specialist")) and feature is not None
+        cell = Cell(r["sae"], int(r["layer"]), r["category"], feature, r.get("score"), has)
+        for stage in stages:
+            rec = by_key.get((cell.family, cell.layer, cell.category, stage))
+            if rec is not None and rec["feature"] is not None and rec["feature"] != feature:
+                rec = None  # a verdict on another feature (a stage not rerun yet): stale
+            cell.verdicts[stage] = rec if has else None
+        cells.append(cell)
+    return cells
+
+
+def _layers_text(layers: list[int]) -> str:
+    layers = sorted(layers)
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"layers {layers[0]}–{layers[-1]}"
+    return ("layer " if len(layers) == 1 else "layers ") + ", ".join(map(str, layers))
+
+
+def family_sentence(cells: Iterable[Cell], stages: Sequence[str]) -> str:
+    """E.g. "3 of 8 specialists hold up; 4 do not: recipes (✗ chance, layers 0–3); 1 not
+    tested." (cells of one family)."""
+    specs = [c for c in cells if c.status != NONE]
+    n = len(specs)
+    if n == 0:
+        return "No specialist (no candidate scores above 0)."
+    if not stages:
+        return f"{n} specialists; no verdict stage ran on this run."
+    holds = [c for c in specs if c.status == HOLDS]
+    fails = [c for c in specs if c.status == FAILS]
+    untested = [c for c in specs if c.status == UNTESTED]
+    text = f"{len(holds)} of {n} specialist{'s' if n != 1 else ''} hold up"
+    if fails:
+        groups: dict[tuple[str, str], list[int]] = {}
+        for c in fails:
+            groups.setdefault((c.category, c.label), []).append(c.layer)
+        listed = "; ".join(
+            f"{cat} ({label}, {_layers_text(layers)})" for (cat, label), layers in groups.items()
+        )
+        text += f"; {len(fails)} do{'es' if len(fails) == 1 else ''} not: {listed}"
+    if untested:
+        text += f"; {len(untested)} not tested by any stage"
+    return text + "."
+
+
+BOARD_CSS = """
+.boards{display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:flex-start}
+.board{font-size:12px;line-height:1.2}
+.board h3{margin:.2em 0;font-size:13px}
+.board p.sentence{margin:.1em 0 .3em;max-width:40em;color:#333}
+.board table{border-collapse:collapse;margin:0}
+.board td,.board th{border:1px solid #ddd;padding:1px 4px;text-align:left;vertical-align:top}
+.board th{background:#f4f4f4;font-weight:600}
+.board td.cell{min-width:5.5em;max-width:11em}
+.board .v{display:block;font-size:11px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.board td.holds{background:#ebfbee}.board td.holds .v{color:#2b8a3e}
+.board td.fails{background:#fff0f0}.board td.fails .v{color:#c92a2a;font-weight:600}
+.board td.untested .v{color:#777}
+.board td.none{color:#aaa}
+.board .score{color:#555}
+p.legend{font-size:12px;color:#444;margin:.2em 0 .4em}
+"""
+
+
+def board_html(
+    cells: Sequence[Cell],
+    stages: Sequence[str],
+    *,
+    dashboard_href: Callable[[str, int, int], str | None],
+    left_out_stages: Sequence[str] = (),
+    heading: str = "Findings",
+) -> str:
+    """The boards of every family (``<section id="findings">``), legend first.
+    ``dashboard_href(family, layer, feature)``: the link of a specialist's dashboard."""
+    legend = ["cell: specialist #feature, score; verdict of every stage that judged it"]
+    legend.append("green: holds up · red: a stage speaks against it · grey: not tested")
+    legend += [f"{source(s).title}: {source(s).legend}" for s in stages if source(s).legend]
+    if left_out_stages:
+        names = ", ".join(source(s).title for s in left_out_stages)
+        legend.append(f"{names} (needs the model): on the board of index.html")
+    parts = [
+        f'<section id="findings"><h2>{esc(heading)}</h2>',
+        f'<p class="legend">{esc(" · ".join(legend))}</p>',
+        '<div class="boards">',
+    ]
+    families = sorted({c.family for c in cells})
+    for family in families:
+        fam = [c for c in cells if c.family == family]
+        layers = sorted({c.layer for c in fam})
+        cats = sorted({c.category for c in fam})
+        grid = {(c.category, c.layer): c for c in fam}
+        parts.append(
+            f'<div class="board" data-family="{esc(family, quote=True)}">'
+            f"<h3>SAE <code>{esc(family)}</code></h3>"
+            f'<p class="sentence">{esc(family_sentence(fam, stages))}</p>'
+            "<table><thead><tr><th>category</th>"
+            + "".join(f"<th>layer {layer}</th>" for layer in layers)
+            + "</tr></thead><tbody>"
+        )
+        for cat in cats:
+            parts.append(f"<tr><th>{esc(cat)}</th>")
+            for layer in layers:
+                c = grid.get((cat, layer))
+                parts.append(_cell_html(c, dashboard_href) if c else "<td></td>")
+            parts.append("</tr>")
+        parts.append("</tbody></table></div>")
+    parts.append("</div></section>")
+    return "".join(parts)
+
+
+def _cell_html(c: Cell, dashboard_href) -> str:
+    attrs = (
+        f'data-family="{esc(c.family, quote=True)}" data-layer="{c.layer}" '
+        f'data-category="{esc(c.category, quote=True)}" data-status="{c.status}"'
+    )
+    if c.status == NONE:
+        return (
+            f'<td class="cell none" {attrs} title="no specialist (no candidate scores > 0)">–</td>'
+        )
+    verdicts = {s: (r["verdict"] if r is not None else "not_tested") for s, r in c.verdicts.items()}
+    attrs += f' data-feature="{c.feature}" data-verdicts="{esc(_json(verdicts), quote=True)}"'
+    href = dashboard_href(c.family, c.layer, int(c.feature))
+    feat = f"#{c.feature}"
+    feat_html = f'<a href="{esc(href, quote=True)}">{feat}</a>' if href else feat
+    return (
+        f'<td class="cell {c.status}" {attrs} title="{esc(c.title, quote=True)}">'
+        f'{feat_html} <span class="score">{c.score}</span>'
+        f'<span class="v">{esc(c.label)}</span></td>'
+    )
+
+
+def _json(obj) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
