@@ -24,6 +24,12 @@ from sae_specialists.causal.stats import (
 )
 from sae_specialists.causal.steering import steer
 
+SETTINGS_MINIMAL = {
+    "model": {"name": "m"},
+    "saes": {"r": {"path": "p{layer}"}},
+    "layers": [0],
+    "texts": "t",
+}
 TEXTS = [
     ("python", "def main(self): return None  # import os"),
     ("python", "class A:\n    def run(self):\n        return self.x"),
@@ -256,6 +262,53 @@ def test_cell_effect_verdicts():
     assert harmless["verdict"] == "detector only"
 
 
+def test_rounding_noise_does_not_make_a_detector_matter():
+    """A pure detector whose per-text Δloss is float rounding (1e-9, all positive here, so
+    every bootstrap lower bound is > 0): with the bare "> 0" rule (min_effect 0) it would
+    "matter"; with causal.min_effect (its schema default, in nats) it stays "detector only",
+    while a real effect of 0.01 nats still counts."""
+    from sae_specialists.core.settings import load_settings, schema_path
+
+    min_effect = load_settings(dict(SETTINGS_MINIMAL), schema_path()).causal.min_effect
+    assert min_effect == 0.001
+    in_cat = np.array([True] * 5 + [False] * 5)
+    noise = np.array([2e-9, 1e-9, 3e-9, 2e-9, 1e-9] + [0.0] * 5)
+    control = np.array([0.0, -1e-10, 0.0, 0.0, -1e-10] * 2)
+    bare = cell_effect(noise, control, in_cat, 500, np.random.default_rng(0), min_effect=0.0)
+    assert bare["above_zero"] and bare["above_control"] and not bare["detector_only"]
+    det = cell_effect(noise, control, in_cat, 500, np.random.default_rng(0), min_effect=min_effect)
+    assert det["in_low"] > 0 and det["vs_control_low"] > 0  # the intervals alone would pass
+    assert not det["above_zero"] and not det["above_control"]
+    assert det["detector_only"] and det["verdict"] == "detector only"
+    real = cell_effect(
+        noise + 0.01 * in_cat, control, in_cat, 500, np.random.default_rng(0), min_effect=min_effect
+    )
+    assert real["above_zero"] and real["above_control"] and real["verdict"] == "specific"
+
+
+def test_layer_effects_apply_min_effect():
+    import polars as pl
+
+    from sae_specialists.causal.effects import layer_effects
+
+    texts = [(f"t{i}", "a" if i < 5 else "b") for i in range(10)]
+    rows = [
+        (feature, role, "zero", t, c, (0.004 if feature == 7 and c == "a" else 0.0))
+        for feature, role in ((7, "specialist"), (9, "control"))
+        for t, c in texts
+    ]
+    per_text = pl.DataFrame(
+        rows, schema=["feature", "role", "mode", "text_id", "category", "delta_loss"], orient="row"
+    ).with_columns(pl.lit("res").alias("sae"), pl.lit(2).cast(pl.Int64).alias("layer"))
+    cells = pl.DataFrame(
+        {"sae": ["res"], "layer": [2], "category": ["a"], "feature": [7], "controls": [[9]]}
+    )
+    below = layer_effects(cells, per_text, 200, 0, 0.95, min_effect=0.005).row(0, named=True)
+    above = layer_effects(cells, per_text, 200, 0, 0.95, min_effect=0.001).row(0, named=True)
+    assert below["in_mean"] == pytest.approx(0.004) == above["in_mean"]
+    assert below["verdict"] == "detector only" and above["verdict"] == "specific"
+
+
 def greedy_by_hand(model, sae, hook_name, prompt, clamp, n):
     """Greedy continuation of one unpadded prompt, no KV cache, the clamp written out."""
     seq = list(prompt)
@@ -314,7 +367,7 @@ def test_effects_table_reproduced_independently():
     cells = pl.DataFrame(
         {"sae": ["res"], "layer": [2], "category": ["a"], "feature": [7], "controls": [[9, 11]]}
     )
-    effects = layer_effects(cells, per_text, 300, 4, 0.9)
+    effects = layer_effects(cells, per_text, 300, 4, 0.9, min_effect=0.0)
     assert effects["mode"].to_list() == ["mean", "zero"]
     for row in effects.iter_rows(named=True):
 

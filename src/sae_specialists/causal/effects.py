@@ -45,8 +45,10 @@ def layer_effects(
     resamples: int,
     seed: int,
     ci: float,
+    min_effect: float,
 ) -> pl.DataFrame:
-    """Effects of one (family, layer): ``cells`` and ``per_text`` as the layer job wrote them."""
+    """Effects of one (family, layer): ``cells`` and ``per_text`` as the layer job wrote them;
+    ``min_effect``: the smallest Δloss (nats) that counts (stats.cell_effect)."""
     rows = []
     texts = (
         per_text.select("text_id", "category").unique(subset="text_id", maintain_order=True)
@@ -62,7 +64,7 @@ def layer_effects(
             spec = _delta(per_text, cell["feature"], mode, text_ids)
             control = mean_over([_delta(per_text, f, mode, text_ids) for f in cell["controls"]])
             rng = cell_rng(seed, cell["sae"], cell["layer"], cell["category"], f"bootstrap {mode}")
-            effect = cell_effect(spec, control, in_category, resamples, rng, ci)
+            effect = cell_effect(spec, control, in_category, resamples, rng, ci, min_effect)
             rows.append(
                 {
                     "sae": cell["sae"],

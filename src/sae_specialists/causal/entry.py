@@ -168,6 +168,7 @@ def tables(smk: Any) -> None:
                 int(p.resamples),
                 int(p.seed),
                 float(p.ci),
+                float(p.min_effect),
             )
         )
     frames = {

@@ -130,9 +130,16 @@ def cell_effect(
     resamples: int,
     rng: np.random.Generator,
     ci: float = 0.95,
+    min_effect: float = 0.0,
 ) -> dict:
     """One cell and mode: ``spec``/``control`` are per-text Δloss (NaN: no loss position),
-    ``control`` the mean over the cell's control features (None: no control found)."""
+    ``control`` the mean over the cell's control features (None: no control found).
+
+    The feature matters on its category when the effect is both clear and large enough: the
+    interval's lower bound above 0 *and* the point estimate at least ``min_effect`` nats
+    (``causal.min_effect``), for the in-category Δloss (``above_zero``) and for its excess
+    over the control's (``above_control``). A lower bound of 1e-9 (float rounding around a
+    feature of no effect) is then still "detector only"."""
     spec = np.asarray(spec, dtype=np.float64)
     in_category = np.asarray(in_category, dtype=bool)
     row = bootstrap_effect(spec[in_category], spec[~in_category], resamples, rng, ci)
@@ -147,8 +154,8 @@ def cell_effect(
     for key in EFFECT_KEYS:
         row[f"control_{key}"] = ctrl[key]
     row.update(vs_control=gap, vs_control_low=gap_low, vs_control_high=gap_high)
-    above = gap_low is not None and gap_low > 0
-    matters = row["in_low"] is not None and row["in_low"] > 0
+    above = gap_low is not None and gap_low > 0 and gap >= min_effect
+    matters = row["in_low"] is not None and row["in_low"] > 0 and row["in_mean"] >= min_effect
     row["above_control"] = above
     row["above_zero"] = matters
     row["detector_only"] = not (above and matters)

@@ -64,6 +64,33 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class DatasetSpec:
+    """A category drawn from a dataset (``texts: {category: {dataset: ...}}``): loaded with the
+    ``datasets`` library and materialised once into a Parquet category file
+    (``extraction/datasets.py``; docs/configuration.md, "Categories from datasets")."""
+
+    dataset: str  # hub id, local directory (save_to_disk or data files), or a builder name
+    n: int
+    name: str | None  # the dataset's configuration
+    split: str
+    field: str
+    filter: tuple[tuple[str, object], ...]  # (column, value) pairs, all must match
+    seed: int
+    min_chars: int
+    max_chars: int | None
+    revision: str | None
+    data_files: object  # str, list or {split: files} (load_dataset's data_files)
+    streaming: bool | None  # None: stream hub datasets, read local ones whole
+    buffer_size: int  # streamed datasets: the shuffle buffer
+
+    def as_param(self) -> dict:
+        """The spec as plain values (a rule param: a changed spec re-materialises)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["filter"] = {k: v for k, v in self.filter}
+        return out
+
+
+@dataclass(frozen=True)
 class ExtractionSettings:
     batch_size: int
     max_tokens: int | None
@@ -148,6 +175,21 @@ class ComparisonSettings:
 
 
 @dataclass(frozen=True)
+class SurfaceSettings:
+    """Surface or meaning (docs/surface.md)."""
+
+    enabled: bool
+    families: tuple[str, ...] | None  # None: every family
+    trigger_mass: float
+    max_triggers: int
+    token_r2_min: float
+    outside_min: float
+    gated_max: float
+    fires_min: float
+    auroc_min: float
+
+
+@dataclass(frozen=True)
 class ExportSettings:
     """Neuronpedia export (docs/dashboards.md)."""
 
@@ -169,6 +211,7 @@ class CausalSettings:
     bootstrap_resamples: int
     seed: int
     ci: float
+    min_effect: float  # nats: the smallest Δloss that makes a feature matter (the verdict)
     batch_size: int
     families: tuple[str, ...] | None  # None: every SAE family
 
@@ -180,7 +223,8 @@ class Settings:
     dtype: str
     saes: dict[str, SAEFamily]
     layers: tuple[int, ...]
-    texts: Path
+    # a directory of category files, or {category: category file (Path) | DatasetSpec}
+    texts: Path | dict
     results_dir: str
     extraction: ExtractionSettings
     analysis: AnalysisSettings
@@ -190,6 +234,7 @@ class Settings:
     causal: CausalSettings
     comparison: ComparisonSettings
     export: ExportSettings
+    surface: SurfaceSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
 
     @property
@@ -325,7 +370,7 @@ def build_settings(config: dict) -> Settings:
         saes=saes,
         # the layers analysed: every family's layers together
         layers=tuple(sorted({layer for family in saes.values() for layer in family.layers})),
-        texts=Path(config["texts"]),
+        texts=_texts(config["texts"]),
         results_dir=str(config["results_dir"]).rstrip("/"),
         extraction=ExtractionSettings(**config["extraction"]),
         analysis=AnalysisSettings(**{**analysis, "threshold": float(analysis["threshold"])}),
@@ -349,9 +394,25 @@ def build_settings(config: dict) -> Settings:
         ),
         validation=_validation(config["validation"], saes),
         causal=_causal(config["causal"], saes),
-        export=ExportSettings(**config["export"]),
+        export=_export(config["export"], saes),
+        surface=_surface(config["surface"], saes),
         demo=config.get("demo"),
     )
+
+
+def _texts(texts) -> Path | dict:
+    """``texts:``: a directory (str), or {category: file path | dataset spec}."""
+    if isinstance(texts, str):
+        return Path(texts)
+    out: dict = {}
+    for category, source in texts.items():
+        if isinstance(source, str):
+            out[category] = Path(source)
+            continue
+        spec = dict(source)
+        spec["filter"] = tuple(sorted((spec.get("filter") or {}).items()))
+        out[category] = DatasetSpec(**spec)
+    return out
 
 
 def _validation(section: dict, saes: dict) -> ValidationSettings:
@@ -372,6 +433,33 @@ def _validation(section: dict, saes: dict) -> ValidationSettings:
     )
 
 
+def _surface(section: dict, saes: dict) -> SurfaceSettings:
+    unknown = sorted(set(section["families"] or ()) - set(saes))
+    if unknown:
+        raise ConfigError(
+            f"config: surface.families names {unknown}, which are not SAE families of this "
+            f"config (saes: {sorted(saes)}). List some of those, or null for all of them."
+        )
+    floats = ("trigger_mass", "token_r2_min", "outside_min", "gated_max", "fires_min", "auroc_min")
+    return SurfaceSettings(
+        **{
+            **section,
+            **{key: float(section[key]) for key in floats},
+            "families": None if section["families"] is None else tuple(section["families"]),
+        }
+    )
+
+
+def _export(section: dict, saes: dict) -> ExportSettings:
+    unknown = sorted(set(section["sae_sets"]) - set(saes))
+    if unknown:
+        raise ConfigError(
+            f"config: export.sae_sets names {unknown}, which are not SAE families of this config "
+            f"(saes: {sorted(saes)}). Key it by family names, or remove the entries."
+        )
+    return ExportSettings(**{**section, "sae_sets": dict(section["sae_sets"])})
+
+
 def _causal(section: dict, saes: dict) -> CausalSettings:
     families = section["families"]
     unknown = sorted(set(families or ()) - set(saes))
@@ -388,6 +476,7 @@ def _causal(section: dict, saes: dict) -> CausalSettings:
             "steer_scales": tuple(float(s) for s in section["steer_scales"]),
             "prompts": tuple(section["prompts"]),
             "ci": float(section["ci"]),
+            "min_effect": float(section["min_effect"]),
         }
     )
 
