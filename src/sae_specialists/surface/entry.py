@@ -1,0 +1,96 @@
+"""Entry points of the surface rules (scripts/surface_*.py run them through core.jobs.run). Each
+wires its job's input, output and params (exactly the settings it uses) to the package
+functions; workflow/rules/surface.smk documents the rules."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import polars as pl
+
+from ..core.io import write_csv, write_parquet, write_text
+
+log = logging.getLogger("sae_specialists.surface")
+
+
+def _pair(df: pl.DataFrame, parquet: str, csv: str) -> None:
+    write_parquet(df, parquet)
+    write_csv(df, csv)
+
+
+def layer_specialists(specialists: pl.DataFrame, sae: str, layer: int) -> pl.DataFrame:
+    """The (category, feature) of every specialist of (sae, layer), categories sorted."""
+    return (
+        specialists.filter(
+            (pl.col("sae") == sae) & (pl.col("layer") == int(layer)) & pl.col("has_specialist")
+        )
+        .select("category", pl.col("feature").cast(pl.Int64))
+        .sort("category")
+    )
+
+
+def layer(smk: Any) -> None:
+    """Items 1-2 for one (family, layer): token and bigram R², top-token mass, trigger tokens
+    inside vs outside the category, for every specialist of the layer."""
+    from .cells import frames, specialist_rows
+    from .data import read_activations, read_tokens
+
+    p, w = smk.params, smk.wildcards
+    sae, layer_id = str(w.family), int(w.layer)
+    texts = pl.read_parquet(smk.input.texts)
+    wanted = layer_specialists(pl.read_parquet(smk.input.specialists), sae, layer_id)
+    tokens = read_tokens(smk.input.tokens, texts, p.include_bos)
+    acts = read_activations(smk.input.activations, tokens, wanted["feature"].to_list())
+    rows, token_rows = [], []
+    for category, feature in wanted.iter_rows():
+        row, toks = specialist_rows(
+            sae,
+            layer_id,
+            category,
+            feature,
+            tokens,
+            acts[feature],
+            p.folds,
+            p.seed,
+            p.trigger_mass,
+            p.max_triggers,
+        )
+        rows.append(row)
+        token_rows += toks
+        log.info(
+            "%s layer %s %s: feature %s, token R² %s, bigram R² %s, outside ratio %s",
+            sae,
+            layer_id,
+            category,
+            feature,
+            row["token_r2"],
+            row["bigram_r2"],
+            row["outside_ratio"],
+        )
+    specialists_df, tokens_df = frames(rows, token_rows)
+    write_parquet(specialists_df, smk.output.specialists)
+    write_parquet(tokens_df, smk.output.tokens)
+
+
+def verdicts(smk: Any) -> None:
+    """Every layer's measures with a verdict per specialist, the per-layer shares, the chart,
+    summary.md and the findings board's records."""
+    from ..analysis.charts import save_chart
+    from .report import board_records, layer_shares, r2_chart, summary_md, with_verdicts
+    from .verdict import Thresholds
+
+    p = smk.params
+    thresholds = Thresholds(p.token_r2_min, p.outside_min, p.gated_max, p.fires_min, p.auroc_min)
+    parts = [pl.read_parquet(path) for path in smk.input.specialists]
+    specialists = with_verdicts(pl.concat(parts, how="vertical"), thresholds)
+    tokens = pl.concat([pl.read_parquet(path) for path in smk.input.tokens], how="vertical")
+    layers = layer_shares(specialists)
+    _pair(specialists, smk.output.specialists, smk.output.specialists_csv)
+    _pair(tokens, smk.output.tokens, smk.output.tokens_csv)
+    _pair(layers, smk.output.layers, smk.output.layers_csv)
+    write_parquet(board_records(specialists), smk.output.board)
+    write_text(summary_md(specialists, layers, dict(p.summary)), smk.output.summary)
+    save_chart(r2_chart(specialists), smk.output.chart_html, smk.output.chart_png)
+    for r in specialists.select("sae", "layer", "category", "verdict_label").iter_rows():
+        log.info("%s layer %s %s: %s", *r)
