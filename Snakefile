@@ -41,6 +41,7 @@ with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.c
     include: "workflow/rules/validation.smk"
     include: "workflow/rules/causal.smk"
     include: "workflow/rules/comparison.smk"
+    include: "workflow/rules/surface.smk"
     include: "workflow/rules/export.smk"
 
 
@@ -55,6 +56,7 @@ rule all:
         validation_needs() if S.validation.enabled else [],
         causal_needs() if S.causal.enabled else [],
         comparison_needs() if S.comparison.enabled else [],
+        surface_needs() if S.surface.enabled else [],
         L.analysis_outputs(),
         L.dashboard_outputs(),
         L.methodology_outputs() if S.methodology.enabled else [],
@@ -67,6 +69,7 @@ rule all:
         else [],
         L.causal_outputs() if S.causal.enabled else [],
         L.comparison_outputs() if S.comparison.enabled else [],
+        L.surface_outputs() if S.surface.enabled else [],
 
 
 include: "workflow/rules/report.smk"

@@ -143,6 +143,15 @@ def causal_needs():
     return analysis_needs() + [L.causal_cells, *layers]
 
 
+def surface_needs():
+    """The intermediate files of the surface outputs (SURFACE_LAYERS: surface.smk)."""
+    return analysis_needs() + [
+        L.surface_layer(f, l, n)
+        for f, l in SURFACE_LAYERS
+        for n in ("specialists", "tokens")
+    ]
+
+
 def comparison_needs():
     """The intermediate files of the comparison outputs."""
     return analysis_needs() + [L.comparison_table("feature_directions")]

@@ -15,15 +15,6 @@ SURFACE_LAYERS = [
 ]
 
 
-def surface_needs():
-    """The intermediate files of the surface outputs."""
-    return analysis_needs() + [
-        L.surface_layer(f, l, n)
-        for f, l in SURFACE_LAYERS
-        for n in ("specialists", "tokens")
-    ]
-
-
 rule surface:
     """Every surface output, whether or not surface.enabled is set."""
     input:
@@ -70,7 +61,7 @@ rule surface_verdicts:
         **L.surface_pair("specialists"),
         **L.surface_pair("tokens"),
         **L.surface_pair("layers"),
-        board=L.surface_board,
+        board=L.verdicts("surface"),
         summary=L.surface_summary,
         chart_html=L.surface_chart("html"),
         chart_png=L.surface_chart("png"),

@@ -445,7 +445,7 @@ class Layout:
     def surface_outputs(self) -> list[str]:
         return [
             *(p for name in SURFACE_TABLES for p in self.surface_pair(name).values()),
-            self.surface_board,
+            self.verdicts("surface"),
             self.surface_summary,
             self.surface_chart("html"),
             self.surface_chart("png"),

@@ -82,6 +82,16 @@ REGISTRY: tuple[VerdictSource, ...] = (
         mark="⊘",
         legend="specific, unspecific / ⊘ detector only",
     ),
+    VerdictSource(
+        stage="surface",
+        title="what it detects",
+        path=lambda L: L.verdicts("surface"),
+        enabled=lambda S: S.surface.enabled,
+        needs_model=lambda S: False,  # shards and per-text tables only
+        order=30,
+        mark="",  # a characterisation, never a verdict against the specialist (ok is null)
+        legend="token detector, context-gated, meaning, mixed",
+    ),
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from ..core.io import write_csv, write_parquet, write_text
+from ..core.verdicts import write_verdicts
 
 log = logging.getLogger("sae_specialists.surface")
 
@@ -89,7 +90,7 @@ def verdicts(smk: Any) -> None:
     _pair(specialists, smk.output.specialists, smk.output.specialists_csv)
     _pair(tokens, smk.output.tokens, smk.output.tokens_csv)
     _pair(layers, smk.output.layers, smk.output.layers_csv)
-    write_parquet(board_records(specialists), smk.output.board)
+    write_verdicts(board_records(specialists), smk.output.board)
     write_text(summary_md(specialists, layers, dict(p.summary)), smk.output.summary)
     save_chart(r2_chart(specialists), smk.output.chart_html, smk.output.chart_png)
     for r in specialists.select("sae", "layer", "category", "verdict_label").iter_rows():

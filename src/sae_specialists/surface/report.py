@@ -6,19 +6,6 @@ import polars as pl
 
 from .verdict import LABELS, VERDICTS, Thresholds, detail, label, verdict
 
-# the findings board's verdict interface (docs/architecture.md): one record per cell
-BOARD_SCHEMA = {
-    "family": pl.String,
-    "layer": pl.Int64,
-    "category": pl.String,
-    "feature": pl.Int64,
-    "stage": pl.String,
-    "verdict": pl.String,
-    "label": pl.String,
-    "ok": pl.Boolean,
-    "detail": pl.String,
-}
-
 
 def with_verdicts(specialists: pl.DataFrame, t: Thresholds) -> pl.DataFrame:
     """The specialists table with verdict, verdict_label and verdict_detail."""
@@ -36,11 +23,11 @@ def with_verdicts(specialists: pl.DataFrame, t: Thresholds) -> pl.DataFrame:
 
 
 def board_records(specialists: pl.DataFrame) -> pl.DataFrame:
-    """One record per specialist for the findings board. ``ok``: true for a *meaning*
-    specialist (reads its category beyond the surface markers), false for a token detector or
-    a context-gated one (a surface pattern: the study's observation), null where the measures
-    do not decide (mixed, untested)."""
-    ok = {"meaning": True, "token_detector": False, "context_gated": False}
+    """One record per specialist for the findings board (core/verdicts.py). ``ok`` is null for
+    every record: what a specialist detects (its tokens, its context, its category's meaning)
+    characterises it; it neither supports nor contradicts that it is a specialist, so the
+    board's combined verdict (validation, causal) is left as it is and the surface column shows
+    the label."""
     return pl.DataFrame(
         {
             "family": specialists["sae"],
@@ -50,10 +37,9 @@ def board_records(specialists: pl.DataFrame) -> pl.DataFrame:
             "stage": ["surface"] * specialists.height,
             "verdict": specialists["verdict"],
             "label": [LABELS[v] for v in specialists["verdict"].to_list()],
-            "ok": [ok.get(v) for v in specialists["verdict"].to_list()],
+            "ok": pl.Series([None] * specialists.height, dtype=pl.Boolean),
             "detail": specialists["verdict_detail"],
-        },
-        schema=BOARD_SCHEMA,
+        }
     )
 
 
