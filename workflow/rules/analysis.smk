@@ -8,6 +8,7 @@ from sae_specialists.core.layout import (
     PEAK_TABLES,
     SPECIALIST_TABLES,
 )
+from sae_specialists.report.findings import left_out, verdict_tables
 
 
 rule analysis:
@@ -173,43 +174,17 @@ rule analysis_specialist_charts:
         "../../scripts/analysis_specialist_charts.py"
 
 
-rule analysis_report:
-    """The browsable report: the token views of each category's specialist (every SAE family and
-    layer), summary.md (the headline findings) and index.html linking every table, chart and
-    view. One job: a threshold change reruns three jobs (specialist tables, then these and the
-    specialist charts side by side). The charts are linked by their fixed paths."""
+rule analysis_token_views:
+    """The token views of each category's specialist (every SAE family and layer). One
+    directory output, not one output per page: Snakemake stores the checksums of every input
+    with every output, and ~50 inputs x 28 pages cost ~0.4 s per rerun."""
     input:
-        strongest=L.table("strongest"),
-        frequent=L.table("frequent"),
-        selective=L.table("selective"),
         specialists=L.table("specialists"),
         texts=L.texts,
-        tables=list(L.analysis_tables().values()),
         per_text=L.all_per_text(),
         tokens=L.tokens(),
         activations=L.all_activations(),
-        # the validation verdicts (validation.smk) when enabled: by content only (an ancient
-        # input, its content a param), so the report reruns only when a shown verdict changed
-        validation=(
-            ancient(lambda w: checkpoints.validation_verdicts.get().output.verdicts)
-            if S.validation.enabled
-            else []
-        ),
-        # the specialist set of the causal check (a checkpoint): this job waits for it, so a
-        # threshold change that alters the set reruns the causal layer jobs before this job
-        # reads their outputs (one `snakemake` run is enough); ancient: its date reruns nothing
-        causal_cells=ancient(L.causal_cells) if S.causal.enabled else [],
-        # the causal verdicts (causal.smk) when enabled: by content only, as the validation's
-        causal=(
-            ancient(lambda w: checkpoints.causal_verdicts.get().output[0])
-            if S.causal.enabled
-            else []
-        ),
     output:
-        index=L.analysis_page,
-        summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
-        # one directory output, not one output per page: Snakemake stores the checksums of
-        # every input with every output, and ~50 inputs x 28 pages cost ~0.4 s per rerun
         token_views=report(
             directory(L.views_dir),
             patterns=["sae={family}/layer={layer}/{category}.html"],
@@ -217,12 +192,54 @@ rule analysis_report:
             category="Token views",
         ),
     log:
-        L.log("analysis", "report"),
+        L.log("analysis", "token_views"),
     conda:
         "../envs/sae_specialists.yaml"
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        include_bos=S.analysis.include_bos,
+        threshold=S.analysis.threshold,
+        # keys (family, layer[, category]) -> paths, from the layout
+        per_text=L.per_text_by_sae_layer(),
+        activations=L.activations_by_sae_layer(),
+        token_views=L.token_views(),
+        index=L.analysis_page,  # each view links back to the analysis page
+    script:
+        "../../scripts/analysis_token_views.py"
+
+
+rule analysis_report:
+    """analysis.html (the findings board of the stages that need no model, the summary, charts,
+    tables and the token-view grid) and summary.md. Part of `snakemake analysis`, so it reads
+    only model-free verdict tables (report/findings.py): the causal check's are on index.html.
+    The charts and token views are linked by their fixed paths."""
+    input:
+        strongest=L.table("strongest"),
+        frequent=L.table("frequent"),
+        selective=L.table("selective"),
+        specialists=L.table("specialists"),
+        texts=L.texts,
+        tables=list(L.analysis_tables().values()),
+        # the verdict tables of the registered stages that need no model (report/findings.py)
+        verdicts=list(verdict_tables(S, L, model_free=True).values()),
+        # validation/verdicts.json for summary.md's validation section, when on the board
+        validation=(
+            L.validation_verdicts
+            if "validation" in verdict_tables(S, L, model_free=True)
+            else []
+        ),
+    output:
+        index=L.analysis_page,
+        summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
+    log:
+        L.log("analysis", "report"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         aggregation=S.analysis.aggregation,
         include_bos=S.analysis.include_bos,
@@ -231,10 +248,12 @@ rule analysis_report:
         # the study's numbers are quoted only for its own model and SAEs (report/summary.py)
         model_name=S.model.name,
         sae_releases={name: family.release for name, family in S.saes.items()},
-        # keys (family, layer[, category]) -> paths, from the layout
         per_text=L.per_text_by_sae_layer(),
-        activations=L.activations_by_sae_layer(),
         token_views=L.token_views(),
+        dashboard_dirs={f"{f}/{l}": L.dashboard_dir(f, l) for f, l in L.sae_layers()},
+        # the board's stages (in the order of `verdicts`) and those left to index.html
+        verdict_stages=list(verdict_tables(S, L, model_free=True)),
+        left_out=left_out(S, model_free=True),
         tables={
             n: (L.table(n), L.table(n, "csv")) for n in PEAK_TABLES + SPECIALIST_TABLES
         }
@@ -251,25 +270,7 @@ rule analysis_report:
         charts=L.charts()
         + (L.validation_charts(S.validation.families) if S.validation.enabled else [])
         + (L.comparison_charts() if S.comparison.enabled else []),
-        validation=(
-            (
-                lambda w: read_verdicts(
-                    checkpoints.validation_verdicts.get().output.verdicts
-                )
-            )
-            if S.validation.enabled
-            else {}
-        ),
         validation_summary=L.validation_summary,
-        causal=(
-            (
-                lambda w: read_causal_verdicts(
-                    checkpoints.causal_verdicts.get().output[0]
-                )
-            )
-            if S.causal.enabled
-            else None
-        ),
-        causal_index=L.causal_index,
+        causal_index=L.causal_index if S.causal.enabled else None,
     script:
         "../../scripts/analysis_report.py"

@@ -127,6 +127,8 @@ checkpoint causal_verdicts:
         effects=L.causal_table("effects"),
     output:
         L.causal_verdicts,
+        # the findings board's records (core/verdicts.py, report/findings.py)
+        board=L.verdicts("causal"),
     log:
         L.log("causal", "verdicts"),
     conda:

@@ -2,6 +2,9 @@
 # specialist and per top strongest / most frequent feature, plus {results_dir}/dashboards/index.html.
 # Only `logit_effects` (model once per layer job + one SAE) and `dashboard_corpus` (optional
 # reference corpus) load the model; the dashboard rules read Parquet only.
+from sae_specialists.report.findings import sources as verdict_sources
+from sae_specialists.report.findings import verdict_tables
+
 DB = S.dashboards
 
 
@@ -162,6 +165,8 @@ rule dashboards_layer:
 rule dashboards_index:
     input:
         dirs=[L.dashboard_dir(f, l) for f, l in L.sae_layers()],
+        # every enabled verdict stage's table (report/findings.py: the registry)
+        verdicts=list(verdict_tables(S, L).values()),
     output:
         L.dashboards_index,
     log:
@@ -173,5 +178,7 @@ rule dashboards_index:
         runtime=5,
     params:
         settings={"top_k_features": DB.top_k_features, "corpus": DB.corpus},
+        # (stage, title, mark) of each verdict table, in the order of `verdicts`
+        verdict_stages=[[s.stage, s.title, s.mark] for s in verdict_sources(S)],
     script:
         "../../scripts/dashboard_index.py"

@@ -1,14 +1,42 @@
-# The map of the run: results_dir/index.html links everything the run produced, grouped by
-# stage (report/overview.py). Built last: it depends on every other output of `rule all`, so a
-# new stage's outputs appear in it as soon as the stage is part of `rule all`.
+# The map of the run: results_dir/index.html, the findings board of every enabled verdict stage
+# (report/findings.py) above the links to everything the run produced, grouped by stage
+# (report/overview.py). Built last: it depends on every other output of `rule all`, so a new
+# stage's outputs appear in it as soon as the stage is part of `rule all`. Files another
+# configuration left in the same results_dir are listed apart ("not from this configuration");
+# `snakemake clean_foreign` deletes them.
+import dataclasses
 import os
+
+from sae_specialists.report.findings import verdict_tables
+
+
+def run_keys():
+    """What this configuration produces (report/overview.py, RunKeys): each family's layers,
+    the categories and their chunks, the stages it has off (their results directories).
+    """
+    off = [
+        f.name
+        for f in dataclasses.fields(S)
+        if getattr(getattr(S, f.name), "enabled", True) is False
+    ]
+    if not S.dashboards.corpus:
+        off.append("corpus")
+    return {
+        "families": {f: list(L.layers_of(f)) for f in FAMILIES},
+        "categories": list(CATEGORIES),
+        "n_chunks": {c: L.n_chunks.get(c, 1) for c in CATEGORIES},
+        "off": off,
+    }
 
 
 rule report_index:
-    """index.html: every table, chart and page of the run, by stage, each stage with a short
-    "read this first" line."""
+    """index.html: the findings board, then every table, chart and page of the run, by stage,
+    each stage with a short "read this first" line."""
     input:
         lambda w: [f for f in rules.all.input if f != L.index],
+        specialists=L.table("specialists"),
+        # every enabled stage's verdict table (report/findings.py: the registry)
+        verdicts=list(verdict_tables(S, L).values()),
     output:
         L.index,
     log:
@@ -22,5 +50,24 @@ rule report_index:
         results_dir=lambda w, output: os.path.dirname(output[0]),  # index.html's directory
         # the demo's model and SAE files when they live under results_dir
         exclude=[S.demo["dir"]] if S.demo else [],
+        verdict_stages=list(verdict_tables(S, L)),  # in the order of `verdicts`
+        dashboard_dirs={f"{f}/{l}": L.dashboard_dir(f, l) for f, l in L.sae_layers()},
+        run_keys=run_keys(),
     script:
         "../../scripts/report_index.py"
+
+
+rule clean_foreign:
+    """Delete the files another configuration left in results_dir: those index.html lists as
+    "not from this configuration" (docs/troubleshooting.md). Run with the configuration whose
+    results to keep: `snakemake --cores 1 clean_foreign [--configfile ...]`."""
+    log:
+        L.log("report", "clean_foreign"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    params:
+        results_dir=S.results_dir,
+        exclude=[S.demo["dir"]] if S.demo else [],
+        run_keys=run_keys(),
+    script:
+        "../../scripts/report_clean_foreign.py"

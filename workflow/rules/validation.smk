@@ -147,6 +147,8 @@ checkpoint validation_verdicts:
             category="Validation",
         ),
         verdicts=L.validation_verdicts,
+        # the findings board's records (core/verdicts.py, report/findings.py)
+        board=L.verdicts("validation"),
     log:
         L.log("validation", "verdicts"),
     conda:

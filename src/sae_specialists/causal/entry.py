@@ -21,6 +21,7 @@ import polars as pl
 from ..core.errors import ModelError, ShardError
 from ..core.io import write_parquet, write_tables, write_text
 from ..core.tokens import Decoder
+from ..core.verdicts import write_verdicts
 
 log = logging.getLogger("sae_specialists.causal")
 
@@ -212,6 +213,10 @@ def verdict_records(effects: pl.DataFrame) -> dict[str, dict]:
 
 def verdicts(smk: Any) -> None:
     """Rule causal_verdicts: effects -> verdicts.json."""
-    records = verdict_records(pl.read_parquet(smk.input.effects))
+    from .board import verdict_records as board_records
+
+    effects = pl.read_parquet(smk.input.effects)
+    records = verdict_records(effects)
     write_text(json.dumps(records, indent=1, sort_keys=True) + "\n", smk.output[0])
+    write_verdicts(board_records(effects), smk.output.board)
     log.info("%d verdicts", len(records))

@@ -205,5 +205,11 @@ def index(smk: Any) -> None:
             df.with_columns((pl.lit(rel(d, out.parent) + "/") + pl.col("page")).alias("href"))
         )
     features = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-    write_text(build_index(features, dict(smk.params.settings)), out)
+    # the verdict stages' records (core/verdicts.py; stages: (stage, title, mark) in order)
+    from ..core.verdicts import read_verdicts
+
+    stages = [tuple(s) for s in smk.params.verdict_stages]
+    tables = [read_verdicts(path) for path in smk.input.verdicts]
+    verdicts = pl.concat(tables) if tables else None
+    write_text(build_index(features, dict(smk.params.settings), verdicts, stages), out)
     log.info("dashboards index: %d dashboards", features.height)

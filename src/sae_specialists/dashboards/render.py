@@ -23,6 +23,7 @@ h1{font-size:1.45em;margin:.3em 0}h2{font-size:1.12em;margin:1.4em 0 .4em;
  color:#fff;background:#868e96}
 .badge.specialist{background:#e8590c}.badge.strongest{background:#1c7ed6}
 .badge.frequent{background:#2f9e44}
+.badge.specialist.against{background:#868e96}
 .cols{display:flex;flex-wrap:wrap;gap:1.5em}.cols>div{flex:1 1 24em;min-width:20em}
 table.data{border-collapse:collapse;font-size:.92em}
 table.data td,table.data th{border-bottom:1px solid #eee;padding:.15em .6em;text-align:left}
@@ -59,11 +60,20 @@ def pct(x: float | None) -> str:
     return f"{100 * x:.3g}%"
 
 
-def role_badges(row: Mapping[str, Any]) -> str:
+def role_badges(row: Mapping[str, Any], against: Mapping[str, str] | None = None) -> str:
+    """The feature's roles; ``against``: category -> the verdicts against it as that
+    category's specialist (findings board, e.g. "✗ chance"): that badge says so, in grey."""
     out = []
     for cat, score in zip(
         row["specialist_categories"] or [], row["specialist_scores"] or [], strict=True
     ):
+        label = (against or {}).get(cat)
+        if label:
+            out.append(
+                f'<span class="badge specialist against" title="a stage speaks against it">'
+                f"specialist of {esc(cat)} (score {score}): {esc(label)}</span>"
+            )
+            continue
         out.append(
             f'<span class="badge specialist">specialist of {esc(cat)} (score {score})</span>'
         )

@@ -1,6 +1,6 @@
-"""Entry point of rule analysis_report: the token views of each category's specialist,
-summary.md and index.html linking every table, chart and view (one job: a threshold change
-reruns three jobs, the specialist tables, then this and the specialist charts side by side)."""
+"""Entry points of the analysis stage's report rules: ``analysis_token_views`` (the token views
+of each category's specialist) and ``analysis_report`` (summary.md and analysis.html, with the
+findings board of the verdict stages that need no model: report/findings.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ import polars as pl
 
 from ..analysis.tokenview import build_token_views
 from ..core.io import read_metadata, write_text
+from .doc import link
+from .findings import against_marks, board_cells, board_html, load_verdicts
 from .index import build_index
 from .summary import build_summary, study_families
 
 log = logging.getLogger("sae_specialists.report")
 
 
-def _token_views(smk: Any) -> None:
-    """Token views of every (family, layer): one page per category's specialist."""
+def token_views(smk: Any) -> None:
+    """Token views of every (family, layer): one page per category's specialist (rule
+    analysis_token_views)."""
     i, p = smk.input, smk.params
     specialists = pl.read_parquet(i.specialists)
     texts_df = pl.read_parquet(i.texts)
@@ -39,19 +42,36 @@ def _token_views(smk: Any) -> None:
             neuronpedia_id=read_metadata(per_text_path).get("neuronpedia_id"),
             include_bos=p.include_bos,
             threshold=p.threshold,
-            index_path=smk.output.index,
+            index_path=p.index,
         )
 
 
+def dashboard_linker(dashboard_dirs: dict, page: str | os.PathLike):
+    """(family, layer, feature) -> the dashboard's path relative to ``page`` (keys of
+    ``dashboard_dirs``: "family/layer")."""
+    base = Path(page).parent
+
+    def href(family: str, layer: int, feature: int) -> str | None:
+        d = dashboard_dirs.get(f"{family}/{int(layer)}")
+        if d is None:
+            return None
+        return Path(os.path.relpath(Path(d) / f"feature={int(feature)}.html", base)).as_posix()
+
+    return href
+
+
 def report(smk: Any) -> None:
-    """Token views, summary.md and index.html (rule analysis_report)."""
+    """summary.md and analysis.html (rule analysis_report)."""
     i, o, p = smk.input, smk.output, smk.params
-    _token_views(smk)
+    specialists = pl.read_parquet(i.specialists)
+    stages = list(p.verdict_stages)
+    tables = dict(zip(stages, list(i.verdicts), strict=True))
+    cells = board_cells(specialists, load_verdicts(tables), stages)
     summary_doc = build_summary(
         strongest=pl.read_parquet(i.strongest),
         frequent=pl.read_parquet(i.frequent),
         selective=pl.read_parquet(i.selective),
-        specialists=pl.read_parquet(i.specialists),
+        specialists=specialists,
         texts=pl.read_parquet(i.texts),
         settings={
             "aggregation": p.aggregation,
@@ -60,20 +80,30 @@ def report(smk: Any) -> None:
             "candidates": p.candidates,
             "study_families": study_families(p.model_name, dict(p.sae_releases)),
         },
+        marks=against_marks(cells),
     )
-    verdicts = dict(getattr(p, "validation", None) or {})
-    if verdicts:  # the validation stage's verdicts (docs/validation.md)
+    if i.validation:  # the validation stage's verdicts (docs/validation.md)
+        from ..validation.workflow import read_verdicts
         from .validation import add_summary_section
 
         rel = os.path.relpath(p.validation_summary, os.path.dirname(o.summary))
-        add_summary_section(summary_doc, verdicts, Path(rel).as_posix())
-    causal = getattr(p, "causal", None)
-    if causal is not None:  # the causal check's verdicts (docs/causal.md)
-        from .causal import add_summary_section as add_causal_section
-
+        add_summary_section(summary_doc, read_verdicts(i.validation), Path(rel).as_posix())
+    if p.left_out and p.causal_index:  # the causal check runs the model: its results' page
         rel = os.path.relpath(p.causal_index, os.path.dirname(o.summary))
-        add_causal_section(summary_doc, dict(causal), Path(rel).as_posix())
+        summary_doc.h(2, "Causal check")
+        summary_doc.p(
+            "Its verdicts (ablation runs the model, so `snakemake analysis` never reruns it) "
+            "are on the findings board of index.html and at ",
+            link("causal/pages/index.html", Path(rel).as_posix()),
+            ".",
+        )
     write_text(summary_doc.to_markdown(), o.summary)
+    board = board_html(
+        cells,
+        stages,
+        dashboard_href=dashboard_linker(dict(p.dashboard_dirs), o.index),
+        left_out_stages=list(p.left_out),
+    )
     views = {
         (family, layer, category): page
         for (family, layer), pages in p.token_views.items()
@@ -81,15 +111,15 @@ def report(smk: Any) -> None:
     }
     page = build_index(
         output=o.index,
+        board=board,
+        cells=cells,
         summary=summary_doc,
         summary_md=o.summary,
         tables=dict(p.tables),
         charts=[tuple(chart) for chart in p.charts],
         token_views=views,
-        specialists=pl.read_parquet(i.specialists),
-        per_text=list(i.per_text),
+        specialists=specialists,
+        per_text=[path for path in p.per_text.values()],
         texts_path=i.texts,
-        verdicts=verdicts,
-        causal=dict(causal or {}),
     )
     write_text(page, o.index)

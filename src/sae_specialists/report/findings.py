@@ -231,6 +231,12 @@ def board_cells(
     return cells
 
 
+def against_marks(cells: Iterable[Cell]) -> dict[tuple[str, int, str], str]:
+    """(family, layer, category) -> the cell's verdicts against its specialist (e.g.
+    "✗ chance"), for the cells that have one: the marks of the analysis page's tables."""
+    return {(c.family, c.layer, c.category): c.label for c in cells if c.status == FAILS}
+
+
 def _layers_text(layers: list[int]) -> str:
     layers = sorted(layers)
     if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):

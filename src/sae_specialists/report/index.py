@@ -11,9 +11,8 @@ from pathlib import Path
 import polars as pl
 
 from ..core.html import page as html_page
-from .causal import mark as causal_mark
-from .causal import mark_title as causal_title
 from .doc import Doc
+from .findings import BOARD_CSS, FAILS, Cell, source
 
 TABLE_DESCRIPTIONS = {
     "strongest": "top 10 features per SAE and layer by peak per-text value",
@@ -55,6 +54,8 @@ code{background:#f4f4f4;padding:0 .2em}
 def build_index(
     *,
     output: str | os.PathLike,
+    board: str,
+    cells: Sequence[Cell],
     summary: Doc,
     summary_md: str | os.PathLike,
     tables: Mapping[str, tuple[str, str]],
@@ -63,24 +64,31 @@ def build_index(
     specialists: pl.DataFrame,
     per_text: Sequence[str],
     texts_path: str | os.PathLike,
-    verdicts: Mapping[str, Mapping] | None = None,
-    causal: Mapping[str, Mapping] | None = None,
 ) -> str:
-    """Return the HTML; ``tables``: name -> (parquet, csv); ``charts``: (title, html, png);
-    ``token_views``: (sae, layer, category) -> page. Paths are made relative to ``output``."""
+    """Return the HTML; ``board``: the findings board (report/findings.py), first; ``cells``:
+    its cells (the marks of the token-view grid); ``tables``: name -> (parquet, csv);
+    ``charts``: (title, html, png); ``token_views``: (sae, layer, category) -> page. Paths are
+    made relative to ``output``."""
     base = Path(output).parent
     esc = html.escape
 
     def rel(p: str | os.PathLike) -> str:
         return esc(Path(os.path.relpath(p, base)).as_posix(), quote=True)
 
+    marked: dict[str, str] = {}  # mark -> stage titles, of the marks the grid shows
+    for c in cells:
+        for stage, record in c.verdicts.items():
+            if c.status == FAILS and record is not None and record["ok"] is False:
+                src = source(stage)
+                marked.setdefault(src.mark, src.title)
     parts = [
         "<h1>sae-specialists results</h1>",
         '<p><a href="index.html">← every output of the run, by stage (index.html)</a></p>',
-        '<p>Contents: <a href="#summary">summary</a> · <a href="#charts">charts</a> · '
-        '<a href="#tables">tables</a> · <a href="#token-views">token views</a> · '
-        '<a href="#per-text">per-text values</a></p>',
-        '<p>Feature dashboards: <a href="dashboards/index.html">dashboards/index.html</a></p>',
+        '<p>Contents: <a href="#findings">findings</a> · <a href="#summary">summary</a> · '
+        '<a href="#charts">charts</a> · <a href="#tables">tables</a> · '
+        '<a href="#token-views">token views</a> · <a href="#per-text">per-text values</a> · '
+        'feature dashboards: <a href="dashboards/index.html">dashboards/index.html</a></p>',
+        board,
         f'<section id="summary">{summary.to_html(heading_offset=1)}'
         f'<p>Also as Markdown: <a href="{rel(summary_md)}">summary.md</a>.</p></section>',
         '<section id="charts"><h2>Charts</h2><div class="charts">',
@@ -110,13 +118,19 @@ def build_index(
         '<section id="token-views"><h2>Token views</h2><p>One page per SAE, layer and category: '
         "the category's specialist (or best candidate, greyed, when no candidate scores > 0) "
         "shaded token by token on sample texts of every category. Cells: feature (score)"
-        + ("; ✗: the specialist fails validation (hover for the verdict)" if verdicts else "")
-        + ("; ⊘: detector only in the causal check (hover for the numbers)" if causal else "")
+        + (
+            "; "
+            + "; ".join(f"{m}: a verdict against it ({s})" for m, s in marked.items())
+            + " (hover for the numbers)"
+            if marked
+            else ""
+        )
         + ".</p>"
     )
     spec = {
         (r["sae"], int(r["layer"]), r["category"]): r for r in specialists.iter_rows(named=True)
     }
+    by_cell = {(c.family, c.layer, c.category): c for c in cells}
     saes = sorted({k[0] for k in token_views})
     for sae in saes:
         layers = sorted({k[1] for k in token_views if k[0] == sae})
@@ -138,15 +152,7 @@ def build_index(
                     label = f"#{row['feature']} ({row['score']})"
                     cls = "" if row["has_specialist"] else ' class="nospec"'
                 link = f'<a{cls} href="{rel(page)}">{esc(label)}</a>'
-                verdict = (verdicts or {}).get(f"{sae}/{layer}/{cat}")
-                if verdict and verdict.get("fails_heldout"):  # validation (docs/validation.md)
-                    why = esc(verdict["verdict_text"], quote=True)
-                    link += f' <span class="fails" title="{why}">✗</span>'
-                causal_verdict = (causal or {}).get(f"{sae}/{layer}/{cat}")
-                symbol = causal_mark(causal_verdict)
-                if symbol:  # causal check (docs/causal.md)
-                    why = esc(causal_title(causal_verdict), quote=True)
-                    link += f' <span class="fails" title="{why}">{symbol}</span>'
+                link += _marks(by_cell.get((sae, layer, cat)))
                 url = row.get("neuronpedia_url") if row else None
                 if url:
                     link += f' <a href="{esc(url, quote=True)}" title="Neuronpedia">↗</a>'
@@ -161,4 +167,18 @@ def build_index(
         for p in per_text
     ]
     parts.append("</ul></section>")
-    return html_page("sae-specialists results", parts, CSS)
+    return html_page("sae-specialists results", parts, CSS + BOARD_CSS)
+
+
+def _marks(cell: Cell | None) -> str:
+    """The cell's verdicts against its specialist: each stage's mark and label, the numbers
+    on hover."""
+    if cell is None or cell.status != FAILS:
+        return ""
+    out = []
+    for stage, record in cell.verdicts.items():
+        if record is not None and record["ok"] is False:
+            why = html.escape(f"{source(stage).title}: {record['detail']}", quote=True)
+            text = html.escape(f"{source(stage).mark} {record['label']}")
+            out.append(f' <span class="fails" title="{why}">{text}</span>')
+    return "".join(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -181,10 +182,69 @@ def _group(files: list[str]) -> list[tuple[str, list[tuple[str, list[str]]]]]:
     return [(d, sorted(stems.items())) for d, stems in sorted(by_dir.items())]
 
 
+@dataclass(frozen=True)
+class RunKeys:
+    """What this configuration produces, to tell its files from another configuration's in
+    the same results_dir: each family's layers, the categories and their number of chunks, and
+    the stage directories of the stages it has off."""
+
+    families: Mapping[str, tuple[int, ...]]
+    categories: tuple[str, ...]
+    n_chunks: Mapping[str, int]
+    off: tuple[str, ...] = ()
+
+
+KEY_SEGMENT = re.compile(r"^(sae|layer|category|chunk)=([^/]*?)(_histograms)?(\.[a-z]+)?$")
+# directories whose files are named after a category: token views, causal pages
+CATEGORY_PAGES = ("token_views", "causal/pages")
+
+
+def foreign_reason(rel: str, keys: RunKeys, *, stages: bool = True) -> str | None:
+    """Why ``rel`` (results-relative) is not an output of this configuration, or None: a
+    family, layer, category or chunk it does not have, or (with ``stages``) a stage it has off
+    (whose target, e.g. `snakemake causal`, may still have built it from this configuration)."""
+    parts = rel.split("/")
+    if stages and parts[0] in keys.off:
+        return f"stage {parts[0]} is off in this configuration (`snakemake {parts[0]}` builds it)"
+    family = None
+    test_set = rel.startswith("validation/test_set/")  # its own chunks (validation.test_texts)
+    for i, part in enumerate(parts):
+        m = KEY_SEGMENT.match(part)
+        if not m:
+            continue
+        key, value = m.group(1), m.group(2)
+        if key == "sae":
+            family = value
+            if value not in keys.families:
+                return f"SAE family {value} is not in this configuration"
+        elif key == "layer" and family is not None:
+            if not value.isdigit() or int(value) not in keys.families[family]:
+                return f"layer {value} of SAE family {family} is not in this configuration"
+        elif key == "category" and value not in keys.categories:
+            return f"category {value} is not in this configuration"
+        elif key == "chunk" and parts[i - 1].startswith("category=") and not test_set:
+            category = parts[i - 1].removeprefix("category=")
+            if value.isdigit() and int(value) >= keys.n_chunks.get(category, 1):
+                return f"chunk {value} of category {category}: this configuration has fewer texts"
+    if any(rel.startswith(d + "/") for d in CATEGORY_PAGES) and family is not None:
+        category = parts[-1].removesuffix(".html")
+        if parts[-1].endswith(".html") and category != "index" and category not in keys.categories:
+            return f"category {category} is not in this configuration"
+    return None
+
+
 def build_overview(
-    files: list[str], descriptions: Mapping[str, Stage] | None = None, title: str = ""
+    files: list[str],
+    descriptions: Mapping[str, Stage] | None = None,
+    title: str = "",
+    *,
+    board: str = "",
+    foreign: Mapping[str, str] | None = None,
+    css: str = "",
 ) -> str:
-    """The index page for ``files`` (results-relative, the page sits in the results root)."""
+    """The index page for ``files`` (results-relative, the page sits in the results root):
+    ``board`` (the findings board) first, then the map of the files by stage, then
+    ``foreign`` (file -> why it is not from this configuration), listed apart."""
     stages = dict(STAGES, **(descriptions or {}))
     esc = html.escape
     by_stage: dict[str, list[str]] = defaultdict(list)
@@ -192,9 +252,10 @@ def build_overview(
         by_stage[stage_of(f)].append(f)
     order = [s for s in ORDER if s in by_stage] + sorted(s for s in by_stage if s not in ORDER)
     heading = title or "sae-specialists results"
-    parts = [f"<h1>{esc(heading)}</h1>"]
+    parts = [f"<h1>{esc(heading)}</h1>", board]
     parts.append(
-        "<p>Everything this run produced, by stage. "
+        '<h2 id="files">Files</h2><p>Everything this run produced, by stage. '
+        + ('<a href="#foreign">Not from this configuration</a> · ' if foreign else "")
         + " · ".join(
             f'<a href="#stage-{esc(s, quote=True)}">{esc(stages.get(s, _generic(s)).title)}</a>'
             for s in order
@@ -227,7 +288,29 @@ def build_overview(
         if collapse:
             parts.append("</details>")
         parts.append("</section>")
-    return page(heading, parts, CSS)
+    if foreign:
+        parts.append(_foreign_section(foreign))
+    return page(heading, parts, CSS + css)
+
+
+def _foreign_section(foreign: Mapping[str, str]) -> str:
+    """The files of another configuration in the same results_dir, apart, with the reason."""
+    esc = html.escape
+    items = "".join(
+        f'<li>{_link(f, f)} <span class="kind">{esc(why)}</span></li>'
+        for f, why in sorted(foreign.items())
+    )
+    return (
+        '<section class="stage" id="foreign"><h2>Not from this configuration</h2>'
+        '<p class="first">These files are in results_dir but this configuration does not '
+        "produce them (another configuration was run into the same results_dir). No page of "
+        "this run links them. <code>snakemake --cores 1 clean_foreign</code> with the same "
+        "configuration deletes those of families, layers, categories or chunks it lacks "
+        "(a stage that is off keeps its directory: delete it by hand); "
+        "docs/troubleshooting.md.</p>"
+        f'<details><summary>{len(foreign)} files</summary><ul class="files">{items}</ul>'
+        "</details></section>"
+    )
 
 
 def _link(path: str, text: str) -> str:
@@ -248,18 +331,102 @@ def _generic(stage: str) -> Stage:
     return Stage(stage.replace("_", " ").capitalize(), f"Outputs of the {stage} stage (docs/).")
 
 
-def write_index(results_dir: str | os.PathLike, output: str | os.PathLike, exclude=()) -> int:
-    """Write the index of ``results_dir`` to ``output``; returns the number of files linked."""
+def split_foreign(
+    files: list[str], keys: RunKeys | None, *, stages: bool = True
+) -> tuple[list[str], dict[str, str]]:
+    """(this configuration's files, {another configuration's file: why})."""
+    if keys is None:
+        return files, {}
+    ours, foreign = [], {}
+    for f in files:
+        why = foreign_reason(f, keys, stages=stages)
+        if why is None:
+            ours.append(f)
+        else:
+            foreign[f] = why
+    return ours, foreign
+
+
+def write_index(
+    results_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    exclude=(),
+    *,
+    keys: RunKeys | None = None,
+    board: str = "",
+    css: str = "",
+) -> tuple[int, int]:
+    """Write the index of ``results_dir`` to ``output``; returns the number of files linked and
+    of files listed apart as another configuration's."""
     from ..core.io import write_text
 
     files = run_files(results_dir, tuple(exclude) + (str(output),))
-    write_text(build_overview(files), output)
-    return len(files)
+    ours, foreign = split_foreign(files, keys)
+    write_text(build_overview(ours, board=board, foreign=foreign, css=css), output)
+    return len(ours), len(foreign)
+
+
+def run_keys(params: Any) -> RunKeys:
+    k = dict(params.run_keys)
+    return RunKeys(
+        families={f: tuple(int(x) for x in ls) for f, ls in dict(k["families"]).items()},
+        categories=tuple(k["categories"]),
+        n_chunks=dict(k["n_chunks"]),
+        off=tuple(k["off"]),
+    )
+
+
+def foreign_files(smk: Any) -> list[str]:
+    """Absolute paths of the files of another configuration (rule clean_foreign): those of a
+    family, layer, category or chunk this configuration lacks. The directories of stages it
+    has off are kept (listed apart on index.html; delete them by hand if unwanted)."""
+    p = smk.params
+    files = run_files(p.results_dir, tuple(p.exclude))
+    _, foreign = split_foreign(files, run_keys(p), stages=False)
+    return [str(Path(p.results_dir) / f) for f in sorted(foreign)]
 
 
 def index(smk: Any) -> None:
-    """Rule report_index."""
-    n = write_index(smk.params.results_dir, smk.output[0], tuple(smk.params.exclude))
+    """Rule report_index: the findings board of every enabled verdict stage, then the map."""
     import logging
 
-    logging.getLogger("sae_specialists").info("index: %d files linked", n)
+    import polars as pl
+
+    from .entry import dashboard_linker
+    from .findings import BOARD_CSS, board_cells, board_html, load_verdicts
+
+    i, p = smk.input, smk.params
+    stages = list(p.verdict_stages)
+    tables = dict(zip(stages, list(i.verdicts), strict=True))
+    cells = board_cells(pl.read_parquet(i.specialists), load_verdicts(tables), stages)
+    board = board_html(
+        cells, stages, dashboard_href=dashboard_linker(dict(p.dashboard_dirs), smk.output[0])
+    )
+    n, n_foreign = write_index(
+        p.results_dir,
+        smk.output[0],
+        tuple(p.exclude),
+        keys=run_keys(p),
+        board=board,
+        css=BOARD_CSS,
+    )
+    logging.getLogger("sae_specialists").info(
+        "index: %d files linked, %d of another configuration listed apart", n, n_foreign
+    )
+
+
+def clean_foreign(smk: Any) -> None:
+    """Rule clean_foreign: delete the files another configuration left in results_dir (those
+    index.html lists as "not from this configuration"), then the directories left empty."""
+    import logging
+
+    log = logging.getLogger("sae_specialists")
+    paths = foreign_files(smk)
+    for path in paths:
+        Path(path).unlink()
+    root = Path(smk.params.results_dir)
+    for dirpath, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        d = Path(dirpath)
+        if d != root and not any(d.iterdir()):
+            d.rmdir()
+    log.info("removed %d files of another configuration from %s", len(paths), root)

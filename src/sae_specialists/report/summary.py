@@ -62,7 +62,11 @@ def build_summary(
     specialists: pl.DataFrame,
     texts: pl.DataFrame,
     settings: Mapping[str, Any],
+    marks: Mapping[tuple[str, int, str], str] | None = None,
 ) -> Doc:
+    """The run's summary; ``marks``: (sae, layer, category) -> the verdicts against a cell's
+    specialist (findings board, report/findings.py), shown after its score."""
+    marks = marks or {}
     doc = Doc()
     doc.h(1, "Summary of this run")
     sizes = texts.group_by("category").len().sort("category")
@@ -187,7 +191,9 @@ def build_summary(
         )
         doc.p(
             "Specialist per category and layer (feature, score = n_in − n_out; * = no "
-            "specialist, best candidate shown):"
+            "specialist, best candidate shown"
+            + ("; ✗ / ⊘ and a label: a verdict against it, see the findings board" if marks else "")
+            + "):"
         )
         spec = specialists.filter(pl.col("sae") == sae)
         cats = sorted(set(spec["category"].to_list()))
@@ -200,6 +206,8 @@ def build_summary(
                     row.append("–")
                 else:
                     mark = "" if r["has_specialist"] else "*"
+                    verdict = marks.get((sae, int(layer), cat))
+                    mark += f" {verdict}" if verdict else ""
                     row.append([_feat(r), f" ({r['score']}){mark}"])
             rows.append(row)
         doc.table(["category"] + [f"layer {layer}" for layer in layers], rows)

@@ -209,6 +209,10 @@ def verdicts(smk: Any) -> None:
         )
     write_text(build_summary(out, dict(p.summary)), smk.output.summary)
     write_text(verdicts_json(out), smk.output.verdicts)
+    from ..core.verdicts import write_verdicts
+    from .board import verdict_records
+
+    write_verdicts(verdict_records(out), smk.output.board)
     for r in out.filter(pl.col("has_specialist")).iter_rows(named=True):
         log.info("%s layer %s %s: %s", r["sae"], r["layer"], r["category"], r["verdict_text"])
 
