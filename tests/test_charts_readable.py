@@ -25,9 +25,15 @@ LAYERS = [0, 1, 2, 3]
 
 
 def render(browser, chart, name: str, tmp_path: Path):
-    """Save ``chart`` (HTML + PNG), open it offline, keep a screenshot; return the page."""
-    html = tmp_path / f"{name}.html"
-    ch.save_chart(chart, html, tmp_path / f"{name}.png")
+    """Save ``chart`` (HTML + PNG) as a workflow job does (loading the shared Vega script from
+    ``assets/vega/vega.js``), open it offline, keep a screenshot; return the page."""
+    from sae_specialists.core.vega import write_chart_script
+
+    html = tmp_path / "charts" / f"{name}.html"
+    script = tmp_path / "assets" / "vega" / "vega.js"
+    if not script.is_file():
+        write_chart_script(script)
+    ch.save_chart(chart, html, tmp_path / f"{name}.png", script=script)
     page, errors, blocked = open_offline(browser, html)
     page.wait_for_selector("#vis svg")
     assert not errors and not blocked, (errors, blocked)
@@ -271,3 +277,114 @@ def test_dashboard_histogram_is_readable(browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     svg.screenshot(path=str(ARTIFACTS / "dashboard_histogram.png"))
     page_.close()
+
+
+def boxes(page, selector: str) -> list[tuple[str, dict]]:
+    """(text, bounding box) of every element matching ``selector`` inside the chart."""
+    items = page.locator(f"#vis svg {selector}")
+    return [
+        (items.nth(i).text_content(), items.nth(i).bounding_box()) for i in range(items.count())
+    ]
+
+
+def overlapping(items: list[tuple[str, dict]]) -> list[tuple[str, str]]:
+    """Pairs of boxes that overlap by more than a pixel each way."""
+    out = []
+    for (ta, a), (tb, b) in itertools.combinations(items, 2):
+        dx = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
+        dy = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
+        if dx > 1 and dy > 1:
+            out.append((ta, tb))
+    return out
+
+
+def test_specialists_found_labels_do_not_overlap(browser, tmp_path):
+    """Five SAE families side by side (the demo: two of them at one layer only): each bar's
+    label is readable on its own (neighbouring bars of equal height read "0/90/9")."""
+    found = pl.DataFrame(
+        [
+            {"sae": s, "layer": layer, "found": 9 if layer == 2 else 0, "n_categories": 9}
+            for s in ("attn", "mlp", "res", "res_narrow", "res_wide")
+            for layer in LAYERS
+            if layer == 2 or not s.startswith("res_")
+        ]
+    )
+    page = render(browser, ch.specialists_found_chart(found), "specialists_found", tmp_path)
+    labels = boxes(page, "g.mark-text.role-mark text")
+    assert len(labels) == found.height
+    assert overlapping(labels) == []
+    # each label sits over its own bar
+    bars = boxes(page, "g.mark-rect.role-mark path")
+    assert len(bars) == found.height
+    for text, box in labels:
+        centre = box["x"] + box["width"] / 2
+        assert any(b["x"] - 1 <= centre <= b["x"] + b["width"] + 1 for _, b in bars), text
+
+
+PAGE_WIDTH = 1150  # CSS px of analysis.html's content column: a wider chart is shrunk there
+
+
+def validation_cells() -> pl.DataFrame:
+    """The demo's shape: 9 categories x 4 layers, six baselines; every fifth cell has no
+    specialist (its folds' all-zero score gives held-out AUROC 0.5)."""
+    rows = []
+    for i, (cat, layer) in enumerate(itertools.product([*CATEGORIES, "poetry", "x"], LAYERS)):
+        has = i % 5 != 0
+        rows.append(
+            {
+                "sae": "res",
+                "layer": layer,
+                "category": cat,
+                "has_specialist": has,
+                "heldout_auroc": 0.9 if has else 0.5,
+                "floor_auroc": 0.55,
+                "diffmean_auroc": 0.95,
+                "dense_probe_auroc": 0.97,
+                **{f"ksparse_{k}_auroc": 0.8 + k / 100 for k in (1, 2, 5, 20)},
+                "verdict": "generalises" if has else "no specialist",
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def test_heldout_chart_has_no_bar_without_a_specialist_and_fits_the_page(browser, tmp_path):
+    """Cells without a specialist: no bar (a 0.5 bar read as measured chance) but the words
+    "no specialist"; the whole chart fits analysis.html's column (its thumbnail was shrunk to
+    an unreadable size)."""
+    from sae_specialists.validation import charts as vc
+
+    cells = validation_cells()
+    page = render(browser, vc.heldout_chart(cells, "res"), "heldout_auroc", tmp_path)
+    svg = page.locator("#vis svg")
+    assert float(svg.get_attribute("width")) <= PAGE_WIDTH
+    bars = svg.locator("g.mark-rect.role-mark path")
+    labels = [bars.nth(i).get_attribute("aria-label") or "" for i in range(bars.count())]
+    specialist = [a for a in labels if f"series: {vc.SPECIALIST}" in a]
+    assert len(specialist) == cells["has_specialist"].sum()
+    assert not [a for a in specialist if "auroc: 0.5" in a.replace("0.50", "0.5")]
+    texts = svg.locator("g.mark-text.role-mark text").all_text_contents()
+    assert texts.count("no specialist") == (~cells["has_specialist"]).sum()
+
+
+def test_peak_by_layer_category_fits_the_page(browser, tmp_path):
+    """The demo's five SAE families side by side were 2,000 px wide: its thumbnail in
+    analysis.html was unreadable. Panels now wrap into rows that fit the page."""
+    peaks = pl.DataFrame(
+        [
+            {"sae": s, "layer": layer, "category": c, "feature": 1, "peak": 1.0 + k, "text_id": "t"}
+            for s in ("attn", "mlp", "res", "res_narrow", "res_wide")
+            for k, c in enumerate([*CATEGORIES, "poetry", "x"])
+            for layer in (LAYERS if not s.startswith("res_") else [2])
+        ]
+    )
+    page = render(browser, ch.peak_by_layer_category(peaks), "peak_by_layer_category_5", tmp_path)
+    svg = page.locator("#vis svg")
+    assert float(svg.get_attribute("width")) <= PAGE_WIDTH
+    titles = svg.locator("g.role-title-text text").all_text_contents()
+    assert sorted(t for t in titles if t.startswith("SAE ")) == [
+        "SAE attn",
+        "SAE mlp",
+        "SAE res",
+        "SAE res_narrow",
+        "SAE res_wide",
+    ]

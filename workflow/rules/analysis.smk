@@ -9,6 +9,7 @@ from sae_specialists.core.layout import (
     SPECIALIST_TABLES,
 )
 from sae_specialists.report.findings import left_out, verdict_tables
+from sae_specialists.core.vega import VERSIONS as CHART_SCRIPT_VERSIONS
 
 
 rule analysis:
@@ -101,9 +102,29 @@ rule analysis_specialist_tables:
         "../../scripts/analysis_specialist_tables.py"
 
 
+rule analysis_chart_script:
+    """The one Vega / Vega-Lite / vega-embed script every chart page of the run loads (vendored
+    in the package: sae_specialists/assets/vega), with its licences."""
+    output:
+        script=L.chart_script,
+        licenses=L.chart_script_licenses,
+    log:
+        L.log("analysis", "chart_script"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        versions=CHART_SCRIPT_VERSIONS,  # a new vendored version rewrites the script
+    script:
+        "../../scripts/analysis_chart_script.py"
+
+
 rule analysis_peak_charts:
     """Peak activation by layer (overall, per category) and coverage by layer."""
     input:
+        chart_script=L.chart_script,
         strongest=L.table("strongest"),
         frequent=L.table("frequent"),
         category_peaks=L.table("category_peaks"),
@@ -143,6 +164,7 @@ rule analysis_peak_charts:
 rule analysis_specialist_charts:
     """Specialists found per layer; specialist score heatmap per SAE family."""
     input:
+        chart_script=L.chart_script,
         specialists=L.table("specialists"),
     output:
         found_html=report(

@@ -22,6 +22,7 @@ rule comparison_components:
     """Per category: the specialist of every SAE family at every layer, the strongest family
     at each layer and the family that has one first."""
     input:
+        chart_script=L.chart_script,
         specialists=L.table("specialists"),
         per_text=L.all_per_text(),
     output:
@@ -79,6 +80,7 @@ rule comparison_tracking:
     (no SAE loaded, so a threshold change reruns it in seconds)."""
     input:
         **SHARDS,
+        chart_script=L.chart_script,
         specialists=L.table("specialists"),
         related_features=L.comparison_table("related_features"),
         feature_directions=L.comparison_table("feature_directions"),
@@ -106,6 +108,7 @@ rule comparison_splits:
     each category's narrowest specialist splits into the wider SAEs' features."""
     input:
         **SHARDS,
+        chart_script=L.chart_script,
         specialists=L.table("specialists"),
         per_text=L.all_per_text(),
         sae_files=SAE_FILES,

@@ -58,6 +58,7 @@ rule methodology_ablation:
         summary_csv=L.methodology_table("ablation_summary", "csv"),
         chart_html=report(
             L.methodology_chart("ablation", "html"),
+        chart_script=L.chart_script,
             caption="../report/methodology_ablation.rst",
             category="Methodology",
         ),
@@ -90,6 +91,7 @@ rule methodology_sweep:
         table_csv=L.methodology_table("threshold_sweep", "csv"),
         chart_html=report(
             L.methodology_chart("threshold_sweep", "html"),
+        chart_script=L.chart_script,
             caption="../report/methodology_sweep.rst",
             category="Methodology",
         ),
@@ -120,6 +122,7 @@ rule methodology_scores:
         **L.methodology_pair("auroc"),
         missed=L.methodology_table("missed_by_topk"),
         missed_csv=L.methodology_table("missed_by_topk", "csv"),
+        chart_script=L.chart_script,
         topk_html=report(
             L.methodology_chart("topk_vs_all", "html"),
             caption="../report/methodology_topk.rst",
@@ -157,6 +160,7 @@ rule methodology_bootstrap:
         table_csv=L.methodology_table("bootstrap", "csv"),
         stability=L.table("specialists_stability"),
         stability_csv=L.table("specialists_stability", "csv"),
+        chart_script=L.chart_script,
         charts_html=report(
             [L.stability_chart(f, "html") for f in FAMILIES],
             caption="../report/methodology_stability.rst",

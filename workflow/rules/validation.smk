@@ -232,6 +232,7 @@ if V_TEST:
     )
     LT = L.test_set(TEST_CATEGORIES, TEST_CHUNKS)
 
+        chart_script=L.chart_script,
     # the extraction rules' test-set twins: tokens, then one job per family (extract.smk); a
     # family listing its own layers has its own rule, which has no twin here yet
     _TOP = [

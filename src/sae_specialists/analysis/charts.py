@@ -1,7 +1,16 @@
-"""Altair charts of the tables; each saved as self-contained HTML (Vega inlined) and PNG."""
+"""Altair charts of the tables; each saved as HTML and PNG.
+
+A workflow chart page loads Vega, Vega-Lite and vega-embed from the run's one shared script,
+``results_dir/assets/vega/vega.js`` (``core.vega.write_chart_script``: the vendored builds of
+``sae_specialists/assets/vega``, see its README for versions and licences), by a relative
+``<script src>``: ~20 KB per page instead of ~0.9 MB inlined, still offline. Without a shared
+script (``save_chart(..., script=None)``) a page is self-contained (the bundle inlined).
+"""
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 from pathlib import Path
@@ -13,6 +22,7 @@ EMBED = {"actions": False, "renderer": "svg"}
 NO_SPECIALIST_GREY = "#eeeeee"
 DARK_FROM = 0.7  # |score| / bound from which redblue cells need white text (WCAG 4.5:1)
 CACHE_ENV = "SAE_SPECIALISTS_CACHE"
+BAR_SLOT = 24  # px per bar of a grouped bar chart: room for a two-digit label
 _EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=[\"']?https?:", re.IGNORECASE)
 
 
@@ -38,12 +48,18 @@ def category_by_layer(data: pl.DataFrame, tooltip: list) -> alt.Chart:
 
 
 def by_layer_lines(
-    data: pl.DataFrame, y: alt.Y, color: alt.Color, tooltip: list, title: str, point_size: int = 60
+    data: pl.DataFrame,
+    y: alt.Y,
+    color: alt.Color,
+    tooltip: list,
+    title: str,
+    point_size: int = 60,
+    width: int = 360,
 ) -> alt.LayerChart:
     """One line (with points) per ``color`` value over the layers."""
     base = alt.Chart(data).encode(x=layer_axis(), y=y, color=color, tooltip=tooltip)
     return (base.mark_line() + base.mark_point(filled=True, size=point_size)).properties(
-        title=title, width=360, height=240
+        title=title, width=width, height=240
     )
 
 
@@ -58,22 +74,40 @@ def peak_by_layer(strongest: pl.DataFrame) -> alt.Chart:
     )
 
 
+PANELS_PER_ROW = 3  # small multiples per row: a row fits analysis.html's column (~1,150 px)
+PANEL_WIDTH = 240
+
+
 def peak_by_layer_category(peaks: pl.DataFrame) -> alt.TopLevelMixin:
     """Largest per-text activation inside each category, by layer: one panel per SAE family,
-    side by side, each titled with its family (no facet header)."""
+    ``PANELS_PER_ROW`` to a row, each titled with its family (no facet header); a family with
+    one layer gets a narrow panel."""
     data = peaks.sort("sae", "category", "layer")
-    panels = [
-        by_layer_lines(
-            data.filter(pl.col("sae") == sae),
-            alt.Y("peak:Q", title="peak per-text activation in category"),
-            alt.Color("category:N", title="category"),
-            ["sae", "layer", "category", "feature", alt.Tooltip("peak:Q", format=".3f"), "text_id"],
-            f"SAE {sae}",
-            point_size=50,
+    panels = []
+    for sae in data["sae"].unique(maintain_order=True).to_list():
+        sub = data.filter(pl.col("sae") == sae)
+        panels.append(
+            by_layer_lines(
+                sub,
+                alt.Y("peak:Q", title="peak per-text activation in category"),
+                alt.Color("category:N", title="category"),
+                [
+                    "sae",
+                    "layer",
+                    "category",
+                    "feature",
+                    alt.Tooltip("peak:Q", format=".3f"),
+                    "text_id",
+                ],
+                f"SAE {sae}",
+                point_size=50,
+                width=PANEL_WIDTH if sub["layer"].n_unique() > 1 else PANEL_WIDTH // 2,
+            )
         )
-        for sae in data["sae"].unique(maintain_order=True).to_list()
-    ]
-    chart = panels[0] if len(panels) == 1 else alt.hconcat(*panels)
+    if len(panels) == 1:
+        chart = panels[0]
+    else:
+        chart = alt.concat(*panels, columns=PANELS_PER_ROW)
     return chart.properties(title="Peak activation by layer and category")
 
 
@@ -184,25 +218,31 @@ def specialist_heatmap(specialists: pl.DataFrame, sae: str) -> alt.Chart:
 
 
 def specialists_found_chart(found: pl.DataFrame) -> alt.Chart:
-    """Number of categories with a specialist (best score > 0), by layer and SAE family."""
-    data = found.with_columns(
-        (pl.col("found").cast(pl.String) + "/" + pl.col("n_categories").cast(pl.String)).alias(
-            "label"
-        )
-    ).sort("sae", "layer")
+    """Number of categories with a specialist (best score > 0), by layer and SAE family: one
+    bar per family, labelled with its count alone (the number of categories is in the axis
+    title; "9/9" labels of neighbouring bars ran into each other). Each bar gets at least
+    ``BAR_SLOT`` px, so a label never spills over the next one."""
+    data = found.with_columns(pl.col("found").cast(pl.String).alias("label")).sort("sae", "layer")
     n_max = int(data["n_categories"].max() or 1)
+    sizes = sorted(set(data["n_categories"].to_list()))
+    of = "/".join(map(str, sizes)) if sizes else "0"
+    slots = max(1, data["layer"].n_unique() * data["sae"].n_unique())
     base = alt.Chart(data).encode(
         x=layer_axis(),
         xOffset=alt.XOffset("sae:N"),
         y=alt.Y(
-            "found:Q", title="categories with a specialist", scale=alt.Scale(domain=[0, n_max])
+            "found:Q",
+            title=f"categories with a specialist (of {of})",
+            scale=alt.Scale(domain=[0, n_max]),
         ),
         color=alt.Color("sae:N", title="SAE"),
         tooltip=["sae", "layer", "found", "n_categories"],
     )
     bars = base.mark_bar()
-    labels = base.mark_text(dy=-7).encode(text="label:N")
-    return (bars + labels).properties(title="Specialists found per layer", width=360, height=240)
+    labels = base.mark_text(dy=-7, fontSize=11).encode(text="label:N")
+    return (bars + labels).properties(
+        title="Specialists found per layer", width=max(360, BAR_SLOT * slots), height=240
+    )
 
 
 def _cache_dir() -> Path:
@@ -260,17 +300,78 @@ class _Spec:
         return self._spec
 
 
+def chart_page(spec: dict, script_href: str, title: str = "chart") -> str:
+    """A chart page that loads the shared script from ``script_href`` (relative): the same
+    markup and embed options as Altair's inline HTML, and a visible message instead of a
+    blank page when the script is missing."""
+    spec_json = json.dumps(spec).replace("</", "<\\/")  # no "</script>" inside the script
+    missing = (
+        "the chart needs " + script_href + " (the run's shared Vega script): open this page "
+        "inside the results directory it was written to"
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<title>{html.escape(title)}</title>
+<style>
+#vis.vega-embed{{width:100%;display:flex}}
+#vis.vega-embed details,#vis.vega-embed details summary{{position:relative}}
+.error{{color:#b00;font-family:system-ui,sans-serif}}
+</style>
+<script src="{html.escape(script_href, quote=True)}"></script>
+</head>
+<body>
+<div class="vega-visualization" id="vis"></div>
+<script>
+(function () {{
+  const el = document.getElementById("vis");
+  const fail = (msg) => {{
+    el.innerHTML = '<p class="error"></p>';
+    el.firstChild.textContent = msg;
+  }};
+  if (typeof vegaEmbed === "undefined") {{ fail({json.dumps(missing)}); return; }}
+  vegaEmbed("#vis", {spec_json}, {json.dumps(EMBED)}).catch((e) => fail(String(e)));
+}})();
+</script>
+</body>
+</html>
+"""
+
+
+def _chart_title(spec: dict) -> str:
+    title = spec.get("title")
+    if isinstance(title, dict):
+        title = title.get("text")
+    if isinstance(title, list):
+        title = " ".join(map(str, title))
+    return str(title) if title else "chart"
+
+
+def job_script(smk) -> str | None:
+    """A chart job's shared script: its rule's ``chart_script`` input (None for a rule without
+    one: its pages are then self-contained; tests/test_page_weight.py checks that every chart
+    page of a run loads the shared script)."""
+    return getattr(smk.input, "chart_script", None)
+
+
 def save_chart(
     chart: alt.TopLevelMixin,
     html_path: str | os.PathLike,
     png_path: str | os.PathLike | None = None,
+    *,
+    script: str | os.PathLike | None = None,
 ) -> None:
-    """Write a self-contained HTML (Vega, Vega-Lite, vega-embed inlined) and optionally a PNG.
+    """Write the chart's HTML and optionally its PNG.
 
-    Saved exactly as ``chart.save`` saves (same data transformer, versions and options)."""
+    ``script``: the run's shared chart script (``core.vega.write_chart_script``); the page loads
+    it by its path relative to the page. Without it the page is self-contained (Vega, Vega-Lite and
+    vega-embed inlined), saved exactly as ``chart.save`` saves (same data transformer, versions
+    and options)."""
     from altair.utils.save import save
 
-    _install_bundle_cache()
+    from ..core.io import atomic_path
+
     versions = {
         "vegalite_version": alt.VEGALITE_VERSION,
         "vega_version": alt.VEGA_VERSION,
@@ -280,15 +381,18 @@ def save_chart(
         spec = _Spec(chart.to_dict(context={"pre_transform": False}))
     html_path = Path(html_path)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = html_path.with_name(f".{html_path.name}.tmp-{os.getpid()}.html")
-    save(spec, str(tmp), format="html", inline=True, embed_options=EMBED, **versions)
-    text = tmp.read_text(encoding="utf-8")
-    if _EXTERNAL_SCRIPT.search(text):
-        tmp.unlink()
-        raise RuntimeError(f"{html_path}: chart HTML references an external script")
-    os.replace(tmp, html_path)
+    # core.io.atomic_path: the temporary file is removed on every error (a full disk included)
+    # and matched by the leftover sweep of the next write
+    with atomic_path(html_path) as tmp:
+        if script is None:
+            _install_bundle_cache()
+            save(spec, str(tmp), format="html", inline=True, embed_options=EMBED, **versions)
+        else:
+            href = Path(os.path.relpath(script, html_path.parent)).as_posix()
+            page = chart_page(spec.to_dict(), href, _chart_title(spec.to_dict()))
+            tmp.write_text(page, encoding="utf-8")
+        if _EXTERNAL_SCRIPT.search(tmp.read_text(encoding="utf-8")):
+            raise RuntimeError(f"{html_path}: chart HTML references an external script")
     if png_path is not None:
-        png_path = Path(png_path)
-        tmp_png = png_path.with_name(f".{png_path.name}.tmp-{os.getpid()}.png")
-        save(spec, str(tmp_png), format="png", scale_factor=2, **versions)
-        os.replace(tmp_png, png_path)
+        with atomic_path(png_path) as tmp_png:
+            save(spec, str(tmp_png), format="png", scale_factor=2, **versions)

@@ -105,18 +105,32 @@ def specialist_tables(smk: Any) -> None:
         )
 
 
+def chart_script(smk: Any) -> None:
+    """The run's shared Vega / Vega-Lite / vega-embed script (core/vega.py)."""
+    from ..core.vega import write_chart_script
+
+    write_chart_script(smk.output.script)
+
+
 def peak_charts(smk: Any) -> None:
     from . import charts as ch  # altair: imported only by the chart rules
 
     i, o = smk.input, smk.output
-    ch.save_chart(ch.peak_by_layer(pl.read_parquet(i.strongest)), o.peak_html, o.peak_png)
+    js = ch.job_script(smk)  # every page loads the run's shared Vega script
+    ch.save_chart(
+        ch.peak_by_layer(pl.read_parquet(i.strongest)), o.peak_html, o.peak_png, script=js
+    )
     ch.save_chart(
         ch.peak_by_layer_category(pl.read_parquet(i.category_peaks)),
         o.peak_category_html,
         o.peak_category_png,
+        script=js,
     )
     ch.save_chart(
-        ch.coverage_by_layer(pl.read_parquet(i.frequent)), o.coverage_html, o.coverage_png
+        ch.coverage_by_layer(pl.read_parquet(i.frequent)),
+        o.coverage_html,
+        o.coverage_png,
+        script=js,
     )
 
 
@@ -127,8 +141,10 @@ def specialist_charts(smk: Any) -> None:
 
     spec = pl.read_parquet(smk.input.specialists)
     o = smk.output
-    ch.save_chart(ch.specialists_found_chart(tb.specialists_found(spec)), o.found_html, o.found_png)
+    js = ch.job_script(smk)
+    found = ch.specialists_found_chart(tb.specialists_found(spec))
+    ch.save_chart(found, o.found_html, o.found_png, script=js)
     for sae, html_path, png_path in zip(
         smk.params.families, o.heatmap_html, o.heatmap_png, strict=True
     ):
-        ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path)
+        ch.save_chart(ch.specialist_heatmap(spec, sae), html_path, png_path, script=js)

@@ -1,6 +1,11 @@
 """Token-level views: for a specialist feature, sample texts of every category with each token
 shaded by the feature's activation (value on hover). Plain, self-contained HTML + CSS + JS.
 
+Light whatever the corpus: a page holds ``n_samples`` texts per category (never the whole
+category), and their tokens as compact items (core/html.py ``token_items``, ~6 bytes a token
+without activation) that a small script draws as the same spans ``tokens_html`` writes: ~25 KB
+a page on the demo instead of ~350 KB.
+
 Samples per category: the ``n_samples`` texts with the highest per-text value of the feature
 (ties: higher per-token max, then text order); when fewer texts are active, the remaining
 samples are the category's first texts in text order.
@@ -18,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from ..core.contract import TOKENS_SCHEMA
-from ..core.html import TOKEN_JS, Tok, page, tokens_html
+from ..core.html import TOKEN_DRAW_JS, TOKEN_JS, Tok, page, token_items, tokens_json
 from ..core.io import scan_shards, write_text
 from .neuronpedia import feature_url
 from .pertext import scan_activations
@@ -143,6 +148,7 @@ def render_page(
         + ". ↵ newline, ⇥ tab, ␣ space.</p>"
     )
     parts.append('<div id="info">hover a token</div>')
+    runs: list[list] = []  # each sample's token items, drawn by TOKEN_DRAW_JS (tokens_json)
     acts_map = {(t, p): a for t, p, a in acts.select("text_id", "token_pos", "activation").rows()}
     # plain Python groups: one polars call per page instead of several per sample text
     token_groups: dict[str, list[tuple]] = {}
@@ -169,9 +175,8 @@ def render_page(
                 f'<div class="sample"><div class="meta">text <code>{esc(tid)}</code> · '
                 f"per-text value {s['value']:.4g} · max token activation {s['max']:.4g} · "
                 + ("<strong>above threshold</strong>" if fires else "not above threshold")
-                + '</div><div class="text">'
+                + f'</div><div class="text" data-items="{len(runs)}">'
             )
-            spans = []
             toks = []
             for pos, raw, bos in token_groups.get(tid, ()):
                 act = float(acts_map.get((tid, pos), 0.0))
@@ -187,10 +192,11 @@ def render_page(
                         note=("BOS" + ("" if counted else " (not counted)")) if bos else "",
                     )
                 )
-            spans = [tokens_html(toks)]
-            parts.append(head + "".join(spans) + "</div></div>")
+            runs.append(token_items(toks))
+            parts.append(head + "</div></div>")
         parts.append("</section>")
-    return page(title, parts, CSS, TOKEN_JS)
+    parts.append(tokens_json(runs))
+    return page(title, parts, CSS, TOKEN_DRAW_JS + TOKEN_JS)
 
 
 def build_token_views(

@@ -1,7 +1,7 @@
 """Entry points of the comparison rules (scripts/comparison_*.py run them through core.jobs.run).
 
 Each wires its job's snakemake input/output/params to study.py and writes every table as
-Parquet + CSV and every chart as self-contained HTML + PNG.
+Parquet + CSV and every chart as HTML (loading the run's shared Vega script) + PNG.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ log = logging.getLogger("sae_specialists.comparison")
 
 
 def _save(chart, smk: Any) -> None:
-    from ..analysis.charts import save_chart
+    from ..analysis.charts import job_script, save_chart
 
-    save_chart(chart, smk.output.chart_html, smk.output.chart_png)
+    save_chart(chart, smk.output.chart_html, smk.output.chart_png, script=job_script(smk))
 
 
 def _activations(p: Any) -> dict[tuple[str, int], list[str]]:

@@ -24,21 +24,32 @@ nav a{margin-right:.8em}
  padding:.3em .6em;font-family:ui-monospace,monospace;font-size:.9em;min-height:1.4em;z-index:1}
 """
 
-# Hover / click read-out of a token span into #info: its data-info (every token of the span:
-# text, position, activation), else data-tok / data-pos / data-act.
+# Hover / click read-out of a token span into #info, and its tooltip (title), built when the page
+# loads from what tokens_html writes: data-info (a span of several tokens, or one with a note:
+# every token of the span with text, position, activation) as it is; else "token T · position P
+# · activation A" with T = data-tok, or the span's text with its whitespace made visible
+# (core/tokens.py readable_token), P = data-pos, or one after the previous token of the same
+# run of text, A = data-act, or 0.
 TOKEN_JS = """
 (function(){
   var info=document.getElementById('info');
-  function show(el){
-    info.textContent=el.getAttribute('data-info')||('token '+el.getAttribute('data-tok')+
-      '  ·  position '+el.getAttribute('data-pos')+'  ·  activation '+
-      el.getAttribute('data-act'));
+  var WS={' ':'\u2423','\\n':'\u21b5','\\t':'\u21e5','\\r':'\u240d'};
+  function readable(t){
+    return t===''?'\u2205':t.replace(/[ \\n\\t\\r]/g,function(c){return WS[c];});
   }
+  var next=0;
   document.querySelectorAll('.tok').forEach(function(el){
-    el.addEventListener('mouseenter',function(){show(el);});
+    var pos=el.getAttribute('data-pos');
+    if(pos===null){pos=String(next);}
+    next=parseInt(/(\\d+)$/.exec(pos)[1],10)+1;
+    var tok=el.getAttribute('data-tok');
+    var line=el.getAttribute('data-info')||('token '+(tok===null?readable(el.textContent):tok)+
+      ' \u00b7 position '+pos+' \u00b7 activation '+(el.getAttribute('data-act')||'0.0000'));
+    el.title=line;
+    el.addEventListener('mouseenter',function(){info.textContent=line;});
     el.addEventListener('click',function(){
       document.querySelectorAll('.tok.sel').forEach(function(s){s.classList.remove('sel');});
-      el.classList.add('sel');show(el);
+      el.classList.add('sel');info.textContent=line;
     });
   });
 })();
@@ -105,33 +116,142 @@ def _background(alphas: Sequence[float], rgb: str) -> str:
     return f"background:linear-gradient(to right,{stops})"
 
 
+def _js_display(text_html: str) -> str:
+    """The token text TOKEN_JS reads from a span: its text content, whitespace made visible."""
+    import re
+
+    from .tokens import readable_token
+
+    return readable_token(html.unescape(re.sub(r"<[^>]*>", "", text_html)))
+
+
+# attribute of a token span <- its key in a compact item (token_items)
+ITEM_ATTRS = {"p": "data-pos", "a": "data-act", "t": "data-tok", "i": "data-info", "s": "style"}
+
+
+def token_items(toks: Sequence[Tok], rgb: str = SHADE_RGB, breaks: bool = True) -> list:
+    """The token spans of ``toks`` (core/tokens.py ``text_spans``) as compact items: a span's
+    inner HTML alone (a plain ``.tok`` span), or [inner HTML, {key: value}] with the keys of
+    ``ITEM_ATTRS`` and "c" (its classes besides ``tok``). ``tokens_html`` writes them as
+    spans; a page too large for that draws them with TOKEN_DRAW_JS (the same elements).
+
+    A span of one token without a note carries its activation ("a") only when it is not 0,
+    its position ("p") only when it does not follow the previous span's last position (the
+    first span always has it), its display form ("t") only when that is not its text with the
+    whitespace made visible; TOKEN_JS builds the hover line and tooltip from them (the same
+    line as "i"'s). A span of several tokens carries its members' display forms ("d"), from
+    which its full line (``data-info``) is built, or, with a note, that line itself ("i")."""
+    from .tokens import text_spans, token_display
+
+    items: list = []
+    expected = None  # the position a span without "p" is read as
+    for span in text_spans([t.raw for t in toks]):
+        members = toks[span.first : span.last + 1]
+        extra = sorted({c for t in members for c in t.classes})
+        if len(members) > 1:
+            extra.append("multi")
+        labels = [t.label for t in members if t.label]
+        text = html.escape(labels[0]) if labels else token_html(span.text, breaks=breaks)
+        style = _background([t.alpha for t in members], rgb)
+        attrs: dict[str, str] = {}
+        if extra:
+            attrs["c"] = " ".join(extra)
+        if len(members) > 1 or members[0].pos != expected:
+            attrs["p"] = f"{members[0].pos}" + (f"–{members[-1].pos}" if len(members) > 1 else "")
+        expected = members[-1].pos + 1
+        if len(members) == 1 and not members[0].note and not labels:
+            t = members[0]
+            if t.act != 0:
+                attrs["a"] = f"{t.act:.4f}"
+            display = token_display(t.raw)
+            if display != _js_display(text):
+                attrs["t"] = display
+        else:
+            attrs["a"] = " / ".join(f"{t.act:.4f}" for t in members)
+            contiguous = members[-1].pos - members[0].pos == len(members) - 1
+            if contiguous and not any(t.note for t in members):
+                attrs["d"] = [token_display(t.raw) for t in members]  # "i" is built from it
+            else:
+                attrs["i"] = "  |  ".join(
+                    f"token {token_display(t.raw)} · position {t.pos} · activation {t.act:.4f}"
+                    + (f" · {t.note}" if t.note else "")
+                    for t in members
+                )
+        if style:
+            attrs["s"] = style
+        items.append([text, attrs] if attrs else text)
+    return items
+
+
+def _info(attrs: dict) -> str:
+    """The hover line of a span of several tokens given by their display forms ("d"), first
+    position ("p") and activations ("a"); TOKEN_DRAW_JS builds the same line."""
+    first = int(attrs["p"].split("–")[0])
+    return "  |  ".join(
+        f"token {d} · position {first + k} · activation {a}"
+        for k, (d, a) in enumerate(zip(attrs["d"], attrs["a"].split(" / "), strict=True))
+    )
+
+
+def item_html(item: str | list) -> str:
+    """One compact item (token_items) as its ``.tok`` span."""
+    text, attrs = (item, {}) if isinstance(item, str) else item
+    if "d" in attrs:
+        attrs = {**attrs, "i": _info(attrs)}
+    classes = "tok" + (f" {attrs['c']}" if "c" in attrs else "")
+    parts = [f'class="{classes}"'] + [
+        f'{name}="{html.escape(attrs[key], quote=True)}"'
+        for key, name in ITEM_ATTRS.items()
+        if key in attrs
+    ]
+    return f"<span {' '.join(parts)}>{text}</span>"
+
+
 def tokens_html(toks: Sequence[Tok], rgb: str = SHADE_RGB, breaks: bool = True) -> str:
     """The one token renderer: a sequence of tokens as running text (core/tokens.py
     ``text_spans``). Each span is one ``.tok`` element; a character split over several tokens is
     drawn once across them, shaded left to right with each token's own activation, and its
-    hover lists every token with its own value."""
-    from .tokens import text_spans, token_display
+    hover lists every token with its own value. Compact (``token_items``): ~30 bytes a token
+    without activation; TOKEN_JS completes each span's hover line and tooltip."""
+    return "".join(item_html(item) for item in token_items(toks, rgb, breaks))
 
-    out = []
-    for span in text_spans([t.raw for t in toks]):
-        members = toks[span.first : span.last + 1]
-        classes = ["tok"] + sorted({c for t in members for c in t.classes})
-        if len(members) > 1:
-            classes.append("multi")
-        info = "  |  ".join(
-            f"token {token_display(t.raw)} · position {t.pos} · activation {t.act:.4f}"
-            + (f" · {t.note}" if t.note else "")
-            for t in members
-        )
-        labels = [t.label for t in members if t.label]
-        text = html.escape(labels[0]) if labels else token_html(span.text, breaks=breaks)
-        style = _background([t.alpha for t in members], rgb)
-        pos = f"{members[0].pos}" + (f"–{members[-1].pos}" if len(members) > 1 else "")
-        acts = " / ".join(f"{t.act:.4f}" for t in members)
-        out.append(
-            f'<span class="{" ".join(classes)}" data-pos="{pos}" data-act="{acts}" '
-            f'data-info="{html.escape(info, quote=True)}" title="{html.escape(info, quote=True)}"'
-            + (f' style="{style}"' if style else "")
-            + f">{text}</span>"
-        )
-    return "".join(out)
+
+# Draws the compact items of ``tokens_json`` into every element with a data-items attribute
+# (its index in the list), before TOKEN_JS runs: the elements tokens_html would write.
+TOKEN_DRAW_JS = """
+(function(){
+  var data=JSON.parse(document.getElementById('token-items').textContent);
+  var NAMES={p:'data-pos',a:'data-act',t:'data-tok',i:'data-info',s:'style'};
+  document.querySelectorAll('[data-items]').forEach(function(box){
+    var frag=document.createDocumentFragment();
+    data[+box.getAttribute('data-items')].forEach(function(it){
+      var el=document.createElement('span'),attrs=typeof it==='string'?{}:it[1];
+      el.className='tok'+(attrs.c?' '+attrs.c:'');
+      if(attrs.d){
+        var first=parseInt(attrs.p,10),acts=attrs.a.split(' / ');
+        attrs.i=attrs.d.map(function(d,k){
+          return 'token '+d+' \u00b7 position '+(first+k)+' \u00b7 activation '+acts[k];
+        }).join('  |  ');
+      }
+      for(var k in NAMES){if(k in attrs){el.setAttribute(NAMES[k],attrs[k]);}}
+      el.innerHTML=typeof it==='string'?it:it[0];
+      frag.appendChild(el);
+    });
+    box.appendChild(frag);
+  });
+})();
+"""
+
+
+def tokens_json(runs: Sequence[list]) -> str:
+    """The compact items of several runs of tokens (each ``token_items``) as the page's
+    ``<script type="application/json" id="token-items">`` (TOKEN_DRAW_JS reads it): ~6 bytes a
+    token without activation instead of ~30."""
+    import json
+
+    text = json.dumps(list(runs), ensure_ascii=False, separators=(",", ":"))
+    return (
+        '<script type="application/json" id="token-items">'
+        + text.replace("</", "<\\/")
+        + "</script>"
+    )

@@ -82,7 +82,7 @@ def variants(smk: Any) -> None:
 
 
 def ablation(smk: Any) -> None:
-    from ..analysis.charts import save_chart  # altair: only the jobs that draw charts
+    from ..analysis.charts import job_script, save_chart  # altair: only the jobs that draw charts
     from . import charts as ch
     from .ablation import ablation_table
 
@@ -106,7 +106,7 @@ def ablation(smk: Any) -> None:
     o = smk.output
     _write(rows, o.rows, o.rows_csv)
     _write(summary, o.summary, o.summary_csv)
-    save_chart(ch.ablation_chart(summary), o.chart_html, o.chart_png)
+    save_chart(ch.ablation_chart(summary), o.chart_html, o.chart_png, script=job_script(smk))
     for r in summary.iter_rows(named=True):
         log.info(
             "%-45s %s layer %s: %s/%s",
@@ -119,7 +119,7 @@ def ablation(smk: Any) -> None:
 
 
 def sweep(smk: Any) -> None:
-    from ..analysis.charts import save_chart  # altair: only the jobs that draw charts
+    from ..analysis.charts import job_script, save_chart  # altair: only the jobs that draw charts
     from . import charts as ch
     from .sweep import sweep_thresholds, threshold_sweep
 
@@ -129,11 +129,12 @@ def sweep(smk: Any) -> None:
     df = threshold_sweep(_layers(pt, texts, keys), grid, int(p.candidates))
     o = smk.output
     _write(df, o.table, o.table_csv)
-    save_chart(ch.sweep_chart(df, float(p.threshold)), o.chart_html, o.chart_png)
+    js = job_script(smk)
+    save_chart(ch.sweep_chart(df, float(p.threshold)), o.chart_html, o.chart_png, script=js)
 
 
 def scores(smk: Any) -> None:
-    from ..analysis.charts import save_chart  # altair: only the jobs that draw charts
+    from ..analysis.charts import job_script, save_chart  # altair: only the jobs that draw charts
     from . import charts as ch
     from .allfeatures import all_feature_table
     from .auroc import auroc_table
@@ -148,8 +149,8 @@ def scores(smk: Any) -> None:
     _write(allfeat, o.all_features, o.all_features_csv)
     _write(allfeat.filter(pl.col("missed")), o.missed, o.missed_csv)
     _write(auroc, o.auroc, o.auroc_csv)
-    save_chart(ch.topk_chart(allfeat), o.topk_html, o.topk_png)
-    save_chart(ch.auroc_chart(auroc), o.auroc_html, o.auroc_png)
+    save_chart(ch.topk_chart(allfeat), o.topk_html, o.topk_png, script=job_script(smk))
+    save_chart(ch.auroc_chart(auroc), o.auroc_html, o.auroc_png, script=job_script(smk))
     log.info(
         "top-%d misses a better feature in %d of %d cells",
         k,
@@ -160,7 +161,7 @@ def scores(smk: Any) -> None:
 
 def bootstrap(smk: Any) -> None:
     from ..analysis.bootstrap import bootstrap_table, stability_columns
-    from ..analysis.charts import save_chart  # altair: only the jobs that draw charts
+    from ..analysis.charts import job_script, save_chart  # altair: only the jobs that draw charts
     from . import charts as ch
 
     p = smk.params
@@ -173,7 +174,7 @@ def bootstrap(smk: Any) -> None:
     _write(tb.with_links(boot, ids), o.table, o.table_csv)
     _write(stability_columns(boot), o.stability, o.stability_csv)
     for sae, html, png in zip(p.families, o.charts_html, o.charts_png, strict=True):
-        save_chart(ch.stability_chart(boot, sae), html, png)
+        save_chart(ch.stability_chart(boot, sae), html, png, script=job_script(smk))
     rep = boot.filter(pl.col("has_specialist"))
     if rep.height:
         log.info(

@@ -1,8 +1,8 @@
-"""Altair charts of the validation tables (saved with ``analysis.charts.save_chart``: HTML with
-Vega inlined + PNG).
+"""Altair charts of the validation tables (saved with ``analysis.charts.save_chart``: HTML + PNG).
 
 - ``heldout_chart``: per category, held-out AUROC by layer of the specialist against the
   baselines (difference of means, dense probe, k-sparse probes) and the random-feature floor;
+  no bar for a cell without a specialist ("no specialist" instead);
 - ``null_chart``: per (category, layer), the shuffled-label null of the best score (bars: how
   many permutations reach each score) with the real specialist's score marked.
 """
@@ -24,14 +24,20 @@ def _layer_axis() -> alt.X:
 
 
 def heldout_long(cells: pl.DataFrame) -> pl.DataFrame:
-    """(sae, layer, category, series, auroc, verdict) rows: the specialist, the floor and each
-    baseline."""
+    """(sae, layer, category, series, auroc, verdict, kind) rows: the specialist, the floor and
+    each baseline (kind "bar"). A cell without a specialist has no specialist bar (its folds'
+    all-zero score would draw AUROC 0.5, which reads as a measured chance result) but a
+    "no specialist" row (kind "none", auroc 0) that the chart writes in its place."""
     keys = ["sae", "layer", "category", "verdict"]
+    has = pl.col("has_specialist").fill_null(False)
+    bar = pl.lit("bar").alias("kind")
     parts = [
-        cells.select(
-            *keys, pl.lit(SPECIALIST).alias("series"), pl.col("heldout_auroc").alias("auroc")
+        cells.filter(has).select(
+            *keys, pl.lit(SPECIALIST).alias("series"), pl.col("heldout_auroc").alias("auroc"), bar
         ),
-        cells.select(*keys, pl.lit(FLOOR).alias("series"), pl.col("floor_auroc").alias("auroc")),
+        cells.select(
+            *keys, pl.lit(FLOOR).alias("series"), pl.col("floor_auroc").alias("auroc"), bar
+        ),
     ]
     for name in baseline_columns(cells):
         parts.append(
@@ -39,36 +45,62 @@ def heldout_long(cells: pl.DataFrame) -> pl.DataFrame:
                 *keys,
                 pl.lit(baseline_label(name)).alias("series"),
                 pl.col(f"{name}_auroc").alias("auroc"),
+                bar,
             )
         )
-    return pl.concat(parts, how="vertical").filter(pl.col("auroc").is_not_null())
+    bars = pl.concat(parts, how="vertical").filter(pl.col("auroc").is_not_null())
+    none = cells.filter(~has).select(
+        *keys,
+        pl.lit(SPECIALIST).alias("series"),
+        pl.lit(0.0).alias("auroc"),
+        pl.lit("none").alias("kind"),
+    )
+    return pl.concat([bars, none], how="vertical")
 
 
 def series_order(cells: pl.DataFrame) -> list[str]:
     return [SPECIALIST, *(baseline_label(n) for n in baseline_columns(cells)), FLOOR]
 
 
+BAR_WIDTH = 10  # px per bar: the panels of a demo-sized run fit a page (and its thumbnail)
+ROW_WIDTH = 900  # px the panels of one row may take together
+
+
 def heldout_chart(cells: pl.DataFrame, sae: str) -> alt.TopLevelMixin:
     """Held-out AUROC by layer, one panel per category, one bar per method side by side (SAE
-    ``sae``); the dotted rule is chance (0.5)."""
-    data = heldout_long(cells.filter(pl.col("sae") == sae)).sort("category", "series", "layer")
+    ``sae``); the dotted rule is chance (0.5). A cell without a specialist reads "no
+    specialist" where its bar would be. As many panels per row as fit ``ROW_WIDTH`` px."""
+    data = heldout_long(cells.filter(pl.col("sae") == sae)).sort(
+        "category", "kind", "series", "layer"
+    )
     order = series_order(cells)
     base = alt.Chart().encode(
         x=_layer_axis(),
-        xOffset=alt.XOffset("series:N", sort=order),
+        xOffset=alt.XOffset("series:N", sort=order, scale=alt.Scale(domain=order)),
         y=alt.Y("auroc:Q", title="held-out AUROC", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color(
-            "series:N", title="method", sort=order, scale=alt.Scale(scheme="tableau10")
-        ),
-        opacity=alt.condition(alt.datum.series == FLOOR, alt.value(0.45), alt.value(1.0)),
         tooltip=["category", "layer", "series", alt.Tooltip("auroc:Q", format=".3f"), "verdict"],
+    )
+    bars = (
+        base.mark_bar()
+        .encode(
+            color=alt.Color(
+                "series:N", title="method", sort=order, scale=alt.Scale(scheme="tableau10")
+            ),
+            opacity=alt.condition(alt.datum.series == FLOOR, alt.value(0.45), alt.value(1.0)),
+        )
+        .transform_filter(alt.datum.kind == "bar")
+    )
+    none = (
+        base.mark_text(angle=270, align="left", baseline="middle", dx=3, fontSize=9, color="#555")
+        .encode(text=alt.value("no specialist"), tooltip=["category", "layer", "verdict"])
+        .transform_filter(alt.datum.kind == "none")
     )
     chance = alt.Chart().mark_rule(color="#555", strokeDash=[2, 2]).encode(y=alt.datum(0.5))
     n_layers = max(1, data["layer"].n_unique())
-    layered = alt.layer(base.mark_bar(), chance, data=data).properties(
-        width=max(120, 16 * len(order) * n_layers), height=150
-    )
-    return layered.facet(facet=alt.Facet("category:N", title=None), columns=3).properties(
+    width = max(120, BAR_WIDTH * len(order) * n_layers)
+    columns = max(1, min(3, ROW_WIDTH // (width + 40)))
+    layered = alt.layer(bars, none, chance, data=data).properties(width=width, height=150)
+    return layered.facet(facet=alt.Facet("category:N", title=None), columns=columns).properties(
         title=f"Held-out AUROC by layer: specialist vs baselines — {sae} (dotted: chance)"
     )
 

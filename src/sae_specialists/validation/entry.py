@@ -242,7 +242,7 @@ def verdicts_json(cells: pl.DataFrame) -> str:
 
 def charts(smk: Any) -> None:
     """Per SAE family: held-out AUROC by layer vs baselines, the null, the marked heatmap."""
-    from ..analysis.charts import save_chart, specialist_heatmap
+    from ..analysis.charts import job_script, save_chart, specialist_heatmap
     from . import charts as ch
 
     cells = pl.read_parquet(smk.input.cells)
@@ -250,11 +250,11 @@ def charts(smk: Any) -> None:
     spec = pl.read_parquet(smk.input.specialists)
     marks = cells.select("sae", "layer", "category", "verdict", "fails_heldout")
     spec = spec.join(marks, on=["sae", "layer", "category"], how="left")
-    o = smk.output
+    o, js = smk.output, job_script(smk)
     for i, sae in enumerate(smk.params.families):
-        save_chart(ch.heldout_chart(cells, sae), o.heldout_html[i], o.heldout_png[i])
-        save_chart(ch.null_chart(nulls, cells, sae), o.null_html[i], o.null_png[i])
-        save_chart(specialist_heatmap(spec, sae), o.heatmap_html[i], o.heatmap_png[i])
+        save_chart(ch.heldout_chart(cells, sae), o.heldout_html[i], o.heldout_png[i], script=js)
+        save_chart(ch.null_chart(nulls, cells, sae), o.null_html[i], o.null_png[i], script=js)
+        save_chart(specialist_heatmap(spec, sae), o.heatmap_html[i], o.heatmap_png[i], script=js)
 
 
 def test_set(smk: Any) -> None:
