@@ -43,12 +43,17 @@ table{border-collapse:collapse;margin:.5em 0 1em}
 td,th{border:1px solid #ddd;padding:.2em .6em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}
 .charts{display:flex;flex-wrap:wrap;gap:1em}
-.chart{border:1px solid #ddd;border-radius:4px;padding:.5em;max-width:34em}
+.chart{border:1px solid #ddd;border-radius:4px;padding:.5em;max-width:100%;box-sizing:border-box}
 .chart img{max-width:100%;height:auto;display:block}
 .nospec{color:#999}
 .fails{color:#b00;font-weight:bold;cursor:help}
 code{background:#f4f4f4;padding:0 .2em}
 """
+
+
+# A chart's PNG is saved at 2 px per CSS px: shown at its own size, as large as the chart page
+# draws it (shrunk only to the page's width), never as a thumbnail too small to read.
+NATURAL_SIZE = "this.style.width=(this.naturalWidth/2)+'px'"
 
 
 def build_index(
@@ -98,7 +103,8 @@ def build_index(
             f'<div class="chart"><div><strong>{esc(title)}</strong> — '
             f'<a href="{rel(html_path)}">interactive (HTML)</a> · '
             f'<a href="{rel(png_path)}">PNG</a></div>'
-            f'<a href="{rel(html_path)}"><img src="{rel(png_path)}" alt="{esc(title, quote=True)}">'
+            f'<a href="{rel(html_path)}"><img src="{rel(png_path)}" alt="{esc(title, quote=True)}"'
+            f' onload="{NATURAL_SIZE}">'
             "</a></div>"
         )
     parts.append("</div></section>")
