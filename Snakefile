@@ -3,6 +3,7 @@
 # -> dashboards, methodology. docs/architecture.md: the module map and how to add a stage.
 from snakemake.utils import min_version
 
+from sae_specialists.cli import check_swallowed_target
 from sae_specialists.core.errors import exit_on_user_error
 from sae_specialists.core.jobs import (
     discard_failure_reports,
@@ -23,6 +24,9 @@ FAILURES = start_failure_reports()
 # A user error while reading the configuration and the inputs ends the run with one message
 # naming the configuration actually read (no traceback lines).
 with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.config):
+
+    # `snakemake --configfile FILE analysis` reads the target as a config file (cli.py)
+    check_swallowed_target(config)
 
     # A --configfile given on the command line *replaces* the default config (merging the two
     # would mix `model: {name: ...}` with `model: {path: ...}`); --config KEY=VALUE overrides.

@@ -40,8 +40,8 @@ def test_startup_error_names_the_files_read_and_has_no_traceback(tmp_path):
         f"sae-specialists: cannot start (configuration: {other})",
         "invalid configuration:",
         "  - analysis.threshold: 'abc' is not of type 'number'",
-        "Fix these keys; docs/configuration.md and workflow/schemas/config.schema.yaml describe "
-        "each one.",
+        "Fix these keys: config/README.md describes each one (its type, default and meaning; "
+        "the schema: workflow/schemas/config.schema.yaml).",
     ]
     assert out.count("is not of type") == 1
     assert 'File "' not in out and "Traceback" not in out and "--configfile or --config" not in out

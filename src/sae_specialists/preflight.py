@@ -186,7 +186,8 @@ def check_numbers(config: Mapping, schema: Mapping) -> None:
                 problems.append(f"{_key(path)}: {value!r} is not an integer{hint}")
     if problems:
         raise ConfigError(
-            f"invalid configuration: {'; '.join(problems)}. Fix these keys (docs/configuration.md)."
+            f"invalid configuration: {'; '.join(problems)}. Fix these keys (each is described in "
+            "config/README.md)."
         )
 
 

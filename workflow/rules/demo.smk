@@ -1,11 +1,13 @@
 # Offline demo assets: a tiny model and SAE families with planted structure, built from a fixed
 # seed (sae_specialists/demo/). Only active when the config has a `demo:` section
 # (config/demo.yaml). The assets never depend on the texts.
-from sae_specialists.demo.build import asset_files
+from sae_specialists.demo.build import asset_files, check_demo_sources
 
 if S.demo:
 
     DEMO_DIR = S.demo["dir"]
+    # a layer or family the demo does not build: the project's message, not a missing input
+    check_demo_sources(S.sae_sources(), DEMO_DIR)
 
     rule build_demo_assets:
         output:

@@ -4,29 +4,13 @@
 # stage's outputs appear in it as soon as the stage is part of `rule all`. Files another
 # configuration left in the same results_dir are listed apart ("not from this configuration");
 # `snakemake clean_foreign` deletes them.
-import dataclasses
 import os
 
 from sae_specialists.report.findings import verdict_tables
+from sae_specialists.report.overview import run_keys_of
 
-
-def run_keys():
-    """What this configuration produces (report/overview.py, RunKeys): each family's layers,
-    the categories and their chunks, the stages it has off (their results directories).
-    """
-    off = [
-        f.name
-        for f in dataclasses.fields(S)
-        if getattr(getattr(S, f.name), "enabled", True) is False
-    ]
-    if not S.dashboards.corpus:
-        off.append("corpus")
-    return {
-        "families": {f: list(L.layers_of(f)) for f in FAMILIES},
-        "categories": list(CATEGORIES),
-        "n_chunks": {c: L.n_chunks.get(c, 1) for c in CATEGORIES},
-        "off": off,
-    }
+# what this configuration produces: index.html lists other files apart (report/overview.py)
+RUN_KEYS = run_keys_of(S, L)
 
 
 rule report_index:
@@ -52,7 +36,7 @@ rule report_index:
         exclude=[S.demo["dir"]] if S.demo else [],
         verdict_stages=list(verdict_tables(S, L)),  # in the order of `verdicts`
         dashboard_dirs={f"{f}/{l}": L.dashboard_dir(f, l) for f, l in L.sae_layers()},
-        run_keys=run_keys(),
+        run_keys=RUN_KEYS,
     script:
         "../../scripts/report_index.py"
 
@@ -68,6 +52,6 @@ rule clean_foreign:
     params:
         results_dir=S.results_dir,
         exclude=[S.demo["dir"]] if S.demo else [],
-        run_keys=run_keys(),
+        run_keys=RUN_KEYS,
     script:
         "../../scripts/report_clean_foreign.py"

@@ -314,8 +314,8 @@ def validated(config: dict, schema_path: str | Path) -> dict:
         lines = "\n".join(f"  - {_key_path(e)}: {_describe(e)}" for e in errors)
         raise ConfigError(
             f"invalid configuration:\n{lines}\n"
-            "Fix these keys; docs/configuration.md and workflow/schemas/config.schema.yaml "
-            "describe each one."
+            "Fix these keys: config/README.md describes each one (its type, default and "
+            "meaning; the schema: workflow/schemas/config.schema.yaml)."
         )
     return complete
 

@@ -61,6 +61,32 @@ def asset_files(out_dir: str | Path) -> list[str]:
     return [str(p) for p in files + [out_dir / "planted.json"]]
 
 
+def check_demo_sources(sae_sources: dict, out_dir: str | Path) -> None:
+    """Every SAE directory the configuration reads under the demo's directory must be one the
+    demo builds (checked when the workflow starts, before the assets exist: otherwise
+    Snakemake reports a missing input of the extraction rules). ``sae_sources``: (family,
+    layer) -> source, as ``Settings.sae_sources()``."""
+    from ..core.errors import ConfigError
+
+    root = Path(out_dir).absolute()
+    built = {sae_dir(root, f, layer) for f, (_, _, layers) in FAMILIES.items() for layer in layers}
+    for (family, layer), source in sae_sources.items():
+        path = Path(source.get("path", "")).absolute() if "path" in source else None
+        if path is None or root not in path.parents or path in built:
+            continue
+        offer = "; ".join(
+            f"{f}: layer{'s' * (len(layers) > 1)} {', '.join(map(str, layers))}"
+            for f, (_, _, layers) in FAMILIES.items()
+        )
+        raise ConfigError(
+            f"config: saes.{family}.path at layer {layer} is {source['path']!r}, an SAE the "
+            f"offline demo does not build (its model has {N_LAYERS} layers, 0 to "
+            f"{N_LAYERS - 1}; its SAEs: {offer}). Set `layers` (or saes.{family}.layers) to "
+            "layers the demo has, e.g. layers: [0, 1, 2, 3] as in config/demo.yaml, or point "
+            f"saes.{family}.path at your own SAEs."
+        )
+
+
 def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
     """Write the demo model and SAEs (local formats) and planted.json; returns the plan."""
     from ..extraction.models import save_local_model

@@ -74,7 +74,7 @@ STAGES = {
         "Validation",
         "Whether each specialist survives held-out texts, a shuffled-label null and probe "
         "baselines; failing cells are marked everywhere (docs/validation.md).",
-        ("validation/summary.md",),
+        ("validation/summary.html", "validation/summary.md"),
     ),
     "causal": Stage(
         "Causal check",
@@ -364,6 +364,28 @@ def write_index(
     ours, foreign = split_foreign(files, keys)
     write_text(build_overview(ours, board=board, foreign=foreign, css=css), output)
     return len(ours), len(foreign)
+
+
+def run_keys_of(settings: Any, layout: Any) -> dict:
+    """The plain-value form of :class:`RunKeys` for a rule's params (report.smk): each
+    family's layers, the categories and their chunks, the stages this configuration has off
+    (a settings section whose ``enabled`` is false; their results directories) and
+    ``corpus`` without a reference corpus."""
+    import dataclasses
+
+    off = [
+        f.name
+        for f in dataclasses.fields(settings)
+        if getattr(getattr(settings, f.name), "enabled", True) is False
+    ]
+    if not settings.dashboards.corpus:
+        off.append("corpus")
+    return {
+        "families": {f: list(layout.layers_of(f)) for f in layout.families},
+        "categories": list(layout.categories),
+        "n_chunks": {c: layout.n_chunks.get(c, 1) for c in layout.categories},
+        "off": off,
+    }
 
 
 def run_keys(params: Any) -> RunKeys:
