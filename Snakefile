@@ -11,7 +11,7 @@ from sae_specialists.core.jobs import (
     start_failure_reports,
 )
 from sae_specialists.preflight import check_config_files
-from sae_specialists.startup import single_threaded_polars
+from sae_specialists.startup import check_hub_for_jobs, single_threaded_polars
 
 single_threaded_polars()
 
@@ -77,6 +77,17 @@ rule all:
 
 
 include: "workflow/rules/report.smk"
+
+
+onstart:
+    # before the first job: with the hub unreachable, the models and SAEs the jobs to run load
+    # must be in the HF cache (startup.check_hub_for_jobs); else one message, within seconds
+    with exit_on_user_error(
+        lambda: workflow.configfiles, workflow.config_settings.config
+    ):
+        check_hub_for_jobs(
+            dict(job.params.items()) for job in workflow.dag.needrun_jobs()
+        )
 
 
 onsuccess:

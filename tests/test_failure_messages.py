@@ -64,7 +64,10 @@ def test_startup_error_names_the_files_read_and_has_no_traceback(tmp_path):
 
 def test_unreachable_hub_is_reported_once_at_the_end(tmp_path):
     """The extraction jobs fail in parallel with the hub unreachable: the message is printed
-    once, after Snakemake's own lines, naming every failed job and its log."""
+    once, after Snakemake's own lines, naming every failed job and its log. The HF cache holds
+    a snapshot of the model's and the SAE's repositories (so the startup check, which stops a
+    run whose model is missing from the cache before any job, lets the jobs start) without the
+    files the loaders need: each job fails on its own."""
     texts = write_texts(
         tmp_path / "texts", {"code": ["def f(): pass", "import os"], "chat": ["hi there", "ok"]}
     )
@@ -82,6 +85,14 @@ def test_unreachable_hub_is_reported_once_at_the_end(tmp_path):
         TRANSFORMERS_OFFLINE="1",
         HF_HOME=str(tmp_path / "empty-hf-home"),
     )
+    hub = tmp_path / "empty-hf-home" / "hub"
+    for repo, folder in (
+        ("gpt2", ""),
+        ("jbloom--GPT2-Small-SAEs-Reformatted", "blocks.6.hook_resid_pre"),
+    ):
+        snapshot = hub / f"models--{repo}" / "snapshots" / "0123abc" / folder
+        snapshot.mkdir(parents=True)
+        (snapshot / "README.md").write_text("an incomplete download\n")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     cmd = [
         SNAKEMAKE,

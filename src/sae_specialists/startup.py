@@ -291,3 +291,67 @@ def single_threaded_polars() -> str:
     corpus size. Parallelism comes from Snakemake running jobs side by side instead.
     """
     return os.environ.setdefault("POLARS_MAX_THREADS", "1")
+
+
+# -- the hub: what a run would download, checked when the workflow is read and before its first
+# job (extraction/hub.py: probe, cache)
+
+
+def hub_items(model_spec: Mapping | None, sae_sources: Mapping) -> list:
+    """The ``extraction.hub.HubItem`` of the model (a hub name; a local path needs nothing) and
+    of every SAELens SAE among ``sae_sources`` ((family, layer) -> source): what a job with
+    these ``model`` and ``saes`` params downloads."""
+    from .extraction.hub import HubItem, model_repo
+
+    items = []
+    if model_spec and model_spec.get("name"):
+        name = str(model_spec["name"])
+        items.append(HubItem(f"model {name!r}", model_repo(name)))
+    directory = sae_lens_directory()
+    for (family, layer), source in sorted(dict(sae_sources or {}).items()):
+        release = directory.get(source.get("release")) or {}
+        entry = next((s for s in release.get("saes", []) if s["id"] == source.get("sae_id")), None)
+        if entry is None:
+            continue  # a local SAE, or an unknown id (check_sae_releases reports it)
+        items.append(
+            HubItem(
+                f"SAE {source['release']}/{source['sae_id']} (family {family!r}, layer {layer})",
+                entry.get("repo_id", release.get("repo_id", "")),
+                entry.get("path", ""),
+            )
+        )
+    return items
+
+
+def hub_warning(settings: Settings) -> str | None:
+    """When the workflow is read (`snakemake -n` too): None when every model and SAE of the
+    config can be loaded (hub reachable, or all in the HF cache); else a warning naming the
+    missing ones. Whether a run fails depends on the jobs it has to run (check_hub_for_jobs):
+    re-analysing existing shards needs no model."""
+    from .extraction.hub import unavailable, unavailable_message
+
+    missing = unavailable(hub_items(settings.model.spec, settings.sae_sources()))
+    if not missing:
+        return None
+    return (
+        "a job that loads the model or these SAEs cannot run: "
+        + unavailable_message(missing)
+        + " A run that has such a job to do stops before its first job."
+    )
+
+
+def check_hub_for_jobs(job_params: Iterable[Mapping]) -> None:
+    """Before the first job (the Snakefile's onstart, with the params of every job to run): the
+    models and SAEs those jobs load (their ``model`` and ``saes`` params) must be reachable on
+    the hub or in the HF cache; else HubUnreachableError naming each, within seconds instead of
+    a job failing after ~40-60 s of imports and retries. Jobs that load nothing (analyses of
+    existing shards) need neither."""
+    from .core.errors import HubUnreachableError
+    from .extraction.hub import unavailable, unavailable_message
+
+    items = []
+    for params in job_params:
+        items += hub_items(params.get("model"), params.get("saes") or {})
+    missing = unavailable(items)
+    if missing:
+        raise HubUnreachableError("cannot load what the jobs need: " + unavailable_message(missing))

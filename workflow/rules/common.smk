@@ -3,6 +3,8 @@
 # L: every results path (sae_specialists.core.layout): rules build inputs/outputs from it and
 #    pass jobs the keys (family, layer, category) as params or wildcards.
 # Each rule passes its job exactly the values the job uses as params (docs/architecture.md).
+import sys
+
 from sae_specialists.core.checksums import DigestCache, content_params, directory_files
 from sae_specialists.core.layout import Layout
 from sae_specialists.extraction.corpus import CorpusOptions, chunk_counts
@@ -10,7 +12,8 @@ from sae_specialists.extraction.models import model_input_files
 from sae_specialists.extraction.saes import sae_input_files
 from sae_specialists.extraction.texts import list_categories
 from sae_specialists.preflight import built_by_workflow
-from sae_specialists.startup import startup_checks
+from sae_specialists.startup import hub_warning, startup_checks
+from snakemake.settings.types import ExecMode
 
 # Schema validation with readable messages (filling every default), plus the checks a schema
 # cannot express (SAE ids, layers of a local model, every text file, every configured input
@@ -22,6 +25,11 @@ S = startup_checks(
     config_files=workflow.overwrite_configfiles,
     overrides=workflow.config_settings.config,
 )
+# the hub: said when the workflow is read (`-n` too), by the main process only; a real run that
+# has a job loading a missing model or SAE stops before it (onstart, Snakefile)
+HUB_WARNING = hub_warning(S) if workflow.exec_mode == ExecMode.DEFAULT else None
+if HUB_WARNING:
+    print(f"WARNING {HUB_WARNING}", file=sys.stderr)
 CATEGORIES = list_categories(S.texts)
 # Extraction jobs run per (category, chunk of extraction.chunk_size texts). The number of chunks
 # is counted here, when the DAG is built (Parquet: metadata; JSONL/.txt: one line scan; YAML:
