@@ -38,6 +38,7 @@ with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.c
 
     include: "workflow/rules/common.smk"
     include: "workflow/rules/demo.smk"
+    include: "workflow/rules/datasets.smk"
     include: "workflow/rules/extract.smk"
     include: "workflow/rules/analysis.smk"
     include: "workflow/rules/dashboards.smk"
@@ -54,6 +55,7 @@ rule all:
     input:
         L.index,  # the map of the run: report.smk, built after everything else
         L.extraction_outputs(),
+        [L.dataset_provenance] if DATASETS else [],  # datasets.smk
         # the intermediate files too, so that a deleted one is rebuilt (common.smk: healing)
         dashboard_needs(),
         methodology_needs() if S.methodology.enabled else [],

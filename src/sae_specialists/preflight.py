@@ -233,7 +233,12 @@ def configured_inputs(settings) -> list[tuple[str, Path, str]]:
         if "path" in source:
             key = f"saes.{family}.path (layer {layer})"
             inputs.append((key, Path(source["path"]), "a local SAE directory"))
-    inputs.append(("texts", Path(settings.texts), "a directory of category files"))
+    if isinstance(settings.texts, Mapping):  # {category: file | dataset spec (datasets.py)}
+        for category, source in settings.texts.items():
+            if isinstance(source, Path):
+                inputs.append((f"texts.{category}", source, "a category file"))
+    else:
+        inputs.append(("texts", Path(settings.texts), "a directory of category files"))
     corpus = getattr(settings.dashboards, "corpus", None)
     if corpus:
         inputs.append(("dashboards.corpus", Path(corpus), "a .txt, .jsonl or .parquet file"))

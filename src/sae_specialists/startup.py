@@ -216,7 +216,7 @@ def check_local_saes(settings: Settings, model_config: dict | None) -> None:
                 )
 
 
-def text_warnings(categories: dict[str, Path]) -> list[str]:
+def text_warnings(categories: dict[str, Path], n_datasets: int = 0) -> list[str]:
     """Load every YAML category (errors raise); warn on duplicates and unequal sizes."""
     by_text: dict[str, list[str]] = defaultdict(list)
     sizes = {}
@@ -241,7 +241,7 @@ def text_warnings(categories: dict[str, Path]) -> list[str]:
             "n_in - n_out ranges over -(N - n_c) .. n_c, so scores of different categories are "
             "not on the same scale; compare them as fractions or balance the categories."
         )
-    if len(categories) == 1:
+    if len(categories) + n_datasets == 1:  # n_datasets: categories drawn from datasets
         warnings.append(
             "texts: only one category; every specialist score is n_in - 0 (no texts outside)."
         )
@@ -259,7 +259,7 @@ def startup_checks(
     ``config_files`` and ``overrides`` (the --config values) are what Snakemake merged into
     ``config``: bounded and coerced first (preflight.py)."""
     from . import preflight
-    from .extraction.texts import list_categories
+    from .extraction.datasets import check_dataset_specs, dataset_specs, file_categories
 
     preflight.check_config_files(config_files)
     preflight.check_config_object(config)
@@ -274,8 +274,13 @@ def startup_checks(
     preflight.check_inputs_exist(settings)
     check_local_saes(settings, _local_model_config(settings))
     preflight.check_local_sae_hooks(settings)
-    categories = list_categories(settings.texts)
-    for warning in preflight.texts_dir_warnings(settings.texts) + text_warnings(categories):
+    # file categories are read; dataset categories are checked offline (spec, local files)
+    categories = file_categories(settings)
+    check_dataset_specs(settings)
+    dir_warnings = (
+        [] if isinstance(settings.texts, Mapping) else preflight.texts_dir_warnings(settings.texts)
+    )
+    for warning in dir_warnings + text_warnings(categories, len(dataset_specs(settings))):
         print(f"WARNING {warning}", file=sys.stderr)
     return settings
 

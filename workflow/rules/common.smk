@@ -7,10 +7,15 @@ import sys
 
 from sae_specialists.core.checksums import DigestCache, content_params, directory_files
 from sae_specialists.core.layout import Layout
-from sae_specialists.extraction.corpus import CorpusOptions, chunk_counts
+from sae_specialists.extraction.corpus import CorpusOptions
+from sae_specialists.extraction.datasets import (
+    category_chunks,
+    category_files,
+    dataset_specs,
+)
 from sae_specialists.extraction.models import model_input_files
 from sae_specialists.extraction.saes import sae_input_files
-from sae_specialists.extraction.texts import list_categories
+from sae_specialists.extraction.texts import list_categories  # validation.smk: test set
 from sae_specialists.preflight import built_by_workflow
 from sae_specialists.startup import hub_warning, startup_checks
 from snakemake.settings.types import ExecMode
@@ -30,19 +35,22 @@ S = startup_checks(
 HUB_WARNING = hub_warning(S) if workflow.exec_mode == ExecMode.DEFAULT else None
 if HUB_WARNING:
     print(f"WARNING {HUB_WARNING}", file=sys.stderr)
-CATEGORIES = list_categories(S.texts)
+# category -> the file its extraction jobs read: a category file, or a dataset category's
+# materialised Parquet file (rule materialise_dataset: datasets.smk; DATASETS: their specs)
+CATEGORIES = category_files(S)
+DATASETS = dataset_specs(S)
 # Extraction jobs run per (category, chunk of extraction.chunk_size texts). The number of chunks
 # is counted here, when the DAG is built (Parquet: metadata; JSONL/.txt: one line scan; YAML:
-# parsed), so every job is known up front and `snakemake -n` lists them all (no checkpoint).
-N_CHUNKS = chunk_counts(
-    CATEGORIES,
-    S.extraction.chunk_size,
-    CorpusOptions(S.extraction.text_field, S.extraction.text_split),
+# parsed; a dataset category: its n), so every job is known up front and `snakemake -n` lists
+# them all (no checkpoint).
+N_CHUNKS = category_chunks(
+    S, CorpusOptions(S.extraction.text_field, S.extraction.text_split)
 )
 L = Layout.of(S.results_dir, S.saes, S.layers, CATEGORIES, N_CHUNKS, S.family_layers)
 FAMILIES = L.families
 LAYERS = L.layers
 GPU = 1 if S.device == "cuda" else 0
+DATASET_FILES = {str(CATEGORIES[c]) for c in DATASETS}
 
 
 wildcard_constraints:
@@ -77,7 +85,8 @@ def local_content(families=(), layers=None, files=(), model=True):
     """{path: digest} of the local model directory (`model`), the local SAE directories of
     (families, layers) and `files`. Inputs this workflow builds itself (the demo assets) are
     tracked by Snakemake already."""
-    paths = [str(f) for f in files]
+    # a materialised dataset category is built by this workflow (tracked by Snakemake)
+    paths = [str(f) for f in files if str(f) not in DATASET_FILES]
     if model and S.model.path is not None:
         paths += directory_files(S.model.path)
     for source in S.sae_sources(families, layers).values() if families else []:

@@ -1,5 +1,6 @@
 """Entry points of the extraction rules: extract_tokens (scripts/extract_tokens.py),
-extract_activations and extract_category (scripts/extract.py)."""
+extract_activations and extract_category (scripts/extract.py), materialise_dataset
+(scripts/extract_dataset.py) and dataset_provenance (scripts/extract_provenance.py)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,24 @@ def extract(smk: Any) -> None:
         n_chunks=int(p.n_chunks),
         pooled_out=dict(zip(p.saes, smk.output.pooled, strict=True)),
     )
+
+
+def materialise_dataset(smk: Any) -> None:
+    """A dataset category -> its Parquet category file with provenance (extraction/datasets.py;
+    the ``datasets`` library, no model)."""
+    from ..core.settings import DatasetSpec
+    from .datasets import materialise
+
+    p = smk.params
+    spec = dict(p.spec)
+    spec["filter"] = tuple(sorted(dict(spec["filter"]).items()))
+    materialise(str(smk.wildcards.category), DatasetSpec(**spec), smk.output.texts, p.text_field)
+
+
+def dataset_provenance(smk: Any) -> None:
+    """Every materialised dataset category -> datasets/provenance.md (the report's table)."""
+    from ..core.io import write_text
+    from .datasets import provenance_markdown, read_provenance
+
+    records = [read_provenance(path) for path in smk.input.texts]
+    write_text(provenance_markdown(records), smk.output.page)
