@@ -494,7 +494,16 @@ def test_cells_with_baselines_and_verdicts():
     assert {"dense_probe_auroc", "ksparse_5_auroc", "verdict_text"} <= set(out.columns)
     planted = out.filter(pl.col("category").is_in(["c0", "c1", "c2"]))
     assert planted["verdict"].to_list() == ["generalises"] * 3
-    assert out.filter(pl.col("category") == "c3")["fails_heldout"].to_list() in ([True], [False])
+    # c3 has no planted signal: its best feature is noise, chosen in-sample. Its flags follow
+    # from its own numbers by the documented rule (written out here), and with this seed the
+    # noise feature fails both tests: held out it is at chance, and the null does not reject
+    (c3,) = out.filter(pl.col("category") == "c3").to_dicts()
+    assert c3["has_specialist"]
+    generalises = c3["heldout_auroc"] >= 0.7 and c3["heldout_auroc"] > c3["floor_auroc"]
+    beats_null = c3["p_value"] <= 0.05
+    assert (c3["generalises"], c3["beats_null"]) == (generalises, beats_null) == (False, False)
+    assert c3["fails_heldout"] is True
+    assert c3["verdict"] == "does not generalise, not better than chance, loses to probe"
 
 
 def test_all_permutations_of_a_tiny_case_give_the_exact_p_value():
