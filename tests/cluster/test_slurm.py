@@ -74,22 +74,43 @@ def slurm_env() -> dict[str, str]:
     return env
 
 
+def start_snakemake(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start snakemake in cwd, its output (stdout and stderr) to a file beside it (never a pipe:
+    a pipe nobody reads while another run is awaited would fill and stall it); ``finish``
+    waits for it."""
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    output = open(cwd.parent / f"{cwd.name}.snakemake-output.log", "w+", encoding="utf-8")
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+    proc.output_file = output
+    return proc
+
+
 def run_snakemake(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     """Run snakemake in cwd; return its output (stdout and stderr); fail with it on error."""
-    cmd = [sys.executable, "-m", "snakemake", *args]
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    return finish(start_snakemake(args, cwd, env), cwd)
+
+
+def finish(proc: subprocess.Popen, cwd: Path) -> str:
+    """Wait for a started snakemake; return its output; fail with it on error or timeout."""
+    cmd = proc.args
+
+    def output() -> str:
+        proc.output_file.seek(0)
+        text = proc.output_file.read()
+        proc.output_file.close()
+        return text
+
     try:
-        out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        proc.wait(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)  # snakemake cancels its SLURM jobs (scancel)
         try:
-            out, _ = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
-        pytest.fail(f"{' '.join(cmd)} timed out after {RUN_TIMEOUT}s:\n{out[-8000:]}")
+            proc.wait()
+        pytest.fail(f"{' '.join(cmd)} timed out after {RUN_TIMEOUT}s:\n{output()[-8000:]}")
+    out = output()
     if proc.returncode != 0:
         logs = "\n".join(
             f"--- {p}\n{p.read_text(errors='replace')[-4000:]}"
@@ -249,13 +270,36 @@ def test_tiny_workflow_runs_through_sbatch(slurm_env, tmp_path):
 # --------------------------------------------------------------- the real demo workflow
 
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
+SNAKEFILE = REPO / "Snakefile"
+# the Snakefile, the demo's config and every rule file the Snakefile includes
 DEMO_NEEDS = [
-    REPO / "Snakefile",
+    SNAKEFILE,
     DEMO_CONFIG,
-    REPO / "workflow" / "rules" / "demo.smk",
-    REPO / "workflow" / "rules" / "extract.smk",
-    REPO / "workflow" / "rules" / "analysis.smk",
+    *(
+        REPO / path
+        for path in re.findall(
+            r'^\s*include:\s*"([^"]+)"', SNAKEFILE.read_text() if SNAKEFILE.exists() else "", re.M
+        )
+    ),
 ]
+
+
+def require_files(needs: list[Path]) -> None:
+    """Fail (never skip, in CI or not) when a file the demo run needs is missing: a missing
+    rule file is a broken checkout, not a reason to pass without running."""
+    missing = [str(p.relative_to(REPO)) for p in needs if not p.exists()]
+    if missing:
+        pytest.fail(f"the demo workflow lacks {missing}: a broken checkout (CI={IN_CI})")
+
+
+def test_a_missing_demo_rule_file_fails_rather_than_skips():
+    """Needs no SLURM: the check the demo comparison runs first."""
+    assert REPO / "workflow" / "rules" / "analysis.smk" in DEMO_NEEDS  # read from the Snakefile
+    require_files(DEMO_NEEDS)  # the checkout has them all
+    with pytest.raises(pytest.fail.Exception, match=r"lacks \['workflow/rules/gone.smk'\]"):
+        require_files([*DEMO_NEEDS, REPO / "workflow" / "rules" / "gone.smk"])
+
+
 # What a run needs from the repository, copied so that runs do not touch the checkout. The
 # package (src/) is copied too and put first on PYTHONPATH, so both runs use one snapshot of
 # the code even when the checkout is edited while the test runs.
@@ -314,9 +358,7 @@ def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
     demo's relative paths (its assets and `results_dir`) land inside that copy and the
     checkout stays untouched.
     """
-    missing = [str(p.relative_to(REPO)) for p in DEMO_NEEDS if not p.exists()]
-    if missing:
-        pytest.skip(f"the demo workflow is not there yet: {missing}")
+    require_files(DEMO_NEEDS)
     pl = pytest.importorskip("polars")
     yaml = pytest.importorskip("yaml")
     results_dir = yaml.safe_load(DEMO_CONFIG.read_text()).get("results_dir", "results")
@@ -326,15 +368,19 @@ def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
     for copy in (on_slurm, local):
         write_small_demo(copy, yaml)
 
+    # the local twin runs while the SLURM run waits between its status checks (the executor
+    # polls squeue with a growing interval): the two overlap instead of running end to end
+    local_run = start_snakemake(
+        ["--profile", str(LOCAL_PROFILE), "--cores", "1", *demo], local, local_run_env
+    )
     log = run_slurm(on_slurm, slurm_run_env, *demo)
+    finish(local_run, local)
     slurm_ids = check_all_jobs_went_through_sbatch(log)
     remote_rules = {m["rule"] for m in JOB_HEADER.finditer(log) if not m["local"]}
     # the demo runs extraction.jobs: per_category (extract_category)
     extraction = [r for r in remote_rules if r.startswith("extract")]
     assert extraction, f"no extraction job on SLURM: {remote_rules}"
     assert len(slurm_ids) >= len(remote_rules)
-
-    run_snakemake(["--profile", str(LOCAL_PROFILE), "--cores", "2", *demo], local, local_run_env)
 
     slurm_tables = parquet_tables(on_slurm / results_dir)
     local_tables = parquet_tables(local / results_dir)
