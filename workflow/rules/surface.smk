@@ -9,10 +9,33 @@
 #   the cheap surface_verdicts job.
 # - The folds are the validation stage's (validation.folds, validation.seed): the token R² is
 #   held out on the same texts as the held-out AUROC.
+# - surface.probe_texts (item 3): every probe set in one text file (surface_probe_texts), its
+#   tokens and activations through the extraction rules' twins (model jobs, one per family at
+#   the top-level layers: families listing their own layers get no probe measures), read by
+#   surface_verdicts with the analysis' per-text values. Nothing of the study's shards changes.
+from sae_specialists.extraction.corpus import n_chunks as _n_chunks
+from sae_specialists.surface.probe import PROBE_CATEGORY, n_probe_texts, probe_files
+
 SF = S.surface
 SURFACE_LAYERS = [
     (f, l) for f, l in L.sae_layers() if SF.families is None or f in SF.families
 ]
+PROBE_FILES = (
+    probe_files(SF.probe_texts, CATEGORIES) if SF.probe_texts is not None else None
+)
+_TOP_LEVEL = [
+    g for g in S.extraction_groups() if g[2]
+]  # families at the top-level layers
+PROBE_LAYERS = (
+    [(f, l) for f, l in SURFACE_LAYERS if _TOP_LEVEL and f in _TOP_LEVEL[0][1]]
+    if PROBE_FILES
+    else []
+)
+PROBE_CHUNKS = (
+    _n_chunks(n_probe_texts(PROBE_FILES), S.extraction.chunk_size) if PROBE_FILES else 0
+)
+LP = L.surface_probe(PROBE_CHUNKS)
+PROBE_SOURCES = [str(p) for sets in (PROBE_FILES or {}).values() for p in sets.values()]
 
 
 rule surface:
@@ -57,6 +80,10 @@ rule surface_verdicts:
     input:
         specialists=[L.surface_layer(f, l, "specialists") for f, l in SURFACE_LAYERS],
         tokens=[L.surface_layer(f, l, "tokens") for f, l in SURFACE_LAYERS],
+        probe_index=[L.surface_probe_index] if PROBE_LAYERS else [],
+        probe_tokens=LP.tokens() if PROBE_LAYERS else [],
+        # per (family, layer) of probe_layers, its chunks in the order of probe_tokens
+        probe_activations=[p for f, l in PROBE_LAYERS for p in LP.activations(f, l)],
     output:
         **L.surface_pair("specialists"),
         **L.surface_pair("tokens"),
@@ -78,6 +105,10 @@ rule surface_verdicts:
         gated_max=SF.gated_max,
         fires_min=SF.fires_min,
         auroc_min=SF.auroc_min,
+        probe_layers=[[f, l] for f, l in PROBE_LAYERS],
+        threshold=S.analysis.threshold,
+        aggregation=S.analysis.aggregation,
+        include_bos=S.analysis.include_bos,
         summary=dict(
             threshold=S.analysis.threshold,
             folds=S.validation.folds,
@@ -90,3 +121,68 @@ rule surface_verdicts:
         ),
     script:
         "../../scripts/surface_verdicts.py"
+
+
+if PROBE_LAYERS:
+
+    rule surface_probe_texts:
+        """Every probe set of surface.probe_texts in one text file, and the index of which
+        category and set each text belongs to."""
+        input:
+            PROBE_SOURCES,
+        output:
+            texts=L.surface_probe_file,
+            index=L.surface_probe_index,
+        log:
+            L.log("surface", "probe_texts"),
+        conda:
+            "../envs/sae_specialists.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        params:
+            files={
+                c: {k: str(p) for k, p in sets.items()}
+                for c, sets in PROBE_FILES.items()
+            },
+        script:
+            "../../scripts/surface_probe_texts.py"
+
+    use rule extract_tokens as surface_probe_tokens with:
+        input:
+            text_file=L.surface_probe_file,
+            model=model_and_sae_files([], []),
+        output:
+            tokens=LP.tokens_chunk("{category}", "{chunk}"),
+        log:
+            L.log("surface", "probe_tokens_category={category}/chunk={chunk}"),
+        wildcard_constraints:
+            category=PROBE_CATEGORY,
+        params:
+            n_chunks=PROBE_CHUNKS,  # the other params: the same
+            content=local_content((), None, PROBE_SOURCES),
+
+    use rule extract_activations as surface_probe_extract with:
+        input:
+            text_file=L.surface_probe_file,
+            model_and_saes=lambda w: model_and_sae_files([w.family], LAYERS),
+        output:
+            activations=[
+                LP.activations_chunk("{family}", l, "{category}", "{chunk}")
+                for l in _TOP_LEVEL[0][0]
+            ],
+            pooled=[
+                LP.pooled_chunk("{family}", l, "{category}", "{chunk}")
+                for l in _TOP_LEVEL[0][0]
+            ],
+        log:
+            L.log(
+                "surface",
+                "probe_extract_sae={family}/category={category}/chunk={chunk}",
+            ),
+        wildcard_constraints:
+            family="|".join(re.escape(f) for f in _TOP_LEVEL[0][1]),
+            category=PROBE_CATEGORY,
+        params:
+            n_chunks=PROBE_CHUNKS,  # the other params: the same
+            content=lambda w: local_content([w.family], LAYERS, PROBE_SOURCES),

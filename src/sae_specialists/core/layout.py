@@ -439,8 +439,21 @@ class Layout:
 
     surface_summary = _ResultPath("surface", "summary.md")
 
-    # The findings board's records of the stage (one per specialist; docs/surface.md).
-    surface_board = _ResultPath("surface", "verdicts.parquet")
+    # The probe texts (surface.probe_texts) in one text file, and which set each text is in.
+    surface_probe_file = _ResultPath("surface", "probe", "texts", "probe.yaml")
+    surface_probe_index = _ResultPath("surface", "probe", "index.parquet")
+
+    def surface_probe(self, n_chunks: int) -> Layout:
+        """The probe texts' layout: the same families and layers, one category (``probe``),
+        its own shard tree under surface/probe/."""
+        return Layout.of(
+            self._p("surface", "probe"),
+            self.families,
+            self.layers,
+            ["probe"],
+            {"probe": n_chunks},
+            self.family_layers,
+        )
 
     def surface_outputs(self) -> list[str]:
         return [

@@ -185,6 +185,7 @@ class SurfaceSettings:
     token_r2_min: float
     outside_min: float
     gated_max: float
+    probe_texts: str | None  # a directory of probe texts (docs/surface.md); None: none
     fires_min: float
     auroc_min: float
 

@@ -74,6 +74,59 @@ def layer(smk: Any) -> None:
     write_parquet(tokens_df, smk.output.tokens)
 
 
+def probe_texts(smk: Any) -> None:
+    """Every probe set in one text file (one extraction job per family) and its index."""
+    from pathlib import Path
+
+    from .probe import write_probe_texts
+
+    files = {c: {k: Path(v) for k, v in sets.items()} for c, sets in smk.params.files.items()}
+    index = write_probe_texts(files, smk.output.texts, smk.output.index)
+    log.info("%d probe texts (%d categories with sets)", index.height, len(files) - 1)
+
+
+def probe_measures(smk: Any, specialists: pl.DataFrame) -> pl.DataFrame:
+    """The probe measures (``probe.probe_table``) of the specialists of the probed layers,
+    from the probe texts' shards: per text, the feature's largest activation over the counted
+    positions (the analysis' per-text ``max``, same BOS rule)."""
+    from ..analysis.pertext import per_text_values
+    from .probe import probe_table
+
+    p = smk.params
+    tokens = list(smk.input.probe_tokens)
+    acts = list(smk.input.probe_activations)
+    frames = []
+    for i, (sae, layer_id) in enumerate(p.probe_layers):
+        paths = acts[i * len(tokens) : (i + 1) * len(tokens)]
+        pt = per_text_values(tokens, paths, p.aggregation, p.include_bos)
+        frames.append(
+            pt.select(
+                pl.lit(str(sae)).alias("sae"),
+                pl.lit(int(layer_id), dtype=pl.Int64).alias("layer"),
+                "text_id",
+                pl.col("feature").cast(pl.Int64),
+                pl.col("max").alias("value"),  # its largest activation on the text
+            )
+        )
+    probed = pl.DataFrame(
+        {
+            "sae": [str(f) for f, _ in p.probe_layers],
+            "layer": [int(x) for _, x in p.probe_layers],
+        },
+        schema={"sae": pl.String, "layer": pl.Int64},
+    )
+    wanted = specialists.join(probed, on=["sae", "layer"], how="semi")
+    index = pl.read_parquet(smk.input.probe_index[0])
+    table = probe_table(wanted, pl.concat(frames), index, p.threshold)
+    for r in table.iter_rows(named=True):
+        log.info(
+            "%s layer %s %s: fires on %s/%s meaning-only, %s/%s marker-only, %s/%s neutral",
+            *(r[k] for k in ("sae", "layer", "category", "meaning_fired", "meaning_n")),
+            *(r[k] for k in ("markers_fired", "markers_n", "neutral_fired", "neutral_n")),
+        )
+    return table
+
+
 def verdicts(smk: Any) -> None:
     """Every layer's measures with a verdict per specialist, the per-layer shares, the chart,
     summary.md and the findings board's records."""
@@ -84,7 +137,11 @@ def verdicts(smk: Any) -> None:
     p = smk.params
     thresholds = Thresholds(p.token_r2_min, p.outside_min, p.gated_max, p.fires_min, p.auroc_min)
     parts = [pl.read_parquet(path) for path in smk.input.specialists]
-    specialists = with_verdicts(pl.concat(parts, how="vertical"), thresholds)
+    measured = pl.concat(parts, how="vertical")
+    if p.probe_layers:
+        probes = probe_measures(smk, measured)
+        measured = measured.join(probes, on=["sae", "layer", "category", "feature"], how="left")
+    specialists = with_verdicts(measured, thresholds)
     tokens = pl.concat([pl.read_parquet(path) for path in smk.input.tokens], how="vertical")
     layers = layer_shares(specialists)
     _pair(specialists, smk.output.specialists, smk.output.specialists_csv)
