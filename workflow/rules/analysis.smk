@@ -129,27 +129,28 @@ rule analysis_peak_charts:
         frequent=L.table("frequent"),
         category_peaks=L.table("category_peaks"),
     output:
-        peak_html=report(
-            L.chart(PEAK_CHARTS["peak"], "html"),
+        # the Snakemake report embeds the PNGs (a caption links each interactive page)
+        peak_html=L.chart(PEAK_CHARTS["peak"], "html"),
+        peak_png=report(
+            L.chart(PEAK_CHARTS["peak"], "png"),
             caption="../report/peak_by_layer.rst",
-            category="Charts",
+            category="Analysis",
             subcategory="Peak activation",
         ),
-        peak_png=L.chart(PEAK_CHARTS["peak"], "png"),
-        peak_category_html=report(
-            L.chart(PEAK_CHARTS["peak_category"], "html"),
+        peak_category_html=L.chart(PEAK_CHARTS["peak_category"], "html"),
+        peak_category_png=report(
+            L.chart(PEAK_CHARTS["peak_category"], "png"),
             caption="../report/peak_by_layer_category.rst",
-            category="Charts",
+            category="Analysis",
             subcategory="Peak activation",
         ),
-        peak_category_png=L.chart(PEAK_CHARTS["peak_category"], "png"),
-        coverage_html=report(
-            L.chart(PEAK_CHARTS["coverage"], "html"),
+        coverage_html=L.chart(PEAK_CHARTS["coverage"], "html"),
+        coverage_png=report(
+            L.chart(PEAK_CHARTS["coverage"], "png"),
             caption="../report/coverage_by_layer.rst",
-            category="Charts",
+            category="Analysis",
             subcategory="Coverage",
         ),
-        coverage_png=L.chart(PEAK_CHARTS["coverage"], "png"),
     log:
         L.log("analysis", "peak_charts"),
     conda:
@@ -167,20 +168,20 @@ rule analysis_specialist_charts:
         chart_script=L.chart_script,
         specialists=L.table("specialists"),
     output:
-        found_html=report(
-            L.chart("specialists_found", "html"),
+        found_html=L.chart("specialists_found", "html"),
+        found_png=report(
+            L.chart("specialists_found", "png"),
             caption="../report/specialists_found.rst",
-            category="Charts",
+            category="Analysis",
             subcategory="Specialists",
         ),
-        found_png=L.chart("specialists_found", "png"),
-        heatmap_html=report(
-            [L.heatmap(f, "html") for f in FAMILIES],
+        heatmap_html=[L.heatmap(f, "html") for f in FAMILIES],
+        heatmap_png=report(
+            [L.heatmap(f, "png") for f in FAMILIES],
             caption="../report/specialist_scores.rst",
-            category="Charts",
+            category="Analysis",
             subcategory="Specialists",
         ),
-        heatmap_png=[L.heatmap(f, "png") for f in FAMILIES],
     log:
         L.log("analysis", "specialist_charts"),
     # the longest job of a threshold-only rerun (PNG rendering): start it first
@@ -207,12 +208,9 @@ rule analysis_token_views:
         tokens=L.tokens(),
         activations=L.all_activations(),
     output:
-        token_views=report(
-            directory(L.views_dir),
-            patterns=["sae={family}/layer={layer}/{category}.html"],
-            caption="../report/token_view.rst",
-            category="Token views",
-        ),
+        # linked from the summary's caption, not embedded in the Snakemake report (126 pages on
+        # the demo; analysis.html's grid opens each)
+        token_views=directory(L.views_dir),
     log:
         L.log("analysis", "token_views"),
     conda:

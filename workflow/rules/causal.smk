@@ -93,7 +93,12 @@ rule causal_tables:
         },
     output:
         **L.causal_tables(),
-        pages=directory(L.causal_pages),
+        pages=report(
+            directory(L.causal_pages),
+            patterns=["{page}.html"],  # index.html and each cell's page (small)
+            caption="../report/causal.rst",
+            category="Causal check",
+        ),
     log:
         L.log("causal", "tables"),
     conda:

@@ -28,7 +28,11 @@ rule comparison_components:
     output:
         **L.comparison_tables(COMPARISON_TABLES["components"]),
         chart_html=L.comparison_chart("components", "html"),
-        chart_png=L.comparison_chart("components", "png"),
+        chart_png=report(
+            L.comparison_chart("components", "png"),
+            caption="../report/comparison_components.rst",
+            category="Comparison",
+        ),
     log:
         L.log("comparison", "components"),
     conda:
@@ -88,7 +92,11 @@ rule comparison_tracking:
     output:
         **L.comparison_tables(COMPARISON_TABLES["tracking"]),
         chart_html=L.comparison_chart("specialist_links", "html"),
-        chart_png=L.comparison_chart("specialist_links", "png"),
+        chart_png=report(
+            L.comparison_chart("specialist_links", "png"),
+            caption="../report/comparison_links.rst",
+            category="Comparison",
+        ),
     log:
         L.log("comparison", "tracking"),
     conda:
@@ -115,7 +123,11 @@ rule comparison_splits:
     output:
         **L.comparison_tables(COMPARISON_TABLES["splits"]),
         chart_html=L.comparison_chart("splits", "html"),
-        chart_png=L.comparison_chart("splits", "png"),
+        chart_png=report(
+            L.comparison_chart("splits", "png"),
+            caption="../report/comparison_splits.rst",
+            category="Comparison",
+        ),
     log:
         L.log("comparison", "splits"),
     conda:

@@ -110,14 +110,9 @@ rule dashboards_layer:
             else []
         ),
     output:
-        report(
-            directory(L.dashboard_dir("{family}", "{layer}")),
-            patterns=["feature={feature}.html"],  # each page is self-contained
-            caption="../report/dashboards.rst",
-            category="Feature dashboards",
-            subcategory="SAE {family}, layer {layer}",
-            labels={"feature": "{feature}", "SAE": "{family}", "layer": "{layer}"},
-        ),
+        # not embedded in the Snakemake report (one page per feature): its index is, and links
+        # them (workflow/report/dashboards.rst)
+        directory(L.dashboard_dir("{family}", "{layer}")),
     log:
         L.log("dashboards", "dashboards_sae={family}_layer={layer}"),
     conda:
@@ -168,7 +163,11 @@ rule dashboards_index:
         # every enabled verdict stage's table (report/findings.py: the registry)
         verdicts=list(verdict_tables(S, L).values()),
     output:
-        L.dashboards_index,
+        report(
+            L.dashboards_index,
+            caption="../report/dashboards.rst",
+            category="Feature dashboards",
+        ),
     log:
         L.log("dashboards", "index"),
     conda:

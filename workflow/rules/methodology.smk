@@ -51,18 +51,18 @@ rule methodology_ablation:
     """Specialists under every method (encode order x padding x BOS x aggregation)."""
     input:
         unpack(lambda w: L.ablation_inputs(M.model_variants)),
+        chart_script=L.chart_script,
     output:
         rows=L.methodology_table("ablation"),
         rows_csv=L.methodology_table("ablation", "csv"),
         summary=L.methodology_table("ablation_summary"),
         summary_csv=L.methodology_table("ablation_summary", "csv"),
-        chart_html=report(
-            L.methodology_chart("ablation", "html"),
-        chart_script=L.chart_script,
+        chart_html=L.methodology_chart("ablation", "html"),
+        chart_png=report(
+            L.methodology_chart("ablation", "png"),
             caption="../report/methodology_ablation.rst",
             category="Methodology",
         ),
-        chart_png=L.methodology_chart("ablation", "png"),
     log:
         L.log("methodology", "ablation"),
     conda:
@@ -84,18 +84,18 @@ rule methodology_ablation:
 rule methodology_sweep:
     """Specialists found and best scores over the threshold grid (top-k and all features)."""
     input:
+        chart_script=L.chart_script,
         per_text=L.all_per_text(),
         texts=L.texts,
     output:
         table=L.methodology_table("threshold_sweep"),
         table_csv=L.methodology_table("threshold_sweep", "csv"),
-        chart_html=report(
-            L.methodology_chart("threshold_sweep", "html"),
-        chart_script=L.chart_script,
+        chart_html=L.methodology_chart("threshold_sweep", "html"),
+        chart_png=report(
+            L.methodology_chart("threshold_sweep", "png"),
             caption="../report/methodology_sweep.rst",
             category="Methodology",
         ),
-        chart_png=L.methodology_chart("threshold_sweep", "png"),
     log:
         L.log("methodology", "sweep"),
     conda:
@@ -115,6 +115,7 @@ rule methodology_sweep:
 rule methodology_scores:
     """All-feature scoring vs the top-k candidate rule, and the AUROC of each specialist."""
     input:
+        chart_script=L.chart_script,
         per_text=L.all_per_text(),
         texts=L.texts,
     output:
@@ -122,19 +123,18 @@ rule methodology_scores:
         **L.methodology_pair("auroc"),
         missed=L.methodology_table("missed_by_topk"),
         missed_csv=L.methodology_table("missed_by_topk", "csv"),
-        chart_script=L.chart_script,
-        topk_html=report(
-            L.methodology_chart("topk_vs_all", "html"),
+        topk_html=L.methodology_chart("topk_vs_all", "html"),
+        topk_png=report(
+            L.methodology_chart("topk_vs_all", "png"),
             caption="../report/methodology_topk.rst",
             category="Methodology",
         ),
-        topk_png=L.methodology_chart("topk_vs_all", "png"),
-        auroc_html=report(
-            L.methodology_chart("auroc", "html"),
+        auroc_html=L.methodology_chart("auroc", "html"),
+        auroc_png=report(
+            L.methodology_chart("auroc", "png"),
             caption="../report/methodology_auroc.rst",
             category="Methodology",
         ),
-        auroc_png=L.methodology_chart("auroc", "png"),
     log:
         L.log("methodology", "scores"),
     conda:
@@ -153,6 +153,7 @@ rule methodology_scores:
 rule methodology_bootstrap:
     """Bootstrap stability of each reported specialist (+ join-ready stability table)."""
     input:
+        chart_script=L.chart_script,
         per_text=L.all_per_text(),
         texts=L.texts,
     output:
@@ -160,13 +161,12 @@ rule methodology_bootstrap:
         table_csv=L.methodology_table("bootstrap", "csv"),
         stability=L.table("specialists_stability"),
         stability_csv=L.table("specialists_stability", "csv"),
-        chart_script=L.chart_script,
-        charts_html=report(
-            [L.stability_chart(f, "html") for f in FAMILIES],
+        charts_html=[L.stability_chart(f, "html") for f in FAMILIES],
+        charts_png=report(
+            [L.stability_chart(f, "png") for f in FAMILIES],
             caption="../report/methodology_stability.rst",
             category="Methodology",
         ),
-        charts_png=[L.stability_chart(f, "png") for f in FAMILIES],
     log:
         L.log("methodology", "bootstrap"),
     conda:

@@ -141,8 +141,9 @@ checkpoint validation_verdicts:
         **L.validation_pair("cells"),
         **L.validation_pair("folds"),
         **(L.validation_pair("baselines") if V.baselines else {}),
-        summary=report(
-            L.validation_summary,
+        summary=L.validation_summary,
+        summary_html=report(
+            L.validation_summary_html,
             caption="../report/validation_summary.rst",
             category="Validation",
         ),
@@ -183,30 +184,33 @@ rule validation_charts:
     """Per SAE family: held-out AUROC by layer vs baselines, the null with the real score, and
     the specialist-score heatmap with the cells that fail validation marked."""
     input:
+        chart_script=L.chart_script,
         cells=L.validation_table("cells"),
         null=L.validation_part("null", "null"),
         specialists=L.table("specialists"),
     output:
-        heldout_html=report(
-            [L.validation_chart("heldout_auroc", f, "html") for f in V_FAMILIES],
+        heldout_html=[
+            L.validation_chart("heldout_auroc", f, "html") for f in V_FAMILIES
+        ],
+        heldout_png=report(
+            [L.validation_chart("heldout_auroc", f, "png") for f in V_FAMILIES],
             caption="../report/validation_heldout.rst",
             category="Validation",
         ),
-        heldout_png=[L.validation_chart("heldout_auroc", f, "png") for f in V_FAMILIES],
-        null_html=report(
-            [L.validation_chart("null", f, "html") for f in V_FAMILIES],
+        null_html=[L.validation_chart("null", f, "html") for f in V_FAMILIES],
+        null_png=report(
+            [L.validation_chart("null", f, "png") for f in V_FAMILIES],
             caption="../report/validation_null.rst",
             category="Validation",
         ),
-        null_png=[L.validation_chart("null", f, "png") for f in V_FAMILIES],
-        heatmap_html=report(
-            [L.validation_chart("specialist_scores", f, "html") for f in V_FAMILIES],
+        heatmap_html=[
+            L.validation_chart("specialist_scores", f, "html") for f in V_FAMILIES
+        ],
+        heatmap_png=report(
+            [L.validation_chart("specialist_scores", f, "png") for f in V_FAMILIES],
             caption="../report/validation_heatmap.rst",
             category="Validation",
         ),
-        heatmap_png=[
-            L.validation_chart("specialist_scores", f, "png") for f in V_FAMILIES
-        ],
     log:
         L.log("validation", "charts"),
     conda:
@@ -232,7 +236,6 @@ if V_TEST:
     )
     LT = L.test_set(TEST_CATEGORIES, TEST_CHUNKS)
 
-        chart_script=L.chart_script,
     # the extraction rules' test-set twins: tokens, then one job per family (extract.smk); a
     # family listing its own layers has its own rule, which has no twin here yet
     _TOP = [

@@ -11,6 +11,7 @@ import polars as pl
 
 from ..core.html import page, token_html
 from ..core.io import atomic_dir
+from ..core.numbers import DASH, NATS_DECIMALS, decimals_for, fixed
 
 CSS = """
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:.2em .5em;
@@ -25,28 +26,48 @@ HOW_TO_READ = (
     "<p class='note'>Δloss: change in mean next-token cross-entropy (nats) per text when the "
     "feature's contribution is removed at every counted token (zero ablation) or its activation "
     "is set to its mean (mean ablation); averaged over the category's texts (in) and all other "
-    "texts (out). Intervals: percentile bootstrap over texts. The control is a random feature "
-    "of similar token density, ablated the same way. <b>detector only</b>: the in-category "
-    "Δloss is not above both the control's and zero (an interval reaches 0) — the feature fires "
-    "on its category but the model does not need it there. <b>specific</b>: above the control "
-    "and zero, and more in than out; <b>unspecific</b>: above the control and zero, not more in "
-    "than out. "
-    "docs/causal.md explains every column.</p>"
+    "texts (out). [low, high]: percentile bootstrap interval over texts. The control is a random "
+    "feature of similar token density, ablated the same way; in − control is the text-by-text "
+    "difference on the category's texts. The verdict reads three intervals: <b>detector "
+    "only</b> unless both Δloss in and in − control lie above 0 (and their estimates reach "
+    "causal.min_effect) — the feature fires on its category but the model does not need it "
+    "there; then <b>specific</b> when in − out also lies above 0, else <b>unspecific</b> "
+    "(it matters, but not more for its category). Δloss columns share one number of decimals "
+    "per table; 0.0000 is below half the last digit. "
+    "<b>–</b>: not defined — no interval when the category or the other texts have no text "
+    "with a loss position; in / out when Δloss out ≤ 0 (its interval also needs Δloss out > 0 "
+    "in at least half the resamples); the control columns when no control feature of similar "
+    "density was found. docs/causal.md explains every column.</p>"
 )
+
+# the Δloss keys of an effects row (nats): one number of decimals for all of them on a page
+NATS = ("in_mean", "out_mean", "diff", "control_in_mean", "control_out_mean", "vs_control")
+RATIO_DECIMALS = 2
 
 
 def _num(value, digits: int = 4) -> str:
     if value is None:
-        return "–"
+        return DASH
     return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.3e}"
 
 
-def _ci(row: dict, key: str, value_key: str | None = None) -> str:
+def nats_decimals(rows: Iterable[dict]) -> int:
+    """Decimals of every Δloss number of a table: the largest shows 3 significant digits, never
+    fewer than NATS_DECIMALS."""
+    keys = [k for base in NATS for k in (base, f"{base.removesuffix('_mean')}_low")]
+    keys += [f"{base.removesuffix('_mean')}_high" for base in NATS]
+    values = [r.get(k) for r in rows for k in keys]
+    return decimals_for(values, sig=3, least=NATS_DECIMALS)
+
+
+def _ci(row: dict, key: str, value_key: str | None = None, decimals: int = NATS_DECIMALS) -> str:
     value = row.get(value_key or key)
     low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
     if low is None or high is None:
-        return _num(value)
-    return f"{_num(value)} <small>[{_num(low)}, {_num(high)}]</small>"
+        return fixed(value, decimals)
+    return (
+        f"{fixed(value, decimals)} <small>[{fixed(low, decimals)}, {fixed(high, decimals)}]</small>"
+    )
 
 
 def _verdict(verdict: str) -> str:
@@ -70,12 +91,14 @@ _EFFECT_HEADERS += ["control in", "control out", "in − control in", "verdict"]
 
 
 def _effects_table(rows: list[dict]) -> str:
+    d = nats_decimals(rows)
     body = (
         f"<tr><td class='l'>{html.escape(r['mode'])}</td><td>{r['n_in']} / {r['n_out']}</td>"
-        f"<td>{_ci(r, 'in', 'in_mean')}</td><td>{_num(r['out_mean'])}</td>"
-        f"<td>{_ci(r, 'diff')}</td><td>{_ci(r, 'ratio')}</td>"
-        f"<td>{_ci(r, 'control_in', 'control_in_mean')}</td>"
-        f"<td>{_num(r['control_out_mean'])}</td><td>{_ci(r, 'vs_control')}</td>"
+        f"<td>{_ci(r, 'in', 'in_mean', d)}</td><td>{fixed(r['out_mean'], d)}</td>"
+        f"<td>{_ci(r, 'diff', decimals=d)}</td>"
+        f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td>"
+        f"<td>{_ci(r, 'control_in', 'control_in_mean', d)}</td>"
+        f"<td>{fixed(r['control_out_mean'], d)}</td><td>{_ci(r, 'vs_control', decimals=d)}</td>"
         f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
         for r in rows
     )
@@ -88,10 +111,15 @@ def top_tokens_html(rows: list[dict]) -> str:
         return "<p>No token of the category had its loss raised by the ablation.</p>"
     context = "context (predicted token highlighted)"
     columns = ["#", "text", "Δloss", "clean", "ablated", "activation", context]
+    # one number of decimals per column (4 significant digits for its largest value)
+    d = {k: decimals_for((r[k] for r in rows), sig=4) for k in ("delta_loss", "activation")}
+    d["loss"] = decimals_for((r[k] for r in rows for k in ("clean_loss", "ablated_loss")), sig=4)
     body = (
         f"<tr><td>{r['rank']}</td><td class='l'>{html.escape(r['text_id'])}:{r['position']}</td>"
-        f"<td>{_num(r['delta_loss'])}</td><td>{_num(r['clean_loss'])}</td>"
-        f"<td>{_num(r['ablated_loss'])}</td><td>{_num(r['activation'])}</td>"
+        f"<td>{fixed(r['delta_loss'], d['delta_loss'])}</td>"
+        f"<td>{fixed(r['clean_loss'], d['loss'])}</td>"
+        f"<td>{fixed(r['ablated_loss'], d['loss'])}</td>"
+        f"<td>{fixed(r['activation'], d['activation'])}</td>"
         f"<td class='ctx'>{token_html(r['context_before'], breaks=False)}"
         f"<span class='hit'>{token_html(r['token'], breaks=False)}</span>"
         f"{token_html(r['context_after'], breaks=False)}</td></tr>"
@@ -137,14 +165,17 @@ def _cell_page(cell: dict, effects: list[dict], top: list[dict], steering: list[
 
 def _index_page(effects: pl.DataFrame, settings: dict) -> str:
     rows = effects.filter(pl.col("mode") == "zero").sort("sae", "layer", "category")
-    columns = ["SAE", "layer", "category", "feature", "Δloss in", "Δloss out", "in / out"]
-    columns += ["control in", "verdict"]
+    d = nats_decimals(rows.iter_rows(named=True))
+    columns = ["SAE", "layer", "category", "feature", "Δloss in [interval]", "Δloss out"]
+    columns += ["in − control [interval]", "in − out [interval]", "in / out", "verdict"]
     body = [
         f"<tr><td class='l'>{html.escape(r['sae'])}</td><td>{r['layer']}</td>"
         f"<td class='l'><a href='{cell_page_path(r['sae'], r['layer'], r['category'])}'>"
         f"{html.escape(r['category'])}</a></td><td>{r['feature']}</td>"
-        f"<td>{_num(r['in_mean'])}</td><td>{_num(r['out_mean'])}</td><td>{_ci(r, 'ratio')}</td>"
-        f"<td>{_num(r['control_in_mean'])}</td><td class='l'>{_verdict(r['verdict'])}</td></tr>"
+        f"<td>{_ci(r, 'in', 'in_mean', d)}</td><td>{fixed(r['out_mean'], d)}</td>"
+        f"<td>{_ci(r, 'vs_control', decimals=d)}</td><td>{_ci(r, 'diff', decimals=d)}</td>"
+        f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td>"
+        f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
         for r in rows.iter_rows(named=True)
     ]
     listing = ", ".join(f"{html.escape(k)} = {html.escape(str(v))}" for k, v in settings.items())
@@ -156,7 +187,8 @@ def _index_page(effects: pl.DataFrame, settings: dict) -> str:
         [
             "<h1>Causal check of the specialists</h1>",
             HOW_TO_READ,
-            f"<p class='note'>Settings: {listing}.</p>",
+            f"<p class='note'>Settings: {listing}. The verdict is that of the zero ablation; "
+            "each cell's page has both ablations and the control's own numbers.</p>",
             table,
         ],
         css=CSS,

@@ -385,6 +385,7 @@ class Layout:
         ]
 
     validation_summary = _ResultPath("validation", "summary.md")
+    validation_summary_html = _ResultPath("validation", "summary.html")  # the same, as a page
 
     # Each cell's verdict (JSON): what the report and the dashboards show.
     validation_verdicts = _ResultPath("validation", "verdicts.json")
@@ -413,6 +414,7 @@ class Layout:
             *self.validation_pair("cells").values(),
             *self.validation_pair("folds").values(),
             self.validation_summary,
+            self.validation_summary_html,
             self.validation_verdicts,
             self.verdicts("validation"),
             *(p for _, html, png in self.validation_charts(families) for p in (html, png)),

@@ -13,24 +13,25 @@ from typing import Any
 import polars as pl
 
 from ..core.html import token_html
+from ..core.numbers import NATS_DECIMALS, decimals_for, fixed
 
 esc = html.escape
 VERDICT_COLOURS = {"detector only": "#b00", "specific": "#2b8a3e", "unspecific": "#e67700"}
 
 
-def _num(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3g}"
-
-
 def _verdict_line(category: str, v: Mapping[str, Any], page: str | None) -> str:
+    """The verdict with its three Δloss numbers, in one number of decimals (causal/pages.py:
+    the largest with 3 significant digits, at least 4 decimals; no scientific notation)."""
     colour = VERDICT_COLOURS.get(v["verdict"], "#333")
     link = f' — <a href="{esc(page, quote=True)}">details</a>' if page else ""
+    keys = ("in_mean", "out_mean", "control_in_mean")
+    d = decimals_for((v.get(k) for k in keys), sig=3, least=NATS_DECIMALS)
     return (
         f"<p><strong>{esc(category)}</strong>: "
         f'<span class="causal-verdict" style="color:{colour};font-weight:600">'
         f"{esc(v['verdict'])}</span> (zero ablation: Δloss on its category "
-        f"{_num(v['in_mean'])}, on other texts {_num(v['out_mean'])}, random control of "
-        f"similar density {_num(v['control_in_mean'])}){link}</p>"
+        f"{fixed(v['in_mean'], d)}, on other texts {fixed(v['out_mean'], d)}, random control "
+        f"of similar density {fixed(v['control_in_mean'], d)}; –: no control found){link}</p>"
     )
 
 
@@ -44,10 +45,13 @@ def _table(rows: list[dict], empty: str, css: str, columns: list[str], row) -> s
     return f'<table class="data {css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _top_token_row(r: dict) -> str:
+def _top_token_row(r: dict, d: Mapping[str, int]) -> str:
+    """One row; ``d``: decimals of the Δloss and the loss columns (one per column)."""
     return (
-        f'<tr><td class="num">{r["rank"]}</td><td class="num">{_num(r["delta_loss"])}</td>'
-        f'<td class="num">{_num(r["clean_loss"])} → {_num(r["ablated_loss"])}</td>'
+        f'<tr><td class="num">{r["rank"]}</td>'
+        f'<td class="num">{fixed(r["delta_loss"], d["delta"])}</td>'
+        f'<td class="num">{fixed(r["clean_loss"], d["loss"])} → '
+        f"{fixed(r['ablated_loss'], d['loss'])}</td>"
         f'<td class="examples">{token_html(r["context_before"], breaks=False)}'
         f'<span class="tok max">{token_html(r["token"], breaks=False)}</span>'
         f"{token_html(r['context_after'], breaks=False)}</td></tr>"
@@ -57,7 +61,11 @@ def _top_token_row(r: dict) -> str:
 def _top_tokens(rows: list[dict]) -> str:
     columns = ["#", "Δloss", "loss clean → ablated", "context (predicted token outlined)"]
     empty = "No token of the category had its loss raised."
-    return _table(rows, empty, "causal-top", columns, _top_token_row)
+    d = {
+        "delta": decimals_for((r["delta_loss"] for r in rows), sig=4),
+        "loss": decimals_for((r[k] for r in rows for k in ("clean_loss", "ablated_loss")), sig=4),
+    }
+    return _table(rows, empty, "causal-top", columns, lambda r: _top_token_row(r, d))
 
 
 def _steering_row(r: dict) -> str:

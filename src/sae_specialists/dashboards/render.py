@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from ..core.html import TOKEN_JS, Tok, page, tokens_html
+from ..core.numbers import decimals_for, fixed
 
 CSS = """
 h1{font-size:1.45em;margin:.3em 0}h2{font-size:1.12em;margin:1.4em 0 .4em;
@@ -165,16 +166,20 @@ def profile_table(
     if profile.height == 0:
         return '<p class="note">No study texts.</p>'
     top = max(float(profile["mean_value"].max() or 0.0), 1e-12)
+    # one number of decimals per column (4 significant digits for its largest value)
+    d_mean = decimals_for(profile["mean_value"].to_list(), sig=4)
+    d_max = decimals_for(profile["max_value"].to_list(), sig=4)
     rows = []
     for r in profile.iter_rows(named=True):
         cls = ' class="own"' if r["category"] in own else ""
         w = 100 * r["mean_value"] / top
         rows.append(
             f'<tr{cls} data-category="{esc(r["category"], quote=True)}"><td>{esc(r["category"])}'
-            f'</td><td class="num">{r["n_texts"]}</td><td class="num">{fmt(r["mean_value"])} '
+            f'</td><td class="num">{r["n_texts"]}</td>'
+            f'<td class="num">{fixed(r["mean_value"], d_mean)} '
             f'<span class="bar val" style="width:{w / 20:.2f}em"></span></td>'
             f'<td class="num">{pct(r["frac_active"])}</td><td class="num">{pct(r["frac_above"])}'
-            f'</td><td class="num">{fmt(r["max_value"])}</td></tr>'
+            f'</td><td class="num">{fixed(r["max_value"], d_max)}</td></tr>'
         )
     return (
         '<table class="data" id="profile"><thead><tr><th>category</th><th>texts</th>'
@@ -189,6 +194,9 @@ def logits_tables(logits: pl.DataFrame) -> str:
     if logits.height == 0:
         return '<p class="note">No logit effects for this feature.</p>'
     scale = max(float(logits["effect"].abs().max() or 0.0), 1e-12)
+    # one number of decimals for the feature's effects: its largest with 3 significant digits
+    # (a feature of small effects read +0.000 for every token at 3 fixed decimals)
+    d = decimals_for(logits["effect"].to_list(), sig=3, least=3, most=8)
     parts = []
     for direction, title, cls in (
         ("positive", "raises most", "pos"),
@@ -197,7 +205,8 @@ def logits_tables(logits: pl.DataFrame) -> str:
         sub = logits.filter(pl.col("direction") == direction).sort("rank")
         rows = "".join(
             f'<tr><td><code class="tokv" title="token id {r["token_id"]}">'
-            f'{esc(r["token_display"])}</code></td><td class="num">{r["effect"]:+.3f} '
+            f"{esc(r['token_display'])}</code></td>"
+            f'<td class="num">{fixed(r["effect"], d, signed=True)} '
             f'<span class="bar {cls}" style="width:{4 * abs(r["effect"]) / scale:.2f}em"></span>'
             "</td></tr>"
             for r in sub.iter_rows(named=True)

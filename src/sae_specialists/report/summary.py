@@ -97,39 +97,50 @@ def build_summary(
         s_last = _row(strongest, sae=sae, layer=last, rank=1)
         p_first = s_first["peak"] if s_first else None
         p_last = s_last["peak"] if s_last else None
-        ratio = f" ({p_last / p_first:.2f}×)" if p_first and p_last is not None else ""
-        bullets.append(
-            [
-                f"Peak activation {_trend(p_first, p_last)} from {_fmt(p_first)} at layer {first} "
-                f"(feature ",
-                _feat(s_first or {}),
-                f") to {_fmt(p_last)} at layer {last} (feature ",
-                _feat(s_last or {}),
-                f"){ratio}.",
-            ]
-        )
         f_first = _row(frequent, sae=sae, layer=first, rank=1)
         f_last = _row(frequent, sae=sae, layer=last, rank=1)
         c_first = f_first["coverage"] if f_first else None
         c_last = f_last["coverage"] if f_last else None
-        delta = (
-            f" ({100 * (c_last - c_first):+.1f} percentage points)"
-            if c_first is not None and c_last is not None
-            else ""
-        )
-        trend = _trend(c_first, c_last)
-        bullets.append(
-            [
-                f"Coverage of the most frequent feature {trend} "
-                + ("at " if trend == "stays" else "from ")
-                + f"{_pct(c_first)} at layer {first} (feature ",
-                _feat(f_first or {}),
-                (") and " if trend == "stays" else ") to ")
-                + f"{_pct(c_last)} at layer {last} (feature ",
-                _feat(f_last or {}),
-                f"){delta}.",
-            ]
-        )
+        if first == last:  # one layer: no trend to state (it read "stays from x ... to x")
+            bullets.append(
+                [
+                    f"One layer ({first}): peak activation {_fmt(p_first)} (feature ",
+                    _feat(s_first or {}),
+                    f"); coverage of the most frequent feature {_pct(c_first)} (feature ",
+                    _feat(f_first or {}),
+                    ").",
+                ]
+            )
+        else:
+            ratio = f" ({p_last / p_first:.2f}×)" if p_first and p_last is not None else ""
+            bullets.append(
+                [
+                    f"Peak activation {_trend(p_first, p_last)} from {_fmt(p_first)} "
+                    f"at layer {first} (feature ",
+                    _feat(s_first or {}),
+                    f") to {_fmt(p_last)} at layer {last} (feature ",
+                    _feat(s_last or {}),
+                    f"){ratio}.",
+                ]
+            )
+            delta = (
+                f" ({100 * (c_last - c_first):+.1f} percentage points)"
+                if c_first is not None and c_last is not None
+                else ""
+            )
+            trend = _trend(c_first, c_last)
+            bullets.append(
+                [
+                    f"Coverage of the most frequent feature {trend} "
+                    + ("at " if trend == "stays" else "from ")
+                    + f"{_pct(c_first)} at layer {first} (feature ",
+                    _feat(f_first or {}),
+                    (") and " if trend == "stays" else ") to ")
+                    + f"{_pct(c_last)} at layer {last} (feature ",
+                    _feat(f_last or {}),
+                    f"){delta}.",
+                ]
+            )
         parts = []
         for layer in layers:
             r = _row(found, sae=sae, layer=layer)

@@ -183,7 +183,7 @@ def _concat(paths, schema=None) -> pl.DataFrame:
 
 def verdicts(smk: Any) -> None:
     """The cell table with verdicts (+ the folds and baselines tables, summary.md)."""
-    from .report import build_summary
+    from .report import build_summary, summary_page
     from .table import join_cells, with_verdicts
 
     p = smk.params
@@ -207,7 +207,9 @@ def verdicts(smk: Any) -> None:
             smk.output.baselines,
             smk.output.baselines_csv,
         )
-    write_text(build_summary(out, dict(p.summary)), smk.output.summary)
+    summary = build_summary(out, dict(p.summary))
+    write_text(summary, smk.output.summary)
+    write_text(summary_page(summary), smk.output.summary_html)
     write_text(verdicts_json(out), smk.output.verdicts)
     from ..core.verdicts import write_verdicts
     from .board import verdict_records

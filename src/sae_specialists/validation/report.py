@@ -1,5 +1,6 @@
-"""Markdown of the validation results: ``validation/summary.md`` and the short section the
-report adds to the study's summary.md (docs/validation.md explains every number)."""
+"""Markdown of the validation results: ``validation/summary.md`` (and the same as a page,
+``validation/summary.html``) and the short section the report adds to the study's summary.md
+(docs/validation.md explains every number)."""
 
 from __future__ import annotations
 
@@ -163,3 +164,27 @@ def summary_section(cells: pl.DataFrame) -> list[str]:
         lines.append("")
     lines += ["Every cell: validation/summary.md; how to read it: docs/validation.md.", ""]
     return lines
+
+
+SUMMARY_CSS = """
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.92em}
+td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4;position:sticky;top:0}
+td strong{color:#b00}
+"""
+
+
+def summary_page(markdown: str) -> str:
+    """``validation/summary.html``: summary.md as a page (its tables as tables, a flagged
+    verdict in red), rendered by markdown-it (CommonMark and tables; raw HTML in the text is
+    escaped, never passed through)."""
+    from markdown_it import MarkdownIt
+
+    from ..core.html import page
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    nav = (
+        '<nav><a href="../index.html">← every output (index.html)</a> '
+        '<a href="../analysis.html">analysis.html</a> <a href="summary.md">summary.md</a></nav>'
+    )
+    return page("Validation of the specialists", [nav, body], SUMMARY_CSS)
