@@ -90,6 +90,27 @@ def manual_delta(model, sae, ids, feature, value=None):
     return np.array(out)
 
 
+@pytest.mark.parametrize(
+    "norm", ["layer_norm", "expected_average_only_in", "constant_norm_rescale"]
+)
+def test_saes_that_normalise_their_input_at_run_time_are_refused(demo, norm):
+    """With normalize_activations other than none, a feature's contribution is not
+    a_f * W_dec[f]: the causal check refuses the SAE (a clear SAEError) instead of ablating the
+    wrong vector; the same SAE with 'none' is accepted."""
+    import dataclasses
+
+    from sae_lens import StandardSAE
+
+    from sae_specialists.core.errors import SAEError
+
+    model, sae, *_ = demo
+    assert FeatureSite(model, sae).hook == "blocks.1.hook_resid_pre"  # 'none': accepted
+    other = StandardSAE(dataclasses.replace(sae.cfg, normalize_activations=norm))
+    other.load_state_dict(sae.state_dict())
+    with pytest.raises(SAEError, match=f"normalize_activations='{norm}'"):
+        FeatureSite(model, other)
+
+
 @pytest.mark.parametrize("hook", ["resid_pre", "resid_mid"])
 def test_delta_loss_matches_run_with_hooks(demo, hook):
     model, sae, ids, cats, roles = demo
