@@ -281,7 +281,7 @@ def test_dashboard_rules_never_load_the_model(run):
     cfg["dashboards"]["logit_top"] = 5
     dry = run_snakemake(work, "-n", "dashboards", config=cfg)
     assert scheduled_jobs(dry) == {
-        "logit_effects": 2,
+        "logit_effects": 1,  # one job per SAE family, for both layers
         "dashboards_layer": 2,
         "dashboards_index": 1,
         "dashboards": 1,

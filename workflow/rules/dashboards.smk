@@ -1,9 +1,11 @@
 # Feature dashboards (docs/dashboards.md): per SAE family and layer, one self-contained page per
 # specialist and per top strongest / most frequent feature, plus {results_dir}/dashboards/index.html.
-# Only `logit_effects` (model once per layer job + one SAE) and `dashboard_corpus` (optional
-# reference corpus) load the model; the dashboard rules read Parquet only.
+# Only `logit_effects` (the model once per SAE family, for all its layers) and `dashboard_corpus`
+# (optional reference corpus) load the model; the dashboard rules read Parquet only.
 from sae_specialists.report.findings import sources as verdict_sources
 from sae_specialists.report.findings import verdict_tables
+
+import re
 
 DB = S.dashboards
 
@@ -15,32 +17,49 @@ rule dashboards:
         L.dashboard_outputs(),
 
 
-rule logit_effects:
-    input:
-        lambda w: model_and_sae_files([w.family], [w.layer]),
-    output:
-        L.logits("{family}", "{layer}"),
-        histograms=L.logit_histograms("{family}", "{layer}"),
-    log:
-        L.log("dashboards", "logits_sae={family}_layer={layer}"),
-    conda:
-        "../envs/sae_specialists.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=30,
-        gpu=GPU,
-    params:
-        model=S.model.spec,
-        saes=lambda w: sae_sources([w.family], [int(w.layer)]),
-        dtype=S.dtype,
-        top=DB.logit_top,
-        content=lambda w: local_content([w.family], [int(w.layer)]),
-        # the table's format (token_bytes, byte_level: dashboards/logits.py); a new one reruns
-        table_format="token_bytes-1",
-        device=unchecked(S.device),
-    script:
-        "../../scripts/logit_effects.py"
+# One logit-effects job per SAE family (the model loaded once for all its layers: a model
+# process costs ~5-10 s of library imports before any work). Families are grouped by their
+# layers into one rule per group, as the extraction rules are (a rule's outputs are fixed when
+# it is defined): `logit_effects` for the families at the top-level `layers`,
+# `logit_effects_layers_<layers>` for a group listing its own. Adding a family, or changing one
+# family's SAEs, reruns that family's job only.
+for _layers, _families, _top_level in S.extraction_groups():
+
+    rule:
+        name:
+            (
+                "logit_effects"
+                if _top_level
+                else "logit_effects_layers_" + "_".join(map(str, _layers))
+            )
+        input:
+            lambda w: model_and_sae_files([w.family], LAYERS),
+        output:
+            # one per layer of the family, in the order of params.saes
+            tables=[L.logits("{family}", l) for l in _layers],
+            histograms=[L.logit_histograms("{family}", l) for l in _layers],
+        log:
+            L.log("dashboards", "logits_sae={family}"),
+        wildcard_constraints:
+            family="|".join(re.escape(f) for f in _families),
+        conda:
+            "../envs/sae_specialists.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=30,
+            gpu=GPU,
+        params:
+            model=S.model.spec,
+            saes=lambda w: sae_sources([w.family]),
+            dtype=S.dtype,
+            top=DB.logit_top,
+            content=lambda w: local_content([w.family], LAYERS),
+            # the table's format (token_bytes, byte_level: dashboards/logits.py); a new one reruns
+            table_format="token_bytes-1",
+            device=unchecked(S.device),
+        script:
+            "../../scripts/logit_effects.py"
 
 
 if DB.corpus:
@@ -109,6 +128,8 @@ rule dashboards_layer:
             if S.causal.enabled
             else []
         ),
+        # what each specialist detects (surface.smk): its "What it detects" block
+        surface=L.surface_table("specialists") if S.surface.enabled else [],
     output:
         # not embedded in the Snakemake report (one page per feature): its index is, and links
         # them (workflow/report/dashboards.rst)

@@ -1,8 +1,9 @@
 # Methodology study (docs/methodology.md): how preprocessing and selection choices make
 # specialists appear or vanish. Off the main path: no extraction or analysis rule depends on
 # these outputs (`snakemake analysis` never runs them); `rule all` builds them when
-# `methodology.enabled` is true. Only `methodology_variants` loads the model (one job per
-# category: a naive right-padded forward pass); every other rule reads shards / per-text tables.
+# `methodology.enabled` is true. Only `methodology_variants` loads the model (one job for every
+# category: the model loaded once, then a naive right-padded forward pass per category); every
+# other rule reads shards / per-text tables.
 # Each rule takes only the settings it uses as params: changing the threshold grid or the number
 # of resamples reruns the sweep or the bootstrap (and the summary), never extraction or analysis.
 M = S.methodology
@@ -17,18 +18,22 @@ rule methodology:
 
 
 rule methodology_variants:
-    """The model-needing variants of one category: texts right-padded to the category's longest
-    text, one forward pass without attention mask, aggregate-then-encode + pad activations.
+    """The model-needing variants of every category, each on its own: texts right-padded to the
+    category's longest text, one forward pass without attention mask, aggregate-then-encode +
+    pad activations. One job (the model loaded once: a model process costs ~5-10 s of library
+    imports, the variants of a study-sized category a few seconds); editing one category's
+    texts reruns every category's variants (docs/performance.md).
     """
     input:
-        tokens=lambda w: L.tokens(w.category),
+        tokens=L.tokens(),
         model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
     output:
-        resid=L.variant("{category}", "resid"),
-        pad=L.variant("{category}", "pad"),
-        texts=L.variant("{category}", "texts"),
+        # one per category, in the order of params.categories
+        resid=[L.variant(c, "resid") for c in L.categories],
+        pad=[L.variant(c, "pad") for c in L.categories],
+        texts=[L.variant(c, "texts") for c in L.categories],
     log:
-        L.log("methodology", "variants_category={category}"),
+        L.log("methodology", "variants"),
     conda:
         "../envs/sae_specialists.yaml"
     threads: 2
@@ -37,6 +42,8 @@ rule methodology_variants:
         runtime=60,
         gpu=GPU,
     params:
+        categories=list(L.categories),
+        tokens={c: L.tokens(c) for c in L.categories},
         model=S.model.spec,
         saes=sae_sources(),
         dtype=S.dtype,

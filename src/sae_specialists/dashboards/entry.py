@@ -94,7 +94,7 @@ def write_layer(
 
 
 def logits(smk: Any) -> None:
-    """Rule logit_effects: one SAE family and layer -> the logit effects of every feature."""
+    """Rule logit_effects: one SAE family (every layer) -> the logit effects of every feature."""
     import torch
 
     from .logits import compute_logit_effects
@@ -102,7 +102,9 @@ def logits(smk: Any) -> None:
     torch.set_num_threads(smk.threads)
     p = smk.params
     job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
-    compute_logit_effects(job, smk.output[0], top=p.top, histograms=smk.output.histograms)
+    compute_logit_effects(
+        job, list(smk.output.tables), top=p.top, histograms=list(smk.output.histograms)
+    )
 
 
 def corpus(smk: Any) -> None:
@@ -183,8 +185,25 @@ def layer(smk: Any) -> None:
         def causal(f: int) -> str:
             return causal_block(f, top, steering, causal_verdicts, causal_pages)
 
+    surface = None
+    if getattr(i, "surface", None):  # what each specialist detects (docs/surface.md)
+        from .surface import surface_block
+
+        surface_table = pl.read_parquet(i.surface)
+
+        def surface(f: int) -> str:
+            return surface_block(surface_table, family, layer_, f)
+
+    from .surface import chained
+
     pages = write_layer(
-        smk.output[0], data, p.token_views, p.index, verdicts, related, causal=causal
+        smk.output[0],
+        data,
+        p.token_views,
+        p.index,
+        verdicts,
+        related,
+        causal=chained(causal, surface),  # the causal block, then "What it detects"
     )
     log.info(
         "dashboards %s layer %d: %d features, %d examples",

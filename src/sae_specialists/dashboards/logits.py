@@ -9,8 +9,9 @@ the residual stream; the ``top`` smallest, the ones it *lowers* most.
 SAEs on the residual stream, ``hook_attn_out`` or ``hook_mlp_out`` (d_in = d_model) use W_dec as
 is; SAEs on ``hook_z`` go through the layer's W_O, SAEs on ``mlp.hook_post`` through W_out.
 
-Output (one Parquet file per SAE family and layer, every feature): feature, direction
-('positive' | 'negative'), rank (1 = strongest), token_id, token (the token's text on its own,
+Output (one Parquet file per SAE family and layer, every feature; one job per family):
+feature, direction ('positive' | 'negative'), rank (1 = strongest), token_id, token (the
+token's text on its own,
 core/tokens.py: incomplete UTF-8 as \\xNN, control characters visible), token_bytes (its raw
 bytes), token_display (the text with whitespace visible: ␣ ↵ ⇥ ␍), effect. This module imports
 torch; the dashboard modules only read its Parquet output.
@@ -181,30 +182,37 @@ def logit_effects_table(
 
 
 def compute_logit_effects(
-    job: ModelAndSAEs, output: str, top: int = 10, histograms: str | None = None
+    job: ModelAndSAEs,
+    outputs: list[str],
+    top: int = 10,
+    histograms: list[str] | None = None,
 ) -> None:
-    """Rule logit_effects: load the model and the one SAE of ``job``; write its logit-effects
-    Parquet (and, to ``histograms``, every feature's histogram of effects over the vocabulary,
-    ``HISTOGRAM_BINS`` bins: the Neuronpedia export's logits histogram)."""
-    model, (s,), _ = job.load()
-    if histograms:
-        table, hist = logit_effects_table(model, s.sae, s.hook_name, top, bins=HISTOGRAM_BINS)
-    else:
-        table, hist = logit_effects_table(model, s.sae, s.hook_name, top), None
-    meta = {
-        "model": model_label(job.model),
-        "family": s.family,
-        "layer": int(s.layer),
-        "hook_name": s.hook_name,
-        "d_sae": s.d_sae,
-        "d_vocab": int(model.cfg.d_vocab),
-        "neuronpedia_id": s.neuronpedia_id,
-        # the tokenizer writes its vocabulary in GPT-2's byte alphabet (Neuronpedia export)
-        "byte_level": is_byte_level(model.tokenizer),
-        "top": int(top),
-        "definition": "effect = W_dec[feature] @ W_U (no bias, final LayerNorm as in W_U)",
-    }
-    write_table_atomic(table, output, meta)
-    if hist is not None:
-        write_table_atomic(hist, histograms, meta)
-    log.info("logit effects: %s layer %d, %d features, top %d", s.family, s.layer, s.d_sae, top)
+    """Rule logit_effects: load the model once and every SAE of ``job`` (one family, all its
+    layers); write each SAE's logit-effects Parquet to ``outputs`` (in ``job.saes`` order) and,
+    to ``histograms`` (same order), every feature's histogram of effects over the vocabulary,
+    ``HISTOGRAM_BINS`` bins (the Neuronpedia export's logits histogram)."""
+    model, saes, _ = job.load()
+    if len(outputs) != len(saes) or (histograms and len(histograms) != len(saes)):
+        raise ValueError(f"logit effects: {len(saes)} SAEs but {len(outputs)} output paths")
+    for i, s in enumerate(saes):
+        if histograms:
+            table, hist = logit_effects_table(model, s.sae, s.hook_name, top, bins=HISTOGRAM_BINS)
+        else:
+            table, hist = logit_effects_table(model, s.sae, s.hook_name, top), None
+        meta = {
+            "model": model_label(job.model),
+            "family": s.family,
+            "layer": int(s.layer),
+            "hook_name": s.hook_name,
+            "d_sae": s.d_sae,
+            "d_vocab": int(model.cfg.d_vocab),
+            "neuronpedia_id": s.neuronpedia_id,
+            # the tokenizer writes its vocabulary in GPT-2's byte alphabet (Neuronpedia export)
+            "byte_level": is_byte_level(model.tokenizer),
+            "top": int(top),
+            "definition": "effect = W_dec[feature] @ W_U (no bias, final LayerNorm as in W_U)",
+        }
+        write_table_atomic(table, outputs[i], meta)
+        if hist is not None:
+            write_table_atomic(hist, histograms[i], meta)
+        log.info("logit effects: %s layer %d, %d features, top %d", s.family, s.layer, s.d_sae, top)

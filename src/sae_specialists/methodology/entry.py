@@ -53,32 +53,37 @@ def _layers(pt, texts, keys):
 
 
 def variants(smk: Any) -> None:
+    """Rule methodology_variants: the model and every SAE loaded once, then each category's
+    variants (``params.categories`` order, the order of every output list)."""
     import torch
 
     from ..extraction.loading import ModelAndSAEs
     from .variants import run_variants_job
 
     torch.set_num_threads(max(1, int(smk.threads)))
-    p = smk.params
+    p, out = smk.params, smk.output
     job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
-    resid, pad, texts = run_variants_job(job, list(smk.input.tokens), p.batch_size)
-    meta = {
-        "category": str(smk.wildcards.category),
-        "attention_mask": None,
-        "padding_side": "right",
-        "padded_length": int(texts["padded_length"].max() or 0),
-        "pad_token_id": int(texts["pad_token_id"].max() or 0),
-    }
-    write_parquet(resid, smk.output.resid, meta)
-    write_parquet(pad, smk.output.pad, meta)
-    write_parquet(texts, smk.output.texts, meta)
-    log.info(
-        "%d texts padded to %d; %d aggregate-then-encode rows, %d pad rows",
-        texts.height,
-        meta["padded_length"],
-        resid.height,
-        pad.height,
-    )
+    token_paths = [list(p.tokens[c]) for c in p.categories]
+    results = run_variants_job(job, token_paths, p.batch_size)
+    for i, (category, (resid, pad, texts)) in enumerate(zip(p.categories, results, strict=True)):
+        meta = {
+            "category": str(category),
+            "attention_mask": None,
+            "padding_side": "right",
+            "padded_length": int(texts["padded_length"].max() or 0),
+            "pad_token_id": int(texts["pad_token_id"].max() or 0),
+        }
+        write_parquet(resid, out.resid[i], meta)
+        write_parquet(pad, out.pad[i], meta)
+        write_parquet(texts, out.texts[i], meta)
+        log.info(
+            "%s: %d texts padded to %d; %d aggregate-then-encode rows, %d pad rows",
+            category,
+            texts.height,
+            meta["padded_length"],
+            resid.height,
+            pad.height,
+        )
 
 
 def ablation(smk: Any) -> None:

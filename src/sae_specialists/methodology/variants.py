@@ -355,17 +355,21 @@ def _encoder(s, device) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def run_variants_job(
-    job: ModelAndSAEs, token_paths: Sequence[str], batch_size: int
-) -> tuple[pl.DataFrame, ...]:
-    """Rule methodology_variants: load the model and every SAE once, run one category."""
+    job: ModelAndSAEs, token_paths: Sequence[Sequence[str]], batch_size: int
+) -> list[tuple[pl.DataFrame, ...]]:
+    """Rule methodology_variants: load the model and every SAE once, then run each category
+    (``token_paths``: one list of tokens shards per category) on its own."""
     model, saes, _ = job.load()
-    toks = read_category_tokens(token_paths)
-    log.info(
-        "%s: %d texts, padded to %d positions (pad token id %d), %d SAEs",
-        toks.category,
-        len(toks.text_ids),
-        toks.padded_length,
-        pad_token_id(model.tokenizer),
-        len(saes),
-    )
-    return run_category(model, saes, toks, batch_size)
+    results = []
+    for paths in token_paths:
+        toks = read_category_tokens(paths)
+        log.info(
+            "%s: %d texts, padded to %d positions (pad token id %d), %d SAEs",
+            toks.category,
+            len(toks.text_ids),
+            toks.padded_length,
+            pad_token_id(model.tokenizer),
+            len(saes),
+        )
+        results.append(run_category(model, saes, toks, batch_size))
+    return results
