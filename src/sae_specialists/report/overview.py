@@ -92,6 +92,13 @@ STAGES = {
             "comparison/charts/splits.html",
         ),
     ),
+    "surface": Stage(
+        "What each specialist detects",
+        "Token detector, context-gated or meaning: held-out token R², trigger tokens outside "
+        "the category and probe texts without markers, per specialist and by depth "
+        "(docs/surface.md).",
+        ("surface/summary.md", "surface/charts/token_r2_by_layer.html"),
+    ),
     "export": Stage(
         "Neuronpedia export",
         "The dashboards in the layout of SAEDashboard's Neuronpedia runner, per SAE family and "
