@@ -20,6 +20,7 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding
 .hit{background:#ffd8a8;font-weight:bold}.detector{color:#c92a2a;font-weight:bold}
 .specific{color:#2b8a3e;font-weight:bold}.unspecific{color:#e67700;font-weight:bold}
 .note{color:#555;font-size:.92em;max-width:60em}
+td:not(.l):not(.ctx){white-space:nowrap}
 """
 
 HOW_TO_READ = (
