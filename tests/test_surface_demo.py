@@ -1,0 +1,143 @@
+"""The surface stage on the shared demo run (docs/surface.md): the planted token specialists and
+the planted context-gated one get their verdicts, and the numbers equal an independent
+computation from the raw shards (pyarrow, plain loops, scikit-learn)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import r2_score
+from test_surface_units import loop_outside, loop_predictions
+
+from sae_specialists.validation.folds import category_folds
+
+TOKEN_PLANTS = ("python", "urls", "social", "math")  # read a marker dimension of the embedding
+CONTEXT_PLANT = "conversational"  # reads the direction block 0's attention writes after a cue
+
+
+@pytest.fixture(scope="module")
+def surface(demo_run) -> pl.DataFrame:
+    return pl.read_parquet(demo_run.results / "surface" / "specialists.parquet")
+
+
+def row_of(surface: pl.DataFrame, layer: int, category: str) -> dict:
+    rows = surface.filter(
+        (pl.col("sae") == "res") & (pl.col("layer") == layer) & (pl.col("category") == category)
+    )
+    assert rows.height == 1, (layer, category)
+    return rows.row(0, named=True)
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2, 3])
+@pytest.mark.parametrize("category", TOKEN_PLANTS)
+def test_planted_token_specialists_are_token_detectors(demo_run, surface, layer, category):
+    r = row_of(surface, layer, category)
+    assert r["feature"] == demo_run.planted["families"]["res"][str(layer)][category]
+    # the marker dimension is in the embedding: at layer 0 the activation is a function of the
+    # token id (float32 rounding only); later layers add the blocks' small context noise
+    assert r["token_r2_seen"] > (0.9999 if layer == 0 else 0.99)
+    assert r["outside_ratio"] == pytest.approx(1.0, abs=0.1) and r["n_trigger_out"] > 0
+    assert r["markers_fired"] >= 0.8 * r["markers_n"] and r["markers_auroc"] > 0.85
+    assert r["meaning_fired"] == 0
+    assert r["verdict"] == "token_detector"
+
+
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_planted_context_specialist_is_context_gated(demo_run, surface, layer):
+    r = row_of(surface, layer, CONTEXT_PLANT)
+    assert r["feature"] == demo_run.planted["families"]["res"][str(layer)][CONTEXT_PLANT]
+    assert r["token_r2_seen"] < 0.1
+    assert r["outside_ratio"] < 0.01 and r["n_trigger_out"] > 1000
+    assert r["meaning_fired"] == 0
+    assert r["verdict"] == "context_gated"
+
+
+def raw_texts(results, layer: int, feature: int):
+    """(texts as (tokens, activations) over counted positions, category index per text, the
+    category names) read with pyarrow from the shards, texts in the text list's order."""
+    order = pl.read_parquet(results / "per_text" / "texts.parquet").sort("text_order")
+    tokens, acts = {}, {}
+    for path in sorted((results / "tokens").rglob("tokens.parquet")):
+        t = pq.read_table(path).to_pydict()
+        for tid, pos, tok, bos in zip(
+            t["text_id"], t["token_pos"], t["token_id"], t["bos"], strict=True
+        ):
+            if not bos:
+                tokens.setdefault(tid, []).append((pos, tok))
+    for path in sorted((results / "activations" / "sae=res" / f"layer={layer}").rglob("*.parquet")):
+        a = pq.read_table(path).to_pydict()
+        for tid, pos, f, v in zip(
+            a["text_id"], a["token_pos"], a["feature"], a["activation"], strict=True
+        ):
+            if f == feature:
+                acts[(tid, pos)] = v
+    texts = []
+    for tid in order["text_id"].to_list():
+        toks = sorted(tokens[tid])
+        texts.append(([x for _, x in toks], [acts.get((tid, p), 0.0) for p, _ in toks]))
+    names = sorted(set(order["category"].to_list()))
+    cats = np.array([names.index(c) for c in order["category"].to_list()])
+    return texts, cats, names
+
+
+@pytest.mark.parametrize("category", ["python", CONTEXT_PLANT])
+def test_numbers_equal_an_independent_computation(demo_run, surface, category):
+    layer = 2
+    r = row_of(surface, layer, category)
+    texts, cats, names = raw_texts(demo_run.results, layer, r["feature"])
+    c = names.index(category)
+    folds = category_folds(cats, c, demo_run.config["validation"]["folds"], 0)
+    y, pred, seen = loop_predictions(texts, folds, lambda t, i: texts[t][0][i])
+    assert r["n_positions"] == len(y)
+    assert r["token_r2"] == pytest.approx(r2_score(y, pred), abs=1e-9)
+    assert r["token_r2_seen"] == pytest.approx(r2_score(y[seen], pred[seen]), abs=1e-9)
+    triggers = set(
+        pl.read_parquet(demo_run.results / "surface" / "tokens.parquet")
+        .filter((pl.col("layer") == layer) & (pl.col("category") == category) & pl.col("trigger"))[
+            "token_id"
+        ]
+        .to_list()
+    )
+    n_in, n_out, mean_in, mean_out = loop_outside(texts, cats == c, triggers)
+    assert (r["n_trigger_in"], r["n_trigger_out"]) == (n_in, n_out)
+    assert r["outside_ratio"] == pytest.approx(mean_out / mean_in, rel=1e-9)
+
+
+def test_probe_counts_equal_the_raw_probe_shards(demo_run, surface):
+    """Per probe text, the largest activation over its non-BOS positions, from the probe
+    shards; the counts above the threshold equal the table's."""
+    layer, category = 2, "python"
+    r = row_of(surface, layer, category)
+    probe = demo_run.results / "surface" / "probe"
+    index = pl.read_parquet(probe / "index.parquet")
+    bos = set()
+    for path in (probe / "tokens").rglob("tokens.parquet"):
+        t = pq.read_table(path).to_pydict()
+        bos |= {(i, p) for i, p, b in zip(t["text_id"], t["token_pos"], t["bos"], strict=True) if b}
+    top: dict[str, float] = {}
+    for path in (probe / "activations" / "sae=res" / f"layer={layer}").rglob("*.parquet"):
+        a = pq.read_table(path).to_pydict()
+        for tid, pos, f, v in zip(
+            a["text_id"], a["token_pos"], a["feature"], a["activation"], strict=True
+        ):
+            if f == r["feature"] and (tid, pos) not in bos:
+                top[tid] = max(top.get(tid, 0.0), v)
+    threshold = demo_run.config["analysis"]["threshold"]
+    for name in ("meaning", "markers"):
+        ids = index.filter((pl.col("category") == category) & (pl.col("set") == name))["text_id"]
+        assert r[f"{name}_n"] == ids.len()
+        assert r[f"{name}_fired"] == sum(top.get(t, 0.0) > threshold for t in ids.to_list())
+
+
+def test_board_records_and_dashboard_block(demo_run, surface):
+    board = pl.read_parquet(demo_run.results / "surface" / "verdicts.parquet")
+    assert board.height == surface.height and set(board["stage"]) == {"surface"}
+    assert board["ok"].null_count() == board.height  # a characterisation, never for or against
+    assert set(board["label"]) <= {"token detector", "context-gated", "meaning", "mixed"}
+    r = row_of(surface, 2, "python")
+    page = (
+        demo_run.results / "dashboards" / "sae=res" / "layer=2" / f"feature={r['feature']}.html"
+    ).read_text(encoding="utf-8")
+    assert "What it detects" in page and "token detector" in page
