@@ -55,3 +55,12 @@ rule clean_foreign:
         run_keys=RUN_KEYS,
     script:
         "../../scripts/report_clean_foreign.py"
+
+
+# Model jobs last among the ready ones: after a threshold change, the default target updates
+# every model-free output (tables, charts, pages, model-free verdicts) before it reruns the
+# model jobs whose inputs changed (a causal layer whose specialist set changed). Every rule that
+# loads the model declares the `gpu` resource (docs/architecture.md); it runs at priority -1.
+for _rule in workflow.rules:
+    if "gpu" in _rule.resources and _rule.priority == 0:
+        _rule.priority = -1

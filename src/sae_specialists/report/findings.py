@@ -87,7 +87,9 @@ REGISTRY: tuple[VerdictSource, ...] = (
         title="what it detects",
         path=lambda L: L.verdicts("surface"),
         enabled=lambda S: S.surface.enabled,
-        needs_model=lambda S: False,  # shards and per-text tables only
+        # shards and per-text tables, but the probe texts (surface.probe_texts) are extracted
+        # with the model (surface_probe_extract)
+        needs_model=lambda S: S.surface.probe_texts is not None,
         order=30,
         mark="",  # a characterisation, never a verdict against the specialist (ok is null)
         legend="token detector, context-gated, meaning, mixed",
