@@ -149,3 +149,58 @@ def test_windows_do_not_change_results(model, demo_assets, monkeypatch):
     )
     order = a.with_row_index().group_by("text_id").agg(pl.col("index").min()).sort("index")
     assert order["text_id"].to_list() == [t.text_id for t in texts]  # file order
+
+
+def test_a_bfloat16_run_matches_the_float32_one(demo_assets, planted):
+    """`dtype: bfloat16`: the job's loader (ModelAndSAEs.load) puts the model and the SAEs in
+    bfloat16; the shards still store float32 activations, and they are the float32 run's up to
+    bfloat16 rounding (8-bit mantissa, a few layers deep): the same (position, feature) pairs
+    except near zero, each activation within 3% of the SAE's largest, the planted python
+    specialist's per-text sums (the numerators of the
+    study's means) within 3%."""
+    from sae_specialists.extraction.loading import ModelAndSAEs
+
+    items = resource_texts(("python", "math", "urls"), n=3)
+    texts = [Text(f"{c}-{i}", c, t) for c, ts in items.items() for i, t in enumerate(ts)]
+    saes = {
+        ("res", 1): {"path": str(demo_assets / "saes/res/layer1")},
+        ("attn", 0): {"path": str(demo_assets / "saes/attn/layer0")},
+    }
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        model, loaded, _ = ModelAndSAEs(
+            {"path": str(demo_assets / "model")}, saes, "cpu", dtype
+        ).load()
+        assert next(model.parameters()).dtype == getattr(torch, dtype)
+        assert {s.sae.W_dec.dtype for s in loaded} == {getattr(torch, dtype)}
+        _, tables = extract(model, loaded, tokenize_texts(model, texts), batch_size=4)
+        runs[dtype] = {key: pl.from_arrow(table) for key, table in tables.items()}
+    for key in saes:
+        full, half = runs["float32"][key], runs["bfloat16"][key]
+        assert half.schema["activation"] == pl.Float32
+        top = float(full["activation"].max())
+        joined = full.join(half, on=["text_id", "token_pos", "feature"], how="full", coalesce=True)
+        one_sided = joined.filter(
+            pl.col("activation").is_null() | pl.col("activation_right").is_null()
+        )
+        assert one_sided.height < 0.05 * full.height, key
+        assert (
+            one_sided.select(pl.max_horizontal("activation", "activation_right")).max().item()
+            < 0.05 * top
+        )
+        both = joined.drop_nulls()
+        assert (both["activation"] - both["activation_right"]).abs().max() < 0.03 * top, key
+    python = planted["layers"]["1"]["python"]
+
+    def python_sums(table):
+        return (
+            table.filter(pl.col("feature") == python, pl.col("token_pos") > 0)
+            .group_by("text_id")
+            .agg(pl.col("activation").sum())
+            .sort("text_id")
+        )
+
+    full, half = (python_sums(runs[d][("res", 1)]) for d in ("float32", "bfloat16"))
+    assert full["text_id"].to_list() == half["text_id"].to_list()
+    assert len(full) >= 3  # the python texts at least
+    np.testing.assert_allclose(half["activation"], full["activation"], rtol=0.03)
