@@ -15,7 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = "sae_specialists"
-LATER_STAGES = ("methodology", "dashboards", "validation", "causal", "comparison", "report")
+LATER_STAGES = (
+    "methodology",
+    "dashboards",
+    "validation",
+    "causal",
+    "comparison",
+    "surface",
+    "report",
+)
 
 
 def module_name(path: Path) -> str:
