@@ -75,7 +75,7 @@ rule all:
         else [],
         L.causal_outputs() if S.causal.enabled else [],
         L.comparison_outputs() if S.comparison.enabled else [],
-        L.surface_outputs() if S.surface.enabled else [],
+        L.surface_outputs(S.surface.topics is not None) if S.surface.enabled else [],
 
 
 include: "workflow/rules/report.smk"

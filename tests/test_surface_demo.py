@@ -141,3 +141,111 @@ def test_board_records_and_dashboard_block(demo_run, surface):
         demo_run.results / "dashboards" / "sae=res" / "layer=2" / f"feature={r['feature']}.html"
     ).read_text(encoding="utf-8")
     assert "What it detects" in page and "token detector" in page
+
+
+def split_design(results, tmp_path):
+    """The demo's texts relabelled into a topic x form design: the python texts split in two
+    forms of topic *code* (both carry the python markers: they share the python specialist),
+    urls and social the two forms of topic *web* (different markers: no shared specialist).
+    Returns (texts path, design, labels per text)."""
+    txt = pl.read_parquet(results / "per_text" / "texts.parquet").sort("text_order")
+    python = txt.filter(pl.col("category") == "python")["text_id"].to_list()
+    first = set(python[: len(python) // 2])
+    relabel = {t: ("python_a" if t in first else "python_b") for t in python}
+    out = txt.with_columns(
+        pl.col("text_id").replace_strict(relabel, default=pl.col("category")).alias("category")
+    )
+    path = tmp_path / "texts.parquet"
+    out.write_parquet(path)
+    design = {"python_a": "code/a", "python_b": "code/b", "urls": "web/a", "social": "web/b"}
+    return path, design, out
+
+
+def test_topic_form_design_on_the_demo_shards(demo_run, tmp_path):
+    check_topic_design(demo_run.results, demo_run.planted, 2, tmp_path)
+
+
+def check_topic_design(results, planted, layer, tmp_path):
+    """Against every category the shared python feature scores ~0 in each half (it fires in the
+    other half too); against the other topics it is both halves' specialist: Jaccard 1; urls
+    and social share none: Jaccard 0. Numbers equal a direct computation from the raw
+    per-text values and pooled residuals."""
+    from sae_specialists.surface.design import design_tables
+
+    texts, design, labels = split_design(results, tmp_path)
+    spec = {
+        "sae": "res",
+        "layer": layer,
+        "per_text": str(results / "per_text" / "sae=res" / f"layer={layer}.parquet"),
+        "activations": sorted(
+            str(p)
+            for p in (results / "activations" / "sae=res" / f"layer={layer}").rglob("*.parquet")
+        ),
+        "pooled": sorted(
+            str(p) for p in (results / "pooled" / "sae=res" / f"layer={layer}").rglob("*.parquet")
+        ),
+    }
+    forms, topics = design_tables(
+        [spec],
+        tokens=sorted(str(p) for p in (results / "tokens").rglob("tokens.parquet")),
+        texts=str(texts),
+        specialists=pl.read_parquet(results / "tables" / "specialists.parquet"),
+        design=design,
+        markers={},
+        threshold=5.0,
+        candidates=5,
+        topk=3,
+        permutations=199,
+        seed=0,
+        include_bos=False,
+    )
+    python = planted["families"]["res"][str(layer)]["python"]
+    other = forms.filter(pl.col("against") == "other_topics")
+    code = other.filter(pl.col("topic") == "code")
+    assert code["feature"].to_list() == [python, python] and code["has_specialist"].all()
+    everyone = forms.filter((pl.col("against") == "all") & (pl.col("topic") == "code"))
+    assert not everyone["has_specialist"].any()  # the topic feature is never found that way
+    by_topic = {r["topic"]: r for r in topics.iter_rows(named=True)}
+    assert by_topic["code"]["jaccard_specialists"] == 1.0
+    assert by_topic["web"]["jaccard_specialists"] == 0.0
+    assert by_topic["code"]["jaccard_specialists_all"] is None  # neither half has one
+    # independent: the per-text values and pooled rows read with pyarrow
+    order = labels["text_id"].to_list()
+    cats = labels["category"].to_list()
+    values = {}
+    for row in pq.read_table(spec["per_text"]).to_pylist():
+        if row["feature"] == python:
+            values[row["text_id"]] = row["value"]
+    v = np.array([values.get(t, 0.0) for t in order])
+    for half, rest in (("python_a", "python_b"), ("python_b", "python_a")):
+        inside = np.array([c == half for c in cats])
+        out_all = np.array([c != half for c in cats])
+        out_topics = np.array([c not in (half, rest) for c in cats])
+        n_in = int((v[inside] > 5).sum())
+        row = code.filter(pl.col("category") == half).row(0, named=True)
+        assert row["score"] == n_in - int((v[out_topics] > 5).sum())
+        assert n_in - int((v[out_all] > 5).sum()) <= 0
+    pooled = {}
+    for path in spec["pooled"]:
+        for row in pq.read_table(path).to_pylist():
+            pooled[row["text_id"]] = np.array(row["resid_mean"], dtype=np.float64)
+    names = {
+        "python_a": ("code", "a"),
+        "python_b": ("code", "b"),
+        "urls": ("web", "a"),
+        "social": ("web", "b"),
+    }
+    keep = [i for i, c in enumerate(cats) if c in names]
+    x = np.array([pooled[order[i]] for i in keep])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    tf = [names[cats[i]] for i in keep]
+    within, across = [], []
+    for i in range(len(keep)):
+        for j in range(i + 1, len(keep)):
+            if tf[i][0] == tf[j][0] and tf[i][1] != tf[j][1]:
+                within.append(x[i] @ x[j])
+            elif tf[i][0] != tf[j][0] and tf[i][1] != tf[j][1]:
+                across.append(x[i] @ x[j])
+    assert by_topic["code"]["within_topic"] == pytest.approx(np.mean(within))
+    assert by_topic["code"]["across"] == pytest.approx(np.mean(across))
+    assert by_topic["code"]["within_topic"] > by_topic["code"]["across"]  # clusters by topic

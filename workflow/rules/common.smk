@@ -162,11 +162,15 @@ def causal_needs():
 
 def surface_needs():
     """The intermediate files of the surface outputs (SURFACE_LAYERS: surface.smk)."""
-    return analysis_needs() + [
+    files = analysis_needs() + [
         L.surface_layer(f, l, n)
         for f, l in SURFACE_LAYERS
         for n in ("specialists", "tokens")
     ]
+    # the topic x form design reads the pooled residuals
+    if S.surface.topics is not None:
+        files += [p for f, l in SURFACE_LAYERS for p in L.pooled(f, l)]
+    return files
 
 
 def comparison_needs():

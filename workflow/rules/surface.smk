@@ -14,7 +14,13 @@
 #   the top-level layers: families listing their own layers get no probe measures), read by
 #   surface_verdicts with the analysis' per-text values. Nothing of the study's shards changes.
 from sae_specialists.extraction.corpus import n_chunks as _n_chunks
-from sae_specialists.surface.probe import PROBE_CATEGORY, n_probe_texts, probe_files
+from sae_specialists.surface.probe import (
+    PROBE_CATEGORY,
+    form_markers,
+    n_probe_texts,
+    probe_files,
+)
+from sae_specialists.surface.topics import Design
 
 SF = S.surface
 SURFACE_LAYERS = [
@@ -42,7 +48,7 @@ rule surface:
     """Every surface output, whether or not surface.enabled is set."""
     input:
         surface_needs(),
-        L.surface_outputs(),
+        L.surface_outputs(SF.topics is not None),
 
 
 rule surface_layer:
@@ -186,3 +192,53 @@ if PROBE_LAYERS:
         params:
             n_chunks=PROBE_CHUNKS,  # the other params: the same
             content=lambda w: local_content([w.family], LAYERS, PROBE_SOURCES),
+
+
+if SF.topics is not None:
+    Design.parse(SF.topics, CATEGORIES)  # 'topic/form' of categories of the texts
+
+    rule surface_topics:
+        """The topic x form design (surface.topics): each form's specialist against the other
+        topics and against every category, Jaccard overlaps per topic, marker mass shares,
+        the pooled-residual geometry, selectivity vs causal Δloss (docs/surface.md).
+        """
+        input:
+            per_text=[L.per_text(f, l) for f, l in SURFACE_LAYERS],
+            texts=L.texts,
+            tokens=L.tokens(),
+            # per (family, layer) of params.layers, its shards in the order of L.tokens()
+            activations=[p for f, l in SURFACE_LAYERS for p in L.activations(f, l)],
+            pooled=[p for f, l in SURFACE_LAYERS for p in L.pooled(f, l)],
+            specialists=L.table("specialists"),
+            causal_effects=[L.causal_table("effects")] if S.causal.enabled else [],
+        output:
+            **L.surface_topics_pair("forms"),
+            **L.surface_topics_pair("topics"),
+            **L.surface_topics_pair("causal"),
+            summary=L.surface_topics_summary,
+        log:
+            L.log("surface", "topics"),
+        conda:
+            "../envs/sae_specialists.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            layers=[[f, l] for f, l in SURFACE_LAYERS],
+            design=dict(SF.topics),
+            markers=form_markers(SF.probe_texts, list(SF.topics)),
+            threshold=S.analysis.threshold,
+            candidates=S.analysis.candidates,
+            topk=SF.topk,
+            permutations=SF.permutations,
+            seed=S.validation.seed,
+            include_bos=S.analysis.include_bos,
+            summary=dict(
+                threshold=S.analysis.threshold,
+                candidates=S.analysis.candidates,
+                topk=SF.topk,
+                permutations=SF.permutations,
+                seed=S.validation.seed,
+            ),
+        script:
+            "../../scripts/surface_topics.py"

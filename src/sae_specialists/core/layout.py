@@ -63,6 +63,7 @@ COMPARISON_CHARTS = {
     "splits": "Narrow specialists split across wider SAEs (width ladders)",
 }
 SURFACE_TABLES = ("specialists", "tokens", "layers")  # the surface stage's tables
+SURFACE_TOPIC_TABLES = ("forms", "topics", "causal")  # its topic x form design's tables
 CHUNK_DIR = re.compile(r"^chunk=(\d+)$")  # the directory of one extraction chunk
 
 
@@ -457,14 +458,29 @@ class Layout:
             self.family_layers,
         )
 
-    def surface_outputs(self) -> list[str]:
-        return [
+    def surface_topics_table(self, name: str, ext: str = "parquet") -> str:
+        """The topic x form design's tables (``name`` forms, topics, causal)."""
+        return self._p("surface", "topics", f"{name}.{ext}")
+
+    def surface_topics_pair(self, name: str) -> dict[str, str]:
+        return with_csv([name], self.surface_topics_table)
+
+    surface_topics_summary = _ResultPath("surface", "topics", "summary.md")
+
+    def surface_outputs(self, topics: bool = False) -> list[str]:
+        out = [
             *(p for name in SURFACE_TABLES for p in self.surface_pair(name).values()),
             self.verdicts("surface"),
             self.surface_summary,
             self.surface_chart("html"),
             self.surface_chart("png"),
         ]
+        if topics:
+            out += [
+                *(p for n in SURFACE_TOPIC_TABLES for p in self.surface_topics_pair(n).values()),
+                self.surface_topics_summary,
+            ]
+        return out
 
     # -- causal -------------------------------------------------------------------------------
     # The specialist set of every (family, layer): rewritten when the specialists table changes; the

@@ -186,6 +186,9 @@ class SurfaceSettings:
     outside_min: float
     gated_max: float
     probe_texts: str | None  # a directory of probe texts (docs/surface.md); None: none
+    topics: dict[str, str] | None  # category -> "topic/form" (docs/surface.md); None: none
+    topk: int
+    permutations: int
     fires_min: float
     auroc_min: float
 

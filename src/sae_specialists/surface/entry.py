@@ -152,3 +152,56 @@ def verdicts(smk: Any) -> None:
     save_chart(r2_chart(specialists), smk.output.chart_html, smk.output.chart_png)
     for r in specialists.select("sae", "layer", "category", "verdict_label").iter_rows():
         log.info("%s layer %s %s: %s", *r)
+
+
+def topics(smk: Any) -> None:
+    """The topic x form design of every measured family and layer (surface/topics.py): forms
+    (specialists against the other topics and against every category, top-k selective
+    features, marker mass share), topics (Jaccard overlaps, pooled geometry), and the rank
+    correlation of selectivity with causal Δloss when the causal stage ran."""
+    from .design import causal_correlation, design_tables, topics_summary
+
+    p, i = smk.params, smk.input
+    n = len(p.layers)
+    per_text, acts = list(i.per_text), list(i.activations)
+    pooled = list(i.pooled)
+    a, b = len(acts) // n if n else 0, len(pooled) // n if n else 0
+    layers = [
+        dict(
+            sae=str(sae),
+            layer=int(layer_id),
+            per_text=per_text[k],
+            activations=acts[k * a : (k + 1) * a],
+            pooled=pooled[k * b : (k + 1) * b],
+        )
+        for k, (sae, layer_id) in enumerate(p.layers)
+    ]
+    forms, topic_rows = design_tables(
+        layers,
+        tokens=list(i.tokens),
+        texts=i.texts,
+        specialists=pl.read_parquet(i.specialists),
+        design=dict(p.design),
+        markers={c: list(m) for c, m in dict(p.markers).items()},
+        threshold=p.threshold,
+        candidates=p.candidates,
+        topk=p.topk,
+        permutations=p.permutations,
+        seed=p.seed,
+        include_bos=p.include_bos,
+    )
+    causal = causal_correlation(
+        pl.read_parquet(i.specialists),
+        pl.read_parquet(i.causal_effects[0]) if i.causal_effects else None,
+    )
+    _pair(forms, smk.output.forms, smk.output.forms_csv)
+    _pair(topic_rows, smk.output.topics, smk.output.topics_csv)
+    _pair(causal, smk.output.causal, smk.output.causal_csv)
+    write_text(topics_summary(forms, topic_rows, causal, dict(p.summary)), smk.output.summary)
+    for r in topic_rows.iter_rows(named=True):
+        log.info(
+            "%s layer %s topic %s: Jaccard top-k %s, specialists %s; cosine within topic %s, "
+            "across %s, p %s",
+            *(r[k] for k in ("sae", "layer", "topic", "jaccard_topk", "jaccard_specialists")),
+            *(r[k] for k in ("within_topic", "across", "p_value")),
+        )

@@ -70,7 +70,8 @@ def _read_list(path: Path) -> list[str]:
 
 def probe_files(directory: str | Path, categories) -> dict[str, dict[str, Path]]:
     """category -> {"meaning": path, "markers": path} for the study's categories that have a
-    probe directory, plus "neutral" -> {"neutral": path}. Missing files are a clear error."""
+    probe directory with sets, plus "neutral" -> {"neutral": path}; {} when no category has
+    sets (a directory of marker strings only). Missing files are a clear error."""
     directory = Path(directory)
     neutral = directory / f"{NEUTRAL}.yaml"
     if not neutral.is_file():
@@ -86,6 +87,8 @@ def probe_files(directory: str | Path, categories) -> dict[str, dict[str, Path]]
             continue
         files = {s: folder / f"{s}.yaml" for s in SETS}
         missing = [str(p) for p in files.values() if not p.is_file()]
+        if len(missing) == len(files):
+            continue  # marker strings only (a topic x form design's form): no probe sets
         if missing:
             raise UserError(
                 f"surface.probe_texts: {', '.join(missing)} missing. A category's probe "
@@ -93,7 +96,22 @@ def probe_files(directory: str | Path, categories) -> dict[str, dict[str, Path]]
                 f"them or remove {folder}."
             )
         out[category] = files
+    if not out:
+        return {}  # no category has probe sets (e.g. marker strings only): nothing to extract
     out[NEUTRAL] = {NEUTRAL: neutral}
+    return out
+
+
+def form_markers(directory: str | Path | None, categories) -> dict[str, list[str]]:
+    """category -> its marker strings (``<directory>/<category>/marker_strings.yaml``), for the
+    categories that have them (none without a directory)."""
+    if directory is None:
+        return {}
+    out = {}
+    for category in categories:
+        path = Path(directory) / category / "marker_strings.yaml"
+        if path.is_file():
+            out[category] = _read_list(path)
     return out
 
 
