@@ -84,6 +84,7 @@ rule surface_verdicts:
     chart, surface/summary.md and the findings board's records (surface/verdicts.parquet).
     """
     input:
+        chart_script=L.chart_script,  # the run's shared Vega script (analysis.smk)
         specialists=[L.surface_layer(f, l, "specialists") for f, l in SURFACE_LAYERS],
         tokens=[L.surface_layer(f, l, "tokens") for f, l in SURFACE_LAYERS],
         probe_index=[L.surface_probe_index] if PROBE_LAYERS else [],

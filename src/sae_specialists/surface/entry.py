@@ -130,7 +130,7 @@ def probe_measures(smk: Any, specialists: pl.DataFrame) -> pl.DataFrame:
 def verdicts(smk: Any) -> None:
     """Every layer's measures with a verdict per specialist, the per-layer shares, the chart,
     summary.md and the findings board's records."""
-    from ..analysis.charts import save_chart
+    from ..analysis.charts import job_script, save_chart
     from .report import board_records, layer_shares, r2_chart, summary_md, with_verdicts
     from .verdict import Thresholds
 
@@ -149,7 +149,9 @@ def verdicts(smk: Any) -> None:
     _pair(layers, smk.output.layers, smk.output.layers_csv)
     write_verdicts(board_records(specialists), smk.output.board)
     write_text(summary_md(specialists, layers, dict(p.summary)), smk.output.summary)
-    save_chart(r2_chart(specialists), smk.output.chart_html, smk.output.chart_png)
+    save_chart(
+        r2_chart(specialists), smk.output.chart_html, smk.output.chart_png, script=job_script(smk)
+    )
     for r in specialists.select("sae", "layer", "category", "verdict_label").iter_rows():
         log.info("%s layer %s %s: %s", *r)
 
