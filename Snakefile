@@ -73,6 +73,11 @@ rule all:
         )
         if S.validation.enabled
         else [],
+        (
+            L.learning_curve_outputs(V_FAMILIES)
+            if S.validation.enabled and S.validation.learning_curve.enabled
+            else []
+        ),
         L.causal_outputs() if S.causal.enabled else [],
         L.comparison_outputs() if S.comparison.enabled else [],
         L.surface_outputs(S.surface.topics is not None) if S.surface.enabled else [],

@@ -177,31 +177,49 @@ def test_spec_checks_need_no_network(tmp_path):
         )
 
 
-def test_changing_n_rematerialises_and_reextracts_that_category_only(
-    local_data, demo_assets, tmp_path
-):
-    """A real Snakemake run (demo model, one layer): a dataset category next to a file category;
-    the same spec reruns nothing (no network), another ``n`` re-materialises and re-extracts the
-    dataset category only."""
-    from conftest import REPO, demo_config, run_snakemake, scheduled_jobs
+def test_learning_curve_demo_and_rerunning_one_dataset_category(demo_assets, tmp_path):
+    """THE Snakemake run of this file (demo model, one layer): config/examples/
+    learning_curve_demo.yaml, three categories drawn from a local JSON dataset.
 
-    source = {"dataset": str(local_data / "saved"), "field": "content", "n": 6, "seed": 1}
-    texts = {"python": str(REPO / "resources/demo_texts/python.yaml"), "extra": source}
-    config = demo_config(demo_assets, tmp_path, tmp_path / "results", layers=[1])
-    config.update(texts=texts, extraction={"batch_size": 4, "jobs": "per_category"})
+    - the learning curve finds the planted outcomes: python passes from 5 texts; weak (the math
+      feature counted on 30% of its texts) fails at 5 and passes from 20 (one rung either way
+      allowed); none is not reached;
+    - the materialised files carry their provenance (also in datasets/provenance.md);
+    - the same spec reruns nothing (no network); another n for one category re-materialises
+      and re-extracts that category only."""
+    import yaml
+    from conftest import REPO, run_snakemake, scheduled_jobs
+
+    config = yaml.safe_load((REPO / "config/examples/learning_curve_demo.yaml").read_text())
+    data = str(REPO / "resources/learning_curve_demo/texts.jsonl")
+    for source in config["texts"].values():
+        source["data_files"] = data
+    results = tmp_path / "results"
+    config.update(
+        model={"path": str(demo_assets / "model")},
+        saes={"res": {"path": str(demo_assets / "saes/res/layer{layer}")}},
+        results_dir=str(results),
+    )
+    config.pop("demo")
     work = tmp_path / "work"
-    targets = [
-        f"{tmp_path}/results/tokens/category={c}/chunk=00000/tokens.parquet"
-        for c in ("python", "extra")
-    ] + [f"{tmp_path}/results/datasets/provenance.md"]
+    targets = [str(results / "validation/learning_curve/cells.parquet")]
+    targets.append(str(results / "datasets/provenance.md"))
     run_snakemake(work, "--cores", "2", *targets, config=config)
-    record = read_provenance(tmp_path / "results/datasets/extra.parquet")
-    assert (record["n"], record["seed"], record["category"]) == (6, 1, "extra")
-    page = (tmp_path / "results/datasets/provenance.md").read_text()
-    assert f"| extra | {local_data / 'saved'} |" in page and record["texts_sha256"][:16] in page
+
+    cells = {r["category"]: r for r in pl.read_parquet(targets[0]).to_dicts()}
+    assert cells["python"]["n_needed"] == 5
+    assert cells["weak"]["n_needed"] in (10, 20, 40) and cells["weak"]["n_first_pass"] > 5
+    assert cells["none"]["n_needed"] is None and not cells["none"]["reached"]
+    record = read_provenance(results / "datasets/weak.parquet")
+    assert (record["n"], record["filter"], record["data_files"]) == (40, {"category": "weak"}, data)
+    assert record["rows_seen"] == 120 and record["rows_passing"] == 40
+    page = (results / "datasets/provenance.md").read_text()
+    assert "| weak | json |" in page and record["texts_sha256"][:16] in page
+
     assert scheduled_jobs(run_snakemake(work, "-n", *targets, config=config)) == {}
-    changed = {**config, "texts": {**texts, "extra": {**source, "n": 7}}}
+    changed = {**config, "texts": {**config["texts"]}}
+    changed["texts"]["none"] = {**config["texts"]["none"], "n": 39}
     dry = run_snakemake(work, "-n", *targets, config=changed)
     jobs = scheduled_jobs(dry)
-    assert jobs == {"materialise_dataset": 1, "extract_category": 1, "dataset_provenance": 1}
-    assert "category=extra, chunk=" in dry.stdout and "category=python, chunk=" not in dry.stdout
+    assert jobs["materialise_dataset"] == 1 and jobs["extract_category"] == 1
+    assert "category=none, chunk=" in dry.stdout and "category=weak, chunk=" not in dry.stdout

@@ -2,10 +2,15 @@
 # "Categories from datasets"; sae_specialists.extraction.datasets). Each is materialised once into
 # a Parquet category file with its provenance; the spec is the job's param, so the same spec
 # never reruns it (the file is read, never the network) and a changed spec re-materialises that
-# category, whose extraction jobs then rerun (the other categories' do not).
+# category, whose extraction jobs then rerun (the other categories' do not); so does a change
+# of a local dataset's files (inputs, and their content digests as a param).
+from sae_specialists.extraction.datasets import local_files
 
 
 rule materialise_dataset:
+    input:
+        # a local dataset's files (none for a hub dataset): editing one re-materialises
+        lambda w: local_files(DATASETS[w.category]),
     output:
         texts=L.dataset_texts("{category}"),
     log:
@@ -19,6 +24,9 @@ rule materialise_dataset:
     params:
         spec=lambda w: DATASETS[w.category].as_param(),
         text_field=S.extraction.text_field,
+        content=lambda w: local_content(
+            (), None, local_files(DATASETS[w.category]), model=False
+        ),
     script:
         "../../scripts/extract_dataset.py"
 

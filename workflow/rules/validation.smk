@@ -42,6 +42,7 @@ rule validation:
     input:
         validation_needs,
         L.validation_outputs(V.baselines, V_TEST, V_FAMILIES),
+        L.learning_curve_outputs(V_FAMILIES) if V.learning_curve.enabled else [],
 
 
 rule validation_heldout:
@@ -137,6 +138,10 @@ checkpoint validation_verdicts:
             L.validation_layer("baselines", f, l, "baselines")
             for f, l in BASELINE_LAYERS
         ],
+        # the learning curve's sentences end summary.md (validation_learning_curve)
+        learning_curve=(
+            [L.learning_curve("summary", "md")] if V.learning_curve.enabled else []
+        ),
     output:
         **L.validation_pair("cells"),
         **L.validation_pair("folds"),
@@ -178,6 +183,50 @@ checkpoint validation_verdicts:
         ),
     script:
         "../../scripts/validation_verdicts.py"
+
+
+if V.learning_curve.enabled:
+
+    rule validation_learning_curve:
+        """How many texts a finding needs: every cell validated again with n texts per
+        category (validation/learning_curve.py): tables, the summary's last section, the
+        findings board's records and one chart per family."""
+        input:
+            chart_script=L.chart_script,
+            per_text=[L.per_text(f, l) for f, l in V_LAYERS],
+            texts=L.texts,
+        output:
+            draws=L.learning_curve("draws"),
+            rungs=L.learning_curve("rungs"),
+            rungs_csv=L.learning_curve("rungs", "csv"),
+            cells=L.learning_curve("cells"),
+            cells_csv=L.learning_curve("cells", "csv"),
+            verdicts=L.learning_curve("verdicts"),
+            summary=L.learning_curve("summary", "md"),
+            chart_html=[L.learning_curve_chart(f, "html") for f in V_FAMILIES],
+            chart_png=[L.learning_curve_chart(f, "png") for f in V_FAMILIES],
+        log:
+            L.log("validation", "learning_curve"),
+        conda:
+            "../envs/sae_specialists.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        params:
+            ladder=list(V.learning_curve.ladder),
+            draws=V.learning_curve.draws,
+            permutations=V.learning_curve.permutations,
+            pass_share=V.learning_curve.pass_share,
+            folds=V.folds,
+            seed=V.seed,
+            threshold=S.analysis.threshold,
+            candidates=S.analysis.candidates,
+            alpha=V.alpha,
+            min_auroc=V.min_auroc,
+            families=V_FAMILIES,  # the family of each chart, in output order
+            max_dense_gb=unchecked(V.max_dense_gb),
+        script:
+            "../../scripts/validation_learning_curve.py"
 
 
 rule validation_charts:

@@ -426,6 +426,24 @@ class Layout:
             out += self.validation_pair("test_set").values()
         return out
 
+    # -- validation: the learning curve (validation/learning_curve.py) ---------------------
+    def learning_curve(self, name: str, ext: str = "parquet") -> str:
+        """``name``: draws, rungs, cells (tables), verdicts (the findings board's records),
+        summary (md: the sentences validation/summary.md ends with)."""
+        return self._p("validation", "learning_curve", f"{name}.{ext}")
+
+    def learning_curve_chart(self, family: str, ext: str) -> str:
+        return self._p("validation", "charts", f"learning_curve_sae={family}.{ext}")
+
+    def learning_curve_outputs(self, families: Iterable[str]) -> list[str]:
+        return [
+            *(self.learning_curve(n) for n in ("draws", "rungs", "cells")),
+            *(self.learning_curve(n, "csv") for n in ("rungs", "cells")),
+            self.learning_curve("verdicts"),
+            self.learning_curve("summary", "md"),
+            *(self.learning_curve_chart(f, e) for f in families for e in ("html", "png")),
+        ]
+
     # -- surface ----------------------------------------------------------------------------
     def surface_layer(self, family: str, layer, name: str) -> str:
         """Per-(family, layer) measures (``name`` specialists or tokens) of the surface stage."""

@@ -164,6 +164,18 @@ class ValidationSettings:
     probe_margin: float
     test_texts: str | None
     max_dense_gb: float
+    learning_curve: LearningCurveSettings
+
+
+@dataclass(frozen=True)
+class LearningCurveSettings:
+    """validation.learning_curve (validation/learning_curve.py)."""
+
+    enabled: bool
+    ladder: tuple[int, ...]
+    draws: int
+    permutations: int
+    pass_share: float
 
 
 @dataclass(frozen=True)
@@ -433,6 +445,13 @@ def _validation(section: dict, saes: dict) -> ValidationSettings:
             **{key: float(section[key]) for key in floats},
             "probe_k": tuple(sorted(int(k) for k in section["probe_k"])),
             "families": None if section["families"] is None else tuple(section["families"]),
+            "learning_curve": LearningCurveSettings(
+                **{
+                    **section["learning_curve"],
+                    "ladder": tuple(sorted(int(n) for n in section["learning_curve"]["ladder"])),
+                    "pass_share": float(section["learning_curve"]["pass_share"]),
+                }
+            ),
         }
     )
 

@@ -131,6 +131,24 @@ def _data_file_patterns(data_files) -> list[str]:
     return [str(p) for p in data_files]
 
 
+def local_files(spec: DatasetSpec) -> list[str]:
+    """The local files a dataset category is drawn from (its data files, or the files of a
+    local dataset directory), sorted: the materialisation's inputs, so editing one
+    re-materialises the category. None for hub datasets."""
+    patterns = _data_file_patterns(spec.data_files)
+    path = Path(spec.dataset).expanduser()
+    if not patterns and path.exists():
+        patterns = [str(path / "**" / "*")] if path.is_dir() else [str(path)]
+    files = {
+        f
+        for pattern in patterns
+        if "://" not in pattern
+        for f in glob.glob(os.path.expanduser(pattern), recursive=True)
+        if os.path.isfile(f)
+    }
+    return sorted(files)
+
+
 def check_dataset_spec(category: str, spec: DatasetSpec) -> None:
     """What can be checked without the network: the spec's values and a local dataset's files.
     Hub datasets are not contacted (a config check works offline); their existence, split and

@@ -73,6 +73,16 @@ REGISTRY: tuple[VerdictSource, ...] = (
         legend="validated / ✗ chance, does not generalise, loses to probe",
     ),
     VerdictSource(
+        stage="learning_curve",
+        title="texts needed",
+        path=lambda L: L.learning_curve("verdicts"),
+        enabled=lambda S: S.validation.enabled and S.validation.learning_curve.enabled,
+        needs_model=lambda S: False,  # per-text tables only (validation/learning_curve.py)
+        order=15,
+        mark="∅",
+        legend="passes from n texts; ∅ not reached with every text",
+    ),
+    VerdictSource(
         stage="causal",
         title="causal check",
         path=lambda L: L.verdicts("causal"),

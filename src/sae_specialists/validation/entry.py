@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -208,6 +209,8 @@ def verdicts(smk: Any) -> None:
             smk.output.baselines_csv,
         )
     summary = build_summary(out, dict(p.summary))
+    for section in smk.input.learning_curve:  # validation_learning_curve's sentences
+        summary = summary.rstrip("\n") + "\n\n" + Path(section).read_text(encoding="utf-8")
     write_text(summary, smk.output.summary)
     write_text(summary_page(summary), smk.output.summary_html)
     write_text(verdicts_json(out), smk.output.verdicts)
@@ -280,6 +283,55 @@ def test_set(smk: Any) -> None:
         pl.DataFrame(rows, schema=TEST_SET_SCHEMA) if rows else pl.DataFrame(schema=TEST_SET_SCHEMA)
     )
     _pair(df, smk.output.table, smk.output.table_csv)
+
+
+def learning_curve(smk: Any) -> None:
+    """How many texts each finding needs: the learning curve of every cell (one dense layer in
+    memory at a time), its tables, summary section, findings-board records and charts."""
+    from ..analysis.charts import job_script, save_chart
+    from ..core.jobs import progress
+    from ..core.verdicts import write_verdicts
+    from . import learning_curve as lc
+
+    p = smk.params
+    s = lc.CurveSettings(
+        ladder=tuple(p.ladder),
+        draws=p.draws,
+        permutations=p.permutations,
+        pass_share=p.pass_share,
+        folds=p.folds,
+        seed=p.seed,
+        threshold=p.threshold,
+        candidates=p.candidates,
+        alpha=p.alpha,
+        min_auroc=p.min_auroc,
+    )
+    draws, full = [], []
+    for path in smk.input.per_text:
+        data = load_layer(path, smk.input.texts, p.max_dense_gb)
+        bar = progress(
+            total=lc.n_jobs(data.category_sizes(), s),
+            desc=f"{data.sae} layer {data.layer} learning curve",
+            unit="subsamples",
+        )
+        draws.append(lc.curve_layer(data, s, bar.update))
+        bar.close()
+        full.append(lc.full_frame(data, s))
+    draw_df = pl.concat(draws) if draws else pl.DataFrame(schema=lc.DRAW_SCHEMA)
+    rungs = lc.rung_table(draw_df, s.pass_share)
+    cells = lc.cell_table(rungs, pl.concat(full), s)
+    o = smk.output
+    write_parquet(draw_df.sort("sae", "layer", "category", "n", "draw"), o.draws)
+    _pair(rungs, o.rungs, o.rungs_csv)
+    _pair(cells, o.cells, o.cells_csv)
+    write_verdicts(lc.verdict_records(cells), o.verdicts)
+    write_text(lc.summary_markdown(cells, s), o.summary)
+    for r in cells.iter_rows(named=True):
+        log.info("%s layer %s: %s", r["sae"], r["layer"], r["sentence"])
+    js = job_script(smk)
+    for i, sae in enumerate(p.families):
+        chart = lc.curve_chart(rungs, sae, s.alpha, s.min_auroc)
+        save_chart(chart, o.chart_html[i], o.chart_png[i], script=js)
 
 
 def _f(x, digits: int = 3) -> str:
