@@ -20,7 +20,10 @@ from sae_specialists.startup import (
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-EXAMPLES = sorted((REPO / "config/examples").glob("*.yaml"))
+# datasets-*.yaml draw their categories from datasets: tests/test_dataset_examples.py
+EXAMPLES = sorted(
+    p for p in (REPO / "config/examples").glob("*.yaml") if not p.stem.startswith("datasets-")
+)
 
 
 def load(path: Path) -> dict:

@@ -107,6 +107,12 @@ def test_char_limits_and_streaming(local_data, tmp_path):
     assert all(12 <= len(t) <= 14 for t in first) and len(set(first)) == 10
 
 
+def test_filter_on_a_list_of_values(local_data, tmp_path):
+    spec = {"field": "content", "filter": {"number": [0, 3, 7, 8]}, "n": 4}
+    texts = _draw(local_data, tmp_path, "parquet", "a", **spec)
+    assert sorted(texts) == sorted(_rows()["content"][i] for i in (0, 3, 7, 8))
+
+
 def test_materialised_file_carries_provenance(local_data, tmp_path):
     out = tmp_path / "cat.parquet"
     spec = spec_of(_source(local_data, "saved", field="content", filter={"lang": "py"}, n=6))
@@ -179,7 +185,7 @@ def test_spec_checks_need_no_network(tmp_path):
 
 def test_learning_curve_demo_and_rerunning_one_dataset_category(demo_assets, tmp_path):
     """THE Snakemake run of this file (demo model, one layer): config/examples/
-    learning_curve_demo.yaml, three categories drawn from a local JSON dataset.
+    datasets-learning-curve-demo.yaml, three categories drawn from a local JSON dataset.
 
     - the learning curve finds the planted outcomes: python passes from 5 texts; weak (the math
       feature counted on 30% of its texts) fails at 5 and passes from 20 (one rung either way
@@ -190,7 +196,8 @@ def test_learning_curve_demo_and_rerunning_one_dataset_category(demo_assets, tmp
     import yaml
     from conftest import REPO, run_snakemake, scheduled_jobs
 
-    config = yaml.safe_load((REPO / "config/examples/learning_curve_demo.yaml").read_text())
+    example = REPO / "config/examples/datasets-learning-curve-demo.yaml"
+    config = yaml.safe_load(example.read_text())
     data = str(REPO / "resources/learning_curve_demo/texts.jsonl")
     for source in config["texts"].values():
         source["data_files"] = data
@@ -214,7 +221,7 @@ def test_learning_curve_demo_and_rerunning_one_dataset_category(demo_assets, tmp
     assert (record["n"], record["filter"], record["data_files"]) == (40, {"category": "weak"}, data)
     assert record["rows_seen"] == 120 and record["rows_passing"] == 40
     page = (results / "datasets/provenance.md").read_text()
-    assert "| weak | json |" in page and record["texts_sha256"][:16] in page
+    assert f"| weak | json ({data}) |" in page and record["texts_sha256"][:16] in page
 
     assert scheduled_jobs(run_snakemake(work, "-n", *targets, config=config)) == {}
     changed = {**config, "texts": {**config["texts"]}}

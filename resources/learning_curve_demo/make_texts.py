@@ -1,5 +1,6 @@
-"""Writes texts.jsonl: the learning-curve demo's corpus (config/examples/learning_curve_demo.yaml),
-one JSON object per line with `text` and `category`, 40 texts per category, from a fixed seed.
+"""Writes texts.jsonl: the learning-curve demo's corpus
+(config/examples/datasets-learning-curve-demo.yaml), one JSON object per line with `text` and
+`category`, 40 texts per category, from a fixed seed.
 
 The demo model's planted math feature reads '+' (sae_specialists/demo/vocab.py); its per-text
 value is the mean over the text's tokens, so one '+' in a short text lifts it above the

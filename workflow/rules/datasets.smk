@@ -15,6 +15,8 @@ rule materialise_dataset:
         texts=L.dataset_texts("{category}"),
     log:
         L.log("extract", "dataset_category={category}"),
+    conda:
+        "../envs/sae_specialists.yaml"
     wildcard_constraints:
         category="|".join(DATASETS) or "(?!)",
     threads: 1
@@ -38,6 +40,8 @@ rule dataset_provenance:
         page=L.dataset_provenance,
     log:
         L.log("extract", "dataset_provenance"),
+    conda:
+        "../envs/sae_specialists.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -86,7 +86,7 @@ class DatasetSpec:
     def as_param(self) -> dict:
         """The spec as plain values (a rule param: a changed spec re-materialises)."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        out["filter"] = {k: v for k, v in self.filter}
+        out["filter"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.filter}
         return out
 
 
@@ -426,7 +426,10 @@ def _texts(texts) -> Path | dict:
             out[category] = Path(source)
             continue
         spec = dict(source)
-        spec["filter"] = tuple(sorted((spec.get("filter") or {}).items()))
+        spec["filter"] = tuple(
+            (column, tuple(value) if isinstance(value, list) else value)
+            for column, value in sorted((spec.get("filter") or {}).items())
+        )
         out[category] = DatasetSpec(**spec)
     return out
 

@@ -116,9 +116,15 @@ def _check_category_name(category: str) -> None:
         )
 
 
+# load_dataset's packaged builders: with data_files, the files are local (or URLs)
+LOCAL_BUILDERS = frozenset({"arrow", "csv", "json", "parquet", "text"})
+
+
 def is_local(spec: DatasetSpec) -> bool:
-    """A local dataset: an existing path, or a builder (parquet, json...) with data files."""
-    return Path(spec.dataset).expanduser().exists() or spec.data_files is not None
+    """A local dataset: an existing path, or a packaged builder (parquet, json, csv, text,
+    arrow) reading ``data_files``. A hub id with ``data_files`` (files of a hub repository) is
+    not local."""
+    return Path(spec.dataset).expanduser().exists() or spec.dataset in LOCAL_BUILDERS
 
 
 def _data_file_patterns(data_files) -> list[str]:
@@ -135,6 +141,8 @@ def local_files(spec: DatasetSpec) -> list[str]:
     """The local files a dataset category is drawn from (its data files, or the files of a
     local dataset directory), sorted: the materialisation's inputs, so editing one
     re-materialises the category. None for hub datasets."""
+    if not is_local(spec):
+        return []
     patterns = _data_file_patterns(spec.data_files)
     path = Path(spec.dataset).expanduser()
     if not patterns and path.exists():
@@ -160,7 +168,12 @@ def check_dataset_spec(category: str, spec: DatasetSpec) -> None:
             f"{where}: max_chars ({spec.max_chars}) is below min_chars ({spec.min_chars}); "
             "no text could pass. Raise max_chars or lower min_chars."
         )
-    for pattern in _data_file_patterns(spec.data_files):
+    if spec.dataset in LOCAL_BUILDERS and spec.data_files is None:
+        raise ConfigError(
+            f"{where}: dataset {spec.dataset!r} is a file format; give the files with "
+            f"texts.{category}.data_files (a path, a glob or a list)."
+        )
+    for pattern in _data_file_patterns(spec.data_files) if is_local(spec) else []:
         if not glob.glob(os.path.expanduser(pattern), recursive=True) and "://" not in pattern:
             raise TextsError(
                 f"{where}: data_files {pattern!r} matches no file (relative paths start at "
@@ -321,14 +334,27 @@ def _passes(spec: DatasetSpec, text, row: Mapping, category: str) -> bool:
                 f"{_where(category, spec)} has no column {column!r} (columns: "
                 f"{sorted(row)[:20]}). Fix texts.{category}.filter."
             )
-        if row[column] != value:
+        if not matches(row[column], value):
             return False
     return True
 
 
+def matches(found, wanted) -> bool:
+    """A filter's test: equal to the value, or (a list of values) equal to one of them."""
+    if isinstance(wanted, (list, tuple)):
+        return found in wanted
+    return found == wanted
+
+
+def _condition(column: str, value) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"{column} in {list(value)!r}"
+    return f"{column} == {value!r}"
+
+
 def _too_few(category: str, spec: DatasetSpec, passing: int, seen: int) -> TextsError:
     filters = ", ".join(
-        [f"{c} == {v!r}" for c, v in spec.filter]
+        [_condition(c, v) for c, v in spec.filter]
         + [f"min_chars {spec.min_chars}"]
         + ([f"max_chars {spec.max_chars}"] if spec.max_chars is not None else [])
     )
@@ -482,13 +508,14 @@ def provenance_markdown(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        filt = ", ".join(f"{k} == {v!r}" for k, v in (r["filter"] or {}).items()) or "-"
+        filt = ", ".join(_condition(k, v) for k, v in (r["filter"] or {}).items()) or "-"
+        source = r["dataset"] + (f" ({r['data_files']})" if r["data_files"] else "")
         chars = f"{r['min_chars']}..{r['max_chars'] if r['max_chars'] is not None else ''}"
         rev = r["resolved_revision"] or r["revision"] or r["fingerprint"] or "-"
         passing = "-" if r["rows_passing"] is None else f"{r['rows_passing']:,}"
         stream = " (streamed: first n of a seeded shuffle)" if r["streamed"] else ""
         lines.append(
-            f"| {r['category']} | {r['dataset']} | {r['name'] or '-'} | {r['split']} | "
+            f"| {r['category']} | {source} | {r['name'] or '-'} | {r['split']} | "
             f"{r['field']} | {filt} | {r['n']:,} | {r['seed']} | {chars} | {rev} | "
             f"{passing} / {r['rows_seen']:,}{stream} | {r['texts_sha256'][:16]} | "
             f"{r['materialised_at']} |"

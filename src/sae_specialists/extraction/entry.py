@@ -67,7 +67,10 @@ def materialise_dataset(smk: Any) -> None:
 
     p = smk.params
     spec = dict(p.spec)
-    spec["filter"] = tuple(sorted(dict(spec["filter"]).items()))
+    spec["filter"] = tuple(
+        (column, tuple(value) if isinstance(value, list) else value)
+        for column, value in sorted(dict(spec["filter"]).items())
+    )
     materialise(str(smk.wildcards.category), DatasetSpec(**spec), smk.output.texts, p.text_field)
 
 
