@@ -15,10 +15,10 @@ rule materialise_dataset:
         texts=L.dataset_texts("{category}"),
     log:
         L.log("extract", "dataset_category={category}"),
-    conda:
-        "../envs/sae_specialists.yaml"
     wildcard_constraints:
         category="|".join(DATASETS) or "(?!)",
+    conda:
+        "../envs/sae_specialists.yaml"
     threads: 1
     resources:
         mem_mb=4000,
