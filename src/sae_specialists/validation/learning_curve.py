@@ -243,7 +243,7 @@ def _why_not(r: dict, s: CurveSettings) -> str:
     """Why a rung does not pass, in the words of the validation verdicts."""
     auc, p = r["heldout_auroc"], r["p_value"]
     if r["specialist_share"] < 0.5:
-        return "no specialist (score n_in - n_out <= 0)"
+        return "no specialist"
     if p is None or p > s.alpha:
         return "not better than chance"
     if auc is None or auc < s.min_auroc:
@@ -263,9 +263,13 @@ def sentence(category: str, rung_rows: list[dict], needed: int | None, s: CurveS
     ns = sorted(by_n)
     top = by_n[ns[-1]]
     if needed is None:
+        why = _why_not(top, s)
+        if why == "no specialist":  # no feature with n_in - n_out > 0: no numbers to show
+            why = "no feature fires on more of its texts than of the others"
+            return f"{category}: not reached with {top['n_category']} texts ({why})"
         return (
             f"{category}: not reached with {top['n_category']} texts "
-            f"({_why_not(top, s)} at {top['n_category']}: {_numbers(top)})"
+            f"({why} at {top['n_category']}: {_numbers(top)})"
         )
     below = [n for n in ns if n < needed]
     at = by_n[needed]
@@ -410,7 +414,13 @@ def curve_chart(rungs_df: pl.DataFrame, sae: str, alpha: float, min_auroc: float
         .select("layer", "category", "n", "n_category", "heldout_auroc", "p_value", "passes")
         .sort("layer", "category", "n")
     )
-    x = alt.X("n:Q", title="texts per category", scale=alt.Scale(type="log"))
+    ns = data["n"].to_list() or [1]
+    x = alt.X(
+        "n:Q",
+        title="texts per category",
+        scale=alt.Scale(type="log", domain=[min(ns), max(ns)], nice=False),
+        axis=alt.Axis(values=sorted(set(ns))),
+    )
     color = alt.Color("category:N", scale=alt.Scale(scheme="tableau10"))
     tooltip = [
         "layer",
