@@ -365,6 +365,11 @@ def test_layer_job_on_shards_matches_the_loops(tmp_path):
     assert row["n_positions"] == len(y)  # BOS excluded, zeros included
     assert row["token_r2"] == pytest.approx(r2_score(y, pred), abs=1e-12)
     assert row["token_r2_seen"] == pytest.approx(r2_score(y[seen], pred[seen]), abs=1e-12)
+    # the previous token of the first counted position is BOS (id 1023 in these shards)
+    pair = lambda t, i: (texts[t][0][i - 1] if i else 1023, texts[t][0][i])  # noqa: E731
+    _, pair_pred, pair_seen = loop_predictions(texts, folds, pair)
+    expected = r2_score(y, np.where(pair_seen, pair_pred, pred))
+    assert row["bigram_r2"] == pytest.approx(expected, abs=1e-12)
     n_in, n_out, mean_in, mean_out = loop_outside(texts, cats == 0, {7})
     assert (row["n_trigger_in"], row["n_trigger_out"]) == (n_in, n_out)
     assert row["outside_ratio"] == pytest.approx(mean_out / mean_in)
