@@ -132,8 +132,24 @@ def summary_md(specialists: pl.DataFrame, layers: pl.DataFrame, settings: dict) 
     return "\n".join(lines)
 
 
+def _recall(specialists: pl.DataFrame) -> pl.DataFrame:
+    """sae, layer, category, feature, meaning_recall (share of the meaning-only probe texts it
+    fires on) of the specialists whose category has probe texts."""
+    if "meaning_n" not in specialists.columns:
+        return pl.DataFrame()
+    return specialists.filter(pl.col("meaning_n") > 0).select(
+        "sae",
+        "layer",
+        "category",
+        "feature",
+        (pl.col("meaning_fired") / pl.col("meaning_n")).alias("meaning_recall"),
+        (pl.col("markers_fired") / pl.col("markers_n")).alias("markers_recall"),
+    )
+
+
 def r2_chart(specialists: pl.DataFrame):
-    """Token R² by layer, one line per category, one panel per SAE family."""
+    """Per SAE family: token R² by layer, one line per category, and, with probe texts, the
+    share of the meaning-only texts each specialist fires on (the study's depth question)."""
     import altair as alt
 
     from ..analysis.charts import by_layer_lines, tooltip_fields
@@ -149,25 +165,49 @@ def r2_chart(specialists: pl.DataFrame):
         "outside_ratio",
         "verdict",
     )
-    charts = [
-        by_layer_lines(
-            data.filter(pl.col("sae") == sae),
-            alt.Y(
-                "token_r2_seen:Q",
-                title="token R² (held out, seen tokens)",
-                scale=alt.Scale(domain=[0, 1], clamp=True),
-            ),
-            alt.Color("category:N", title="category"),
-            [
-                "category",
-                "feature",
-                "verdict",
-                *tooltip_fields("token_r2_seen:.3f token_r2:.3f bigram_r2:.3f outside_ratio:.3f"),
-            ],
-            f"Token-identity R² of the specialists by layer, SAE {sae}",
-        )
-        for sae in sorted(set(data["sae"].to_list()))
-    ]
+    recall = _recall(specialists)
+    color = alt.Color("category:N", title="category")
+    charts = []
+    for sae in sorted(set(data["sae"].to_list())):
+        row = [
+            by_layer_lines(
+                data.filter(pl.col("sae") == sae),
+                alt.Y(
+                    "token_r2_seen:Q",
+                    title="token R² (held out, seen tokens)",
+                    scale=alt.Scale(domain=[0, 1], clamp=True),
+                ),
+                color,
+                [
+                    "category",
+                    "feature",
+                    "verdict",
+                    *tooltip_fields(
+                        "token_r2_seen:.3f token_r2:.3f bigram_r2:.3f outside_ratio:.3f"
+                    ),
+                ],
+                f"Token-identity R² of the specialists by layer, SAE {sae}",
+            )
+        ]
+        if recall.height and recall.filter(pl.col("sae") == sae).height:
+            row.append(
+                by_layer_lines(
+                    recall.filter(pl.col("sae") == sae),
+                    alt.Y(
+                        "meaning_recall:Q",
+                        title="meaning-only probe texts it fires on",
+                        scale=alt.Scale(domain=[0, 1]),
+                    ),
+                    color,
+                    [
+                        "category",
+                        "feature",
+                        *tooltip_fields("meaning_recall:.2f markers_recall:.2f"),
+                    ],
+                    f"Meaning without markers, by layer, SAE {sae}",
+                )
+            )
+        charts.append(alt.hconcat(*row) if len(row) > 1 else row[0])
     if not charts:
         return (
             alt.Chart(pl.DataFrame({"x": []}))
