@@ -376,3 +376,53 @@ def test_layer_job_on_shards_matches_the_loops(tmp_path):
     assert row["trigger_tokens"] == "␣t7 1.00"
     toks = pl.read_parquet(smk.output.tokens)
     assert toks.filter(pl.col("trigger"))["token_id"].to_list() == [7]
+
+
+def test_verdict_table_layer_shares_and_board_records():
+    from sae_specialists.core.verdicts import verdict_frame
+    from sae_specialists.surface.report import (
+        board_records,
+        layer_shares,
+        summary_md,
+        with_verdicts,
+    )
+
+    rows = [  # (layer, category, token_r2_seen, outside_ratio): token, gated, mixed, token
+        (0, "math", 0.99, 1.0),
+        (0, "chat", 0.05, 0.01),
+        (1, "math", 0.95, 0.3),
+        (1, "chat", 0.9, 0.9),
+    ]
+    spec = pl.DataFrame(
+        {
+            "sae": ["res"] * 4,
+            "layer": [r[0] for r in rows],
+            "category": [r[1] for r in rows],
+            "feature": [1, 2, 3, 4],
+            "token_r2": [r[2] for r in rows],
+            "token_r2_seen": [r[2] for r in rows],
+            "unseen_mass": [0.0] * 4,
+            "bigram_r2": [r[2] for r in rows],
+            "outside_ratio": [r[3] for r in rows],
+            "n_trigger_in": [10] * 4,
+            "n_trigger_out": [5] * 4,
+            "top5_tokens": ["␣+ 1.00"] * 4,
+        }
+    )
+    table = with_verdicts(spec, THRESHOLDS)
+    assert table["verdict"].to_list() == [
+        "token_detector",
+        "context_gated",
+        "mixed",
+        "token_detector",
+    ]
+    assert table["verdict_label"][0].startswith("token detector (token R² 0.99 on seen tokens")
+    shares = layer_shares(table).sort("layer")
+    assert shares["share_token_detector"].to_list() == [0.5, 0.5]
+    assert shares["share_context_gated"].to_list() == [0.5, 0.0]
+    assert shares["mean_token_r2_seen"].to_list() == pytest.approx([0.52, 0.925])
+    board = verdict_frame(board_records(table))  # the board's schema and key checks
+    assert board["ok"].null_count() == 4 and set(board["stage"]) == {"surface"}
+    md = summary_md(table, shares, {"threshold": 5.0})
+    assert "mean token R² (seen tokens) 0.52 at layer 0 and 0.93 at layer 1" in md
+    assert "share\\_token\\_detector" in md  # Markdown-escaped

@@ -99,7 +99,10 @@ def _md_table(df: pl.DataFrame) -> list[str]:
             return f"{v:.3f}"
         return md_escaped(str(v))
 
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines = [
+        "| " + " | ".join(md_escaped(c) for c in df.columns) + " |",
+        "|" + "---|" * len(df.columns),
+    ]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.iter_rows()]
     return lines
 
