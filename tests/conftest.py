@@ -170,12 +170,7 @@ class DemoRun:
         return run_snakemake(self.work, *args, config=config or self.config, check=check, **kw)
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> DemoRun:
-    """Built once per test session: `snakemake --cores 2` with config/demo.yaml.
-    DEMO_RUN=DIR (development only) keeps it in DIR and brings it up to date instead."""
-    keep = os.environ.get("DEMO_RUN")
-    work = Path(keep) if keep else tmp_path_factory.mktemp("demo_run")
+def _build_demo_run(work: Path) -> DemoRun:
     config = _repo_paths(yaml.safe_load((REPO / "config" / "demo.yaml").read_text("utf-8")))
     run = DemoRun(work, config)
     # every stage of the demo: allow for a busy machine (the whole run is one subprocess). One
@@ -183,6 +178,37 @@ def demo_run(tmp_path_factory) -> DemoRun:
     # so two of them side by side finish sooner than one with two threads
     run.snakemake("--cores", "2", "--max-threads", "1", timeout=3600)
     return run
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, worker_id) -> DemoRun:
+    """Built once per test session: `snakemake --cores 2` with config/demo.yaml.
+
+    Under pytest-xdist the first worker that needs it builds it in the directory shared by
+    the workers (a file lock; the others wait for it, then read the same run), so the modules
+    that read it are spread over both workers instead of queuing behind one. A failed build is
+    recorded and fails every reader at once. DEMO_RUN=DIR (development only) keeps it in DIR
+    and brings it up to date instead."""
+    keep = os.environ.get("DEMO_RUN")
+    if keep:
+        return _build_demo_run(Path(keep))
+    if worker_id == "master":
+        return _build_demo_run(tmp_path_factory.mktemp("demo_run"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent
+    work, failed = shared / "demo_run", shared / "demo_run.failed"
+    with FileLock(str(shared / "demo_run.lock")):
+        if failed.exists():
+            pytest.fail(f"the shared demo run failed on another worker:\n{failed.read_text()}")
+        if not (work / "results").is_dir():
+            try:
+                return _build_demo_run(work)
+            except BaseException as err:
+                failed.write_text(str(err)[-20000:], encoding="utf-8")
+                raise
+    config = _repo_paths(yaml.safe_load((REPO / "config" / "demo.yaml").read_text("utf-8")))
+    return DemoRun(work, config)
 
 
 @pytest.fixture(scope="session")
@@ -201,12 +227,13 @@ def browser():
         b.close()
 
 
-# The groups that take longest (the shared demo run and its readers ~15 min, the SLURM-vs-local
-# demo ~10 min, then the modules that build their own workflow runs), started first: workers
-# take groups in this order, so no long group starts when the other worker is nearly done
-# (pytest-xdist's own order, by test count, put the 2-test SLURM module last: ~10 min alone).
+# The groups (one per module) that take longest, started first: workers take groups in this
+# order, so no long group starts when the other worker is nearly done. The first group reads
+# the shared demo run, so one worker builds it at once while the other takes the SLURM-vs-local
+# comparison and the modules that build their own workflow runs; the modules that only read
+# the demo run come after those, when it is built, and spread over both workers.
 LONGEST_FIRST = (
-    "demo_run",
+    "tests/test_analysis_demo.py",
     "tests/cluster/test_slurm.py",
     "tests/test_determinism.py",
     "tests/test_chunking.py",
@@ -217,18 +244,23 @@ LONGEST_FIRST = (
     "tests/test_workflow.py",
     "tests/test_methodology_workflow.py",
     "tests/test_causal_workflow.py",
+    "tests/test_validation_workflow.py",
+    "tests/test_index_links.py",
+    "tests/test_validation_demo.py",
+    "tests/test_comparison_demo.py",
+    "tests/test_causal_demo.py",
 )
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`--dist loadgroup --no-loadscope-reorder`, pyproject.toml): every test
-    reading the shared demo run goes to one worker, so the demo is built once, and every other
-    module stays whole on one worker, so its module fixtures (small workflows) are built once
-    too. Groups are ordered longest first (``LONGEST_FIRST``), each group's tests in file order."""
+    """Under pytest-xdist (`--dist loadgroup --no-loadscope-reorder`, pyproject.toml): every
+    module stays whole on one worker, so its module fixtures (small workflows) are built once;
+    the shared demo run is built once for both workers (``demo_run``). Groups are ordered
+    longest first (``LONGEST_FIRST``), each group's tests in file order."""
     groups = {}
     for item in items:
-        group = "demo_run" if "demo_run" in item.fixturenames else item.nodeid.split("::")[0]
+        group = item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
         groups[item.nodeid] = group
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
