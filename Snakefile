@@ -75,7 +75,7 @@ rule all:
         else [],
         (
             L.learning_curve_outputs(V_FAMILIES)
-            if S.validation.enabled and S.validation.learning_curve.enabled
+            if S.validation.enabled and S.validation.learning_curve_enabled
             else []
         ),
         L.causal_outputs() if S.causal.enabled else [],

@@ -1,7 +1,8 @@
 """Import directions of the package (docs/architecture.md), checked on the source's syntax trees:
 every import counts, also those inside functions.
 
-core <- extraction, analysis <- methodology, dashboards, validation, causal, comparison <- report
+core <- extraction, analysis <- methodology, dashboards, validation, causal, comparison, circuits
+<- report
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ LATER_STAGES = (
     "causal",
     "comparison",
     "surface",
+    "circuits",
     "report",
 )
 

@@ -42,7 +42,7 @@ rule validation:
     input:
         validation_needs,
         L.validation_outputs(V.baselines, V_TEST, V_FAMILIES),
-        L.learning_curve_outputs(V_FAMILIES) if V.learning_curve.enabled else [],
+        L.learning_curve_outputs(V_FAMILIES) if V.learning_curve_enabled else [],
 
 
 rule validation_heldout:
@@ -140,7 +140,7 @@ checkpoint validation_verdicts:
         ],
         # the learning curve's sentences end summary.md (validation_learning_curve)
         learning_curve=(
-            [L.learning_curve("summary", "md")] if V.learning_curve.enabled else []
+            [L.learning_curve("summary", "md")] if V.learning_curve_enabled else []
         ),
     output:
         **L.validation_pair("cells"),
@@ -185,7 +185,7 @@ checkpoint validation_verdicts:
         "../../scripts/validation_verdicts.py"
 
 
-if V.learning_curve.enabled:
+if V.learning_curve_enabled:
 
     rule validation_learning_curve:
         """How many texts a finding needs: every cell validated again with n texts per
@@ -213,10 +213,10 @@ if V.learning_curve.enabled:
             mem_mb=2000,
             runtime=30,
         params:
-            ladder=list(V.learning_curve.ladder),
-            draws=V.learning_curve.draws,
-            permutations=V.learning_curve.permutations,
-            pass_share=V.learning_curve.pass_share,
+            ladder=list(V.learning_curve_ladder),
+            draws=V.learning_curve_draws,
+            permutations=V.learning_curve_permutations,
+            pass_share=V.learning_curve_pass_share,
             folds=V.folds,
             seed=V.seed,
             threshold=S.analysis.threshold,

@@ -15,6 +15,8 @@ Layout (docs/architecture.md):
     methodology/...                                                  methodology
     causal/cells.json, causal/layers/sae=F/layer=L/<table>.parquet,
     causal/<table>.parquet|csv, causal/pages/...                     causal
+    circuits/roots.json, circuits/layers/sae=F/layer=L/<table>.parquet,
+    circuits/<table>.parquet|csv, graph.json, pages/, verdicts.parquet circuits
     logs/<stage>/<job>.log                                           every job
 """
 
@@ -62,6 +64,8 @@ COMPARISON_CHARTS = {
     "specialist_links": "Specialists across layers and families (decoder cosine, co-activation)",
     "splits": "Narrow specialists split across wider SAEs (width ladders)",
 }
+CIRCUITS_LAYER_TABLES = ("roots", "downstream", "upstream", "verified", "sites")  # model job
+CIRCUITS_TABLES = ("specialists", "edges", "nodes")  # the ranked tables (circuits_tables)
 SURFACE_TABLES = ("specialists", "tokens", "layers")  # the surface stage's tables
 SURFACE_TOPIC_TABLES = ("forms", "topics", "causal")  # its topic x form design's tables
 CHUNK_DIR = re.compile(r"^chunk=(\d+)$")  # the directory of one extraction chunk
@@ -499,6 +503,47 @@ class Layout:
                 self.surface_topics_summary,
             ]
         return out
+
+    # -- circuits -----------------------------------------------------------------------------
+    # The specialist set of every (family, layer), as for the causal stage (docs/circuits.md).
+    circuits_roots = _ResultPath("circuits", "roots.json")
+
+    def circuits_layer(self, family: str, layer) -> dict[str, str]:
+        """One (family, layer)'s raw tables (the model job's outputs)."""
+        return {
+            name: self._p(
+                "circuits", "layers", f"sae={family}", f"layer={layer}", f"{name}.parquet"
+            )
+            for name in CIRCUITS_LAYER_TABLES
+        }
+
+    def circuits_layer_files(self, families: Iterable[str] | None = None) -> list[str]:
+        """Every root family's layer tables (``families`` None: every family)."""
+        wanted = set(self.families if families is None else families)
+        return [
+            path
+            for f, x in self.sae_layers()
+            if f in wanted
+            for path in self.circuits_layer(f, x).values()
+        ]
+
+    def circuits_table(self, name: str, ext: str = "parquet") -> str:
+        return self._p("circuits", f"{name}.{ext}")
+
+    def circuits_tables(self) -> dict[str, str]:
+        return with_csv(CIRCUITS_TABLES, self.circuits_table)
+
+    circuits_graph = _ResultPath("circuits", "graph.json")
+    circuits_pages = _ResultPath("circuits", "pages")
+    circuits_index = _ResultPath("circuits", "pages", "index.html")
+
+    def circuits_outputs(self) -> list[str]:
+        return [
+            *self.circuits_tables().values(),
+            self.circuits_graph,
+            self.circuits_pages,
+            self.verdicts("circuits"),
+        ]
 
     # -- causal -------------------------------------------------------------------------------
     # The specialist set of every (family, layer): rewritten when the specialists table changes; the

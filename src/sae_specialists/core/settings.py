@@ -164,18 +164,12 @@ class ValidationSettings:
     probe_margin: float
     test_texts: str | None
     max_dense_gb: float
-    learning_curve: LearningCurveSettings
-
-
-@dataclass(frozen=True)
-class LearningCurveSettings:
-    """validation.learning_curve (validation/learning_curve.py)."""
-
-    enabled: bool
-    ladder: tuple[int, ...]
-    draws: int
-    permutations: int
-    pass_share: float
+    # validation.learning_curve (validation/learning_curve.py), flattened as learning_curve_<key>
+    learning_curve_enabled: bool
+    learning_curve_ladder: tuple[int, ...]
+    learning_curve_draws: int
+    learning_curve_permutations: int
+    learning_curve_pass_share: float
 
 
 @dataclass(frozen=True)
@@ -444,17 +438,11 @@ def _validation(section: dict, saes: dict) -> ValidationSettings:
     floats = ("density_tolerance", "alpha", "min_auroc", "probe_margin", "max_dense_gb")
     return ValidationSettings(
         **{
-            **section,
+            **{key: value for key, value in section.items() if key != "learning_curve"},
             **{key: float(section[key]) for key in floats},
             "probe_k": tuple(sorted(int(k) for k in section["probe_k"])),
             "families": None if section["families"] is None else tuple(section["families"]),
-            "learning_curve": LearningCurveSettings(
-                **{
-                    **section["learning_curve"],
-                    "ladder": tuple(sorted(int(n) for n in section["learning_curve"]["ladder"])),
-                    "pass_share": float(section["learning_curve"]["pass_share"]),
-                }
-            ),
+            **_learning_curve(section["learning_curve"]),
         }
     )
 
@@ -484,6 +472,17 @@ def _export(section: dict, saes: dict) -> ExportSettings:
             f"(saes: {sorted(saes)}). Key it by family names, or remove the entries."
         )
     return ExportSettings(**{**section, "sae_sets": dict(section["sae_sets"])})
+
+
+def _learning_curve(section: dict) -> dict:
+    """validation.learning_curve as the flat ``learning_curve_<key>`` fields."""
+    return {
+        "learning_curve_enabled": bool(section["enabled"]),
+        "learning_curve_ladder": tuple(sorted(int(n) for n in section["ladder"])),
+        "learning_curve_draws": int(section["draws"]),
+        "learning_curve_permutations": int(section["permutations"]),
+        "learning_curve_pass_share": float(section["pass_share"]),
+    }
 
 
 def _causal(section: dict, saes: dict) -> CausalSettings:

@@ -16,7 +16,7 @@ from .saes import (
     build_sae,
     build_width_sae,
 )
-from .vocab import CATEGORY_DIMS, training_corpus
+from .vocab import CATEGORY_DIMS, D_MODEL, training_corpus
 
 LOGIT_TOKEN = " fox"  # the token the planted 'logit' feature's decoder row points at
 
@@ -43,6 +43,38 @@ def reference_activations(model, hook_names: list[str]) -> dict[str, np.ndarray]
             for name in hook_names:
                 rows[name].append(cache[name][0, 1:].cpu().numpy().astype(np.float64))
     return {name: np.concatenate(parts) for name, parts in rows.items()}
+
+
+def circuits_plan(res: dict[str, dict[str, int]]) -> dict:
+    """What the circuits stage must find in the residual family (docs/circuits.md), all from
+    planted structure above (no feature of its own):
+
+    - chain: A = urls at layer 0, whose decoder row is the unit all-ones direction, is read by
+      B = urls at layer 1 through the 1/sqrt(d_model) of that row on the urls dimension; B's
+      encoder gain on it is 2 x B's peak, so ablating A at its peak lowers B by 2/sqrt(d_model)
+      of B's peak (a quarter), linearly (the LayerNorms ignore the all-ones direction);
+    - dead_end: urls at the last layer: after its hook only block 3's attention and MLP read
+      the model, through a LayerNorm that removes its direction;
+    - path: math at every layer (the same decoder direction, read by the next layer's math)."""
+    last = str(max(int(layer) for layer in res))
+    return {
+        "chain": {
+            "a": {"family": "res", "layer": 0, "category": DETECTOR, "feature": res["0"][DETECTOR]},
+            "b": {"family": "res", "layer": 1, "category": DETECTOR, "feature": res["1"][DETECTOR]},
+            "drop_share_at_peak": 2 / float(np.sqrt(D_MODEL)),
+        },
+        "dead_end": {
+            "family": "res",
+            "layer": int(last),
+            "category": DETECTOR,
+            "feature": res[last][DETECTOR],
+        },
+        "path": {
+            "family": "res",
+            "category": "math",
+            "features": {k: v["math"] for k, v in res.items()},
+        },
+    }
 
 
 def sae_dir(out_dir: Path, family: str, layer: int) -> Path:
@@ -133,6 +165,7 @@ def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
             "detector": {"category": DETECTOR},
         },
         "expected": EXPECTED,
+        "circuits": circuits_plan(families["res"]),
     }
     (out_dir / "planted.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
     return plan

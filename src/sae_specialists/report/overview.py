@@ -82,6 +82,13 @@ STAGES = {
         "(docs/causal.md).",
         ("causal/pages/index.html",),
     ),
+    "circuits": Stage(
+        "Specialist circuits",
+        "What feeds each specialist and what it feeds: later features its ablation moves, "
+        "earlier features that build it (attribution verified by ablation), as layered graphs "
+        "(docs/circuits.md).",
+        ("circuits/pages/index.html", "circuits/specialists.csv"),
+    ),
     "comparison": Stage(
         "Comparison across SAE families",
         "Residual vs attention vs MLP SAEs, cross-layer tracking and splitting across widths "
@@ -116,6 +123,7 @@ ORDER = [
     "methodology",
     "validation",
     "causal",
+    "circuits",
     "comparison",
     "export",
     "extraction",
@@ -203,7 +211,7 @@ class RunKeys:
 
 KEY_SEGMENT = re.compile(r"^(sae|layer|category|chunk)=([^/]*?)(_histograms)?(\.[a-z]+)?$")
 # directories whose files are named after a category: token views, causal pages
-CATEGORY_PAGES = ("token_views", "causal/pages")
+CATEGORY_PAGES = ("token_views", "causal/pages", "circuits/pages")
 
 
 def foreign_reason(rel: str, keys: RunKeys, *, stages: bool = True) -> str | None:

@@ -209,7 +209,7 @@ def verdicts(smk: Any) -> None:
             smk.output.baselines_csv,
         )
     summary = build_summary(out, dict(p.summary))
-    for section in smk.input.learning_curve:  # validation_learning_curve's sentences
+    for section in getattr(smk.input, "learning_curve", []):  # validation_learning_curve's
         summary = summary.rstrip("\n") + "\n\n" + Path(section).read_text(encoding="utf-8")
     write_text(summary, smk.output.summary)
     write_text(summary_page(summary), smk.output.summary_html)
