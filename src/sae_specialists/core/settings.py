@@ -485,17 +485,6 @@ def _learning_curve(section: dict) -> dict:
     }
 
 
-def _learning_curve(section: dict) -> dict:
-    """validation.learning_curve as the flat ``learning_curve_<key>`` fields."""
-    return {
-        "learning_curve_enabled": bool(section["enabled"]),
-        "learning_curve_ladder": tuple(sorted(int(n) for n in section["ladder"])),
-        "learning_curve_draws": int(section["draws"]),
-        "learning_curve_permutations": int(section["permutations"]),
-        "learning_curve_pass_share": float(section["pass_share"]),
-    }
-
-
 def _causal(section: dict, saes: dict) -> CausalSettings:
     families = section["families"]
     unknown = sorted(set(families or ()) - set(saes))
