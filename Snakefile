@@ -45,6 +45,7 @@ with exit_on_user_error(lambda: workflow.configfiles, workflow.config_settings.c
     include: "workflow/rules/methodology.smk"
     include: "workflow/rules/validation.smk"
     include: "workflow/rules/causal.smk"
+    include: "workflow/rules/circuits.smk"
     include: "workflow/rules/comparison.smk"
     include: "workflow/rules/surface.smk"
     include: "workflow/rules/export.smk"
@@ -79,6 +80,8 @@ rule all:
             else []
         ),
         L.causal_outputs() if S.causal.enabled else [],
+        L.circuits_layer_files(CIRCUITS_FAMILIES) if S.circuits.enabled else [],
+        L.circuits_outputs() if S.circuits.enabled else [],
         L.comparison_outputs() if S.comparison.enabled else [],
         L.surface_outputs(S.surface.topics is not None) if S.surface.enabled else [],
 

@@ -50,7 +50,12 @@ def demo(demo_assets, planted):
         return [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for t in items]
 
     saes = {(s.family, s.layer): s.sae for s in loaded}
-    return model, sites, saes, texts, planted["families"]["res"]
+
+    def only(*keys):
+        """The sites of ``keys`` (a root's edges reach the sites it is given: fewer, faster)."""
+        return [s for s in sites if s.key in keys]
+
+    return model, only, saes, texts, planted["families"]["res"]
 
 
 # -- independent computations (one text at a time, run_with_hooks) -----------------------------
@@ -98,15 +103,18 @@ def feature_sum(model, saes, texts, key, feature, hooks=()) -> float:
 # -- downstream -------------------------------------------------------------------------------
 
 
-def test_downstream_edges_match_run_with_hooks_and_the_planted_chain(demo):
+def test_downstream_edges_match_run_with_hooks_and_the_planted_chain(demo, planted):
     """urls layer 0 (A, decoder row along the all-ones direction) -> urls layer 1 (B): B reads
     the urls dimension, on which the unit all-ones row has 1/8 (d_model 64), so ablating A at a
     marker token lowers B by 2 * B's peak * (a_A / A's peak) / 8: a quarter where a_A is at its
     peak. The LayerNorms remove the all-ones direction, so no attention or MLP SAE sees it."""
     model, sites, saes, texts, res = demo
-    a, b = res["0"]["urls"], res["1"]["urls"]
+    chain = planted["circuits"]["chain"]
+    a, b = chain["a"]["feature"], chain["b"]["feature"]
+    assert (a, b) == (res["0"]["urls"], res["1"]["urls"])
     ids = texts("urls")
-    result = root_circuit(model, sites, Root("res", 0, a, "urls"), ids, verify=0)
+    keys = [("res", 0), ("res", 1), ("attn", 1), ("mlp", 1), ("attn", 3), ("mlp", 3)]
+    result = root_circuit(model, sites(*keys), Root("res", 0, a, "urls"), ids, verify=0)
     sae0, sae1 = saes[("res", 0)], saes[("res", 1)]
     expected = np.zeros(sae1.cfg.d_sae)
     planted_drop = 0.0
@@ -129,10 +137,11 @@ def test_downstream_edges_match_run_with_hooks_and_the_planted_chain(demo):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
     assert int(np.argmax(np.abs(got))) == b
     assert got[b] == pytest.approx(-planted_drop, rel=1e-4)
-    # the amount is a quarter of B where A is at its peak: B's encoder reads 1/8 of the row x 2
-    assert float(sae1.W_enc[:, b] @ sae0.W_dec[a]) * float(
-        sae0.W_enc[:, a].norm() * 0.5
-    ) == pytest.approx(float(sae1.W_enc[:, b].norm() * 0.5) / 4, rel=1e-5)
+    # the planted amount, a quarter of B's peak where A is at its peak (peak = |W_enc col| / 2)
+    share = float(sae1.W_enc[:, b] @ sae0.W_dec[a]) * float(sae0.W_enc[:, a].norm() / 2)
+    share /= float(sae1.W_enc[:, b].norm() / 2)
+    assert share == pytest.approx(chain["drop_share_at_peak"], rel=1e-5)
+    assert chain["drop_share_at_peak"] == pytest.approx(0.25)
     for key in [("attn", 1), ("mlp", 1), ("attn", 3), ("mlp", 3)]:
         assert np.abs(result.downstream[key].change).max() / result.n_tokens < 1e-6
 
@@ -143,9 +152,10 @@ def test_dead_end_the_last_layer_detector_feeds_nothing(demo):
     specialist at the same layer (a marker direction the LayerNorm keeps) does feed them."""
     model, sites, saes, texts, res = demo
     floor = RankOptions().floor
-    dead = root_circuit(model, sites, Root("res", 3, res["3"]["urls"], "urls"), texts("urls"), 0)
+    block3 = sites(("res", 3), ("attn", 3), ("mlp", 3))
+    dead = root_circuit(model, block3, Root("res", 3, res["3"]["urls"], "urls"), texts("urls"), 0)
     live = root_circuit(
-        model, sites, Root("res", 3, res["3"]["python"], "python"), texts("python"), 0
+        model, block3, Root("res", 3, res["3"]["python"], "python"), texts("python")[:2], 0
     )
     for r, is_dead in ((dead, True), (live, False)):
         frames = tables_of([r])
@@ -188,7 +198,8 @@ def test_upstream_attribution_is_the_gradient_and_the_top_edge_is_the_planted_on
     model, sites, saes, texts, res = demo
     a, b = res["0"]["urls"], res["1"]["urls"]
     ids = texts("urls")[:2]
-    result = root_circuit(model, sites, Root("res", 1, b, "urls"), ids, verify=5)
+    layers01 = sites(("res", 0), ("attn", 0), ("mlp", 0), ("res", 1))
+    result = root_circuit(model, layers01, Root("res", 1, b, "urls"), ids, verify=5)
     sae0 = saes[("res", 0)]
     up = result.upstream[("res", 0)]
     top = np.argsort(-np.abs(up.attribution))[:4]
@@ -226,21 +237,23 @@ def test_upstream_attribution_is_the_gradient_and_the_top_edge_is_the_planted_on
 
 
 def test_verification_and_completeness_match_joint_ablation_on_the_math_chain(demo):
-    """math layer 1 reads the math dimension that math layer 0 reconstructs whole: each
-    verified feature ablated alone and every prefix ablated together match run_with_hooks with
-    the same features removed (each hook encodes the activation arriving at it); completeness of
-    the chain >= 0.9."""
+    """math layer 2 reads the math dimension that math layer 1 reconstructs whole: each verified
+    feature ablated alone and every prefix ablated together match run_with_hooks with the same
+    features removed (each hook encodes the activation arriving at it; the stage's passes start
+    at block 1, the reference runs the whole model); completeness of the chain >= 0.9."""
     model, sites, saes, texts, res = demo
-    f = res["1"]["math"]
+    f = res["2"]["math"]
     ids = texts("math")[:3]
-    result = root_circuit(model, sites, Root("res", 1, f, "math"), ids, verify=4)
+    result = root_circuit(
+        model, sites(("res", 1), ("res", 2)), Root("res", 2, f, "math"), ids, verify=4
+    )
     v = result.verified
-    assert v.nodes[0][:2] == (("res", 0), res["0"]["math"])
+    assert v.nodes[0][:2] == (("res", 1), res["1"]["math"])
     by_hook: dict = {}
     for r, (key, feature, _) in enumerate(v.nodes):
         alone = [(saes[key].cfg.metadata.hook_name, ablation_hook(saes[key], [feature]))]
         assert v.drop[r] == pytest.approx(
-            result.clean_sum - feature_sum(model, saes, ids, ("res", 1), f, alone),
+            result.clean_sum - feature_sum(model, saes, ids, ("res", 2), f, alone),
             rel=1e-4,
             abs=1e-2,
         )
@@ -250,10 +263,23 @@ def test_verification_and_completeness_match_joint_ablation_on_the_math_chain(de
             for k, feats in by_hook.items()
         ]
         assert v.joint_remaining[r] == pytest.approx(
-            feature_sum(model, saes, ids, ("res", 1), f, joint), rel=1e-4, abs=1e-2
+            feature_sum(model, saes, ids, ("res", 2), f, joint), rel=1e-4, abs=1e-2
         )
     completeness = 1 - v.joint_remaining[-1] / result.clean_sum
     assert completeness >= 0.9
+
+
+def test_sliced_encoding_is_the_saes_own_encode(demo):
+    """The stage computes a few features' activations from their encoder columns only."""
+    from sae_specialists.circuits.edges import sliceable, sliced
+
+    _, _, saes, _, _ = demo
+    sae = saes[("res", 2)]
+    rows = torch.randn(50, 64) * 2 + 0.5
+    features = [3, 17, 90, 5]
+    assert sliceable(sae)
+    expected = encode_all(sae, rows)[:, features]
+    torch.testing.assert_close(sliced(sae, rows, features), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_the_math_chain_is_a_path_through_every_layer(demo):
@@ -262,7 +288,8 @@ def test_the_math_chain_is_a_path_through_every_layer(demo):
     model, sites, saes, texts, res = demo
     ids = texts("math")[:2]
     for layer in range(3):
-        r = root_circuit(model, sites, Root("res", layer, res[str(layer)]["math"], "math"), ids, 0)
+        pair = sites(("res", layer), ("res", layer + 1))
+        r = root_circuit(model, pair, Root("res", layer, res[str(layer)]["math"], "math"), ids, 0)
         change = r.downstream[("res", layer + 1)].change
         assert int(np.argmax(-change)) == res[str(layer + 1)]["math"]
 

@@ -107,7 +107,6 @@ rule circuits_tables:
         top_k=CI.top_k,
         floor=CI.floor,
         display=dict(CI.display),
-        results_dir=S.results_dir,
         logit_paths={f"{f}/{l}": L.logits(f, l) for f, l in L.sae_layers()},
         dashboard_dirs={f"{f}/{l}": L.dashboard_dir(f, l) for f, l in L.sae_layers()},
         settings={

@@ -109,17 +109,57 @@ def freeze(model, sites: Sequence[Site]) -> None:
 
 
 def encode(site: Site, rows, features=None):
-    """Activations [n, d_sae] (or [n, len(features)]) of ``rows`` [n, d_in], in blocks, no grad."""
-    return site.site.encode_rows(rows, features)
+    """Activations [n, d_sae] of ``rows`` [n, d_in] (in blocks), or [n, len(features)]: then only
+    those columns are computed where the SAE allows it (``sliced``), else a full encode."""
+    if features is None or not sliceable(site.sae):
+        return site.site.encode_rows(rows, features)
+    import torch
+
+    with torch.no_grad():
+        return sliced(site.sae, rows, features)
+
+
+def sliceable(sae) -> bool:
+    """A ReLU StandardSAE or JumpReLUSAE (SAELens): one feature's activation needs only its
+    encoder column, bias (and threshold)."""
+    import torch
+
+    return type(sae).__name__ in ("StandardSAE", "JumpReLUSAE") and isinstance(
+        getattr(sae, "activation_fn", None), torch.nn.ReLU
+    )
+
+
+def sliced(sae, rows, features):
+    """SAELens's encode restricted to ``features`` (same operations, columns of W_enc)."""
+    import torch
+
+    index = torch.as_tensor(list(features), dtype=torch.long, device=rows.device)
+    sae_in = rows.to(sae.dtype) - sae.b_dec * sae.cfg.apply_b_dec_to_input
+    pre = sae_in @ sae.W_enc[:, index] + sae.b_enc[index]
+    acts = torch.relu(pre)
+    if hasattr(sae, "threshold"):
+        acts = acts * (pre > sae.threshold[index]).to(acts.dtype)
+    return acts.float()
 
 
 def feature_activation(site: Site, rows, feature: int):
-    """a_feature(rows) [n], differentiable (the SAE's own encode)."""
+    """a_feature(rows) [n], differentiable."""
+    if sliceable(site.sae):
+        return sliced(site.sae, rows, [feature])[:, 0]
     return site.sae.encode(rows.to(site.site.dtype))[:, feature].float()
 
 
 def decoder_rows(site: Site, features: Sequence[int]):
     return site.site.directions(features).to(site.site.device)
+
+
+def start_block(sites: Sequence[Site]) -> int | None:
+    """The first block whose input (resid_pre) precedes every site's hook, or None (a hook
+    outside the blocks, e.g. hook_embed: run from the tokens)."""
+    blocks = [s.site.block for s in sites]
+    if any(b is None for b in blocks):
+        return None
+    return min(blocks)
 
 
 # -- one specialist ----------------------------------------------------------------------------
@@ -187,13 +227,25 @@ def _rows(act, site: Site, counted):
     return site.site.flat(act)[counted]
 
 
-def _run_to(model, batch: Batch, hooks, rows_mult: int = 1):
-    """Forward with ``hooks`` until a hook raises _Stop (or the end)."""
-    tokens = batch.tokens.repeat(rows_mult, 1)
+def _run_to(model, batch: Batch, hooks, rows_mult: int = 1, start: int | None = None):
+    """Forward of ``rows_mult`` copies of the batch with ``hooks`` until a hook raises _Stop (or
+    the end). With ``start``, the blocks before it are not rerun: the pass starts from the
+    clean residual stream entering block ``start`` (the same forward pass, as no hook before
+    that block changes anything)."""
+    import torch
+
     attention = batch.attention.repeat(rows_mult, 1)
+    if start is not None and start > 0:
+        with torch.inference_mode():
+            resid = model(batch.tokens, attention_mask=batch.attention, stop_at_layer=start)
+        args = dict(start_at_layer=start, attention_mask=attention)
+        inputs = resid.repeat(rows_mult, 1, 1)
+    else:
+        args = dict(attention_mask=attention)
+        inputs = batch.tokens.repeat(rows_mult, 1)
     try:
         with model.hooks(fwd_hooks=hooks):
-            model(tokens, attention_mask=attention, return_type=None)
+            model(inputs, return_type=None, **args)
     except _Stop:
         pass
 
@@ -266,7 +318,7 @@ def downstream_pass(model, own: Site, later: Sequence[Site], root: Root, batch: 
 
     hooks = [(own.hook, ablate_second)] + [(s.hook, capture(s)) for s in later]
     with torch.inference_mode():
-        _run_to(model, batch, hooks, rows_mult=2)
+        _run_to(model, batch, hooks, rows_mult=2, start=start_block([own]))
         for s in later:
             flat = s.site.flat(acts[s.key])
             clean_rows, ablated_rows = flat[:n][counted], flat[n:][counted]
@@ -336,8 +388,9 @@ def _sets_forward(model, own, sites, root, batch, group, counted) -> np.ndarray:
         raise _Stop
 
     hooks = [(sites[key].hook, ablate(sites[key])) for key in by_site] + [(own.hook, read_root)]
+    start = start_block([sites[key] for key in by_site])
     with torch.inference_mode():
-        _run_to(model, batch, hooks, rows_mult=r)
+        _run_to(model, batch, hooks, rows_mult=r, start=start)
     return result["m"]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,7 @@ def tables(smk: Any) -> None:
         logits.select("family", "layer", "feature").unique(), logits, "family", "layer", "feature"
     )
     sites = raw["sites"].unique().sort("order") if raw["sites"].height else raw["sites"]
-    results_dir = Path(p.results_dir)
+    results_dir = Path(smk.output.graph).parent.parent  # graph.json: results_dir/circuits/
     node_table = nodes(
         link_table,
         sites,
@@ -194,7 +195,7 @@ def tables(smk: Any) -> None:
         words,
         dashboard_features(dict(p.dashboard_dirs)),
         lambda family, layer_, feature: str(
-            Path(p.dashboard_dirs[f"{family}/{layer_}"]).relative_to(results_dir)
+            Path(os.path.relpath(p.dashboard_dirs[f"{family}/{layer_}"], results_dir))
             / f"feature={feature}.html"
         ),
     )

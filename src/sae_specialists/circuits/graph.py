@@ -194,6 +194,12 @@ def graph_json(
     return {
         "format": FORMAT,
         "metadata": metadata,
+        "qParams": {
+            "pinnedIds": [
+                node_id(r["family"], r["layer"], r["feature"])
+                for r in summary.iter_rows(named=True)
+            ]
+        },
         "nodes": out_nodes,
         "links": link_table.to_dicts(),
         "specialists": summary.to_dicts(),

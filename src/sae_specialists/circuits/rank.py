@@ -281,9 +281,13 @@ def summary(
         .group_by(ROOT_KEY)
         .agg(error_share_max=pl.col("share").max())
     )
-    strongest = (
+    strongest = (  # largest |relative| change (a target that never fires clean: last)
         down_top.filter(pl.col("rank") == 1)
-        .sort(pl.col("effect").abs(), descending=True)
+        .sort(
+            [pl.col("relative").abs(), pl.col("effect").abs()],
+            descending=True,
+            nulls_last=True,
+        )
         .group_by(ROOT_KEY, maintain_order=True)
         .first()
         .select(

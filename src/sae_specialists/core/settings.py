@@ -227,6 +227,31 @@ class CausalSettings:
 
 
 @dataclass(frozen=True)
+class CircuitsSettings:
+    """Specialist circuits (docs/circuits.md)."""
+
+    enabled: bool
+    families: tuple[str, ...] | None  # None: every family's specialists are roots
+    top_k: int
+    verify: int
+    max_texts: int | None  # None: every text of the category
+    floor: float
+    batch_size: int
+    display_edges_per_node: int  # the pages: edges drawn per specialist and direction
+    display_error_nodes: bool
+    display_logit_tokens: int
+
+    @property
+    def display(self) -> dict:
+        """The display settings (``circuits.display``) as the tables job's param."""
+        return {
+            "edges_per_node": self.display_edges_per_node,
+            "error_nodes": self.display_error_nodes,
+            "logit_tokens": self.display_logit_tokens,
+        }
+
+
+@dataclass(frozen=True)
 class Settings:
     model: ModelSettings
     device: str
@@ -245,6 +270,7 @@ class Settings:
     comparison: ComparisonSettings
     export: ExportSettings
     surface: SurfaceSettings
+    circuits: CircuitsSettings
     demo: dict | None = None  # the `demo:` section as validated (demo rule only)
 
     @property
@@ -406,6 +432,7 @@ def build_settings(config: dict) -> Settings:
         causal=_causal(config["causal"], saes),
         export=_export(config["export"], saes),
         surface=_surface(config["surface"], saes),
+        circuits=_circuits(config["circuits"], saes),
         demo=config.get("demo"),
     )
 
@@ -461,6 +488,25 @@ def _surface(section: dict, saes: dict) -> SurfaceSettings:
             **{key: float(section[key]) for key in floats},
             "families": None if section["families"] is None else tuple(section["families"]),
         }
+    )
+
+
+def _circuits(section: dict, saes: dict) -> CircuitsSettings:
+    unknown = sorted(set(section["families"] or ()) - set(saes))
+    if unknown:
+        raise ConfigError(
+            f"config: circuits.families names {unknown}, which are not SAE families of this "
+            f"config (saes: {sorted(saes)}). List some of those, or null for all of them."
+        )
+    section = dict(section)
+    display = section.pop("display")
+    return CircuitsSettings(
+        **{
+            **section,
+            "families": None if section["families"] is None else tuple(sorted(section["families"])),
+            "floor": float(section["floor"]),
+        },
+        **{f"display_{key}": value for key, value in display.items()},
     )
 
 

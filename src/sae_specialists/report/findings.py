@@ -104,6 +104,16 @@ REGISTRY: tuple[VerdictSource, ...] = (
         mark="",  # a characterisation, never a verdict against the specialist (ok is null)
         legend="token detector, context-gated, meaning, mixed",
     ),
+    VerdictSource(
+        stage="circuits",
+        title="circuits",
+        path=lambda L: L.verdicts("circuits"),
+        enabled=lambda S: S.circuits.enabled,
+        needs_model=lambda S: True,  # ablations and gradients run the model
+        order=40,
+        mark="∅",
+        legend="feeds next specialist, feeds / ∅ dead end (nothing later reads it)",
+    ),
 )
 
 
