@@ -18,7 +18,6 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -134,7 +133,7 @@ def _coerce(value, schemas: list[Mapping], path: tuple):
     if isinstance(value, str):
         if not types or "string" in types:
             return value
-        parsed = load_yaml(value, f"--config {_key(path)}", "Write the value out.")
+        parsed = _override_yaml(value, path)
         wanted = tuple(t for kind in types for t in _PY_TYPES.get(kind, ()))
         if isinstance(parsed, wanted) and not (isinstance(parsed, bool) and "boolean" not in types):
             return _coerce(parsed, schemas, path) if isinstance(parsed, (list, dict)) else parsed
@@ -144,6 +143,24 @@ def _coerce(value, schemas: list[Mapping], path: tuple):
     if isinstance(value, list):
         return [_coerce(v, _child(schemas, i), (*path, i)) for i, v in enumerate(value)]
     return value
+
+
+def _override_yaml(value: str, path: tuple):
+    """A --config value read as YAML; invalid YAML is a ConfigError naming the key."""
+    try:
+        return load_yaml(value, f"--config {_key(path)}", "Write the value out.")
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        hint = (
+            " A '{layer}' inside a value must be quoted: path: 'saes/res/layer{layer}'."
+            if "{layer}" in value
+            else ""
+        )
+        raise ConfigError(
+            f"--config {_key(path)}: {value!r} is not valid YAML ({problem}).{hint} Close "
+            "every bracket and quote the whole KEY=VALUE for the shell, e.g. --config "
+            "'analysis={threshold: 3}' (docs/configuration.md)."
+        ) from None
 
 
 def apply_overrides(config: Mapping, overrides: Mapping | None, schema: Mapping) -> dict:
@@ -266,13 +283,86 @@ def check_inputs_exist(settings) -> None:
             )
 
 
+# -- inputs checked once: a stat-keyed record of what passed -------------------------------------
+
+CHECKED_FILES = ".snakemake/sae_specialists/checked_inputs.json"
+
+
+class CheckedFiles:
+    """Which input files passed which start check, keyed by path + stat (size, mtime, ctime,
+    inode, device: core/checksums.py), so a check that reads a file whole (SAE weights, a
+    large corpus) runs once per version of the file and a no-op rerun costs a stat per file.
+    Only passes are recorded: a failing file fails again on the next run."""
+
+    def __init__(self, cache_file: str | os.PathLike | None = CHECKED_FILES):
+        from .core.checksums import DigestCache
+
+        self._cache = DigestCache(cache_file)  # its JSON file and atomic save; not its digests
+
+    def _key(self, files: Iterable[str | os.PathLike], tag: str) -> tuple[str, list] | None:
+        from .core.checksums import _stat_key
+
+        paths = sorted(os.path.abspath(f) for f in files)
+        try:
+            stats = [_stat_key(os.stat(p)) for p in paths]
+        except OSError:
+            return None
+        return f"{tag}\x1f" + "\x1f".join(paths), stats
+
+    def passed(self, files: Iterable[str | os.PathLike], tag: str) -> bool:
+        key = self._key(files, tag)
+        return key is not None and self._cache._entries.get(key[0]) == [key[1], "ok"]
+
+    def record(self, files: Iterable[str | os.PathLike], tag: str) -> None:
+        key = self._key(files, tag)
+        if key is not None:
+            self._cache._entries[key[0]] = [key[1], "ok"]
+            self._cache._dirty = True
+
+    def save(self) -> None:
+        self._cache.save()
+
+
+# -- text files: every category file and the reference corpus, streamed ------------------------
+
+TEXT_CHECK = "texts/1"  # bump when the readers check more
+
+
+def check_text_files(settings, categories: Mapping[str, Path], checked: CheckedFiles) -> None:
+    """Every non-YAML category file read through (``corpus.scan_texts``: decodable UTF-8, valid
+    JSON lines, strings, no lone surrogates), and the reference corpus's first
+    ``corpus_max_texts`` texts: a problem fails here, not minutes into its extraction job. YAML
+    files are parsed by ``startup.text_warnings``. A 10 GB JSONL costs one streamed scan, once
+    per version of the file (``checked``)."""
+    from .extraction.corpus import CORPUS_SUFFIXES, CorpusOptions, scan_texts
+
+    ext = settings.extraction
+    options = CorpusOptions(ext.text_field, ext.text_split)
+    for path in categories.values():
+        if path.suffix.lower() in CORPUS_SUFFIXES:
+            _scan_once(path, options, None, checked, scan_texts)
+    dash = settings.dashboards
+    corpus = getattr(dash, "corpus", None)
+    if corpus and Path(corpus).is_file() and not built_by_workflow(corpus, settings.demo):
+        corpus_options = CorpusOptions(dash.corpus_text_field, ext.text_split)
+        _scan_once(Path(corpus), corpus_options, dash.corpus_max_texts, checked, scan_texts)
+
+
+def _scan_once(path: Path, options, stop, checked: CheckedFiles, scan) -> None:
+    tag = f"{TEXT_CHECK}:{options.text_field}:{options.text_split}:{stop}"
+    if checked.passed([path], tag):
+        return
+    scan(path, options, stop)
+    checked.record([path], tag)
+
+
 # -- SAE hooks and layers -----------------------------------------------------------------------
 
 
 def check_local_sae_hooks(settings) -> None:
     """Each local SAE reads a hook in the block of its configured layer (+ the family's
     hook_layer_offset); SAELens releases are checked when the extraction job loads them."""
-    from .extraction.saes import hook_layer_problem
+    from .extraction.saes import hook_layer_problem, read_sae_cfg, sae_hook_name
 
     for (family, layer), source in settings.sae_sources().items():
         if "path" not in source:
@@ -280,14 +370,8 @@ def check_local_sae_hooks(settings) -> None:
         cfg_file = Path(source["path"]) / "cfg.json"
         if not cfg_file.is_file():
             continue  # built by a rule (demo), or reported as missing by check_inputs_exist
-        try:
-            cfg = json.loads(cfg_file.read_text())
-        except (OSError, ValueError) as err:
-            raise SAEError(
-                f"config: saes.{family} layer {layer}: {cfg_file} is not readable JSON ({err}). "
-                "Re-save the SAE with SAELens's save_model."
-            ) from None
-        hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
+        cfg = read_sae_cfg(cfg_file.parent, f"config: saes.{family} layer {layer}")
+        hook = sae_hook_name(cfg)
         if not hook:
             continue  # reported by startup.check_local_saes
         where = f"config: saes.{family} layer {layer} ({source['path']})"

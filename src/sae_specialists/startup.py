@@ -19,6 +19,7 @@ import yaml
 from .core.errors import ConfigError, SAEError
 from .core.settings import YAML_LOADER, Settings, load_settings
 from .extraction.texts import load_yaml_category
+from .preflight import CheckedFiles
 
 UNEQUAL_SIZE_RATIO = 2.0
 
@@ -154,6 +155,100 @@ def check_hub_model_layers(settings: Settings) -> None:
                 )
 
 
+HUB_MODEL_CONTEXT = {"gpt2-small": 1024, "pythia-70m-deduped": 2048, "gemma-2-2b": 8192}
+PROMPT_TOKENS_MARGIN = 2  # tokens a prompt may have beyond its UTF-8 bytes (BOS, a prefix space)
+
+
+def check_causal_settings(settings: Settings, model_config: dict | None) -> None:
+    """Steering scales finite in the dtype; prompts are text (no lone surrogate) and fit the
+    model's context with their generated tokens. The context is known for a local model whose
+    config.json exists and for the hub models above; a prompt is tokenized only when its UTF-8
+    bytes could exceed it (byte-level tokenizers never make more tokens than bytes), with the
+    local tokenizer.json. What cannot be checked here the causal job checks after loading the
+    model, before any ablation."""
+    from .causal.checks import check_scales_fit, prompt_fit_problem
+    from .extraction.texts import LONE_SURROGATE
+
+    causal = settings.causal
+    if not causal.enabled:
+        return
+    check_scales_fit(causal.steer_scales, settings.dtype)
+    for index, prompt in enumerate(causal.prompts):
+        if LONE_SURROGATE.search(prompt):
+            raise ConfigError(
+                f"config: causal.prompts[{index}] holds a lone surrogate (half of a UTF-16 pair, "
+                "not a character). Fix the escape that produced it."
+            )
+    known = hub_model_shape(settings.model.name)
+    n_ctx = (model_config or {}).get("n_ctx") or (known and HUB_MODEL_CONTEXT.get(known[0]))
+    if not n_ctx:
+        return
+    counter = None
+    for index, prompt in enumerate(causal.prompts):
+        if len(prompt.encode("utf-8")) + PROMPT_TOKENS_MARGIN + causal.steer_tokens <= n_ctx:
+            continue
+        counter = counter or _local_token_counter(settings)
+        if counter is None:
+            return  # no local tokenizer: the causal job checks
+        n_tokens = 1 + counter(prompt)
+        problem = prompt_fit_problem(index, prompt, n_tokens, causal.steer_tokens, int(n_ctx))
+        if problem:
+            raise ConfigError(problem)
+
+
+def _local_token_counter(settings: Settings):
+    """Token count of a text with the local model's tokenizer.json (no special tokens), or
+    None when there is none."""
+    if settings.model.path is None:
+        return None
+    path = Path(settings.model.path) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def check_export_ids(settings: Settings) -> None:
+    """No two SAE families export to the same Neuronpedia source, and no two families whose set
+    name comes from the config (``export.sae_sets`` or the family's name as a slug: ``res_a`` and
+    ``res-a`` are both ``res-a``) share a set name: each family's export stays its own."""
+    from .dashboards.neuronpedia_ids import neuronpedia_ids
+
+    model = settings.model
+    model_name = model.name or Path(str(model.path).rstrip("/")).name
+    directory = sae_lens_directory() if any(f.release for f in settings.saes.values()) else {}
+    sources: dict[tuple[str, str], str] = {}
+    sets: dict[tuple[str, str], str] = {}
+    for (family, layer), source in settings.sae_sources().items():
+        np_id = None
+        if "release" in source:
+            saes = (directory.get(source["release"]) or {}).get("saes", [])
+            np_id = next((s.get("neuronpedia") for s in saes if s["id"] == source["sae_id"]), None)
+        chosen = settings.export.sae_sets.get(family)
+        ids = neuronpedia_ids(
+            np_id,
+            layer=layer,
+            model_name=model_name,
+            family=family,
+            model_id=settings.export.model_id,
+            sae_set=chosen,
+        )
+        from_release = np_id is not None and not (settings.export.model_id or chosen)
+        for seen, key in ((sources, ids.source), (sets, None if from_release else ids.sae_set)):
+            if key is None:
+                continue
+            other = seen.setdefault((ids.model_id, key), family)
+            if other != family:
+                raise ConfigError(
+                    f"config: SAE families {other!r} and {family!r} would both be exported to "
+                    f"Neuronpedia as {ids.model_id}/{ids.layer}-{ids.sae_set} (set "
+                    f"{ids.sae_set!r}), mixing their features. Give one its own set name: "
+                    f"export.sae_sets: {{{family}: <name>}} (lowercase letters, digits, '.', '-')."
+                )
+
+
 HOOK_WIDTH = {
     "hook_resid_pre": "d_model",
     "hook_resid_mid": "d_model",
@@ -178,10 +273,21 @@ def _local_model_config(settings: Settings) -> dict | None:
     return json.loads((model_dir / "config.json").read_text())
 
 
-def check_local_saes(settings: Settings, model_config: dict | None) -> None:
-    """Local SAE directories that exist must be complete and fit the model's hooks."""
-    from .extraction.saes import check_local_sae_dir, hook_block
+def check_local_saes(
+    settings: Settings, model_config: dict | None, checked: CheckedFiles | None = None
+) -> None:
+    """Local SAE directories that exist must be complete, hold a valid cfg.json and finite
+    weights of the shapes it gives (``saes.check_sae_files``; a directory that passed is not
+    read again until it changes: ``checked``), and fit the model's hooks."""
+    from .extraction.saes import (
+        check_local_sae_dir,
+        check_sae_files,
+        hook_block,
+        read_sae_cfg,
+        sae_hook_name,
+    )
 
+    checked = checked or CheckedFiles(None)
     for family in settings.saes.values():
         if family.path_template is None:
             continue
@@ -190,11 +296,17 @@ def check_local_saes(settings: Settings, model_config: dict | None) -> None:
             if not path.exists():
                 continue  # built by a rule (demo) or reported by the extraction job
             check_local_sae_dir(path)
-            cfg = json.loads((path / "cfg.json").read_text())
-            hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
             where = f"config: saes.{family.name} layer {layer} ({path})"
+            files = [path / "cfg.json", path / "sae_weights.safetensors"]
+            if checked.passed(files, SAE_CHECK):
+                cfg = read_sae_cfg(path, where)
+            else:
+                cfg = check_sae_files(path, where)
+                checked.record(files, SAE_CHECK)
+            hook = sae_hook_name(cfg)
             if not hook:
                 raise SAEError(f"{where}: cfg.json has no metadata.hook_name.")
+            check_hook_kind(hook, where)
             if model_config is None:
                 continue
             block = hook_block(hook)
@@ -204,16 +316,76 @@ def check_local_saes(settings: Settings, model_config: dict | None) -> None:
                     f"{where}: the SAE reads hook {hook!r} but the model has only {n_layers} "
                     "layers. Pick the SAEs trained on this model."
                 )
-            kind = HOOK_WIDTH.get(hook.rsplit(".", 1)[-1])
-            if kind == "heads":
-                width = model_config.get("n_heads", 0) * model_config.get("d_head", 0)
-            else:
-                width = model_config.get(kind) if kind else None
-            if width and cfg.get("d_in") != width:
-                raise SAEError(
-                    f"{where}: the SAE has d_in={cfg.get('d_in')} but the model's {hook!r} has "
-                    f"width {width}. The SAE was trained on another model or hook."
-                )
+            check_hook_exists(hook, model_config, where)
+            check_sae_width(hook, cfg, model_config, where)
+
+
+SAE_CHECK = "sae-files/1"  # bump when check_sae_files checks more
+
+
+def check_sae_width(hook: str, cfg: dict, model_config: dict, where: str) -> None:
+    """The SAE's d_in equals the width of the model's hook."""
+    kind = HOOK_WIDTH.get(hook.rsplit(".", 1)[-1])
+    if kind == "heads":
+        width = model_config.get("n_heads", 0) * model_config.get("d_head", 0)
+    else:
+        width = model_config.get(kind) if kind else None
+    if width and cfg.get("d_in") != width:
+        raise SAEError(
+            f"{where}: the SAE has d_in={cfg.get('d_in')} but the model's {hook!r} has "
+            f"width {width}. The SAE was trained on another model or hook."
+        )
+
+
+# TransformerLens hooks whose activations are not one vector per token
+NOT_PER_TOKEN_HOOKS = {
+    "hook_pattern": "[batch, head, query position, key position] (attention weights)",
+    "hook_attn_scores": "[batch, head, query position, key position] (attention scores)",
+}
+# every hook a TransformerLens HookedTransformer block has (some only with options set)
+BLOCK_HOOKS = (
+    "hook_resid_pre hook_resid_mid hook_resid_post hook_attn_out hook_mlp_out hook_attn_in "
+    "hook_mlp_in hook_q_input hook_k_input hook_v_input attn.hook_q attn.hook_k attn.hook_v "
+    "attn.hook_z attn.hook_result attn.hook_rot_q attn.hook_rot_k attn.hook_pattern "
+    "attn.hook_attn_scores mlp.hook_pre mlp.hook_pre_linear mlp.hook_post ln1.hook_scale "
+    "ln1.hook_normalized ln2.hook_scale ln2.hook_normalized"
+).split()
+TOP_HOOKS = ("hook_embed", "hook_pos_embed", "hook_tokens", "ln_final.hook_scale")
+TOP_HOOKS += ("ln_final.hook_normalized",)
+
+
+def check_hook_kind(hook: str, where: str) -> None:
+    """The engine encodes one vector per token: an SAE on an attention pattern is an error."""
+    from .extraction.encode import PER_TOKEN_HOOKS
+
+    shape = NOT_PER_TOKEN_HOOKS.get(hook.rsplit(".", 1)[-1])
+    if shape:
+        raise SAEError(
+            f"{where}: the SAE reads hook {hook!r}, whose activations are {shape}, not one "
+            f"vector per token. {PER_TOKEN_HOOKS}"
+        )
+
+
+def model_hook_names(model_config: dict) -> list[str]:
+    """Every hook name a TransformerLens model of this config may have."""
+    n_layers = int(model_config.get("n_layers") or 0)
+    blocks = [f"blocks.{b}.{h}" for b in range(n_layers) for h in BLOCK_HOOKS]
+    return [*TOP_HOOKS, *blocks]
+
+
+def check_hook_exists(hook: str, model_config: dict, where: str) -> None:
+    """``hook`` is a hook of the model (a local model's config.json, or a known hub model)."""
+    from .extraction.hooks import similar_hooks
+
+    names = model_hook_names(model_config)
+    if hook in names:
+        return
+    n_layers = model_config.get("n_layers")
+    raise SAEError(
+        f"{where}: the SAE reads hook {hook!r}, which the model ({n_layers} layers) does not "
+        f"have; similar hooks: {similar_hooks(hook, names)}. Pick the SAE trained on this "
+        "model's hook, or fix metadata.hook_name in its cfg.json."
+    )
 
 
 def text_warnings(categories: dict[str, Path], n_datasets: int = 0) -> list[str]:
@@ -253,11 +425,14 @@ def startup_checks(
     schema_path: str | Path,
     config_files: Iterable[str | Path] = (),
     overrides: Mapping | None = None,
+    checked_files: str | os.PathLike | None = None,
 ) -> Settings:
     """Everything the Snakefile checks before scheduling a job; returns the settings.
 
     ``config_files`` and ``overrides`` (the --config values) are what Snakemake merged into
-    ``config``: bounded and coerced first (preflight.py)."""
+    ``config``: bounded and coerced first (preflight.py). ``checked_files``: where the record
+    of input files that passed their checks is kept (``preflight.CheckedFiles``; the Snakefile
+    passes ``preflight.CHECKED_FILES``; None: every file is checked again)."""
     from . import preflight
     from .extraction.datasets import check_dataset_specs, dataset_specs, file_categories
 
@@ -272,15 +447,22 @@ def startup_checks(
     check_sae_releases(settings)
     check_local_model_layers(settings)
     preflight.check_inputs_exist(settings)
-    check_local_saes(settings, _local_model_config(settings))
+    check_export_ids(settings)
+    checked = preflight.CheckedFiles(checked_files)
+    model_config = _local_model_config(settings)
+    check_local_saes(settings, model_config, checked)
     preflight.check_local_sae_hooks(settings)
+    check_causal_settings(settings, model_config)
     # file categories are read; dataset categories are checked offline (spec, local files)
     categories = file_categories(settings)
     check_dataset_specs(settings)
     dir_warnings = (
         [] if isinstance(settings.texts, Mapping) else preflight.texts_dir_warnings(settings.texts)
     )
-    for warning in dir_warnings + text_warnings(categories, len(dataset_specs(settings))):
+    warnings = dir_warnings + text_warnings(categories, len(dataset_specs(settings)))
+    preflight.check_text_files(settings, categories, checked)
+    checked.save()
+    for warning in warnings:
         print(f"WARNING {warning}", file=sys.stderr)
     return settings
 

@@ -16,7 +16,7 @@ from sae_specialists.extraction.datasets import (
 from sae_specialists.extraction.models import model_input_files
 from sae_specialists.extraction.saes import sae_input_files
 from sae_specialists.extraction.texts import list_categories  # validation.smk: test set
-from sae_specialists.preflight import built_by_workflow
+from sae_specialists.preflight import CHECKED_FILES, built_by_workflow
 from sae_specialists.startup import hub_warning, startup_checks
 from snakemake.settings.types import ExecMode
 
@@ -29,6 +29,7 @@ S = startup_checks(
     workflow.source_path("../schemas/config.schema.yaml"),
     config_files=workflow.overwrite_configfiles,
     overrides=workflow.config_settings.config,
+    checked_files=CHECKED_FILES,  # inputs that passed (SAE weights, corpora): not read again
 )
 # the hub: said when the workflow is read (`-n` too), by the main process only; a real run that
 # has a job loading a missing model or SAE stops before it (onstart, Snakefile)

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from ..core.errors import ModelError, ShardError
+from ..core.errors import ConfigError, ModelError, ShardError
 from ..core.io import write_parquet, write_tables, write_text
 from ..core.tokens import Decoder
 from ..core.verdicts import write_verdicts
@@ -109,6 +109,7 @@ def layer(smk: Any) -> None:
         [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
         for prompt in p.prompts
     ]
+    check_steering_fits(p.prompts, prompt_ids, int(p.steer_tokens), model, p.steer_scales)
     options = LayerOptions(
         control_draws=int(p.control_draws),
         seed=int(p.seed),
@@ -200,6 +201,20 @@ VERDICT_FIELDS = (
     "vs_control_low",
     "vs_control_high",
 )
+
+
+def check_steering_fits(prompts, prompt_ids, steer_tokens: int, model, scales) -> None:
+    """Before any ablation: every steering prompt with its generated tokens fits the model's
+    context, and every steering scale is finite in the model's dtype (the clamp value, the scale
+    times a feature's peak, is checked again where the peaks are known: run.py)."""
+    from .checks import check_scales_fit, prompt_fit_problem
+
+    n_ctx = int(model.cfg.n_ctx)
+    for index, (prompt, ids) in enumerate(zip(prompts, prompt_ids, strict=True)):
+        problem = prompt_fit_problem(index, prompt, len(ids), steer_tokens, n_ctx)
+        if problem:
+            raise ConfigError(problem)
+    check_scales_fit(scales, model.cfg.dtype)
 
 
 def verdict_records(effects: pl.DataFrame) -> dict[str, dict]:

@@ -137,7 +137,7 @@ def steering_html(rows: list[dict]) -> str:
     for r in rows:
         clamp = "unsteered" if r["scale"] is None else f"{_num(r['scale'], 3)} × max"
         body.append(
-            f"<tr><td class='l'>{html.escape(r['prompt'])}</td><td>{clamp}</td>"
+            f"<tr><td class='l'>{token_html(r['prompt'], breaks=False)}</td><td>{clamp}</td>"
             f"<td>{_num(r['value'])}</td>"
             f"<td class='ctx'>{token_html(r['continuation'], breaks=False)}</td></tr>"
         )

@@ -17,6 +17,7 @@ import polars as pl
 from ..core.jobs import progress as progress_bar
 from .ablation import MODES, PASS_TOKENS, Ablation, FeatureSite, ablation_effects, feature_stats
 from .ablation import iter_batches as _iter_batches
+from .checks import check_scales_fit
 from .stats import cell_rng, draw_controls
 from .steering import continuation_text, steer
 
@@ -313,6 +314,8 @@ def _steering_table(key, site, specialists, peaks, options, prompt_ids, label):
     """Every clamp of the layer's specialists on every prompt: rows of one generate call; the
     unsteered continuation of a prompt is repeated beside each feature's clamps."""
     scales = [float(s) for s in options.steer_scales]
+    for f in specialists:
+        check_scales_fit(scales, site.model.cfg.dtype, float(peaks[f]))
     clamps = [None] + [(f, s * float(peaks[f])) for f in specialists for s in scales]
     rows = []
     if not specialists or not prompt_ids:

@@ -7,7 +7,7 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .tokens import EMPTY_TOKEN, WHITESPACE
+from .tokens import EMPTY_TOKEN, WHITESPACE, visible_char
 
 # Shared by every page; each page adds its own rules after these.
 BASE_CSS = """
@@ -61,17 +61,19 @@ def page(title: str, body: Iterable[str], css: str = "", script: str = "") -> st
     head = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title><style>{BASE_CSS}{css}</style></head><body>"
+        f"<title>{html.escape(''.join(map(visible_char, title)))}</title>"
+        f"<style>{BASE_CSS}{css}</style></head><body>"
     )
     tail = (f"<script>{script}</script>" if script else "") + "</body></html>"
     return "\n".join([head, *body, tail])
 
 
 def token_html(token: str, breaks: bool = True) -> str:
-    """HTML for a token inside running text: escaped; spaces stay spaces (so text reads
-    naturally) except in whitespace-only tokens, which show ␣; newlines, tabs and CR always show
-    a grey marker (with ``breaks``, a newline or tab is also kept after its marker, so
-    pre-wrapped text keeps its layout)."""
+    """HTML for a token, or any text a page draws, inside running text: escaped; control and
+    bidirectional formatting characters shown as escapes (core/tokens.py ``visible_char``),
+    never raw; spaces stay spaces (so text reads naturally) except in whitespace-only tokens,
+    which show ␣; newlines, tabs and CR always show a grey marker (with ``breaks``, a newline or
+    tab is also kept after its marker, so pre-wrapped text keeps its layout)."""
     if token == "":
         return f'<span class="ws">{EMPTY_TOKEN}</span>'
     only_ws = token.strip() == ""
@@ -82,7 +84,7 @@ def token_html(token: str, breaks: bool = True) -> str:
         elif ch == "\r" or (ch == " " and only_ws):
             out.append(f'<span class="ws">{WHITESPACE[ch]}</span>')
         else:
-            out.append(html.escape(ch))
+            out.append(html.escape(visible_char(ch)))
     return "".join(out)
 
 

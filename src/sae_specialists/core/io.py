@@ -170,11 +170,16 @@ def disk_full(path: str | os.PathLike, err: OSError) -> ShardError | None:
 
 def remove_leftovers(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files earlier writers of ``path`` left when they were killed
-    (``.<name>.*.tmp`` next to it). Only the job that writes ``path`` calls this, and Snakemake
-    runs one such job at a time, so no live writer's file is touched."""
+    (``.<name>.*.tmp`` next to it; also ``.<name>.tmp-<pid>...``, the chart writer's names before
+    it used ``atomic_path``). Only the job that writes ``path`` calls this, and Snakemake runs
+    one such job at a time, so no live writer's file is touched."""
     path = Path(path)
     removed = []
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    name = glob.escape(path.name)
+    for leftover in [
+        *path.parent.glob(f".{name}.*.tmp"),
+        *path.parent.glob(f".{name}.tmp-[0-9]*"),
+    ]:
         try:
             leftover.unlink()
             removed.append(leftover)

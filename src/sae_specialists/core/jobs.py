@@ -69,8 +69,9 @@ _JOB = {"name": "job"}
 @contextmanager
 def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
     """Log to stderr and the rule's log file; report the time and peak memory at the end. A
-    ``UserError`` becomes one clear message (see the module doc) and exit status 1; any other
-    error is logged with its traceback and raised."""
+    ``UserError`` becomes one clear message (see the module doc) and exit status 1; so does any
+    other error (``internal_failure``: its type and message, where the traceback is), its
+    traceback written to the job's log only (to stderr when the job has no log)."""
     console = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [console]
     log_file = None
@@ -105,15 +106,36 @@ def logged(smk: Any, what: str) -> Iterator[logging.Logger]:
             logging.getLogger().removeHandler(console)  # the run prints it once, at the end
         log.error("%s", err)
         sys.exit(1)
-    except Exception:
+    except Exception as err:
+        message = internal_failure(err, what, log_file)
+        if log_file is not None:
+            logging.getLogger().removeHandler(console)  # the traceback goes to the log only
         log.exception("%s: failed", what)
-        raise
+        log.error("%s", message)
+        if not record_failure(message, what, log_file) and log_file is not None:
+            print(message, file=sys.stderr)
+        sys.exit(1)
     log.info(
         "%s: done in %.2f s, peak RSS %d MB%s",
         what,
         time.perf_counter() - start,
         peak_rss_mb(),
         _polars_threads(),
+    )
+
+
+def internal_failure(err: BaseException, what: str, log_file: str | None) -> str:
+    """The closing message of a job that failed with an error the project did not foresee
+    (not a ``UserError``): what happened, where the traceback is, what to do. The traceback
+    itself goes to the job's log only."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    first = first if len(first) <= 300 else first[:297] + "..."
+    where = f"the traceback is in {log_file}" if log_file else "the traceback is above"
+    return (
+        f"{what}: unexpected error {type(err).__name__}: {first or '(no message)'}. The checks "
+        f"at start did not foresee this input or state; {where}. Fix the input it names if it "
+        "is one; otherwise report it with that log (docs/troubleshooting.md: 'unexpected "
+        "error')."
     )
 
 

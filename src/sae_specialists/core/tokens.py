@@ -10,8 +10,11 @@ way every page, table and summary turns them into text.
   bytes that do not form a complete UTF-8 character show as ``\xNN``.
 - ``token_text(raw)``: one token on its own (logit tables), by the same rules.
 - Control characters are made visible (``\x00``..``\x1f`` and ``\x7f``; C1 controls as
-  ``\u0080``..``\u009f``, so they cannot be mistaken for raw bytes); space, newline, tab and CR
-  are kept as characters and drawn as ␣ ↵ ⇥ ␍ where whitespace must be visible.
+  ``\u0080``..``\u009f``, so they cannot be mistaken for raw bytes), and so are the
+  bidirectional formatting characters (``\u202e`` ..., which would reorder the text drawn around
+  them) and lone surrogates; space, newline, tab and CR are kept as characters and drawn as
+  ␣ ↵ ⇥ ␍ where whitespace must be visible. ``html.token_html`` applies the same rules to any
+  text a page draws (prompts, continuations).
 """
 
 from __future__ import annotations
@@ -103,12 +106,18 @@ def token_bytes(tokenizer, ids: Sequence[int]) -> dict[int, bytes]:
 # -- bytes as text ---------------------------------------------------------------------------------
 
 
+# bidirectional formatting characters: drawn raw they reorder the text around them (U+202E
+# shows what follows backwards), so a page could show a text other than the one analysed
+BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
 def visible_char(ch: str) -> str:
-    """``ch``, or its escape when it is an invisible control character (see the module doc)."""
+    """``ch``, or its escape when it is an invisible control character, a bidirectional
+    formatting character or a lone surrogate (see the module doc)."""
     cp = ord(ch)
     if (cp < 0x20 and ch not in "\n\t\r") or cp == 0x7F:
         return f"\\x{cp:02x}"
-    if 0x80 <= cp <= 0x9F:
+    if 0x80 <= cp <= 0x9F or cp in BIDI_CONTROLS or 0xD800 <= cp <= 0xDFFF:
         return f"\\u{cp:04x}"
     return ch
 

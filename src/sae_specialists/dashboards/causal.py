@@ -70,7 +70,7 @@ def _top_tokens(rows: list[dict]) -> str:
 
 def _steering_row(r: dict) -> str:
     return (
-        f"<tr><td>{esc(r['prompt'])}</td><td>"
+        f"<tr><td>{token_html(r['prompt'], breaks=False)}</td><td>"
         + ("unsteered" if r["scale"] is None else f"{r['scale']:g} × max")
         + f'</td><td class="examples">{token_html(r["continuation"], breaks=False)}</td></tr>'
     )

@@ -52,7 +52,6 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +59,7 @@ import polars as pl
 
 from ..core.io import atomic_dir
 from ..core.tokens import bytes_to_unicode
+from .neuronpedia_ids import NeuronpediaIds, neuronpedia_ids, slug  # noqa: F401 (tests)
 
 # SAEDashboard's NeuronpediaRunner.HTML_ANOMALIES (applied to every vocabulary string).
 HTML_ANOMALIES = {
@@ -116,47 +116,6 @@ SKIPPED_KEYS = ("model_id", "layer", "sae_set", "log_sparsity", "skipped_indexes
 
 _BYTE_ALPHABET = bytes_to_unicode()
 _ANOMALY = re.compile("|".join(re.escape(k) for k in HTML_ANOMALIES))
-
-
-@dataclass(frozen=True)
-class NeuronpediaIds:
-    """Where the SAE lives on Neuronpedia: ``/{model_id}/{layer}-{sae_set}[__{suffix}]``."""
-
-    model_id: str
-    layer: int
-    sae_set: str
-    sae_id_suffix: str | None = None
-
-    @property
-    def source(self) -> str:
-        base = f"{self.layer}-{self.sae_set}"
-        return base + (f"__{self.sae_id_suffix}" if self.sae_id_suffix else "")
-
-
-def slug(name: str) -> str:
-    """A Neuronpedia id part: lowercase letters, digits, dots and dashes."""
-    out = re.sub(r"[^a-z0-9.]+", "-", str(name).lower()).strip("-")
-    return out or "sae"
-
-
-def neuronpedia_ids(
-    neuronpedia_id: str | None,
-    *,
-    layer: int,
-    model_name: str,
-    family: str,
-    model_id: str | None = None,
-    sae_set: str | None = None,
-) -> NeuronpediaIds:
-    """The ids of a layer's SAE: from its SAELens release's Neuronpedia id when it has one, else
-    from ``model_id`` / ``sae_set`` (default: slugs of the model's name and the family)."""
-    if neuronpedia_id and not (model_id or sae_set):
-        known_model, _, source = neuronpedia_id.partition("/")
-        base, _, suffix = source.partition("__")
-        prefix = f"{int(layer)}-"
-        if known_model and base.startswith(prefix):
-            return NeuronpediaIds(known_model, int(layer), base[len(prefix) :], suffix or None)
-    return NeuronpediaIds(model_id or slug(model_name), int(layer), sae_set or slug(family), None)
 
 
 def vocab_string(text: str, raw: bytes | None, byte_level: bool) -> str:

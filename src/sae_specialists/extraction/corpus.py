@@ -60,6 +60,31 @@ def _fmt(path: Path) -> str:
     return str(path)
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def _lines(handle) -> Iterator[bytes]:
+    """The lines of a file opened in binary mode; a UTF-8 byte order mark opening the file is
+    dropped (it marks the encoding, it is not text), so every reader and the counting agree."""
+    first = True
+    for raw in handle:
+        if first and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        first = False
+        yield raw
+
+
+_ASCII_BLANK = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, in ASCII
+
+
+def _blank(raw: bytes) -> bool:
+    """Whether a line holds no text: exactly when its decoded text is empty after ``strip()``
+    (what the readers test), so the count matches them; only non-ASCII lines are decoded."""
+    if raw.isascii():
+        return not raw.strip(_ASCII_BLANK)
+    return not raw.decode("utf-8", errors="replace").strip()
+
+
 def _decode(path: Path, raw: bytes, lineno: int) -> str:
     try:
         return raw.decode("utf-8")
@@ -76,8 +101,8 @@ def _decode(path: Path, raw: bytes, lineno: int) -> str:
 def _iter_jsonl(path: Path, options: CorpusOptions) -> Iterator[str]:
     field = options.text_field
     with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
-            if raw.isspace():
+        for lineno, raw in enumerate(_lines(handle), 1):
+            if _blank(raw):
                 continue
             line = _decode(path, raw, lineno)
             try:
@@ -129,14 +154,21 @@ def _iter_parquet(path: Path, options: CorpusOptions) -> Iterator[str]:
     pfile = _parquet_file(path, field)
     row = 0
     for batch in pfile.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[field]):
-        for value in batch.column(0).to_pylist():
+        try:
+            values = batch.column(0).to_pylist()
+        except UnicodeDecodeError:
+            raise TextsError(
+                f"texts: {_fmt(path)}: column {field!r} holds bytes that are not valid UTF-8 "
+                f"(rows {row + 1} to {row + batch.num_rows}). Rewrite the column as UTF-8 text."
+            ) from None
+        for value in values:
             row += 1
             yield checked_text(path, f"row {row}", value, field)
 
 
 def _iter_txt_lines(path: Path) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
+        for lineno, raw in enumerate(_lines(handle), 1):
             yield lineno, _decode(path, raw, lineno).rstrip("\r\n")
 
 
@@ -199,17 +231,27 @@ def count_texts(path: str | Path, options: CorpusOptions | None = None) -> int:
         return _parquet_file(path, options.text_field).metadata.num_rows
     if suffix == ".jsonl" or (suffix == ".txt" and options.text_split == "lines"):
         with open(path, "rb") as handle:
-            return sum(1 for raw in handle if not raw.isspace())
+            return sum(1 for raw in _lines(handle) if not _blank(raw))
     if suffix == ".txt":
         n, in_block = 0, False
         with open(path, "rb") as handle:
-            for raw in handle:
-                blank = raw.isspace()
+            for raw in _lines(handle):
+                blank = _blank(raw)
                 if not blank and not in_block:
                     n += 1
                 in_block = not blank
         return n
     return sum(1 for _ in iter_raw_texts(path, options))
+
+
+def scan_texts(
+    path: str | Path, options: CorpusOptions | None = None, stop: int | None = None
+) -> int:
+    """Read the first ``stop`` texts (all by default) of a category file as its extraction job
+    will, validating every one (decodable UTF-8, valid JSON lines, strings, no lone surrogate):
+    the start check of the workflow (startup.py). A stream: memory is one line (JSONL, .txt) or
+    one record batch (Parquet), never the file. Returns the number of texts read."""
+    return sum(1 for _ in islice(iter_raw_texts(path, options), stop))
 
 
 # -- chunks and ids -----------------------------------------------------------------------------

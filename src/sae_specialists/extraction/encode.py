@@ -30,6 +30,27 @@ def check_encode_input(sae: LoadedSAE, acts, first_batch: bool):
     return acts
 
 
+def check_hook_shape(sae: LoadedSAE, shape, batch: int, positions: int) -> None:
+    """The engine encodes one vector per token: a hook's activations must be [batch, position,
+    ...] (hook_z's [batch, position, head, d_head] is flattened); attention patterns
+    ([batch, head, query, key]) and other shapes are an SAEError naming the hook."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) >= 3 and shape[:2] == (batch, positions):
+        return
+    raise SAEError(
+        f"saes: SAE {sae.family!r} layer {sae.layer} ({sae.source}) reads hook "
+        f"{sae.hook_name!r}, whose activations have shape {list(shape)} for {batch} texts of "
+        f"{positions} tokens: not one vector per token ([batch, position, width]). "
+        + PER_TOKEN_HOOKS
+    )
+
+
+PER_TOKEN_HOOKS = (
+    "The engine encodes one vector per token: use an SAE trained on a per-token hook "
+    "(hook_resid_pre/mid/post, hook_attn_out, hook_mlp_out, attn.hook_z, mlp.hook_post, ...)."
+)
+
+
 def _workspace(space: dict, name: str, numel: int, dtype, device):
     """A flat buffer shared by every encoder of a job (grown on demand, never shrunk)."""
     import torch

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from ..core.contract import ACTIVATIONS_SCHEMA, POOLED_SCHEMA, TOKENS_SCHEMA
 from ..core.tokens import token_bytes, token_text
-from .encode import ENCODE_ROWS, ENCODE_ROWS_DEFAULT, Encoder, check_encode_input
+from .encode import ENCODE_ROWS, ENCODE_ROWS_DEFAULT, Encoder, check_encode_input, check_hook_shape
 from .hooks import capture_hooks, check_saes_match_model, fast_modules, stop_layer
 from .models import model_label
 from .saes import LoadedSAE
@@ -216,6 +216,9 @@ class Extractor:
         )
         real = real.to(self.device)
         for hook, encoders in self.by_hook.items():
+            if not self._checked:
+                for enc in encoders:
+                    check_hook_shape(enc.s, cache[hook].shape, len(batch), width)
             acts = cache.pop(hook)[real]  # [n_real, ...] (one gather per hook)
             if not self._checked:
                 for enc in encoders:

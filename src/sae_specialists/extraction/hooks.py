@@ -42,12 +42,25 @@ def capture_hooks(model, hook_names: Iterable[str]) -> dict[str, str]:
 def check_saes_match_model(model, saes: list[LoadedSAE]) -> None:
     for s in saes:
         if s.hook_name not in model.hook_dict:
-            similar = [h for h in model.hook_dict if h.endswith(s.hook_name.split(".")[-1])][:6]
+            similar = similar_hooks(s.hook_name, model.hook_dict)
             raise SAEError(
                 f"saes: SAE {s.family!r} layer {s.layer} ({s.source}) reads hook "
                 f"{s.hook_name!r}, which the model does not have (it has e.g. {similar}). "
                 "Pick SAEs trained on this model."
             )
+
+
+def similar_hooks(hook: str, hooks, n: int = 6) -> list[str]:
+    """Hook names like ``hook`` (close spellings, else those of its block), for a message."""
+    import difflib
+
+    hooks = sorted(hooks)
+    close = difflib.get_close_matches(hook, hooks, n=n, cutoff=0.6)
+    if close:
+        return close
+    block = hook.split(".hook_")[0].split(".attn")[0].split(".mlp")[0] + "."
+    same_block = [h for h in hooks if h.startswith(block)]
+    return (same_block or hooks)[:n]
 
 
 def check_layers_exist(model, layers: list[int]) -> None:

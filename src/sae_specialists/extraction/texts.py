@@ -21,6 +21,7 @@ from ..core.safeyaml import load_yaml, short_repr
 
 CATEGORY_FILE_SUFFIXES = (".yaml", ".yml", ".jsonl", ".parquet", ".txt")  # corpus.py: formats
 SAFE_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a str holding one cannot be encoded as UTF-8
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ def list_categories(texts_dir: str | Path) -> dict[str, Path]:
             f"{str(texts_dir)!r}. Add one file per category, e.g. python.yaml (a YAML list)."
         )
     categories: dict[str, Path] = {}
+    folded: dict[str, Path] = {}
     for path in files:
         if not SAFE_CATEGORY.match(path.stem):
             raise TextsError(
@@ -58,6 +60,14 @@ def list_categories(texts_dir: str | Path) -> dict[str, Path]:
                 f"texts: category {path.stem!r} is defined twice ({categories[path.stem]} and "
                 f"{path}). Keep one file per category."
             )
+        other = folded.get(path.stem.casefold())
+        if other is not None:
+            raise TextsError(
+                f"texts: categories {other.stem!r} ({other}) and {path.stem!r} ({path}) differ "
+                "only in letter case: on a case-insensitive file system (macOS, Windows) their "
+                "result files are the same files. Rename one, or merge them into one category."
+            )
+        folded[path.stem.casefold()] = path
         categories[path.stem] = path
     return categories
 
@@ -103,6 +113,14 @@ def checked_text(path: Path, where: str, value, field: str | None = None) -> str
         )
     if not value.strip():
         raise TextsError(f"texts: {path}, {subject} is empty or whitespace only. Remove it.")
+    surrogate = LONE_SURROGATE.search(value)
+    if surrogate is not None:
+        raise TextsError(
+            f"texts: {path}, {subject} holds a lone surrogate "
+            f"(\\u{ord(surrogate.group()):04x} at character {surrogate.start() + 1}): half of a "
+            "UTF-16 pair, not a character, so it cannot be written as UTF-8. Fix the escape that "
+            "produced it (a JSON or YAML \\uD8xx escape needs its partner) or remove it."
+        )
     return value
 
 

@@ -4,6 +4,10 @@ Flags of a cell (SAE family, layer, category) with a specialist (full-data score
 - ``does not generalise``: mean held-out AUROC < ``min_auroc``, or not above the random-feature
   floor (``floor_auroc``);
 - ``not better than chance``: shuffled-label p-value > ``alpha``;
+- ``null not tested`` / ``held-out not tested``: that test did not run (``permutations: 0``, or
+  no held-out AUROC: too few texts to fold): no verdict is claimed for it, its column
+  (``beats_null`` / ``generalises``) is null, and ``fails_heldout`` counts only the tests
+  that ran (a verdict never reports a test that did not run);
 - ``loses to probe``: a baseline's mean held-out AUROC exceeds the specialist's by more than
   ``probe_margin`` (the baseline named is the best one).
 The verdict is ``generalises`` when neither of the first two flags is raised, otherwise the
@@ -20,6 +24,8 @@ NO_SPECIALIST = "no specialist"
 GENERALISES = "generalises"
 FAILS_HELDOUT = "does not generalise"
 FAILS_NULL = "not better than chance"
+NULL_NOT_TESTED = "null not tested"
+HELDOUT_NOT_TESTED = "held-out not tested"
 LOSES = "loses to probe"
 
 
@@ -32,7 +38,7 @@ def baseline_label(method: str) -> str:
 
 def format_p(p: float | None) -> str:
     if p is None:
-        return "p n/a"
+        return "no null test"
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
@@ -58,8 +64,9 @@ def verdict(
     auc = cell.get("heldout_auroc")
     p = cell.get("p_value")
     floor = cell.get("floor_auroc")
-    generalises = auc is not None and auc >= min_auroc and (floor is None or auc > floor)
-    beats_null = p is not None and p <= alpha
+    # None: the test did not run (no held-out AUROC; permutations: 0)
+    generalises = None if auc is None else auc >= min_auroc and (floor is None or auc > floor)
+    beats_null = None if p is None else p <= alpha
     known = {m: v for m, v in baselines.items() if v is not None}
     best = max(known, key=lambda m: (known[m], m), default=None)
     loses = best is not None and auc is not None and known[best] > auc + probe_margin
@@ -68,9 +75,15 @@ def verdict(
         status = NO_SPECIALIST
     else:
         flags = [
-            f for f, bad in ((FAILS_HELDOUT, not generalises), (FAILS_NULL, not beats_null)) if bad
+            f for f, bad in ((FAILS_HELDOUT, generalises), (FAILS_NULL, beats_null)) if bad is False
         ]
         status = ", ".join(flags) if flags else GENERALISES
+        if generalises is None and not flags:
+            status = HELDOUT_NOT_TESTED
+        elif generalises is None:
+            status += f", {HELDOUT_NOT_TESTED}"
+        if beats_null is None:
+            status += f", {NULL_NOT_TESTED}"
         if loses:
             status += f", {LOSES}"
     text = f"{status} (held-out AUROC {_num(auc)}, {format_p(p)})"
@@ -80,12 +93,12 @@ def verdict(
     if parts:
         text += "; " + "; ".join(parts)
     return {
-        "generalises": bool(generalises),
-        "beats_null": bool(beats_null),
+        "generalises": generalises,
+        "beats_null": beats_null,
         "loses_to_probe": bool(loses),
         "best_baseline": best,
         "best_baseline_auroc": known.get(best) if best else None,
-        "fails_heldout": has and not (generalises and beats_null),
+        "fails_heldout": has and (generalises is False or beats_null is False),
         "verdict": status,
         "verdict_text": text,
     }
