@@ -85,9 +85,10 @@ def test_chart_page_loads_the_shared_script_and_renders_offline(browser, tmp_pat
 def mixed_tokens() -> list[Tok]:
     """BOS (a label and a note), plain and active tokens, whitespace-only and newline tokens,
     a character split over two tokens, a gap in the positions."""
-    raws = [b"<bos>", b"x", b" =", b" ", b"\n", b"a\tb", b"\xe4\xb8", b"\xad", b"&<", b"z"]
-    positions = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12]
-    acts = [0.0, 0.0, 3.25, 0.0, 1.0, 0.0, 2.0, 0.5, 0.0, 7.0]
+    raws = [b"<bos>", b"x", b" =", b" ", b"\n", b"a\tb", b"\xe4\xb8", b"\xad", b"&<"]
+    raws += [b"\xe2", b"\x82", b"\xac", b"z"]  # a character over three tokens, then a gap
+    positions = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15]
+    acts = [0.0, 0.0, 3.25, 0.0, 1.0, 0.0, 2.0, 0.5, 0.0, 1.0, 6.5, 0.25, 7.0]
     toks = []
     for i, (raw, pos, act) in enumerate(zip(raws, positions, acts, strict=True)):
         bos = i == 0
@@ -122,14 +123,15 @@ def test_token_items_draw_the_same_spans_as_tokens_html(browser, tmp_path):
     read = """id => [...document.querySelectorAll('#' + id + ' > .tok')].map(e =>
         [e.outerHTML, e.title])"""
     server, drawn = page_.evaluate(read, "server"), page_.evaluate(read, "drawn")
-    assert len(server) == 9  # the split character is one span
+    assert len(server) == 10  # each split character is one span
     assert drawn == server
     titles = [t for _, t in server]
     assert titles[0].endswith("BOS (not counted)")
     assert titles[2] == "token ␣= · position 2 · activation 3.2500"
     assert titles[4] == "token ↵ · position 4 · activation 1.0000"
     assert "position 6 · activation 2.0000  |  token \\xad · position 7" in titles[6]
-    assert titles[8] == "token z · position 12 · activation 7.0000"  # after the gap
+    assert "33.33% 66.67%" in server[8][0]  # the three tokens' shades left to right
+    assert titles[9] == "token z · position 15 · activation 7.0000"  # after the gap
     page_.locator("#drawn .tok").nth(2).hover()
     assert page_.locator("#info").inner_text() == "token ␣= · position 2 · activation 3.2500"
     page_.close()

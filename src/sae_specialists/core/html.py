@@ -133,9 +133,11 @@ ITEM_ATTRS = {"p": "data-pos", "a": "data-act", "t": "data-tok", "i": "data-info
 
 def token_items(toks: Sequence[Tok], rgb: str = SHADE_RGB, breaks: bool = True) -> list:
     """The token spans of ``toks`` (core/tokens.py ``text_spans``) as compact items: a span's
-    inner HTML alone (a plain ``.tok`` span), or [inner HTML, {key: value}] with the keys of
-    ``ITEM_ATTRS`` and "c" (its classes besides ``tok``). ``tokens_html`` writes them as
-    spans; a page too large for that draws them with TOKEN_DRAW_JS (the same elements).
+    inner HTML alone (a plain ``.tok`` span), [inner HTML, activation, alpha] (a shaded token
+    and nothing else: its ``data-act`` and its ``rgba`` background), or [inner HTML,
+    {key: value}] with the keys of ``ITEM_ATTRS`` and "c" (its classes besides ``tok``).
+    ``tokens_html`` writes them as spans; a page too large for that draws them with
+    TOKEN_DRAW_JS (the same elements).
 
     A span of one token without a note carries its activation ("a") only when it is not 0,
     its position ("p") only when it does not follow the previous span's last position (the
@@ -179,7 +181,13 @@ def token_items(toks: Sequence[Tok], rgb: str = SHADE_RGB, breaks: bool = True) 
                     + (f" · {t.note}" if t.note else "")
                     for t in members
                 )
-        if style:
+        shaded = len(members) == 1 and members[0].alpha > 0
+        if shaded and set(attrs) == {"a"}:  # the common shaded token: [text, act, alpha]
+            items.append([text, attrs["a"], f"{members[0].alpha:.3f}"])
+            continue
+        if style and 1 < len(members) < GRADIENT_MAX:  # the gradient's alphas: "s" built
+            attrs["g"] = [f"{t.alpha:.3f}" for t in members]
+        elif style:
             attrs["s"] = style
         items.append([text, attrs] if attrs else text)
     return items
@@ -195,9 +203,36 @@ def _info(attrs: dict) -> str:
     )
 
 
-def item_html(item: str | list) -> str:
+# Below this many tokens in a span, its gradient's stops (multiples of 100 / n, 2 decimals) never
+# fall on a rounding tie, so JavaScript's toFixed writes the same stops as Python's format.
+GRADIENT_MAX = 32
+
+
+def _gradient(alphas: Sequence[str], rgb: str) -> str:
+    """_background's gradient from its alphas as written ("0.806"); TOKEN_DRAW_JS builds the
+    same string."""
+    step = 100 / len(alphas)
+    stops = ",".join(
+        f"rgba({rgb},{a}) {i * step:.2f}% {(i + 1) * step:.2f}%" for i, a in enumerate(alphas)
+    )
+    return f"background:linear-gradient(to right,{stops})"
+
+
+def _expand(item: str | list, rgb: str) -> tuple[str, dict]:
+    """A compact item as (inner HTML, attributes by key)."""
+    if isinstance(item, str):
+        return item, {}
+    if len(item) == 3:  # [text, act, alpha]: a shaded token
+        return item[0], {"a": item[1], "s": f"background:rgba({rgb},{item[2]})"}
+    attrs = item[1]
+    if "g" in attrs:
+        attrs = {**attrs, "s": _gradient(attrs["g"], rgb)}
+    return item[0], attrs
+
+
+def item_html(item: str | list, rgb: str = SHADE_RGB) -> str:
     """One compact item (token_items) as its ``.tok`` span."""
-    text, attrs = (item, {}) if isinstance(item, str) else item
+    text, attrs = _expand(item, rgb)
     if "d" in attrs:
         attrs = {**attrs, "i": _info(attrs)}
     classes = "tok" + (f" {attrs['c']}" if "c" in attrs else "")
@@ -215,19 +250,32 @@ def tokens_html(toks: Sequence[Tok], rgb: str = SHADE_RGB, breaks: bool = True) 
     drawn once across them, shaded left to right with each token's own activation, and its
     hover lists every token with its own value. Compact (``token_items``): ~30 bytes a token
     without activation; TOKEN_JS completes each span's hover line and tooltip."""
-    return "".join(item_html(item) for item in token_items(toks, rgb, breaks))
+    return "".join(item_html(item, rgb) for item in token_items(toks, rgb, breaks))
 
 
 # Draws the compact items of ``tokens_json`` into every element with a data-items attribute
 # (its index in the list), before TOKEN_JS runs: the elements tokens_html would write.
 TOKEN_DRAW_JS = """
 (function(){
-  var data=JSON.parse(document.getElementById('token-items').textContent);
+  var source=document.getElementById('token-items');
+  var data=JSON.parse(source.textContent),rgb=source.getAttribute('data-rgb');
   var NAMES={p:'data-pos',a:'data-act',t:'data-tok',i:'data-info',s:'style'};
+  function expand(it){
+    if(typeof it==='string'){return {};}
+    if(it.length===3){return {a:it[1],s:'background:rgba('+rgb+','+it[2]+')'};}
+    var attrs=it[1];
+    if(attrs.g){
+      var n=attrs.g.length,step=100/n;
+      attrs.s='background:linear-gradient(to right,'+attrs.g.map(function(a,i){
+        return 'rgba('+rgb+','+a+') '+(i*step).toFixed(2)+'% '+((i+1)*step).toFixed(2)+'%';
+      }).join(',')+')';
+    }
+    return attrs;
+  }
   document.querySelectorAll('[data-items]').forEach(function(box){
     var frag=document.createDocumentFragment();
     data[+box.getAttribute('data-items')].forEach(function(it){
-      var el=document.createElement('span'),attrs=typeof it==='string'?{}:it[1];
+      var el=document.createElement('span'),attrs=expand(it);
       el.className='tok'+(attrs.c?' '+attrs.c:'');
       if(attrs.d){
         var first=parseInt(attrs.p,10),acts=attrs.a.split(' / ');
@@ -245,7 +293,7 @@ TOKEN_DRAW_JS = """
 """
 
 
-def tokens_json(runs: Sequence[list]) -> str:
+def tokens_json(runs: Sequence[list], rgb: str = SHADE_RGB) -> str:
     """The compact items of several runs of tokens (each ``token_items``) as the page's
     ``<script type="application/json" id="token-items">`` (TOKEN_DRAW_JS reads it): ~6 bytes a
     token without activation instead of ~30."""
@@ -253,7 +301,7 @@ def tokens_json(runs: Sequence[list]) -> str:
 
     text = json.dumps(list(runs), ensure_ascii=False, separators=(",", ":"))
     return (
-        '<script type="application/json" id="token-items">'
+        f'<script type="application/json" id="token-items" data-rgb="{rgb}">'
         + text.replace("</", "<\\/")
         + "</script>"
     )

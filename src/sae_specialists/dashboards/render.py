@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from ..core.html import TOKEN_JS, Tok, page, tokens_html
+from ..core.html import TOKEN_DRAW_JS, TOKEN_JS, Tok, page, token_items, tokens_html, tokens_json
 from ..core.numbers import decimals_for, fixed
 
 CSS = """
@@ -219,8 +219,11 @@ def logits_tables(logits: pl.DataFrame) -> str:
     return '<div class="cols">' + "".join(parts) + "</div>"
 
 
-def example_html(ex: Mapping[str, Any], scale: float, label: str) -> str:
-    """One example's window, drawn by the one token renderer (core/html.py)."""
+def example_html(ex: Mapping[str, Any], scale: float, label: str, runs: list | None = None) -> str:
+    """One example's window, drawn by the one token renderer (core/html.py). With ``runs``,
+    its tokens are appended there as compact items (``token_items``) and the window is an
+    empty element TOKEN_DRAW_JS fills with the same spans (the page carries ``tokens_json``);
+    without, the spans are written here."""
     toks = []
     for pos, raw, act, counted in zip(
         ex["window_pos"],
@@ -245,10 +248,15 @@ def example_html(ex: Mapping[str, Any], scale: float, label: str) -> str:
             )
         )
     src = ex["source"]
+    if runs is None:
+        window = f'<div class="win">{tokens_html(toks, breaks=False)}</div>'
+    else:
+        window = f'<div class="win" data-items="{len(runs)}"></div>'
+        runs.append(token_items(toks, breaks=False))
     return (
         f'<div class="ex" data-source="{esc(src, quote=True)}"><div class="lab '
         f'src-{esc(src, quote=True)}" title="{esc(ex["text_id"], quote=True)}">{label}</div>'
-        f'<div class="win">{tokens_html(toks, breaks=False)}</div></div>'
+        f"{window}</div>"
     )
 
 
@@ -364,6 +372,7 @@ def feature_page(
         "⟨BOS⟩ and grey italics: not counted.</p>",
         '<div id="info">hover a token</div>',
     ]
+    runs: list[list] = []  # every window's token items, drawn by TOKEN_DRAW_JS (light pages)
     top_ex = examples.filter(pl.col("kind") == "top").sort("rank")
     parts.append('<div class="examples" id="top-examples">')
     if top_ex.height == 0:
@@ -372,7 +381,7 @@ def feature_page(
         label = f"{ex['rank']}. <strong>{ex['activation']:.4g}</strong> · {esc(ex['category'])}" + (
             " (corpus)" if ex["source"] != "study" and ex["category"] != "corpus" else ""
         )
-        parts.append(example_html(ex, scale, label))
+        parts.append(example_html(ex, scale, label, runs))
     parts.append("</div>")
     quant = examples.filter(pl.col("kind") == "quantile")
     if quant.height:
@@ -394,9 +403,10 @@ def feature_page(
             )
             for ex in g.iter_rows(named=True):
                 label = f"<strong>{ex['activation']:.4g}</strong> · {esc(ex['category'])}"
-                parts.append(example_html(ex, scale, label))
+                parts.append(example_html(ex, scale, label, runs))
             parts.append("</div>")
-    return page(title, parts, CSS, TOKEN_JS)
+    parts.append(tokens_json(runs))
+    return page(title, parts, CSS, TOKEN_DRAW_JS + TOKEN_JS)
 
 
 def layer_page(features: pl.DataFrame, family: str, layer: int, index_href: str) -> str:
