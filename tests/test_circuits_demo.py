@@ -144,7 +144,7 @@ def test_edges_are_the_raw_sums_ranked(circuits):
     assert joined.height == up.height > 0
     np.testing.assert_allclose(
         joined["weight"].to_numpy(),
-        (joined["attribution_sum"] / joined["n_tokens_right"]).to_numpy(),
+        (joined["attribution_sum"] / joined["n_tokens"]).to_numpy(),
         rtol=1e-9,
     )
 

@@ -77,13 +77,22 @@ def svg_graph(
     by_col: dict[int, list[dict]] = {}
     for n in nodes:
         by_col.setdefault(col_of[n["order"] or 0], []).append(n)
+    roots = set(link_table["root"])
     pos = {}
     for c, members in by_col.items():
+        # the roots on the top row (a chain of specialists reads along it), others below
         members.sort(key=lambda n: (n["kind"] == "error", -strength.get(n["node_id"], 0.0)))
-        for i, n in enumerate(members):
+        top = [n for n in members if n["node_id"] in roots]
+        rest = [n for n in members if n["node_id"] not in roots]
+        for i, n in enumerate(top[:1] + rest if top else rest, start=0 if top else 1):
             pos[n["node_id"]] = (MARGIN + c * COLUMN_W + 40, MARGIN + 30 + i * ROW_H)
+        for j, n in enumerate(top[1:]):  # two roots in one column (two categories): below all
+            pos[n["node_id"]] = (
+                MARGIN + c * COLUMN_W + 40,
+                MARGIN + 30 + (len(rest) + 1 + j) * ROW_H,
+            )
     width = MARGIN * 2 + len(columns) * COLUMN_W + 40
-    height = MARGIN * 2 + 30 + max(len(m) for m in by_col.values()) * ROW_H
+    height = MARGIN * 2 + 30 + (max(len(m) for m in by_col.values()) + 1) * ROW_H
     top = max(abs(w) for w in link_table["weight"].drop_nulls()) or 1.0
     parts = [
         f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" '

@@ -47,7 +47,8 @@ def _node_expr(family: str, layer: str, feature: str) -> pl.Expr:
 def downstream_edges(
     downstream: pl.DataFrame, specialists: pl.DataFrame, options: RankOptions
 ) -> pl.DataFrame:
-    """Per root and later SAE, the ``top_k`` targets by |effect| (ties: lower feature id).
+    """Per root and later SAE, the ``top_k`` targets by |effect| (ties: lower feature id), float
+    noise (|effect| < ABS_FLOOR per token) left out.
     ``target_is_specialist``: the target is the specialist of the root's category at its own
     family and layer (``specialists``: the analysis table, rows with has_specialist)."""
     marks = _specialist_marks(specialists).rename(
@@ -69,7 +70,7 @@ def downstream_edges(
         .with_columns(
             rank=pl.int_range(1, pl.len() + 1).over([*ROOT_KEY, "target_family", "target_layer"])
         )
-        .filter(pl.col("rank") <= options.top_k)
+        .filter((pl.col("rank") <= options.top_k) & (pl.col("effect").abs() >= ABS_FLOOR))
     )
     df = df.join(
         marks, on=["target_family", "target_layer", "category", "target_feature"], how="left"
@@ -281,13 +282,9 @@ def summary(
         .group_by(ROOT_KEY)
         .agg(error_share_max=pl.col("share").max())
     )
-    strongest = (  # largest |relative| change (a target that never fires clean: last)
+    strongest = (  # the largest |effect| (activation units per token) over the later SAEs
         down_top.filter(pl.col("rank") == 1)
-        .sort(
-            [pl.col("relative").abs(), pl.col("effect").abs()],
-            descending=True,
-            nulls_last=True,
-        )
+        .sort(pl.col("effect").abs(), descending=True)
         .group_by(ROOT_KEY, maintain_order=True)
         .first()
         .select(
