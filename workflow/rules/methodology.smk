@@ -98,11 +98,8 @@ rule methodology_sweep:
         table=L.methodology_table("threshold_sweep"),
         table_csv=L.methodology_table("threshold_sweep", "csv"),
         chart_html=L.methodology_chart("threshold_sweep", "html"),
-        chart_png=report(
-            L.methodology_chart("threshold_sweep", "png"),
-            caption="../report/methodology_sweep.rst",
-            category="Methodology",
-        ),
+        # linked from the methodology summary's caption, not embedded (a tall chart: ~2.6 MB)
+        chart_png=L.methodology_chart("threshold_sweep", "png"),
     log:
         L.log("methodology", "sweep"),
     conda:
@@ -169,11 +166,8 @@ rule methodology_bootstrap:
         stability=L.table("specialists_stability"),
         stability_csv=L.table("specialists_stability", "csv"),
         charts_html=[L.stability_chart(f, "html") for f in FAMILIES],
-        charts_png=report(
-            [L.stability_chart(f, "png") for f in FAMILIES],
-            caption="../report/methodology_stability.rst",
-            category="Methodology",
-        ),
+        # linked from the methodology summary's caption, not embedded (one per family)
+        charts_png=[L.stability_chart(f, "png") for f in FAMILIES],
     log:
         L.log("methodology", "bootstrap"),
     conda:
