@@ -1,0 +1,107 @@
+"""Learning curve vs shuffled-label null at research size (run by hand; numbers go to
+bench/RESULTS.md, issue 25 item 4).
+
+Takes a finished ``bench/analysis_bench.py`` work directory (synthetic shards and per-text tables
+of the GPT-2-shaped benchmark model: 7 categories, ``--texts`` texts in all, 4 layers, 24,576
+features), switches the validation stage on in a copy of its config (baselines off: the
+synthetic shards have no pooled residuals; learning curve on with the default ladder, draws and
+permutations) and runs ``snakemake`` for three targets, one job at a time (``--cores 1``):
+held-out selection, the null (``validation.permutations``, default 1,000) and the learning curve.
+Each job's own last log line gives its wall time and peak RSS; CPU time of the whole Snakemake
+run comes from ``getrusage(RUSAGE_CHILDREN)``. Target: the learning curve within 2 x the null.
+
+Usage:
+    python bench/analysis_bench.py --texts 7000 --workdir /tmp/sae-analysis-bench
+    python bench/learning_curve_bench.py --workdir /tmp/sae-analysis-bench
+Appends a JSON record to ``--log`` (default bench/results.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from run_bench import append_record, machine_info  # noqa: E402
+
+DONE = re.compile(r"(?P<what>\S+): done in (?P<s>[0-9.]+) s, peak RSS (?P<rss>[0-9]+) MB")
+JOBS = ("heldout", "null", "learning_curve")
+
+
+def job_line(log: Path) -> dict:
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    found = [m for m in map(DONE.search, lines) if m]
+    if not found:
+        return {"seconds": None, "peak_rss_mb": None}
+    return {"seconds": float(found[-1]["s"]), "peak_rss_mb": int(found[-1]["rss"])}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", default="/tmp/sae-analysis-bench")
+    p.add_argument("--log", default=str(HERE / "results.jsonl"))
+    args = p.parse_args()
+    work = Path(args.workdir)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["validation"] = {
+        "enabled": True,
+        "families": ["res"],
+        "baselines": False,
+        "learning_curve": {"enabled": True},
+    }
+    cfg = work / "config_validation.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    results = Path(config["results_dir"])
+    targets = [
+        results / "validation" / "heldout" / "cells.parquet",
+        results / "validation" / "null" / "cells.parquet",
+        results / "validation" / "learning_curve" / "cells.parquet",
+    ]
+    for t in targets:
+        t.unlink(missing_ok=True)
+    cmd = [
+        str(Path(sys.executable).with_name("snakemake")),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "1",
+        *map(str, targets),
+    ]
+    t0 = time.perf_counter()
+    with open(work / "snakemake-learning-curve.log", "w") as out:
+        rc = subprocess.call(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    jobs = {name: job_line(results / "logs" / "validation" / f"{name}.log") for name in JOBS}
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tag": "learning-curve-vs-null",
+        "machine": machine_info(),
+        "workdir": str(work),
+        "rc": rc,
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "jobs": jobs,
+    }
+    null, curve = jobs["null"]["seconds"], jobs["learning_curve"]["seconds"]
+    if null and curve:
+        record["curve_over_null"] = curve / null
+    append_record(record, args.log)
+    print(json.dumps(record, indent=1))
+    if rc:
+        sys.exit(f"snakemake failed ({rc}): {work / 'snakemake-learning-curve.log'}")
+
+
+if __name__ == "__main__":
+    main()
