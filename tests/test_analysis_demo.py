@@ -18,19 +18,20 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_snakemake, scheduled_jobs
 from test_analysis_fixture import reference_tables
+from torch_watch import job_imports, watch_env
 
 THRESHOLD_RULES = {
     "analysis_specialist_tables",
     "analysis_specialist_charts",
+    "analysis_token_views",
     "analysis_report",
-    # validation is on in config/demo.yaml: the report shows its verdicts, which depend on the
-    # threshold (docs/validation.md); its baselines do not
+    # validation is on in config/demo.yaml: analysis.html's findings board shows its verdicts,
+    # which depend on the threshold (docs/validation.md); its baselines do not
     "validation_heldout",
     "validation_null",
     "validation_verdicts",
-    # causal is on too: the report shows its verdicts; the checkpoint re-reads the specialist
-    # set, and a layer's causal job reruns only if its set changed (docs/causal.md)
-    "causal_cells",
+    # never the causal check (it runs the model): its verdicts are on index.html's board,
+    # rebuilt by the default target (report/findings.py, needs_model)
 }
 
 
@@ -161,15 +162,23 @@ def test_demo_tables_match_independent_computation_and_plan(demo):
     assert "Specialists found per layer" in summary
 
 
-def test_demo_threshold_change_reruns_only_analysis(demo_copy):
+def test_demo_threshold_change_reruns_only_analysis(demo_copy, tmp_path, monkeypatch):
+    """...and `snakemake analysis` never imports torch (issue 26 item 2): every process of the
+    run, checkpoint jobs included, runs with a watcher on the import (tests/torch_watch.py)."""
     work, cfg, results = demo_copy
     new = dict(cfg, analysis=dict(cfg["analysis"], threshold=cfg["analysis"]["threshold"] + 3))
     dry = run_snakemake(work, "--cores", "2", "-n", "analysis", config=new)
     jobs = scheduled_jobs(dry)
     assert set(jobs) == THRESHOLD_RULES | {"analysis"}, dry.stdout
-    assert jobs["analysis_report"] == 1  # token views of every layer, summary, index
+    assert jobs["analysis_token_views"] == 1  # token views of every layer: one job
     before = pl.read_parquet(results / "tables" / "specialists.parquet")
-    run_snakemake(work, "--cores", "2", "analysis", config=new)
+    env, torch_log = watch_env(tmp_path / "watch")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    proc = run_snakemake(work, "--cores", "2", "analysis", config=new)
+    ran = set(re.findall(r"(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr))
+    assert ran == THRESHOLD_RULES | {"analysis"}, ran
+    assert job_imports(torch_log) == []
     # jobs run with one polars thread (set by the Snakefile) and report their peak memory
     log = (results / "logs" / "analysis" / "specialist_tables.log").read_text()
     assert re.search(r"done in [0-9.]+ s, peak RSS [0-9]+ MB, polars threads 1$", log, re.M), log

@@ -196,7 +196,8 @@ def test_threshold_change_reruns_only_analysis_rules(run):
         "all",
         "analysis_specialist_tables",
         "analysis_specialist_charts",
-        "analysis_report",  # token views of every layer, summary and index: one job
+        "analysis_token_views",  # token views of every layer: one job
+        "analysis_report",  # summary.md and analysis.html
     }, dry.stdout
     before = pl.read_parquet(work / "results" / "tables" / "specialists.parquet")
     snakemake(work, "--configfile", "config.yaml", "--config", "threshold=9.5")

@@ -107,7 +107,8 @@ def test_validation_records_never_claim_a_test_that_did_not_run():
     both = validation_record(
         validation_row(heldout_auroc=0.5, generalises=False, loses_to_probe=True)
     )
-    assert both["label"] == "does not generalise, loses to probe" and both["ok"] is False
+    assert both["label"] == "does not generalise" and both["ok"] is False
+    assert both["detail"].startswith("also loses to probe; ")
     nothing = validation_record(validation_row(heldout_auroc=None, p_value=None))
     assert nothing["ok"] is None and nothing["verdict"] == "not_tested"
     assert validation_record(validation_row(has_specialist=False)) is None
@@ -165,8 +166,10 @@ def test_cell_verdict_combines_stages_and_ignores_stale_records():
     assert cells["poetry"].status == UNTESTED and cells["poetry"].label == "not tested"
     assert cells["math"].label == ""
     sentence = family_sentence(cells.values(), ["validation", "causal"])
-    assert sentence.startswith("1 of 4 specialists hold up; 2 do not: ")
-    assert "recipes (✗ chance, layer 1)" in sentence and "1 not tested" in sentence
+    assert sentence == (
+        "1 of 4 specialists hold up: python (layer 1). 2 do not: ✗ chance 1, ⊘ detector only 1. "
+        "1 not tested by any stage."
+    )
     html = board_html(
         list(cells.values()),
         ["validation", "causal"],
@@ -265,6 +268,10 @@ KEYS = RunKeys(
         ("dashboards/sae=res/layer=1/feature=3.html", False),
         ("export/neuronpedia/sae=attn/layer=1/batch-0.json", True),
         ("methodology/summary.md", True),
+        ("surface/probe/tokens/category=probe/chunk=00000/tokens.parquet", False),
+        ("surface/probe/activations/sae=res/layer=1/category=probe/chunk=00003/a.parquet", False),
+        ("surface/probe/activations/sae=res/layer=5/category=probe/chunk=00000/a.parquet", True),
+        ("validation/test_set/tokens/category=python/chunk=00004/tokens.parquet", False),
     ],
 )
 def test_files_of_another_configuration(rel, foreign):

@@ -70,7 +70,7 @@ REGISTRY: tuple[VerdictSource, ...] = (
         needs_model=lambda S: S.validation.test_texts is not None,
         order=10,
         mark="✗",
-        legend="validated / ✗ chance, does not generalise, loses to probe",
+        legend="validated; ✗ chance, does not generalise, loses to probe",
     ),
     VerdictSource(
         stage="learning_curve",
@@ -90,7 +90,7 @@ REGISTRY: tuple[VerdictSource, ...] = (
         needs_model=lambda S: True,  # ablation runs the model
         order=20,
         mark="⊘",
-        legend="specific, unspecific / ⊘ detector only",
+        legend="specific, unspecific; ⊘ detector only",
     ),
     VerdictSource(
         stage="surface",
@@ -267,47 +267,60 @@ def _layers_text(layers: list[int]) -> str:
 
 
 def family_sentence(cells: Iterable[Cell], stages: Sequence[str]) -> str:
-    """E.g. "3 of 8 specialists hold up; 4 do not: recipes (✗ chance, layers 0–3); 1 not
-    tested." (cells of one family)."""
+    """E.g. "3 of 8 specialists hold up: python (layers 0–3), conversational (layer 1). 4 do
+    not: ✗ chance 2, ⊘ detector only 3. 1 not tested." (cells of one family; a cell against
+    which two stages speak counts once in the total, once per verdict in the breakdown)."""
     specs = [c for c in cells if c.status != NONE]
     n = len(specs)
     if n == 0:
         return "No specialist (no candidate scores above 0)."
     if not stages:
-        return f"{n} specialists; no verdict stage ran on this run."
+        return f"{n} specialist{'s' * (n != 1)}; no verdict stage ran on this run."
     holds = [c for c in specs if c.status == HOLDS]
     fails = [c for c in specs if c.status == FAILS]
     untested = [c for c in specs if c.status == UNTESTED]
-    text = f"{len(holds)} of {n} specialist{'s' if n != 1 else ''} hold up"
+    text = f"{len(holds)} of {n} specialist{'s' * (n != 1)} hold{'s' * (n == 1)} up"
+    if holds:
+        by_cat: dict[str, list[int]] = {}
+        for c in holds:
+            by_cat.setdefault(c.category, []).append(c.layer)
+        text += ": " + ", ".join(f"{cat} ({_layers_text(ls)})" for cat, ls in by_cat.items())
+    text += "."
     if fails:
-        groups: dict[tuple[str, str], list[int]] = {}
+        counts: dict[str, int] = {}
         for c in fails:
-            groups.setdefault((c.category, c.label), []).append(c.layer)
-        listed = "; ".join(
-            f"{cat} ({label}, {_layers_text(layers)})" for (cat, label), layers in groups.items()
+            for stage, record in c.verdicts.items():
+                if record is not None and record["ok"] is False:
+                    key = f"{source(stage).mark} {record['label']}".strip()
+                    counts[key] = counts.get(key, 0) + 1
+        text += f" {len(fails)} do{'es' * (len(fails) == 1)} not: " + ", ".join(
+            f"{k} {v}" for k, v in counts.items()
         )
-        text += f"; {len(fails)} do{'es' if len(fails) == 1 else ''} not: {listed}"
+        text += "."
     if untested:
-        text += f"; {len(untested)} not tested by any stage"
-    return text + "."
+        text += f" {len(untested)} not tested by any stage."
+    return text
 
 
 BOARD_CSS = """
-.boards{display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:flex-start}
-.board{font-size:12px;line-height:1.2}
-.board h3{margin:.2em 0;font-size:13px}
-.board p.sentence{margin:.1em 0 .3em;max-width:40em;color:#333}
+#findings h2{margin:.2em 0 0}
+.boards{display:flex;flex-wrap:wrap;gap:.3em 1.2em;align-items:flex-start}
+.board{font-size:11px;line-height:1.15}
+.board caption{caption-side:top;text-align:left}
+.board h3{margin:.25em 0 .1em;font-size:12px}
+.board p.sentence{margin:0 0 .2em;color:#333;min-width:16em}
 .board table{border-collapse:collapse;margin:0}
-.board td,.board th{border:1px solid #ddd;padding:1px 4px;text-align:left;vertical-align:top}
+.board td,.board th{border:1px solid #ddd;padding:1px 3px;text-align:left;vertical-align:top}
 .board th{background:#f4f4f4;font-weight:600}
-.board td.cell{min-width:5.5em;max-width:11em}
-.board .v{display:block;font-size:11px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.board p.empty{margin:0 0 .2em;color:#888}
+.board .v{font-size:10.5px;white-space:nowrap}
+.board .v span.sep{display:block;height:0;overflow:hidden}
 .board td.holds{background:#ebfbee}.board td.holds .v{color:#2b8a3e}
 .board td.fails{background:#fff0f0}.board td.fails .v{color:#c92a2a;font-weight:600}
 .board td.untested .v{color:#777}
 .board td.none{color:#aaa}
 .board .score{color:#555}
-p.legend{font-size:12px;color:#444;margin:.2em 0 .4em}
+p.board-legend{font-size:11.5px;color:#444;margin:.1em 0 .3em}
 """
 
 
@@ -321,7 +334,7 @@ def board_html(
 ) -> str:
     """The boards of every family (``<section id="findings">``), legend first.
     ``dashboard_href(family, layer, feature)``: the link of a specialist's dashboard."""
-    legend = ["cell: specialist #feature, score; verdict of every stage that judged it"]
+    legend = ["Cell: #feature (dashboard) and score, then the verdicts"]
     legend.append("green: holds up · red: a stage speaks against it · grey: not tested")
     legend += [f"{source(s).title}: {source(s).legend}" for s in stages if source(s).legend]
     if left_out_stages:
@@ -329,20 +342,31 @@ def board_html(
         legend.append(f"{names} (needs the model): on the board of index.html")
     parts = [
         f'<section id="findings"><h2>{esc(heading)}</h2>',
-        f'<p class="legend">{esc(" · ".join(legend))}</p>',
+        f'<p class="board-legend">{esc(" · ".join(legend))}</p>',
         '<div class="boards">',
     ]
-    families = sorted({c.family for c in cells})
-    for family in families:
+    # the families with the most specialists first (the widest boards lead the rows)
+    count = {
+        f: sum(c.status != NONE for c in cells if c.family == f) for f in {c.family for c in cells}
+    }
+    for family in sorted(count, key=lambda f: (-count[f], f)):
         fam = [c for c in cells if c.family == family]
         layers = sorted({c.layer for c in fam})
-        cats = sorted({c.category for c in fam})
+        # a category without a specialist at any layer: one line under the grid, not a row
+        cats = sorted({c.category for c in fam if c.status != NONE})
+        empty = sorted({c.category for c in fam} - set(cats))
         grid = {(c.category, c.layer): c for c in fam}
+        # the heading and sentence as the table's caption: they wrap to the grid's width
+        none_line = (
+            f'<p class="empty">no specialist at any layer: {esc(", ".join(empty))}</p>'
+            if empty
+            else ""
+        )
         parts.append(
-            f'<div class="board" data-family="{esc(family, quote=True)}">'
+            f'<div class="board" data-family="{esc(family, quote=True)}"><table><caption>'
             f"<h3>SAE <code>{esc(family)}</code></h3>"
-            f'<p class="sentence">{esc(family_sentence(fam, stages))}</p>'
-            "<table><thead><tr><th>category</th>"
+            f'<p class="sentence">{esc(family_sentence(fam, stages))}</p>{none_line}</caption>'
+            "<thead><tr><th>category</th>"
             + "".join(f"<th>layer {layer}</th>" for layer in layers)
             + "</tr></thead><tbody>"
         )
@@ -373,8 +397,16 @@ def _cell_html(c: Cell, dashboard_href) -> str:
     feat_html = f'<a href="{esc(href, quote=True)}">{feat}</a>' if href else feat
     return (
         f'<td class="cell {c.status}" {attrs} title="{esc(c.title, quote=True)}">'
-        f'{feat_html} <span class="score">{c.score}</span>'
-        f'<span class="v">{esc(c.label)}</span></td>'
+        f'{feat_html} <span class="score">{c.score}</span> '
+        f'<span class="v">{_label_html(c.label)}</span></td>'
+    )
+
+
+def _label_html(label: str) -> str:
+    """The first part after the feature and score, each other one on its own line; the
+    " · " between them stays in the text (hidden)."""
+    return '<span class="sep"> · </span>'.join(
+        f"<span>{esc(part)}</span>" for part in label.split(" · ")
     )
 
 

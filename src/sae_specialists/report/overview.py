@@ -210,6 +210,7 @@ class RunKeys:
 
 
 KEY_SEGMENT = re.compile(r"^(sae|layer|category|chunk)=([^/]*?)(_histograms)?(\.[a-z]+)?$")
+CONTRACT_TREES = ("tokens", "activations", "pooled")  # the study's shards (data contract)
 # directories whose files are named after a category: token views, causal pages
 CATEGORY_PAGES = ("token_views", "causal/pages", "circuits/pages")
 
@@ -222,7 +223,9 @@ def foreign_reason(rel: str, keys: RunKeys, *, stages: bool = True) -> str | Non
     if stages and parts[0] in keys.off:
         return f"stage {parts[0]} is off in this configuration (`snakemake {parts[0]}` builds it)"
     family = None
-    test_set = rel.startswith("validation/test_set/")  # its own chunks (validation.test_texts)
+    # categories and chunks: of the study's shard trees only (a stage's own shard tree, e.g.
+    # validation/test_set or surface/probe, has its own texts); families and layers: anywhere
+    study_tree = parts[0] in CONTRACT_TREES
     for i, part in enumerate(parts):
         m = KEY_SEGMENT.match(part)
         if not m:
@@ -235,9 +238,9 @@ def foreign_reason(rel: str, keys: RunKeys, *, stages: bool = True) -> str | Non
         elif key == "layer" and family is not None:
             if not value.isdigit() or int(value) not in keys.families[family]:
                 return f"layer {value} of SAE family {family} is not in this configuration"
-        elif key == "category" and value not in keys.categories:
+        elif key == "category" and study_tree and value not in keys.categories:
             return f"category {value} is not in this configuration"
-        elif key == "chunk" and parts[i - 1].startswith("category=") and not test_set:
+        elif key == "chunk" and parts[i - 1].startswith("category=") and study_tree:
             category = parts[i - 1].removeprefix("category=")
             if value.isdigit() and int(value) >= keys.n_chunks.get(category, 1):
                 return f"chunk {value} of category {category}: this configuration has fewer texts"

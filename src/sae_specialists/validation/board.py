@@ -4,7 +4,8 @@ cell with a specialist, from the cell table (validation/cells.parquet).
 - ``chance``: the shuffled-label null ran (a p-value exists) and the specialist does not beat
   it; ``does_not_generalise``: its held-out AUROC is below ``min_auroc`` or not above the
   random-feature floor; ``loses_to_probe``: a baseline beats it by more than ``probe_margin``.
-  Each is a verdict against the specialist (ok false); the label lists every one raised.
+  Each is a verdict against the specialist (ok false); the record's verdict and label are the
+  first raised in that order (the board shows one word per stage), the detail names the others.
 - ``validated``: it generalises and beats the null (ok true); ``generalises`` when the null did
   not run (``permutations: 0``: the label says "chance not tested", never "chance").
 - ``not_tested`` (ok null): no held-out AUROC and no p-value.
@@ -32,8 +33,11 @@ def cell_record(row: dict) -> dict | None:
         against.append(("does_not_generalise", "does not generalise"))
     if row.get("loses_to_probe"):
         against.append(("loses_to_probe", "loses to probe"))
-    if against:
-        verdict, label, ok = against[0][0], ", ".join(lab for _, lab in against), False
+    detail = row.get("verdict_text") or ""
+    if against:  # the board shows the first (chance, then generalisation, then the probes)
+        verdict, label, ok = against[0][0], against[0][1], False
+        if len(against) > 1:
+            detail = "also " + ", ".join(lab for _, lab in against[1:]) + "; " + detail
     elif auc is not None and null_ran:
         verdict, label, ok = "validated", "validated", True
     elif auc is not None:
@@ -49,7 +53,7 @@ def cell_record(row: dict) -> dict | None:
         "verdict": verdict,
         "label": label,
         "ok": ok,
-        "detail": row.get("verdict_text") or "",
+        "detail": detail,
     }
 
 
