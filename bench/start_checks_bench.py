@@ -48,13 +48,18 @@ def demo_config(assets: Path, results: Path) -> dict:
     cfg["texts"] = str(REPO / "resources" / "demo_texts")
     cfg["results_dir"] = str(results)
     cfg.pop("demo", None)
+    if "surface" in cfg:  # its probe texts are a resources/ directory outside a checkout's src
+        cfg["surface"]["probe_texts"] = None
     return cfg
 
 
 def study_config(assets: Path, results: Path) -> dict:
     from rerun_bench import study_config as rerun_study_config
 
-    return rerun_study_config(assets, results, 5.0)
+    cfg = rerun_study_config(assets, results, 5.0)
+    if "surface" in cfg:  # as in demo_config
+        cfg["surface"]["probe_texts"] = None
+    return cfg
 
 
 def in_process(cfg: dict, record: Path | None) -> float:
