@@ -196,8 +196,9 @@ def curve_layer(data: LayerData, s: CurveSettings, progress=None) -> pl.DataFram
         top = n == ladder[-1]
         for draw in range(1 if top else s.draws):
             rng, fold_seed, perm_seed = _draw_seeds(s.seed, n, draw)
-            picked = np.arange(data.n_texts) if top else draw_rows(data.cat_index, n, rng)
-            for row in evaluate_draw(subsample(data, picked), s, fold_seed, perm_seed, full):
+            # the top rung is the corpus itself: no copy of the dense layer
+            sub = data if top else subsample(data, draw_rows(data.cat_index, n, rng))
+            for row in evaluate_draw(sub, s, fold_seed, perm_seed, full):
                 rows.append({**row, "n": n, "draw": draw})
             if progress is not None:
                 progress()
