@@ -297,27 +297,25 @@ def check_local_saes(
                 continue  # built by a rule (demo) or reported by the extraction job
             check_local_sae_dir(path)
             where = f"config: saes.{family.name} layer {layer} ({path})"
-            files = [path / "cfg.json", path / "sae_weights.safetensors"]
-            if checked.passed(files, SAE_CHECK):
-                cfg = read_sae_cfg(path, where)
-            else:
-                cfg = check_sae_files(path, where)
-                checked.record(files, SAE_CHECK)
+            cfg = read_sae_cfg(path, where)
             hook = sae_hook_name(cfg)
             if not hook:
                 raise SAEError(f"{where}: cfg.json has no metadata.hook_name.")
             check_hook_kind(hook, where)
-            if model_config is None:
-                continue
-            block = hook_block(hook)
-            n_layers = model_config.get("n_layers")
-            if block is not None and n_layers is not None and block >= n_layers:
-                raise SAEError(
-                    f"{where}: the SAE reads hook {hook!r} but the model has only {n_layers} "
-                    "layers. Pick the SAEs trained on this model."
-                )
-            check_hook_exists(hook, model_config, where)
-            check_sae_width(hook, cfg, model_config, where)
+            if model_config is not None:  # first: an SAE of another model is the root cause
+                block = hook_block(hook)
+                n_layers = model_config.get("n_layers")
+                if block is not None and n_layers is not None and block >= n_layers:
+                    raise SAEError(
+                        f"{where}: the SAE reads hook {hook!r} but the model has only "
+                        f"{n_layers} layers. Pick the SAEs trained on this model."
+                    )
+                check_hook_exists(hook, model_config, where)
+                check_sae_width(hook, cfg, model_config, where)
+            files = [path / "cfg.json", path / "sae_weights.safetensors"]
+            if not checked.passed(files, SAE_CHECK):
+                check_sae_files(path, where)  # the weights: shapes against cfg.json, finite
+                checked.record(files, SAE_CHECK)
 
 
 SAE_CHECK = "sae-files/1"  # bump when check_sae_files checks more
