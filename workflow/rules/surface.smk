@@ -11,7 +11,7 @@
 #   held out on the same texts as the held-out AUROC.
 # - surface.probe_texts (item 3): every probe set in one text file (surface_probe_texts), its
 #   tokens and activations through the extraction rules' twins (model jobs, one per family at
-#   the top-level layers: families listing their own layers get no probe measures), read by
+#   the top-level layers, or one job for every family with extraction.jobs per_category), read by
 #   surface_verdicts with the analysis' per-text values. Nothing of the study's shards changes.
 from sae_specialists.extraction.corpus import n_chunks as _n_chunks
 from sae_specialists.surface.probe import (
@@ -32,8 +32,15 @@ PROBE_FILES = (
 _TOP_LEVEL = [
     g for g in S.extraction_groups() if g[2]
 ]  # families at the top-level layers
+# extraction.jobs per_category: one job extracts the probe texts for every family (the families
+# listing their own layers too); per_family: the top-level families' twins only
+PER_CATEGORY = S.extraction.jobs == "per_category"
 PROBE_LAYERS = (
-    [(f, l) for f, l in SURFACE_LAYERS if _TOP_LEVEL and f in _TOP_LEVEL[0][1]]
+    [
+        (f, l)
+        for f, l in SURFACE_LAYERS
+        if PER_CATEGORY or (_TOP_LEVEL and f in _TOP_LEVEL[0][1])
+    ]
     if PROBE_FILES
     else []
 )
@@ -155,44 +162,70 @@ if PROBE_LAYERS:
         script:
             "../../scripts/surface_probe_texts.py"
 
-    use rule extract_tokens as surface_probe_tokens with:
-        input:
-            text_file=L.surface_probe_file,
-            model=model_and_sae_files([], []),
-        output:
-            tokens=LP.tokens_chunk("{category}", "{chunk}"),
-        log:
-            L.log("surface", "probe_tokens_category={category}/chunk={chunk}"),
-        wildcard_constraints:
-            category=PROBE_CATEGORY,
-        params:
-            n_chunks=PROBE_CHUNKS,  # the other params: the same
-            content=local_content((), None, PROBE_SOURCES),
+    if PER_CATEGORY:
 
-    use rule extract_activations as surface_probe_extract with:
-        input:
-            text_file=L.surface_probe_file,
-            model_and_saes=lambda w: model_and_sae_files([w.family], LAYERS),
-        output:
-            activations=[
-                LP.activations_chunk("{family}", l, "{category}", "{chunk}")
-                for l in _TOP_LEVEL[0][0]
-            ],
-            pooled=[
-                LP.pooled_chunk("{family}", l, "{category}", "{chunk}")
-                for l in _TOP_LEVEL[0][0]
-            ],
-        log:
-            L.log(
-                "surface",
-                "probe_extract_sae={family}/category={category}/chunk={chunk}",
-            ),
-        wildcard_constraints:
-            family="|".join(re.escape(f) for f in _TOP_LEVEL[0][1]),
-            category=PROBE_CATEGORY,
-        params:
-            n_chunks=PROBE_CHUNKS,  # the other params: the same
-            content=lambda w: local_content([w.family], LAYERS, PROBE_SOURCES),
+        use rule extract_category as surface_probe_extract with:
+            input:
+                text_file=L.surface_probe_file,
+                model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
+            output:
+                tokens=LP.tokens_chunk("{category}", "{chunk}"),
+                activations=[
+                    LP.activations_chunk(f, l, "{category}", "{chunk}")
+                    for f, l in _ALL_SAES
+                ],
+                pooled=[
+                    LP.pooled_chunk(f, l, "{category}", "{chunk}")
+                    for f, l in _ALL_SAES
+                ],
+            log:
+                L.log("surface", "probe_extract_category={category}/chunk={chunk}"),
+            wildcard_constraints:
+                category=PROBE_CATEGORY,
+            params:
+                n_chunks=PROBE_CHUNKS,  # the other params: the same
+                content=local_content(FAMILIES, LAYERS, PROBE_SOURCES),
+
+    else:
+
+        use rule extract_tokens as surface_probe_tokens with:
+            input:
+                text_file=L.surface_probe_file,
+                model=model_and_sae_files([], []),
+            output:
+                tokens=LP.tokens_chunk("{category}", "{chunk}"),
+            log:
+                L.log("surface", "probe_tokens_category={category}/chunk={chunk}"),
+            wildcard_constraints:
+                category=PROBE_CATEGORY,
+            params:
+                n_chunks=PROBE_CHUNKS,  # the other params: the same
+                content=local_content((), None, PROBE_SOURCES),
+
+        use rule extract_activations as surface_probe_extract with:
+            input:
+                text_file=L.surface_probe_file,
+                model_and_saes=lambda w: model_and_sae_files([w.family], LAYERS),
+            output:
+                activations=[
+                    LP.activations_chunk("{family}", l, "{category}", "{chunk}")
+                    for l in _TOP_LEVEL[0][0]
+                ],
+                pooled=[
+                    LP.pooled_chunk("{family}", l, "{category}", "{chunk}")
+                    for l in _TOP_LEVEL[0][0]
+                ],
+            log:
+                L.log(
+                    "surface",
+                    "probe_extract_sae={family}/category={category}/chunk={chunk}",
+                ),
+            wildcard_constraints:
+                family="|".join(re.escape(f) for f in _TOP_LEVEL[0][1]),
+                category=PROBE_CATEGORY,
+            params:
+                n_chunks=PROBE_CHUNKS,  # the other params: the same
+                content=lambda w: local_content([w.family], LAYERS, PROBE_SOURCES),
 
 
 if SF.topics is not None:
