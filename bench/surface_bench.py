@@ -1,4 +1,4 @@
-"""Surface stage benchmark (run by hand, never in CI): CPU and wall time of items 1-2 (the
+"""Surface stage benchmark (run by hand, never in CI): CPU and wall time of the token measures (the
 ``surface_layer`` job of every layer and the ``surface_verdicts`` job, without probe texts) at
 the study's size, on synthetic GPT-2-shaped shards.
 

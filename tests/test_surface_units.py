@@ -119,7 +119,7 @@ def measured(texts, cats, c=0, n_folds=5, seed=0, share=0.8, most=10):
     return measure(pos, y, folds[pos.text], pos.cat_index[pos.text] == c, share, most), folds
 
 
-# -- items 1-2 against the independent loops ----------------------------------------------------
+# -- token measures against the independent loops ------------------------------------------
 @pytest.mark.parametrize("kind", ["token", "context", "bigram"])
 def test_r2_equals_the_loop_computation(kind):
     texts, cats = corpus(kind)

@@ -9,7 +9,7 @@
 #   the cheap surface_verdicts job.
 # - The folds are the validation stage's (validation.folds, validation.seed): the token R² is
 #   held out on the same texts as the held-out AUROC.
-# - surface.probe_texts (item 3): every probe set in one text file (surface_probe_texts), its
+# - surface.probe_texts: every probe set in one text file (surface_probe_texts), its
 #   tokens and activations through the extraction rules' twins (model jobs, one per family at
 #   the top-level layers, or one job for every family with extraction.jobs per_category), read by
 #   surface_verdicts with the analysis' per-text values. Nothing of the study's shards changes.

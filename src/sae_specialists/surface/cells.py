@@ -1,4 +1,4 @@
-"""Items 1-2 of one (family, layer): the measures of each specialist, as table rows.
+"""The token measures of one (family, layer), as table rows (docs/surface.md, sections 1-2).
 
 A specialist is a row of the analysis' specialists table with ``has_specialist`` (the study's
 rule on every text). Its folds are the validation stage's: ``category_folds`` of its category

@@ -32,8 +32,8 @@ def layer_specialists(specialists: pl.DataFrame, sae: str, layer: int) -> pl.Dat
 
 
 def layer(smk: Any) -> None:
-    """Items 1-2 for one (family, layer): token and bigram R², top-token mass, trigger tokens
-    inside vs outside the category, for every specialist of the layer."""
+    """The token measures of one (family, layer): token and bigram R², top-token mass, trigger
+    tokens inside vs outside the category, for every specialist of the layer."""
     from .cells import frames, specialist_rows
     from .data import read_activations, read_tokens
 

@@ -1,4 +1,4 @@
-"""Probe texts (docs/surface.md, item 3): meaning without markers, markers without meaning.
+"""Probe texts (docs/surface.md, section 3): meaning without markers, markers without meaning.
 
 A probe directory (``surface.probe_texts``) holds, per category, ``<category>/meaning.yaml``
 (the category's content with its usual surface markers removed), ``<category>/markers.yaml``
@@ -6,7 +6,7 @@ A probe directory (``surface.probe_texts``) holds, per category, ``<category>/me
 string of ASCII letters (and ``_`` after the first) matches a whole word, any other string,
 e.g. ``):``, ``+``, ``é`` or a digit, anywhere), plus
 ``neutral.yaml`` (everyday prose with no category's markers), each a YAML list of strings. A
-category of the study without a directory gets items 1-2 only.
+category of the study without a directory gets the token measures only.
 
 All sets are written into one text file (``probe.yaml``: one extraction job per SAE family for
 every set) with an index (text_id, category, set, item). A probe text's value for a feature is
