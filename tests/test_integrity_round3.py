@@ -262,6 +262,14 @@ def test_a_surrogate_in_the_reference_corpus_fails_at_start(run):
     assert "lone surrogate" in fails(config, TextsError)
 
 
+def test_a_bad_file_in_the_validation_test_set_fails_at_start(run):
+    test_set = run.root / "test_texts"
+    test_set.mkdir()
+    (test_set / "python.jsonl").write_bytes(b'{"text": "ok"}\n{"text": 3}\n')
+    config = {**run.config, "validation": {"enabled": True, "test_texts": str(test_set)}}
+    assert "line 2: field 'text' must be a string" in fails(config, TextsError)
+
+
 def test_a_utf8_bom_opening_a_file_is_not_text(tmp_path):
     from sae_specialists.extraction.corpus import count_texts, load_texts
 

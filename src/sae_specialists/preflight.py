@@ -330,17 +330,26 @@ TEXT_CHECK = "texts/1"  # bump when the readers check more
 
 def check_text_files(settings, categories: Mapping[str, Path], checked: CheckedFiles) -> None:
     """Every non-YAML category file read through (``corpus.scan_texts``: decodable UTF-8, valid
-    JSON lines, strings, no lone surrogates), and the reference corpus's first
-    ``corpus_max_texts`` texts: a problem fails here, not minutes into its extraction job. YAML
-    files are parsed by ``startup.text_warnings``. A 10 GB JSONL costs one streamed scan, once
-    per version of the file (``checked``)."""
+    JSON lines, strings, no lone surrogates), every file of the validation test set
+    (``validation.test_texts``), and the reference corpus's first ``corpus_max_texts`` texts:
+    a problem fails here, not minutes into its extraction job. YAML category files are parsed by
+    ``startup.text_warnings``. A 10 GB JSONL costs one streamed scan, once per version of the
+    file (``checked``)."""
     from .extraction.corpus import CORPUS_SUFFIXES, CorpusOptions, scan_texts
+    from .extraction.texts import list_categories, load_yaml_category
 
     ext = settings.extraction
     options = CorpusOptions(ext.text_field, ext.text_split)
     for path in categories.values():
         if path.suffix.lower() in CORPUS_SUFFIXES:
             _scan_once(path, options, None, checked, scan_texts)
+    test_texts = settings.validation.test_texts if settings.validation.enabled else None
+    if test_texts and Path(test_texts).is_dir():  # the held-out test set: read like categories
+        for category, path in list_categories(test_texts).items():
+            if path.suffix.lower() in CORPUS_SUFFIXES:
+                _scan_once(path, options, None, checked, scan_texts)
+            else:
+                load_yaml_category(path, category)
     dash = settings.dashboards
     corpus = getattr(dash, "corpus", None)
     if corpus and Path(corpus).is_file() and not built_by_workflow(corpus, settings.demo):
