@@ -180,6 +180,11 @@ def test_related_features_match_decoders_and_shards(run, comparison, positions):
         here = related.filter((pl.col("sae") == family) & (pl.col("layer") == layer))
         assert set(features) <= set(here["feature"].to_list())
     k = int(run.config["comparison"]["neighbours"])
+    floor = float(run.config["comparison"].get("related_min_cosine", 0.1))
+    assert read_metadata(run.results / "comparison/related_features.parquet") == {
+        "min_cosine": floor
+    }
+    n_empty = 0
     for (family, layer, feature, relation, other, other_layer), group in related.group_by(
         "sae", "layer", "feature", "relation", "other_sae", "other_layer"
     ):
@@ -189,12 +194,20 @@ def test_related_features_match_decoders_and_shards(run, comparison, positions):
         if relation == "same_sae":
             cos[feature] = -np.inf
         order = np.lexsort((np.arange(cos.size), -np.round(cos, 9)))[:k]
+        order = order[cos[order] > floor]  # only neighbours above the floor
+        if order.size == 0:  # none: one row that says so
+            assert group.select("rank", "other_feature", "cosine").rows() == [(None, None, None)]
+            n_empty += 1
+            continue
         group = group.sort("rank")
+        assert group["rank"].to_list() == list(range(1, order.size + 1))
         assert np.allclose(group["cosine"].to_numpy(), cos[order], atol=1e-6)
         assert set(group["other_feature"].to_list()) <= set(
             np.flatnonzero(np.round(cos, 6) >= np.round(cos[order[-1]], 6)).tolist()
         )
-    sample = related.filter(pl.col("rank") == 1).head(12)
+    assert n_empty > 0  # the demo has searches with nothing above the floor: said, not padded
+    assert related.filter(pl.col("cosine") <= floor).height == 0
+    sample = related.filter(pl.col("rank") == 1).head(12)  # (rank null: none above the floor)
     for r in sample.iter_rows(named=True):
         want = positions.correlation(
             (r["sae"], r["layer"], r["feature"]),
@@ -391,3 +404,36 @@ def test_planted_split_is_found_with_the_recorded_shares(comparison, planted):
         assert r["cosine"] == pytest.approx(want["cosine"], abs=1e-5)
         assert r["n_out"] == 0
     assert sum(rows["share"].to_list()) == pytest.approx(1.0)  # every parent text covered
+
+
+def test_written_into_links_what_block0_writes_to_the_residual_sae_that_reads_it(
+    run, comparison, planted
+):
+    """The attention-out (conversational) and MLP-out (non_english) specialists of block 0 write
+    a direction the residual SAE of block 1 reads: their ``written_into`` nearest feature is the
+    res layer-1 specialist of the same category, at the planted cosine, firing on the same
+    tokens; the dashboard of the writer links it."""
+    related = comparison["related_features"].filter(pl.col("relation") == "written_into")
+    families = planted["families"]
+    for family, category in (("attn", "conversational"), ("mlp", "non_english")):
+        writer = families[family]["0"][category]
+        reader = families["res"]["1"][category]
+        rows = related.filter(
+            (pl.col("sae") == family) & (pl.col("layer") == 0) & (pl.col("feature") == writer)
+        )
+        to_res = rows.filter((pl.col("other_sae") == "res") & (pl.col("other_layer") == 1))
+        top = to_res.filter(pl.col("rank") == 1).row(0, named=True)
+        want = planted["expected"]["comparison"]["cross_family_cosines"]
+        assert top["other_feature"] == reader
+        assert top["cosine"] == pytest.approx(want[f"{family}/0/{category}~res/1/{category}"])
+        assert top["correlation"] > 0.9
+        # one reader per residual family: res at block 1, the width pair at block 2
+        readers = set(rows.select("other_sae", "other_layer").unique().iter_rows())
+        assert readers == {("res", 1), ("res_narrow", 2), ("res_wide", 2)}
+        page = run.results / f"dashboards/sae={family}/layer=0/feature={writer}.html"
+        if page.exists():
+            html = page.read_text()
+            block = html.split('data-relation="written_into"')[1].split("</table>")[0]
+            assert f"sae=res/layer=1/feature={reader}.html" in block or f"#{reader}<" in block
+    # block 3 writes into nothing the demo reads (no block 4): no rows for it
+    assert related.filter(pl.col("layer") == 3).height == 0

@@ -580,7 +580,8 @@ def test_decoder_sweep_relations_match_numpy():
         return decoders[key]
 
     queries = {("res", 1): [0, 4], ("attn", 1): [3], ("z", 1): [2], ("res", 2): [2]}
-    directions, related = sweep_decoders(SAES, queries, load, k=2)
+    floor = 0.6
+    directions, related = sweep_decoders(SAES, queries, load, k=2, min_cosine=floor)
     assert sorted(loads) == sorted(SAES.select("sae", "layer").iter_rows())  # each SAE once
     assert [k[1] for k in loads] == sorted(k[1] for k in loads)  # layer by layer
     for (sae, layer, feature), row in directions.items():
@@ -588,22 +589,34 @@ def test_decoder_sweep_relations_match_numpy():
         assert np.allclose(row, w / np.linalg.norm(w))
 
     def expected(src, feature, dst, exclude_self):
+        """The 2 nearest by cosine (ties: lower id), those above the floor only."""
         w = decoders[src][feature]
         pool = decoders[dst]
         cos = pool @ w / np.linalg.norm(pool, axis=1) / np.linalg.norm(w)
         if exclude_self:
             cos[feature] = -np.inf
-        order = np.lexsort((np.arange(cos.size), -cos))[:2]
-        return order.tolist(), cos[order]
+        order = [int(i) for i in np.lexsort((np.arange(cos.size), -cos))[:2] if cos[i] > floor]
+        return order, cos[order]
 
     groups = related.group_by("sae", "layer", "feature", "relation", "other_sae", "other_layer")
-    seen = set()
+    seen, empty = set(), 0
     for (sae, layer, feature, relation, other_sae, other_layer), group in groups:
         seen.add((sae, layer, relation, other_sae, other_layer))
         idx, cos = expected((sae, layer), feature, (other_sae, other_layer), relation == "same_sae")
+        if not idx:  # none above the floor: one row that says so
+            empty += 1
+            assert group.height == 1 and group.select("rank", "other_feature", "cosine").row(0) == (
+                None,
+                None,
+                None,
+            )
+            continue
         group = group.sort("rank")
+        assert group["rank"].to_list() == list(range(1, len(idx) + 1))
         assert group["other_feature"].to_list() == idx
         assert np.allclose(group["cosine"].to_numpy(), cos)
+    assert 0 < empty < len(seen)  # the floor leaves some searches empty, not all
+    assert (related["cosine"].drop_nulls() > floor).all()
     assert seen == {
         ("res", 1, "same_sae", "res", 1),
         ("attn", 1, "same_sae", "attn", 1),
@@ -617,6 +630,8 @@ def test_decoder_sweep_relations_match_numpy():
         ("attn", 1, "other_component", "mlp", 1),
         ("res", 2, "other_component", "attn", 2),
         ("res", 2, "other_component", "mlp", 2),
+        # what attn's block-1 output writes is read by res at block 2's resid_pre
+        ("attn", 1, "written_into", "res", 2),
     }
     self_rows = related.filter(pl.col("relation") == "same_sae")
     assert (self_rows["feature"] != self_rows["other_feature"]).all()
@@ -700,7 +715,13 @@ def test_study_reads_counted_positions_from_shards(tmp_path):
     links = out["specialist_links"]
     assert links.height == 3
     related = out["related_features"]
-    assert set(related["relation"].to_list()) == {"same_sae", "next_layer", "other_component"}
+    assert set(related["relation"].to_list()) == {
+        *("same_sae", "next_layer", "other_component"),
+        "written_into",  # attn at block 1 writes what res reads at block 2
+    }
+    none_above = related.filter(pl.col("other_feature").is_null())  # searched, none above 0
+    assert none_above["correlation"].is_null().all() and none_above["cosine"].is_null().all()
+    related = related.drop_nulls("other_feature")
     assert {(4, "res", 1), (6, "attn", 2)} <= set(
         zip(related["feature"], related["sae"], related["layer"], strict=True)
     )
@@ -748,3 +769,67 @@ def test_candidate_features_are_the_analysis_candidates_at_any_threshold():
         oracle = specialist_oracle.candidates(pt, texts, threshold, k=3)
         expected = oracle.select("sae", "layer", "feature").unique().sort("sae", "layer", "feature")
         assert got.to_dicts() == expected.with_columns(pl.col("feature").cast(pl.Int64)).to_dicts()
+
+
+def test_written_into_pairs_each_component_with_the_residual_sae_that_reads_it_next():
+    """An attention-out / MLP-out SAE at block L is read by the residual stream from there on:
+    per residual family (resid_pre / mid / post, same d_in) its first SAE after the
+    component's hook in the forward pass."""
+    from sae_specialists.comparison.hooks import written_into
+
+    saes = sae_rows(
+        [
+            *[("res", b, f"blocks.{b}.hook_resid_pre", 8, D) for b in (6, 8, 10)],
+            *[("attn", b, f"blocks.{b}.hook_attn_out", 8, D) for b in (6, 8)],
+            ("mlp", 6, "blocks.6.hook_mlp_out", 8, D),
+            ("mid", 6, "blocks.6.hook_resid_mid", 8, D),
+            ("post", 8, "blocks.8.hook_resid_post", 8, D),
+            ("wide_model", 8, "blocks.8.hook_resid_pre", 8, D + 1),  # another model's width
+            ("z", 6, "blocks.6.attn.hook_z", 8, D),
+        ]
+    )
+    assert written_into(saes) == {
+        # attention output of block 6 is in resid_mid 6 already, then resid_pre 8 (the next res)
+        ("attn", 6): [("mid", 6), ("post", 8), ("res", 8)],
+        ("attn", 8): [("post", 8), ("res", 10)],
+        # the MLP writes after resid_mid: that family has no later SAE
+        ("mlp", 6): [("post", 8), ("res", 8)],
+    }
+
+
+def test_related_block_shows_written_into_and_none_above_the_floor(tmp_path):
+    from sae_specialists.dashboards.related import related_block
+
+    rows = [
+        ("attn", 0, 7, "same_sae", "attn", 0, 1, 3, 0.42, 0.1),
+        ("attn", 0, 7, "written_into", "res", 1, 1, 5, 0.8, 0.9),
+        ("attn", 0, 7, "written_into", "res", 1, 2, 9, 0.12, None),
+        ("attn", 0, 7, "other_component", "mlp", 0, None, None, None, None),
+    ]
+    table = pl.DataFrame(
+        rows,
+        schema=[
+            "sae",
+            "layer",
+            "feature",
+            "relation",
+            "other_sae",
+            "other_layer",
+            "rank",
+            "other_feature",
+            "cosine",
+            "correlation",
+        ],
+        orient="row",
+    )
+    page_dir = tmp_path / "dashboards/sae=attn/layer=0"
+    pages = {("res", 1, 5): str(tmp_path / "dashboards/sae=res/layer=1/feature=5.html")}
+    html = related_block(table, "attn", 0, 7, pages, page_dir, 0.1)
+    assert "only those above 0.10" in html
+    written = html.split('data-relation="written_into"')[1].split("</table>")[0]
+    assert written.index("#5") < written.index("#9")  # rank order
+    assert '<a href="../../sae=res/layer=1/feature=5.html">#5</a>' in written
+    assert "0.800" in written and "0.900" in written and "–" in written  # r unknown for #9
+    other = html.split('data-relation="other_component"')[1].split("</table>")[0]
+    assert "none above 0.10 in mlp · 0" in other and "#" not in other
+    assert html.index("Same SAE") < html.index("Other components") < html.index("Written into")

@@ -72,6 +72,7 @@ rule comparison_related:
         content=local_content(FAMILIES, model=False),  # the SAE files' content (common.smk)
         activations=L.activations_by_sae_layer(),
         neighbours=_C.neighbours,
+        min_cosine=_C.related_min_cosine,
         candidates=S.analysis.candidates,
         include_bos=S.analysis.include_bos,
     script:

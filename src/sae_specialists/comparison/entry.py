@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from ..core.io import write_parquet, write_tables
+from ..core.io import write_csv, write_parquet, write_tables
 from . import study
 from .charts import components_chart, links_chart, splits_chart
 
@@ -73,8 +73,12 @@ def related(smk: Any) -> None:
         study.decoder_loader(_sources(p)),
         *_coactivation_inputs(i, p),
         int(p.neighbours),
+        float(p.min_cosine),
     )
-    write_tables({"related_features": out["related_features"]}, smk.output)
+    # the floor goes with the table: the dashboards say "none above <floor>"
+    related_ = out["related_features"]
+    write_parquet(related_, smk.output.related_features, {"min_cosine": float(p.min_cosine)})
+    write_csv(related_, smk.output.related_features_csv)
     write_parquet(out["feature_directions"], smk.output.feature_directions)
 
 

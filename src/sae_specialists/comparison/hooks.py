@@ -104,6 +104,43 @@ def comparable(a: dict, b: dict) -> str | None:
     return None
 
 
+COMPONENT_OUTPUTS = ("hook_attn_out", "hook_mlp_out")  # what a block's attention / MLP adds
+RESIDUAL_STREAM = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+
+
+def _suffix(hook_name: str) -> str:
+    match = _BLOCK.match(hook_name)
+    return match.group(2) if match else hook_name
+
+
+def written_into(saes: pl.DataFrame) -> dict[tuple[str, int], list[tuple[str, int]]]:
+    """Which residual SAEs read what a component SAE's features write.
+
+    A component SAE (``hook_attn_out`` / ``hook_mlp_out`` of block L) decodes what that
+    attention or MLP adds to the residual stream, which carries it on from there: resid_mid of
+    block L (attention only), resid_post of L, resid_pre of L + 1 and every later one. For each
+    family reading the residual stream itself (resid_pre/mid/post) with the same d_in, the
+    reader is its first SAE written after the component (hook_position order): (family, layer)
+    of the component -> [(family, layer) of each reader], one per residual family, sorted.
+    """
+    rows = with_positions(saes).to_dicts()
+    components = [r for r in rows if _suffix(r["hook_name"]) in COMPONENT_OUTPUTS]
+    residual = sorted(
+        (r for r in rows if _suffix(r["hook_name"]) in RESIDUAL_STREAM),
+        key=lambda r: (r["block"], r["stage"], r["layer"]),
+    )
+    out = {}
+    for comp in components:
+        after = (comp["block"], comp["stage"])
+        readers = {}
+        for r in residual:
+            if (r["block"], r["stage"]) > after and r["d_in"] == comp["d_in"]:
+                readers.setdefault(r["sae"], (r["sae"], int(r["layer"])))
+        if readers:
+            out[(comp["sae"], int(comp["layer"]))] = sorted(readers.values())
+    return out
+
+
 def width_ladders(saes: pl.DataFrame) -> pl.DataFrame:
     """SAE families that read the same hook at the same layer with different widths.
 

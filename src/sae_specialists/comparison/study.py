@@ -194,20 +194,25 @@ def related(
     counted: pl.LazyFrame,
     n_positions: int,
     k: int,
+    min_cosine: float = 0.0,
 ) -> dict[str, pl.DataFrame]:
-    """Related features of every feature of interest (neighbours.sweep_decoders), with the
-    co-activation of each pair."""
-    directions, table = sweep_decoders(saes, _queries(features), load, k)
-    units = pl.concat(
-        [
-            table.select(UNIT),
-            table.select(
-                pl.col("other_sae").alias("sae"),
-                pl.col("other_layer").alias("layer"),
-                pl.col("other_feature").alias("feature"),
-            ),
-        ]
-    ).unique()
+    """Related features of every feature of interest (neighbours.sweep_decoders: the ``k``
+    nearest above ``min_cosine`` per relation), with the co-activation of each pair."""
+    directions, table = sweep_decoders(saes, _queries(features), load, k, min_cosine)
+    units = (
+        pl.concat(
+            [
+                table.select(UNIT),
+                table.select(
+                    pl.col("other_sae").alias("sae"),
+                    pl.col("other_layer").alias("layer"),
+                    pl.col("other_feature").alias("feature"),
+                ),
+            ]
+        )
+        .drop_nulls()
+        .unique()
+    )
     acts = unit_activations(activations, units, counted)
     log.info(
         "%d features of interest, %d related rows, %d activation rows",
@@ -267,6 +272,8 @@ def tracking(
         raise ValueError(f"no decoder direction for the specialists {missing[:5]}")
     acts = unit_activations(activations, members.select(UNIT), counted)
     links = specialist_links(members, saes, directions, acts, n_positions)
+    # rows without a neighbour ("none above the floor") are no neighbours
+    related_features = related_features.filter(pl.col("other_feature").is_not_null())
     nxt = next_layer_neighbours(members, related_features.drop("correlation")).join(
         related_features.filter(pl.col("relation") == "next_layer").select(
             "sae",

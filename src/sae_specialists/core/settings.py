@@ -176,6 +176,7 @@ class ValidationSettings:
 class ComparisonSettings:
     enabled: bool
     neighbours: int
+    related_min_cosine: float  # related features: only neighbours above this decoder cosine
     split_min_correlation: float
     split_min_cosine: float
 

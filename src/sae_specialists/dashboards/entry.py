@@ -162,6 +162,7 @@ def layer(smk: Any) -> None:
         from .related import dashboard_pages, related_block
 
         table = pl.read_parquet(i.related)
+        floor = read_metadata(i.related, required=False).get("min_cosine")
         pages_of = dashboard_pages(
             pl.read_parquet(i.specialists),
             pl.read_parquet(i.strongest),
@@ -171,7 +172,7 @@ def layer(smk: Any) -> None:
         )
 
         def related(f: int) -> str:
-            return related_block(table, family, layer_, f, pages_of, smk.output[0])
+            return related_block(table, family, layer_, f, pages_of, smk.output[0], floor)
 
     causal = None
     if getattr(i, "causal_top_tokens", None):  # the causal stage's tables (docs/causal.md)

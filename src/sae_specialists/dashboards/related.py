@@ -1,8 +1,10 @@
 """The "related features" block of a dashboard, from the comparison stage's related-features
 table (results_dir/comparison/related_features.parquet, docs/comparison.md), read as a file:
-per feature, its nearest features by decoder cosine in its own SAE, in its family's next layer
-and in each other SAE family at its layer, with their co-activation. A related feature that has
-a dashboard of its own is linked to it."""
+per feature, its nearest features by decoder cosine in its own SAE, in its family's next layer,
+in each other SAE family at its layer and, for an attention-out or MLP-out feature, in the
+residual SAE that reads what it writes (written_into), with their co-activation. Only
+neighbours above the table's cosine floor are listed; a relation with none says "none above
+<floor>". A related feature that has a dashboard of its own is linked to it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ RELATIONS = {
     "same_sae": "Same SAE",
     "next_layer": "Next layer (same family)",
     "other_component": "Other components (same layer)",
+    "written_into": "Written into the residual stream (the residual SAE that reads it next)",
 }
 
 
@@ -46,23 +49,30 @@ def related_block(
     feature: int,
     pages: Mapping[tuple[str, int, int], str],
     page_dir: str | os.PathLike,
+    min_cosine: float | None = None,
 ) -> str:
-    """HTML of the block (empty string when the table has no row for the feature)."""
+    """HTML of the block (empty string when the table has no row for the feature).
+    ``min_cosine``: the table's floor (its metadata), named where a searched SAE has no
+    neighbour above it (a row with ``other_feature`` null)."""
     esc = html.escape
     rows = related.filter(
         (pl.col("sae") == family) & (pl.col("layer") == layer) & (pl.col("feature") == feature)
     )
     if rows.height == 0:
         return ""
+    floor = "the floor" if min_cosine is None else f"{min_cosine:.2f}"
     parts = [
         '<h2 id="related">Related features</h2>',
         '<p class="note">Nearest features by decoder cosine (the SAEs decode into the residual '
         "stream, so directions compare across layers and components; hook_z SAEs only within "
-        "themselves) and the correlation r of per-token activations over the study texts' "
-        "counted tokens. Linked where the feature has a dashboard.</p>",
+        f"themselves), only those above {esc(floor)}, and the correlation r of per-token "
+        "activations over the study texts' counted tokens. Linked where the feature has a "
+        "dashboard.</p>",
     ]
     for relation, title in RELATIONS.items():
-        part = rows.filter(pl.col("relation") == relation).sort("other_sae", "other_layer", "rank")
+        part = rows.filter(pl.col("relation") == relation).sort(
+            "other_sae", "other_layer", "rank", nulls_last=True
+        )
         if part.height == 0:
             continue
         parts.append(
@@ -71,6 +81,12 @@ def related_block(
             "</thead><tbody>"
         )
         for r in part.iter_rows(named=True):
+            if r["other_feature"] is None:  # searched, nothing above the floor
+                parts.append(
+                    f'<tr class="none"><td colspan="4">none above {esc(floor)} in '
+                    f"{esc(r['other_sae'])} · {int(r['other_layer'])}</td></tr>"
+                )
+                continue
             key = (r["other_sae"], int(r["other_layer"]), int(r["other_feature"]))
             label = f"#{key[2]}"
             page = pages.get(key)

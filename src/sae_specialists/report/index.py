@@ -31,8 +31,10 @@ TABLE_DESCRIPTIONS = {
     "co-activation (Pearson r of per-token activations)",
     "next_layer": "per specialist: its nearest features by decoder cosine in the next layer's "
     "SAE of its family, with co-activation",
-    "related_features": "per dashboard feature: nearest features in its own SAE, the next "
-    "layer and the other families at its layer (shown on the dashboards)",
+    "related_features": "per dashboard feature: nearest features (decoder cosine above "
+    "comparison.related_min_cosine) in its own SAE, the next layer, the other families at its "
+    "layer and, for attention/MLP-out features, the residual SAE they are written into "
+    "(shown on the dashboards)",
     "ladders": "width ladders: families reading one hook at one layer, by dictionary size",
     "splits": "per category: the wider SAEs' features covering the narrowest specialist's "
     "texts, with the share of those texts each takes",
