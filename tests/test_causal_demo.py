@@ -4,11 +4,12 @@ computations, and the verdicts reach summary.md, analysis.html and the dashboard
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import polars as pl
 import pytest
-from conftest import md_escaped
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +92,18 @@ def test_tables_agree(causal, demo_run):
 
 def test_verdicts_in_summary_analysis_page_and_dashboards(causal, demo_run):
     results = causal["results"]
+    # summary.md and analysis.html belong to `snakemake analysis` (no model): they point to the
+    # causal pages; the verdicts are on index.html's findings board (issue 26)
     summary = (results / "summary.md").read_text()
-    assert "## Causal check" in summary
+    assert "## Causal check" in summary and "causal/pages/index.html" in summary
     zero = causal["effects"].filter(pl.col("mode") == "zero")
-    for r in zero.iter_rows(named=True):
-        category = md_escaped(r["category"])
-        assert f"| {r['sae']} | {r['layer']} | {category} | {r['feature']} |" in summary
+    board = re.findall(r'data-verdicts="([^"]*)"', (results / "index.html").read_text())
+    causal_shown = [json.loads(html.unescape(v)).get("causal") for v in board]
+    assert causal_shown.count("detector_only") == int(zero["detector_only"].sum())
+    assert sum(v is not None and v != "not_tested" for v in causal_shown) == zero.height
     page = (results / "analysis.html").read_text()
-    assert page.count("causal check: detector only") == int(zero["detector_only"].sum())
+    legend = re.search(r"<p class=\"board-legend\">(.*?)</p>", page).group(1)
+    assert "causal check" in legend and "(needs the model): on the board of index.html" in legend
     for r in zero.iter_rows(named=True):
         dashboard = (
             results / f"dashboards/sae={r['sae']}/layer={r['layer']}/feature={r['feature']}.html"

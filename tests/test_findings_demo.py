@@ -181,3 +181,40 @@ def test_another_configurations_files_are_listed_apart_and_cleaned(demo_run, tmp
     assert not (res / "per_text" / "sae=ghost").exists()
     assert (res / "per_text" / "sae=res" / "layer=1.parquet").is_file()
     assert (res / "tables" / "specialists.parquet").is_file()
+
+
+def test_dashboards_index_filters_and_sorts_by_verdict(demo_run, browser):
+    results = demo_run.results
+    val = pl.read_parquet(results / "validation" / "verdicts.parquet")
+    chance = {
+        (r["family"], r["layer"], r["feature"])
+        for r in val.iter_rows(named=True)
+        if r["verdict"] == "chance"
+    }
+    page, errors, blocked = open_offline(browser, results / "dashboards" / "index.html")
+    try:
+        page.select_option('select[data-stage="validation"]', "chance")
+        shown = page.evaluate(
+            """() => [...document.querySelectorAll('#dashboards tbody tr')]
+                .filter(tr => tr.style.display !== 'none')
+                .map(tr => [tr.dataset.family, +tr.dataset.layer, +tr.dataset.feature])"""
+        )
+        assert {tuple(r) for r in shown} == chance and len(shown) == len(chance)
+        page.select_option('select[data-stage="validation"]', "")
+        heads = page.locator("#dashboards thead th")
+        column = [heads.nth(i).inner_text() for i in range(heads.count())].index("validation")
+        heads.nth(column).click()
+        values = page.evaluate(
+            f"""() => [...document.querySelectorAll('#dashboards tbody tr')]
+                .map(tr => tr.children[{column}].textContent)"""
+        )
+        assert values == sorted(values)
+        heads.nth(column).click()
+        again = page.evaluate(
+            f"""() => [...document.querySelectorAll('#dashboards tbody tr')]
+                .map(tr => tr.children[{column}].textContent)"""
+        )
+        assert again == sorted(values, reverse=True)
+    finally:
+        page.close()
+    assert not errors and not blocked

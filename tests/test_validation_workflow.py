@@ -73,7 +73,11 @@ def test_report_heatmap_and_dashboards_show_the_verdicts(results):
     page = (results / "analysis.html").read_text()
     assert "validation/charts/heldout_auroc_sae=res.html" in page
     failing = cells.filter(pl.col("fails_heldout"))
-    assert page.count(">✗</span>") == failing.height
+    # the token-view grid marks every cell the validation speaks against (findings board
+    # records: ok false, failing cells and those a probe beats), with its label
+    against = pl.read_parquet(results / "validation" / "verdicts.parquet").filter(~pl.col("ok"))
+    assert against.height >= failing.height
+    assert page.count('<span class="fails" title="validation: ') == against.height
     assert 'id="stage-validation"' in (results / "index.html").read_text()
     for r in failing.iter_rows(named=True):
         assert md_escaped(r["verdict_text"]) in summary

@@ -373,15 +373,15 @@ def write_index(
     keys: RunKeys | None = None,
     board: str = "",
     css: str = "",
-) -> tuple[int, int]:
-    """Write the index of ``results_dir`` to ``output``; returns the number of files linked and
-    of files listed apart as another configuration's."""
+) -> int:
+    """Write the index of ``results_dir`` to ``output`` (with ``keys``: another
+    configuration's files listed apart); returns the number of files linked as this run's."""
     from ..core.io import write_text
 
     files = run_files(results_dir, tuple(exclude) + (str(output),))
     ours, foreign = split_foreign(files, keys)
     write_text(build_overview(ours, board=board, foreign=foreign, css=css), output)
-    return len(ours), len(foreign)
+    return len(ours)
 
 
 def run_keys_of(settings: Any, layout: Any) -> dict:
@@ -416,13 +416,13 @@ def run_keys(params: Any) -> RunKeys:
     )
 
 
-def foreign_files(smk: Any) -> list[str]:
+def foreign_files(smk: Any, stages: bool = False) -> list[str]:
     """Absolute paths of the files of another configuration (rule clean_foreign): those of a
     family, layer, category or chunk this configuration lacks. The directories of stages it
     has off are kept (listed apart on index.html; delete them by hand if unwanted)."""
     p = smk.params
     files = run_files(p.results_dir, tuple(p.exclude))
-    _, foreign = split_foreign(files, run_keys(p), stages=False)
+    _, foreign = split_foreign(files, run_keys(p), stages=stages)
     return [str(Path(p.results_dir) / f) for f in sorted(foreign)]
 
 
@@ -442,14 +442,11 @@ def index(smk: Any) -> None:
     board = board_html(
         cells, stages, dashboard_href=dashboard_linker(dict(p.dashboard_dirs), smk.output[0])
     )
-    n, n_foreign = write_index(
-        p.results_dir,
-        smk.output[0],
-        tuple(p.exclude),
-        keys=run_keys(p),
-        board=board,
-        css=BOARD_CSS,
+    keys = run_keys(p)
+    n = write_index(
+        p.results_dir, smk.output[0], tuple(p.exclude), keys=keys, board=board, css=BOARD_CSS
     )
+    n_foreign = len(foreign_files(smk, stages=True))
     logging.getLogger("sae_specialists").info(
         "index: %d files linked, %d of another configuration listed apart", n, n_foreign
     )
