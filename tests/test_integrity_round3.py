@@ -161,6 +161,23 @@ def test_the_job_time_hook_checks_name_the_hook():
     assert similar_hooks("q", hooks) == sorted(hooks)  # nothing close: some hooks, never []
 
 
+def test_the_engine_refuses_a_hook_that_is_not_per_token(demo_assets):
+    """An SAE no start check saw (a demo SAE built by a rule, a release): the extraction engine
+    names the hook and its shape instead of an IndexError in the token mask."""
+    from sae_specialists.extraction.engine import extract
+    from sae_specialists.extraction.models import load_local_model
+    from sae_specialists.extraction.saes import load_sae
+    from sae_specialists.extraction.texts import Text
+    from sae_specialists.extraction.tokenize import tokenize_texts
+
+    model = load_local_model(demo_assets / "model")
+    sae = load_sae("res", 1, {"path": str(demo_assets / "saes/res/layer1")})
+    sae.hook_name = PATTERN
+    texts = [Text("a-1", "a", "hello world"), Text("a-2", "a", "the cat sat on the mat")]
+    with pytest.raises(SAEError, match=r"hook_pattern', whose activations have shape \[2, 4,"):
+        extract(model, [sae], tokenize_texts(model, texts))
+
+
 def test_a_passed_sae_is_not_read_again_until_it_changes(run, monkeypatch):
     from sae_specialists.extraction import saes
 
