@@ -437,3 +437,60 @@ def test_written_into_links_what_block0_writes_to_the_residual_sae_that_reads_it
             assert f"sae=res/layer=1/feature={reader}.html" in block or f"#{reader}<" in block
     # block 3 writes into nothing the demo reads (no block 4): no rows for it
     assert related.filter(pl.col("layer") == 3).height == 0
+
+
+def test_the_demo_section_of_the_docs_holds_the_runs_numbers(comparison, planted):
+    """docs/comparison.md, "The demo": no placeholder; its first-family and width-split tables
+    and the written_into cosine are the run's."""
+    from conftest import REPO
+
+    demo = (REPO / "docs" / "comparison.md").read_text("utf-8").split("## The demo", 1)[1]
+    assert "filled in" not in demo
+    first = comparison["component_first"].filter(pl.col("first"))
+    rows = re.findall(
+        r"^\| (\w+) \| (\w+) \| (\d+) \| ([\w.]+) \| (\d+) \| (\d+) \((\d+) − (\d+)\) \|$",
+        demo,
+        re.M,
+    )
+    assert [r[0] for r in rows] == ["conversational", "non_english"]
+    for category, family, layer, hook, feature, score, n_in, n_out in rows:
+        got = first.filter(pl.col("category") == category).row(0, named=True)
+        assert (got["sae"], got["first_layer"], got["hook_name"]) == (family, int(layer), hook)
+        assert (got["feature"], got["score"], got["n_in"], got["n_out"]) == tuple(
+            map(int, (feature, score, n_in, n_out))
+        )
+    splits = comparison["splits"].filter(
+        (pl.col("category") == "math") & (pl.col("child_sae") == "res_wide")
+    )
+    rows = re.findall(
+        r"^\| `(math_\w+)` #(\d+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| (\d+) "
+        r"\(([\d.]+)\) \| (\d+) \|$",
+        demo,
+        re.M,
+    )
+    assert len(rows) == 2
+    for role, feature, cos, r, covered, assigned, share, outside in rows:
+        assert int(feature) == planted["families"]["res_wide"]["2"][role]
+        got = splits.filter(pl.col("child_feature") == int(feature)).row(0, named=True)
+        assert f"{got['cosine']:.3f}" == cos and f"{got['correlation']:.2f}" == r
+        assert (got["n_covered"], got["n_assigned"], got["n_out"]) == (
+            int(covered),
+            int(assigned),
+            int(outside),
+        )
+        assert f"{got['share']:.3f}" == share
+    written = comparison["related_features"].filter(
+        (pl.col("relation") == "written_into") & (pl.col("rank") == 1) & (pl.col("layer") == 0)
+    )
+    for family, category in (("attn", "conversational"), ("mlp", "non_english")):
+        writer = planted["families"][family]["0"][category]
+        reader = planted["families"]["res"]["1"][category]
+        prose = " ".join(demo.split())  # line breaks of the paragraph as spaces
+        assert f"{family} layer-0 {category} feature (#{writer})" in prose
+        assert f"#{reader}" in prose
+        got = written.filter(
+            (pl.col("sae") == family)
+            & (pl.col("feature") == writer)
+            & (pl.col("other_sae") == "res")
+        ).row(0, named=True)
+        assert f"**{got['cosine']:.3f}**" in prose and f"**{got['correlation']:.3f}**" in prose
