@@ -146,6 +146,14 @@ def test_planted_pure_detector_is_flagged(causal, demo_run):
         assert row["feature"] == roles[detector]
         assert row["detector_only"] and row["verdict"] == "detector only"
         assert abs(row["in_mean"]) < 1e-6 and abs(row["out_mean"]) < 1e-6
+        # its Δloss is float rounding (~1e-8, often all positive: in_low > 0): below
+        # causal.min_effect it never counts as "matters", whatever the interval says
+        assert not row["above_zero"] and not row["above_control"]
+    min_effect = demo_run.config["causal"].get("min_effect", 0.001)
+    zero = causal["effects"].filter(pl.col("mode") == "zero")
+    matters = zero.filter(~pl.col("detector_only"))
+    assert (matters["in_mean"] >= min_effect).all() and (matters["vs_control"] >= min_effect).all()
+    assert (matters["in_low"] > 0).all() and (matters["vs_control_low"] > 0).all()
 
 
 def test_steering_the_driver_writes_its_category_tokens(causal, demo_run):
