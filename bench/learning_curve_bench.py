@@ -10,9 +10,14 @@ held-out selection, the null (``validation.permutations``, default 1,000) and th
 Each job's own last log line gives its wall time and peak RSS; CPU time of the whole Snakemake
 run comes from ``getrusage(RUSAGE_CHILDREN)``. Target: the learning curve within 2 x the null.
 
+``--layer L``: instead, the null (1,000 permutations) and the learning curve of one layer, each
+timed in a fresh process from the dense layer (CPU time: robust on a shared host; peak RSS:
+VmHWM), as the jobs compute them.
+
 Usage:
     python bench/analysis_bench.py --texts 7000 --workdir /tmp/sae-analysis-bench
     python bench/learning_curve_bench.py --workdir /tmp/sae-analysis-bench
+    python bench/learning_curve_bench.py --workdir /tmp/sae-analysis-bench --layer 8
 Appends a JSON record to ``--log`` (default bench/results.jsonl).
 """
 
@@ -47,11 +52,75 @@ def job_line(log: Path) -> dict:
     return {"seconds": float(found[-1]["s"]), "peak_rss_mb": int(found[-1]["rss"])}
 
 
+def part(name: str, per_text: str, texts: str) -> dict:
+    """One part in this process, as its job runs it: CPU and wall seconds, peak RSS (VmHWM)."""
+    from sae_specialists.core.jobs import peak_rss_mb
+    from sae_specialists.validation import learning_curve as lc
+    from sae_specialists.validation.cells import null_layer_rows
+    from sae_specialists.validation.entry import load_layer
+    from sae_specialists.validation.null import permutations
+
+    data = load_layer(per_text, texts, 8.0)
+    cpu, wall = time.process_time(), time.perf_counter()
+    if name == "null":  # validation_null: validation.permutations = 1,000
+        labels = data.cat_index[permutations(data.n_texts, 1000, 0)]
+        null_layer_rows(data, labels, threshold=5.0, candidates=5, seed=0)
+    else:  # validation_learning_curve: the default ladder, draws and permutations
+        s = lc.CurveSettings(
+            (5, 10, 20, 50, 100, 200, 500, 1000), 5, 200, 0.5, 5, 0, 5.0, 5, 0.05, 0.7
+        )
+        lc.curve_layer(data, s)
+    return {
+        "part": name,
+        "texts": data.n_texts,
+        "features": len(data.features),
+        "cpu_s": time.process_time() - cpu,
+        "wall_s": time.perf_counter() - wall,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def in_process(work: Path, layer: int, log: str) -> None:
+    """--layer: the null and the learning curve of one layer, each in a fresh process."""
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    results = Path(config["results_dir"])
+    per_text = str(results / "per_text" / "sae=res" / f"layer={layer}.parquet")
+    texts = str(results / "per_text" / "texts.parquet")
+    out = []
+    for name in ("null", "curve"):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--part", name, per_text, texts],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(out[-1], flush=True)
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tag": "learning-curve-vs-null-one-layer",
+        "machine": machine_info(),
+        "layer": layer,
+        "parts": out,
+        "curve_over_null_cpu": out[1]["cpu_s"] / out[0]["cpu_s"],
+    }
+    append_record(record, log)
+    print(json.dumps(record, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workdir", default="/tmp/sae-analysis-bench")
     p.add_argument("--log", default=str(HERE / "results.jsonl"))
+    p.add_argument("--layer", type=int, help="time one layer's null and curve in-process")
+    p.add_argument("--part", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.part:
+        print(json.dumps(part(*args.part)))
+        return
+    if args.layer is not None:
+        in_process(Path(args.workdir), args.layer, args.log)
+        return
     work = Path(args.workdir)
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["validation"] = {

@@ -111,6 +111,13 @@ STAGES = {
         "The dashboards in the layout of SAEDashboard's Neuronpedia runner, per SAE family and "
         "layer, ready for upload (docs/dashboards.md).",
     ),
+    "datasets": Stage(
+        "Categories from datasets",
+        "Where each category drawn from a dataset came from: dataset, configuration, split, "
+        "filter, seed, n, revision or fingerprint, and the drawn texts' digest "
+        "(docs/configuration.md, 'Categories from datasets').",
+        ("datasets/provenance.md",),
+    ),
     "extraction": Stage(
         "Extraction shards",
         "Token and activation shards every later stage reads (docs/data-contract.md); for "
@@ -126,6 +133,7 @@ ORDER = [
     "circuits",
     "comparison",
     "export",
+    "datasets",
     "extraction",
 ]
 # a file elsewhere that belongs to another stage (the methodology's stability chart and table)
