@@ -110,3 +110,30 @@ def test_the_study_without_hub_stops_before_its_first_job(offline, tmp_path):
         assert name in tail[-1]
     assert "Traceback" not in real.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_hub_is_probed_only_when_something_is_not_cached(monkeypatch, tmp_path):
+    """Without HF_HUB_OFFLINE: a cached item needs no probe; a missing one is loadable when the
+    hub endpoint answers (here a local listening socket) and missing when it does not (a closed
+    local port: refused at once)."""
+    import socket
+
+    import sae_specialists.extraction.hub as hub
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    cached, missing = HubItem("model 'a'", "org/a"), HubItem("model 'b'", "org/b")
+    populate(cache, "org/a")
+    probes = []
+    real_probe = hub.hub_reachable
+    monkeypatch.setattr(hub, "hub_reachable", lambda: probes.append(1) or real_probe(timeout=2))
+    assert unavailable([cached]) == [] and probes == []  # all cached: no network at all
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+        assert unavailable([cached, missing]) == [] and probes == [1]
+    # the same port, closed now: refused
+    assert unavailable([cached, missing]) == [missing] and probes == [1, 1]

@@ -96,12 +96,14 @@ def in_cache(item: HubItem, cache: Path | None = None) -> bool:
 
 
 def unavailable(items: Iterable[HubItem], cache: Path | None = None) -> list[HubItem]:
-    """The ``items`` a job could not load: none while the hub is reachable (one short probe,
-    skipped under HF_HUB_OFFLINE), else those missing from the cache."""
-    items = list(dict.fromkeys(items))
-    if not items or (not hub_offline() and hub_reachable()):
+    """The ``items`` a job could not load: those missing from the cache, unless the hub is
+    reachable. The cache is looked at first (files only), so a run whose models and SAEs are
+    all cached never probes the network; the probe (one short TCP connect) runs only when
+    something is missing, and never under HF_HUB_OFFLINE."""
+    missing = [item for item in dict.fromkeys(items) if not in_cache(item, cache)]
+    if not missing or (not hub_offline() and hub_reachable()):
         return []
-    return [item for item in items if not in_cache(item, cache)]
+    return missing
 
 
 def unavailable_message(missing: Iterable[HubItem]) -> str:
