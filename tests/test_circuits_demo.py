@@ -106,7 +106,8 @@ def test_the_dead_end(circuits):
 
 def test_edges_are_the_raw_sums_ranked(circuits):
     """Every downstream edge is -change_sum / n_tokens of its raw row and the top k by |effect|
-    per root and later SAE; every upstream edge attribution_sum / n_tokens."""
+    per root and later SAE (float noise below 1e-6 per token left out); every upstream edge
+    attribution_sum / n_tokens."""
     raw = circuits["raw"]["downstream"]
     k = 10
     edges = circuits["edges"].filter(pl.col("direction") == "downstream")
@@ -120,6 +121,7 @@ def test_edges_are_the_raw_sums_ranked(circuits):
         for (tf, tl), group in mine.group_by(["target_family", "target_layer"]):
             effect = -group["change_sum"].to_numpy() / group["n_tokens"].to_numpy()
             order = np.lexsort((group["target_feature"].to_numpy(), -np.abs(effect)))[:k]
+            order = order[np.abs(effect[order]) >= 1e-6]  # float noise is no edge
             expected = [f"{tf}/{tl}/{f}" for f in group["target_feature"].to_numpy()[order]]
             got = edges.filter(
                 (pl.col("root") == root) & pl.col("target").str.starts_with(f"{tf}/{tl}/")
@@ -192,3 +194,18 @@ def test_graph_pages_render_offline_and_link_dashboards(circuits, browser):
         assert (page_path.parent / href).resolve().is_file(), href
     assert all(u.startswith(("file:", "data:", "about:")) for u in requests)
     page.close()
+
+
+def test_top_k_floor_and_display_rerun_no_model_job(demo_run):
+    """A dry run with new ranking and display settings schedules the tables job only."""
+    from conftest import scheduled_jobs
+
+    dry = demo_run.snakemake(
+        "-n",
+        "--config",
+        "circuits={enabled: true, families: [res], top_k: 3, floor: 0.05, "
+        "display: {edges_per_node: 2, error_nodes: false}}",
+    )
+    jobs = scheduled_jobs(dry)
+    assert jobs.get("circuits_tables") == 1
+    assert "circuits_layer" not in jobs and "circuits_roots" not in jobs
