@@ -88,7 +88,7 @@ def report(smk: Any) -> None:
 
         rel = os.path.relpath(p.validation_summary, os.path.dirname(o.summary))
         add_summary_section(summary_doc, read_verdicts(i.validation), Path(rel).as_posix())
-    if p.left_out and p.causal_index:  # the causal check runs the model: its results' page
+    if "causal" in p.left_out and p.causal_index:  # it runs the model: its results' page
         rel = os.path.relpath(p.causal_index, os.path.dirname(o.summary))
         summary_doc.h(2, "Causal check")
         summary_doc.p(
