@@ -17,6 +17,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# torch's OpenMP threads sleep while waiting (as in every job: core.jobs.passive_openmp): the two
+# workers and their workflow runs share two cores, and spinning threads would burn them
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

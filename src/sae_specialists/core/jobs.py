@@ -283,8 +283,20 @@ def job_name(smk: Any) -> str:
     return f"{getattr(smk, 'rule', 'job')} {keys}".strip()
 
 
+def passive_openmp() -> None:
+    """Let torch's OpenMP threads sleep while they wait for work instead of spinning
+    (``OMP_WAIT_POLICY=PASSIVE``; a value already in the environment is kept). A workflow runs
+    several processes at once: spinning threads burn the cores the other jobs need, and on a
+    machine with more runnable processes than cores the spinning job itself crawls (a tiny
+    model's forward passes, 2 threads beside a busy process: 22 s of CPU instead of 0.5,
+    bench/RESULTS.md). OpenMP reads the variable when torch loads it, so this runs before any
+    job imports torch (every entry imports it inside the function)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def run(entry: Callable[[Any], Any], smk: Any) -> None:
     """The body of every rule script: ``entry(snakemake)``, logged."""
+    passive_openmp()
     with logged(smk, job_name(smk)):
         entry(smk)
 
@@ -292,5 +304,6 @@ def run(entry: Callable[[Any], Any], smk: Any) -> None:
 @contextmanager
 def rule_logging(smk: Any) -> Iterator[logging.Logger]:
     """``logged`` under the job's name, for a script body not written as ``run(entry, smk)``."""
+    passive_openmp()
     with logged(smk, job_name(smk)) as logger:
         yield logger
