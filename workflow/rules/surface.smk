@@ -105,7 +105,11 @@ rule surface_verdicts:
         board=L.verdicts("surface"),
         summary=L.surface_summary,
         chart_html=L.surface_chart("html"),
-        chart_png=L.surface_chart("png"),
+        chart_png=report(
+            L.surface_chart("png"),
+            caption="../report/surface.rst",
+            category="What specialists detect",
+        ),
     log:
         L.log("surface", "verdicts"),
     conda:

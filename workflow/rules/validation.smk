@@ -204,7 +204,11 @@ if V.learning_curve_enabled:
             verdicts=L.learning_curve("verdicts"),
             summary=L.learning_curve("summary", "md"),
             chart_html=[L.learning_curve_chart(f, "html") for f in V_FAMILIES],
-            chart_png=[L.learning_curve_chart(f, "png") for f in V_FAMILIES],
+            chart_png=report(
+                [L.learning_curve_chart(f, "png") for f in V_FAMILIES],
+                caption="../report/learning_curve.rst",
+                category="Validation",
+            ),
         log:
             L.log("validation", "learning_curve"),
         conda:
