@@ -237,3 +237,31 @@ def test_demo_wide_charts_fit_the_page(demo_run, chart):
     png = demo_run.results / chart
     width = int.from_bytes(png.read_bytes()[16:20], "big") / 2
     assert width <= 1150, width
+
+
+REPORT_BUDGET = 20_000_000  # bytes of `snakemake --report` on the demo (issue 26)
+REPORT_CATEGORIES = (
+    "Summary",
+    "Analysis",
+    "Feature dashboards",
+    "Methodology",
+    "Validation",
+    "Causal check",
+    "Comparison",
+    "What specialists detect",
+)
+
+
+def test_demo_snakemake_report_covers_every_stage_within_budget(demo_run, tmp_path):
+    """`snakemake --report` embeds every stage's charts (PNG) and pages with captions, and links
+    the token views and dashboards instead of embedding them: ≤ 20 MB (it was 120 MB)."""
+    report = tmp_path / "report.html"
+    demo_run.snakemake("--report", str(report), timeout=600)
+    text = report.read_text(encoding="utf-8")
+    assert report.stat().st_size <= REPORT_BUDGET, report.stat().st_size
+    for category in REPORT_CATEGORIES:
+        assert category in text, category
+    assert "analysis.html" in text  # the summary's caption links the token views' grid
+    embedded = re.findall(r'"([^"]+\.html)": \{"name', text)
+    assert any("causal/pages/" in path for path in embedded)
+    assert not [p for p in embedded if "token_views/" in p or "dashboards/sae=" in p]
