@@ -35,7 +35,7 @@ from ..analysis.dense import LayerData
 from ..analysis.selection import select
 from .folds import category_folds
 from .heldout import heldout_category
-from .null import null_category, null_layer, p_value, permutations
+from .null import null_category, null_layer, p_value, permutations, top_entries
 from .verdict import format_p
 
 DRAW_SCHEMA = {
@@ -115,11 +115,12 @@ def draw_rows(cat_index: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.sort(np.concatenate(picked))
 
 
-def subsample(data: LayerData, rows: np.ndarray) -> LayerData:
-    """The layer restricted to ``rows`` (and to the features active on them)."""
+def subsample(data: LayerData, rows: np.ndarray) -> tuple[LayerData, np.ndarray]:
+    """The layer restricted to ``rows`` (and to the features active on them), and the columns
+    kept (indices into ``data``'s)."""
     values = data.values[rows]
-    keep = (values > 0).any(axis=0)
-    return LayerData(
+    keep = np.flatnonzero((values > 0).any(axis=0))
+    sub = LayerData(
         data.sae,
         data.layer,
         values[:, keep],
@@ -128,6 +129,7 @@ def subsample(data: LayerData, rows: np.ndarray) -> LayerData:
         data.categories,
         data.cat_index[rows],
     )
+    return sub, keep
 
 
 def _draw_seeds(seed: int, n: int, draw: int) -> tuple[np.random.Generator, int, int]:
@@ -137,26 +139,35 @@ def _draw_seeds(seed: int, n: int, draw: int) -> tuple[np.random.Generator, int,
 
 
 def evaluate_draw(
-    sub: LayerData, s: CurveSettings, fold_seed: int, perm_seed: int, full_features: list[int]
+    sub: LayerData,
+    s: CurveSettings,
+    fold_seed: int,
+    perm_seed: int,
+    full_features: list[int],
+    mask: np.ndarray | None = None,
 ) -> list[dict]:
-    """One subsample: every category's specialist, held-out AUROC, fold agreement, p-value."""
+    """One subsample: every category's specialist, held-out AUROC, fold agreement, p-value.
+    ``mask``: the subsample's rows and columns of the full layer's ``top_entries`` mask."""
     labels = sub.cat_index[permutations(sub.n_texts, s.permutations, perm_seed)]
-    nl = null_layer(sub, s.threshold, s.candidates) if s.permutations else None
+    nl = null_layer(sub, s.threshold, s.candidates, mask) if s.permutations else None
     sizes = sub.category_sizes()
     out = []
     for c, category in enumerate(sub.categories):
-        sel = select(sub, c, None, s.threshold, s.candidates)
-        feature = int(sel.feature[0])
-        score = int(sel.score[0]) if feature >= 0 else 0
+        auc = agreement = None
+        folds = category_folds(sub.cat_index, c, s.folds, fold_seed)
+        if folds is not None:  # its full-data selection is the subsample's specialist
+            held = heldout_category(sub, c, folds, s.threshold, s.candidates)
+            feature, score = held.full_feature, held.full_score
+            summary = held.summary()
+            auc, agreement = summary["heldout_auroc"], summary["fold_agreement"]
+        else:
+            sel = select(sub, c, None, s.threshold, s.candidates)
+            feature, score = int(sel.feature[0]), int(sel.score[0])
+        score = score if feature >= 0 else 0
         has = feature >= 0 and score > 0
         p = None
         if nl is not None:
             p = p_value(null_category(nl, labels, c, s.candidates).score, score)
-        auc = agreement = None
-        folds = category_folds(sub.cat_index, c, s.folds, fold_seed)
-        if folds is not None:
-            summary = heldout_category(sub, c, folds, s.threshold, s.candidates).summary()
-            auc, agreement = summary["heldout_auroc"], summary["fold_agreement"]
         passes = has and auc is not None and auc >= s.min_auroc and p is not None and p <= s.alpha
         out.append(
             {
@@ -191,14 +202,20 @@ def curve_layer(data: LayerData, s: CurveSettings, progress=None) -> pl.DataFram
     """DRAW_SCHEMA rows of one layer: every rung, draw and category."""
     full = full_specialists(data, s)
     ladder = rungs(data.category_sizes(), s.ladder)
+    # a text's top-k entries do not depend on the other texts: one mask for every subsample
+    top_mask = top_entries(data.values, s.candidates)
     rows = []
     for n in ladder:
         top = n == ladder[-1]
         for draw in range(1 if top else s.draws):
             rng, fold_seed, perm_seed = _draw_seeds(s.seed, n, draw)
-            # the top rung is the corpus itself: no copy of the dense layer
-            sub = data if top else subsample(data, draw_rows(data.cat_index, n, rng))
-            for row in evaluate_draw(sub, s, fold_seed, perm_seed, full):
+            if top:  # the corpus itself: no copy of the dense layer
+                sub, mask = data, top_mask
+            else:
+                picked = draw_rows(data.cat_index, n, rng)
+                sub, keep = subsample(data, picked)
+                mask = top_mask[picked][:, keep]
+            for row in evaluate_draw(sub, s, fold_seed, perm_seed, full, mask):
                 rows.append({**row, "n": n, "draw": draw})
             if progress is not None:
                 progress()

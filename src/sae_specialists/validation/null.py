@@ -68,8 +68,13 @@ def top_entries(values: np.ndarray, k: int | None) -> np.ndarray:
     return positive & (values >= kth[:, None])
 
 
-def null_layer(data: LayerData, threshold: float, k: int | None) -> NullLayer:
-    mask = top_entries(data.values, k)
+def null_layer(
+    data: LayerData, threshold: float, k: int | None, mask: np.ndarray | None = None
+) -> NullLayer:
+    """``mask``: ``top_entries(data.values, k)`` when the caller has it (a text's top-k
+    entries do not depend on the other texts: the learning curve takes its subsamples' rows
+    of the full layer's mask)."""
+    mask = top_entries(data.values, k) if mask is None else mask
     cols = np.flatnonzero(mask.any(axis=0))
     sub = data.values[:, cols]
     e_text, e_col = np.nonzero(mask[:, cols])
