@@ -286,3 +286,17 @@ def test_index_lists_another_configurations_files_apart():
     ours, _, apart = page.partition('id="foreign"')
     assert "per_text/sae=res/layer=2.parquet" not in ours
     assert "per_text/sae=res/layer=2.parquet" in apart and "clean_foreign" in apart
+
+
+def test_dashboard_page_badge_of_a_specialist_the_validation_rejects():
+    from sae_specialists.dashboards.render import role_badges, verdicts_against
+
+    row = {"specialist_categories": ["recipes", "python"], "specialist_scores": [1, 9]}
+    verdicts = {
+        "recipes": {"fails_heldout": True, "verdict": "not better than chance"},
+        "python": {"fails_heldout": False, "verdict": "generalises"},
+    }
+    badges = role_badges(row, verdicts_against(verdicts))
+    assert "specialist of recipes (score 1): ✗ not better than chance" in badges
+    assert '<span class="badge specialist">specialist of python (score 9)</span>' in badges
+    assert badges.count("against") == 1

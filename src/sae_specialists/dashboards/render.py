@@ -260,6 +260,17 @@ def example_html(ex: Mapping[str, Any], scale: float, label: str, runs: list | N
     )
 
 
+def verdicts_against(verdicts: Mapping[str, Mapping[str, Any]] | None) -> dict[str, str]:
+    """category -> "✗ <verdict>" where the validation speaks against this feature as that
+    category's specialist (fails held-out or the null, or loses to a probe): its badge says so
+    (the findings board's rule, validation/board.py)."""
+    out = {}
+    for cat, v in (verdicts or {}).items():
+        if v.get("fails_heldout") or "loses to probe" in str(v.get("verdict") or ""):
+            out[cat] = f"✗ {v['verdict']}"
+    return out
+
+
 def validation_html(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
     """Each category's verdict; a failing one in red (docs/validation.md)."""
     out = []
@@ -329,7 +340,7 @@ def feature_page(
     parts = [
         f"<nav>{''.join(nav)}</nav>",
         f'<h1 id="title">{esc(title)}</h1>',
-        f"<p>{role_badges(row)}</p>",
+        f"<p>{role_badges(row, verdicts_against(verdicts))}</p>",
         '<table class="meta" id="header"><tbody>',
         f"<tr><th>feature</th><td>#{f}</td></tr>",
         f"<tr><th>SAE family · layer</th><td>{esc(fam)} · {layer}</td></tr>",
