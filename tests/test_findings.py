@@ -299,4 +299,4 @@ def test_dashboard_page_badge_of_a_specialist_the_validation_rejects():
     badges = role_badges(row, verdicts_against(verdicts))
     assert "specialist of recipes (score 1): ✗ not better than chance" in badges
     assert '<span class="badge specialist">specialist of python (score 9)</span>' in badges
-    assert badges.count("against") == 1
+    assert badges.count("badge specialist against") == 1
