@@ -37,7 +37,8 @@ HUB_WARNING = hub_warning(S) if workflow.exec_mode == ExecMode.DEFAULT else None
 if HUB_WARNING:
     print(f"WARNING {HUB_WARNING}", file=sys.stderr)
 # category -> the file its extraction jobs read: a category file, or a dataset category's
-# materialised Parquet file (rule materialise_dataset: datasets.smk; DATASETS: their specs)
+# materialised Parquet file, built by materialise_dataset in datasets.smk (DATASETS holds
+# their specs)
 CATEGORIES = category_files(S)
 DATASETS = dataset_specs(S)
 # Extraction jobs run per (category, chunk of extraction.chunk_size texts). The number of chunks
