@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import subprocess
@@ -66,8 +67,9 @@ def part(name: str, per_text: str, texts: str) -> dict:
         labels = data.cat_index[permutations(data.n_texts, 1000, 0)]
         null_layer_rows(data, labels, threshold=5.0, candidates=5, seed=0)
     else:  # validation_learning_curve: the default ladder, draws and permutations
+        draws = int(os.environ.get("CURVE_DRAWS", 5))  # CURVE_DRAWS: another draw count
         s = lc.CurveSettings(
-            (5, 10, 20, 50, 100, 200, 500, 1000), 5, 200, 0.5, 5, 0, 5.0, 5, 0.05, 0.7
+            (5, 10, 20, 50, 100, 200, 500, 1000), draws, 200, 0.5, 5, 0, 5.0, 5, 0.05, 0.7
         )
         lc.curve_layer(data, s)
     return {
