@@ -368,9 +368,11 @@ def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
         write_small_demo(copy, yaml)
 
     # the local twin runs while the SLURM run waits between its status checks (the executor
-    # polls squeue with a growing interval): the two overlap instead of running end to end
+    # polls squeue with a growing interval): the two overlap instead of running end to end.
+    # Its jobs get the threads SLURM gives them (--cores 2: every rule's `threads`), since
+    # torch's reductions (the circuits stage's gradients) depend on the thread count
     local_run = start_snakemake(
-        ["--profile", str(LOCAL_PROFILE), "--cores", "1", *demo], local, local_run_env
+        ["--profile", str(LOCAL_PROFILE), "--cores", "2", *demo], local, local_run_env
     )
     log = run_slurm(on_slurm, slurm_run_env, *demo)
     finish(local_run, local)

@@ -16,6 +16,7 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from sae_specialists.core.errors import ConfigError
+from sae_specialists.extraction.corpus import chunk_counts  # the test set's chunks
 from sae_specialists.validation.workflow import (
     baseline_layers,
     check_test_categories,
