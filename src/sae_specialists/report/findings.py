@@ -111,8 +111,8 @@ REGISTRY: tuple[VerdictSource, ...] = (
         enabled=lambda S: S.circuits.enabled,
         needs_model=lambda S: True,  # ablations and gradients run the model
         order=40,
-        mark="∅",
-        legend="feeds next specialist, feeds / ∅ dead end (nothing later reads it)",
+        mark="⊣",  # not ∅: the learning curve's mark, and the empty token's
+        legend="feeds next specialist, feeds / ⊣ dead end (nothing later reads it)",
     ),
 )
 
