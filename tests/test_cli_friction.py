@@ -18,7 +18,8 @@ def test_every_guard_file_is_in_place_and_every_target_rule_is_guarded():
         assert (REPO / target).read_text(encoding="utf-8") == guard_text(target)
     # the stage targets the README and docs name
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for target in ("analysis", "dashboards", "methodology", "validation", "causal", "export"):
+    stages = ("analysis", "dashboards", "methodology", "validation", "causal", "circuits")
+    for target in (*stages, "surface", "comparison", "export"):
         assert f"`{target}`" in readme and target in GUARDED_TARGETS
 
 

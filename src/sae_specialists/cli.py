@@ -27,6 +27,7 @@ GUARDED_TARGETS = (
     "causal",
     "comparison",
     "surface",
+    "circuits",
     "export",
     "clean_foreign",
 )
