@@ -114,3 +114,58 @@ def test_long_texts_are_truncated_with_a_warning_or_rejected(model, caplog):
 
     with pytest.raises(TextsError, match="long-1"):
         tokenize_texts(model, [long], max_tokens=64, long_texts="error")
+
+
+def _tokenizer_dir(demo_assets, tmp_path, kind: str):
+    """The demo model with another tokenizer: byte-level BPE with a BOS token, the same without
+    one (TransformerLens fills BOS in from EOS), and one trained with add_bos_token set."""
+    import shutil
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    path = tmp_path / kind
+    shutil.copytree(demo_assets / "model", path)
+    if kind == "demo":
+        return path
+    for old in path.glob("tokenizer*"):
+        old.unlink()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=120,  # within the demo model's vocabulary
+        special_tokens=["<|endoftext|>", "<s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(["def f(x): return x + 1", "le café est prêt 🙂"] * 10, trainer)
+    special = {
+        "bpe_bos": {"bos_token": "<s>", "eos_token": "<|endoftext|>"},
+        "bpe_no_bos": {"eos_token": "<|endoftext|>"},
+    }[kind]
+    PreTrainedTokenizerFast(tokenizer_object=tok, **special).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["demo", "bpe_bos", "bpe_no_bos"])
+def test_the_tokens_job_without_transformer_lens_writes_the_shard_transformer_lens_would(
+    demo_assets, tmp_path, texts, kind
+):
+    """extract_tokens of a local model reads its tokenizer alone (load_local_tokenizer): the
+    token table must equal the one from TransformerLens's model.tokenizer, byte for byte."""
+    from sae_specialists.extraction.engine import tokens_table
+    from sae_specialists.extraction.models import load_local_tokenizer
+
+    path = _tokenizer_dir(demo_assets, tmp_path, kind)
+    with_tl = load_local_model(path)
+    alone = load_local_tokenizer(path)
+    assert alone.cfg.n_ctx == with_tl.cfg.n_ctx
+    assert alone.tokenizer.bos_token_id == with_tl.tokenizer.bos_token_id is not None
+    odd = [
+        Text("odd-0", "odd", " \t leading space\n\nand\r\nnewlines  "),
+        Text("odd-1", "odd", "x"),
+    ]
+    for sample in (texts, odd, [Text("long", "odd", "word " * 200)]):
+        left = tokens_table(with_tl, tokenize_texts(with_tl, sample, max_tokens=64))
+        right = tokens_table(alone, tokenize_texts(alone, sample, max_tokens=64))
+        assert left.equals(right), kind

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from browser import open_offline
+from browser import OfflineTab, open_offline
 from test_token_text import SAMPLES, _bpe_tokenizer
 
 from sae_specialists.analysis.tokenview import LayerViews, render_page
@@ -107,8 +107,9 @@ def test_demo_token_views_read_as_the_texts(demo_run, browser):
     pages = sorted((demo_run.results / "token_views").glob("sae=*/layer=*/*.html"))
     assert pages
     checked = 0
+    tab = OfflineTab(browser)
     for path in pages:
-        page, errors, blocked = open_offline(browser, path)
+        page, errors, blocked = tab.visit(path)
         assert not errors and not blocked, path
         ids = page.locator(".sample .meta code").all_text_contents()
         for text_id, shown in zip(ids, visible_samples(page), strict=True):
@@ -118,7 +119,7 @@ def test_demo_token_views_read_as_the_texts(demo_run, browser):
             page.screenshot(
                 path=str(ARTIFACTS / f"token_view_demo_{path.stem}.png"), full_page=True
             )
-        page.close()
+    tab.close()
     assert checked >= len(pages)
 
 

@@ -127,7 +127,7 @@ def check_hub_model_layers(settings: Settings) -> None:
         return
     canonical, shape = known
     n_layers = shape["n_layers"]
-    directory = sae_lens_directory()
+    directory = sae_lens_directory() if any(f.release for f in settings.saes.values()) else {}
     for family in settings.saes.values():
         bad = [layer for layer in family.layers if family.block(layer) >= n_layers]
         if bad:
@@ -492,8 +492,10 @@ def hub_items(model_spec: Mapping | None, sae_sources: Mapping) -> list:
     if model_spec and model_spec.get("name"):
         name = str(model_spec["name"])
         items.append(HubItem(f"model {name!r}", model_repo(name)))
-    directory = sae_lens_directory()
-    for (family, layer), source in sorted(dict(sae_sources or {}).items()):
+    sources = sorted(dict(sae_sources or {}).items())
+    # SAELens's directory is a large YAML (~1.5 s to read): only hub SAEs need it
+    directory = sae_lens_directory() if any(s.get("release") for _, s in sources) else {}
+    for (family, layer), source in sources:
         release = directory.get(source.get("release")) or {}
         entry = next((s for s in release.get("saes", []) if s["id"] == source.get("sae_id")), None)
         if entry is None:

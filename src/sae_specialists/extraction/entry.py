@@ -17,13 +17,15 @@ def _options(p: Any) -> ExtractionSettings:
 
 
 def tokens(smk: Any) -> None:
-    """One (category, chunk) -> its token shard (the model's tokenizer; no forward pass)."""
-    import torch
-
+    """One (category, chunk) -> its token shard (the model's tokenizer; no forward pass; a
+    local model's tokenizer without torch or TransformerLens)."""
     from .pipeline import extract_tokens
 
     p = smk.params
-    torch.set_num_threads(smk.threads)
+    if "path" not in dict(p.model):
+        import torch
+
+        torch.set_num_threads(smk.threads)
     extract_tokens(
         ModelAndSAEs(dict(p.model), {}, p.device, p.dtype),
         _options(p),

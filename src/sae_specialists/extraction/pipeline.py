@@ -66,7 +66,12 @@ def extract_tokens(
     start, stop = chunk_bounds(chunk, options.chunk_size)
     corpus_options = CorpusOptions(options.text_field, options.text_split)
     t0 = time.perf_counter()
-    model, _, _ = job.load()
+    if "path" in job.model:  # a local model: its tokenizer alone, no weights, no TransformerLens
+        from .models import load_local_tokenizer
+
+        model = load_local_tokenizer(job.model["path"])
+    else:
+        model, _, _ = job.load()
     n_texts = n_tokens = 0
     writer = AtomicParquetWriter(tokens_out, TOKENS_SCHEMA)
     try:
