@@ -833,3 +833,38 @@ def test_related_block_shows_written_into_and_none_above_the_floor(tmp_path):
     other = html.split('data-relation="other_component"')[1].split("</table>")[0]
     assert "none above 0.10 in mlp · 0" in other and "#" not in other
     assert html.index("Same SAE") < html.index("Other components") < html.index("Written into")
+
+
+def test_a_local_decoder_read_from_its_file_is_the_matrix_saelens_loads(demo_assets, tmp_path):
+    """comparison jobs read local W_dec without SAELens (decoders.local_decoder): the same
+    matrix, bit for bit, as SAELens's own loader gives for every demo family; a bfloat16 SAE
+    (numpy cannot read it) and another architecture fall back to SAELens."""
+    import json
+    import shutil
+
+    import torch
+    from sae_lens import SAE
+    from safetensors.torch import load_file, save_file
+
+    from sae_specialists.comparison.decoders import load_decoder, local_decoder
+
+    dirs = sorted((demo_assets / "saes").glob("*/layer*"))
+    assert len(dirs) >= 10
+    for directory in dirs:
+        expected = SAE.load_from_disk(str(directory), device="cpu").W_dec.detach().numpy()
+        got = local_decoder(str(directory), "test")
+        assert got.dtype == np.float32 and np.array_equal(got, expected), directory
+
+    bf16 = shutil.copytree(dirs[0], tmp_path / "bf16")
+    weights = load_file(str(bf16 / "sae_weights.safetensors"))
+    save_file(
+        {k: v.to(torch.bfloat16) for k, v in weights.items()}, str(bf16 / "sae_weights.safetensors")
+    )
+    assert local_decoder(str(bf16), "test") is None
+    expected = weights["W_dec"].to(torch.bfloat16).float().numpy()
+    assert np.array_equal(load_decoder("res", 0, {"path": str(bf16)}), expected)
+
+    other = shutil.copytree(dirs[0], tmp_path / "other")
+    cfg = json.loads((other / "cfg.json").read_text())
+    (other / "cfg.json").write_text(json.dumps({**cfg, "architecture": "matryoshka_batchtopk"}))
+    assert local_decoder(str(other), "test") is None
