@@ -156,6 +156,39 @@ def test_planted_pure_detector_is_flagged(causal, demo_run):
     assert (matters["in_low"] > 0).all() and (matters["vs_control_low"] > 0).all()
 
 
+def test_top1_changes_of_the_planted_cells(causal, demo_run):
+    """The driver changes the top-1 prediction at some of its category's positions at every
+    layer; the pure detector at none. The share is the per-text table's counts summed over
+    the category's texts; the causal pages show it beside the Δloss."""
+    planted = demo_run.planted
+    driver = planted["causal"]["driver"]["category"]
+    detector = planted["causal"]["detector"]["category"]
+    per_text = causal["per_text"]
+    for layer in planted["layers"]:
+        assert res_cell(causal["effects"], int(layer), driver)["top1_changed_share"] > 0
+        assert res_cell(causal["effects"], int(layer), detector)["top1_changed_share"] == 0
+    index = (causal["results"] / "causal/pages/index.html").read_text()
+    assert "top-1 changed in" in index
+    for row in causal["effects"].iter_rows(named=True):
+        sub = per_text.filter(
+            (pl.col("sae") == row["sae"])
+            & (pl.col("layer") == row["layer"])
+            & (pl.col("feature") == row["feature"])
+            & (pl.col("mode") == row["mode"])
+            & (pl.col("category") == row["category"])
+        )
+        assert row["top1_positions"] == sub["n_positions"].sum()
+        assert row["top1_changed_share"] == sub["top1_changed"].sum() / sub["n_positions"].sum()
+        page = (
+            causal["results"]
+            / f"causal/pages/sae={row['sae']}/layer={row['layer']}/{row['category']}.html"
+        ).read_text()
+        shown = f"{100 * row['top1_changed_share']:.1f}% <small>of {row['top1_positions']:,}"
+        assert shown in page
+        if row["mode"] == "zero":
+            assert shown in index
+
+
 def test_steering_the_driver_writes_its_category_tokens(causal, demo_run):
     planted = demo_run.planted
     driver = planted["causal"]["driver"]
@@ -190,8 +223,9 @@ def test_steering_token_ids_are_lists_of_ints_like_the_layer_tables(causal, demo
 
 
 def test_one_cell_by_hand_with_run_with_hooks(causal, demo_run):
-    """The driver cell at layer 2, every text: Δloss written out with TransformerLens's
-    run_with_hooks on one unpadded text at a time, against the per-text and effects tables."""
+    """The driver cell at layer 2, every text: Δloss and the top-1 changes written out with
+    TransformerLens's run_with_hooks on one unpadded text at a time, against the per-text and
+    effects tables (the top-1 counts exactly)."""
     import numpy as np
     import torch
     from sae_lens import SAE
@@ -218,12 +252,22 @@ def test_one_cell_by_hand_with_run_with_hooks(causal, demo_run):
     for (text_id,), rows in tokens.group_by(["text_id"]):
         ids = torch.tensor([rows["token_id"].to_list()])
         with torch.inference_mode():
-            clean = model(ids, return_type="loss", loss_per_token=True)[0]
-            ablated = model.run_with_hooks(
-                ids, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, edit)]
-            )[0]
+            clean_logits = model(ids)
+            ablated_logits = model.run_with_hooks(ids, fwd_hooks=[(hook_name, edit)])
+        clean = torch.nn.functional.cross_entropy(
+            clean_logits[0, :-1], ids[0, 1:], reduction="none"
+        )
+        ablated = torch.nn.functional.cross_entropy(
+            ablated_logits[0, :-1], ids[0, 1:], reduction="none"
+        )
         diff = (ablated - clean)[1:]  # predictions made at positions 1..n-2
-        by_hand[text_id] = (float(diff.mean()) if len(diff) else None, rows["category"][0])
+        flips = clean_logits[0].argmax(-1) != ablated_logits[0].argmax(-1)
+        by_hand[text_id] = (
+            float(diff.mean()) if len(diff) else None,
+            rows["category"][0],
+            int(flips[1 : ids.shape[1] - 1].sum()),
+            len(diff),
+        )
     table = causal["per_text"].filter(
         (pl.col("sae") == "res")
         & (pl.col("layer") == 2)
@@ -232,13 +276,18 @@ def test_one_cell_by_hand_with_run_with_hooks(causal, demo_run):
     )
     assert table.height == len(by_hand)
     for r in table.iter_rows(named=True):
+        assert (r["top1_changed"], r["n_positions"]) == by_hand[r["text_id"]][2:]
         expected = by_hand[r["text_id"]][0]
         if expected is None:
             assert r["delta_loss"] is None
         else:
             assert r["delta_loss"] == pytest.approx(expected, abs=2e-5)
-    inside = [d for d, c in by_hand.values() if d is not None and c == category]
-    outside = [d for d, c in by_hand.values() if d is not None and c != category]
+    inside = [d for d, c, *_ in by_hand.values() if d is not None and c == category]
+    outside = [d for d, c, *_ in by_hand.values() if d is not None and c != category]
     row = res_cell(causal["effects"], 2, category)
+    flips = sum(f for _, c, f, _ in by_hand.values() if c == category)
+    positions = sum(n for _, c, _, n in by_hand.values() if c == category)
+    assert row["top1_positions"] == positions > 0
+    assert row["top1_changed_share"] == flips / positions > 0
     assert row["in_mean"] == pytest.approx(np.mean(inside), abs=2e-5)
     assert row["out_mean"] == pytest.approx(np.mean(outside), abs=2e-5)

@@ -140,6 +140,56 @@ def test_delta_loss_matches_run_with_hooks(demo, hook):
     assert np.nanmax(np.abs(zero)) > 1e-4
 
 
+def manual_top1_changed(model, sae, ids, feature):
+    """Per text, by hand: the loss positions (predictions made at 1..n-2) whose argmax next
+    token differs between the clean model and the one with the feature zero-ablated at
+    positions >= 1 (run_with_hooks, one unpadded text per forward)."""
+    hook_name = sae.cfg.metadata.hook_name
+
+    def edit(act, hook):
+        x = act.clone()
+        a = sae.encode(x[0, 1:])[:, feature]
+        x[0, 1:] = x[0, 1:] - a[:, None] * sae.W_dec[feature]
+        return x
+
+    out = []
+    for seq in ids:
+        tokens = torch.tensor([seq])
+        with torch.inference_mode():
+            clean = model(tokens)[0].argmax(-1)
+            ablated = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, edit)])[0].argmax(-1)
+        out.append(int((clean != ablated)[1 : len(seq) - 1].sum()))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("hook", ["resid_pre", "resid_mid"])
+def test_top1_changes_match_run_with_hooks(demo, planted, hook):
+    """The planted causal driver (python) and pure detector (urls): per text, the number of
+    loss positions whose top-1 prediction zero ablation changes, equal to a hand-written
+    run_with_hooks count (mixed lengths in one padded batch, ablations stacked)."""
+    model, sae, ids, cats, roles = demo
+    if hook == "resid_mid":
+        sae = resid_mid_sae(sae)
+    site = FeatureSite(model, sae)
+    driver = roles[planted["causal"]["driver"]["category"]]
+    detector = roles[planted["causal"]["detector"]["category"]]
+    features = [driver, detector]
+    result = ablation_effects(
+        site,
+        ids,
+        [Ablation(f, "zero") for f in features],
+        batch_size=4,
+        pad_id=model.tokenizer.pad_token_id,
+    )
+    for feature in features:
+        expected = manual_top1_changed(model, sae, ids, feature)
+        assert result.top1_changed[Ablation(feature, "zero")].tolist() == expected.tolist()
+        assert (expected <= result.n_positions).all()
+    # the driver changes predictions (not a vacuous comparison); the detector changes none
+    assert result.top1_changed[Ablation(driver, "zero")].sum() > 0
+    assert result.top1_changed[Ablation(detector, "zero")].sum() == 0
+
+
 def test_clean_loss_matches_model_loss(demo):
     model, sae, ids, cats, roles = demo
     site = FeatureSite(model, sae)
@@ -320,7 +370,12 @@ def test_layer_effects_apply_min_effect():
     ]
     per_text = pl.DataFrame(
         rows, schema=["feature", "role", "mode", "text_id", "category", "delta_loss"], orient="row"
-    ).with_columns(pl.lit("res").alias("sae"), pl.lit(2).cast(pl.Int64).alias("layer"))
+    ).with_columns(
+        pl.lit("res").alias("sae"),
+        pl.lit(2).cast(pl.Int64).alias("layer"),
+        pl.lit(4).cast(pl.Int64).alias("n_positions"),
+        pl.lit(0).cast(pl.Int64).alias("top1_changed"),
+    )
     cells = pl.DataFrame(
         {"sae": ["res"], "layer": [2], "category": ["a"], "feature": [7], "controls": [[9]]}
     )
@@ -382,9 +437,17 @@ def test_effects_table_reproduced_independently():
                 value = rng.normal(0.5 if (feature == 7 and category == "a") else 0.05, 0.1)
                 rows.append((feature, role, mode, text_id, category, value))
     rows[3] = (*rows[3][:5], None)  # a text without loss position
+    n_positions = rng.integers(3, 40, len(rows))
+    n_positions[3] = 0
+    changed = rng.integers(0, n_positions + 1)
     per_text = pl.DataFrame(
         rows, schema=["feature", "role", "mode", "text_id", "category", "delta_loss"], orient="row"
-    ).with_columns(pl.lit("res").alias("sae"), pl.lit(2).cast(pl.Int64).alias("layer"))
+    ).with_columns(
+        pl.lit("res").alias("sae"),
+        pl.lit(2).cast(pl.Int64).alias("layer"),
+        pl.Series("n_positions", n_positions, dtype=pl.Int64),
+        pl.Series("top1_changed", changed, dtype=pl.Int64),
+    )
     cells = pl.DataFrame(
         {"sae": ["res"], "layer": [2], "category": ["a"], "feature": [7], "controls": [[9, 11]]}
     )
@@ -427,6 +490,10 @@ def test_effects_table_reproduced_independently():
         assert row["vs_control"] == pytest.approx(paired.mean())
         assert (row["vs_control_low"], row["vs_control_high"]) == pytest.approx((low, high))
         assert row["detector_only"] == (not (low > 0 and row["in_low"] > 0))
+        # top-1 changes: summed over the category's texts of the specialist and this mode
+        mine = [i for i, r in enumerate(rows) if r[0] == 7 and r[2] == row["mode"] and r[4] == "a"]
+        assert row["top1_positions"] == int(n_positions[mine].sum())
+        assert row["top1_changed_share"] == changed[mine].sum() / n_positions[mine].sum()
     zero = effects.filter(pl.col("mode") == "zero").row(0, named=True)
     assert zero["verdict"] == "specific" and zero["controls"] == "9 11"
 

@@ -4,6 +4,8 @@ computation from the raw shards (pyarrow, plain loops, scikit-learn)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
@@ -249,3 +251,157 @@ def check_topic_design(results, planted, layer, tmp_path):
     assert by_topic["code"]["within_topic"] == pytest.approx(np.mean(within))
     assert by_topic["code"]["across"] == pytest.approx(np.mean(across))
     assert by_topic["code"]["within_topic"] > by_topic["code"]["across"]  # clusters by topic
+
+
+# -- cross-links and the depth sentence in the report (docs/surface.md, "Cross-links") --------
+
+
+def _md_rows(text: str, first_header: str, after: str = "") -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the first Markdown table after the line ``after`` whose first
+    column is ``first_header``."""
+    lines = text.splitlines()
+    begin = lines.index(after) if after else 0
+    start = next(
+        i for i, line in enumerate(lines) if i > begin and line.startswith(f"| {first_header} |")
+    )
+    split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]  # noqa: E731
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(split(line))
+    return split(lines[start]), rows
+
+
+def _linked(cell: str) -> tuple[str, str]:
+    """(text, href) of a Markdown link cell."""
+    match = re.fullmatch(r"\[(.*)\]\(([^)]*)\)", cell)
+    assert match, cell
+    return match.group(1).replace("\\", ""), match.group(2)
+
+
+def _labels(path) -> dict:
+    board = pl.read_parquet(path)
+    return {(r["family"], r["layer"], r["category"]): r for r in board.iter_rows(named=True)}
+
+
+def test_summaries_are_cross_linked(demo_run, surface):
+    """validation/summary.md and the causal pages show each specialist's surface verdict linked
+    to surface/summary.md; surface/summary.md shows its validation and causal verdicts linked
+    to theirs; every link's target exists (relative to the page)."""
+    results = demo_run.results
+    surface_labels = _labels(results / "surface" / "verdicts.parquet")
+    validation = _labels(results / "validation" / "verdicts.parquet")
+    causal = _labels(results / "causal" / "verdicts.parquet")
+
+    # surface/summary.md: validation and causal columns
+    text = (results / "surface" / "summary.md").read_text(encoding="utf-8")
+    header, rows = _md_rows(text, "sae", "## Every specialist")
+    v_col, c_col = header.index("validation"), header.index("causal check")
+    checked = {"validation": 0, "causal": 0}
+    for row in rows:
+        key = (row[0], int(row[1]), row[2].replace("\\", ""))
+        for col, labels, stage in ((v_col, validation, "validation"), (c_col, causal, "causal")):
+            record = labels.get(key)
+            if record is None or record["feature"] != int(row[3]):
+                assert row[col] == "–", (stage, row)
+                continue
+            label, href = _linked(row[col])
+            assert label == record["label"]
+            assert (results / "surface" / href).resolve().is_file(), href
+            checked[stage] += 1
+    assert checked["validation"] > 0 and checked["causal"] > 0
+    assert len(rows) == surface.height
+
+    # validation/summary.md and its page: a "what it detects" column
+    text = (results / "validation" / "summary.md").read_text(encoding="utf-8")
+    header, rows = _md_rows(text, "SAE")
+    col = header.index("what it detects")
+    linked = 0
+    for row in rows:
+        record = surface_labels.get((row[0], int(row[1]), row[2].replace("\\", "")))
+        if record is None or row[3] == "–" or record["feature"] != int(row[3]):
+            assert row[col] == "–", row
+            continue
+        label, href = _linked(row[col])
+        assert label == record["label"] and href == "../surface/summary.md"
+        assert (results / "validation" / href).resolve().is_file()
+        linked += 1
+    assert linked == surface.filter(pl.col("sae") == "res").height  # validation: res only
+    page = (results / "validation" / "summary.html").read_text(encoding="utf-8")
+    assert page.count('href="../surface/summary.md"') == linked
+
+    # the causal pages: index and each cell's page
+    pages = results / "causal" / "pages"
+    index = (pages / "index.html").read_text(encoding="utf-8")
+    shown = re.findall(r"<td class='l'><a href='([^']+)'>([^<]+)</a></td></tr>", index)
+    expected = [
+        surface_labels[k]["label"]
+        for k in sorted(causal)
+        if k in surface_labels and surface_labels[k]["feature"] == causal[k]["feature"]
+    ]
+    assert sorted(label for _, label in shown) == sorted(expected) and expected
+    assert {href for href, _ in shown} == {"../../surface/summary.md"}
+    assert (pages / "../../surface/summary.md").resolve().is_file()
+    for (family, layer, category), record in surface_labels.items():
+        cell = pages / f"sae={family}" / f"layer={layer}" / f"{category}.html"
+        if not cell.is_file():
+            continue
+        page = cell.read_text(encoding="utf-8")
+        href = re.search(r"What it detects \(surface stage\): <a href='([^']+)'>([^<]+)</a>", page)
+        assert href and href.group(2) == record["label"], cell
+        assert (cell.parent / href.group(1)).resolve() == (
+            results / "surface" / "summary.md"
+        ).resolve()
+
+
+def test_depth_sentence_reaches_the_report(demo_run, surface):
+    """The depth sentence (surface/depth.md, the stage's headline): its numbers recomputed from
+    the specialists table; on index.html under the board; in summary.md and analysis.html a
+    pointer to surface/summary.md (the demo's probe texts need the model, and `snakemake
+    analysis` never runs it)."""
+    import html
+
+    results = demo_run.results
+    sentence = (results / "surface" / "depth.md").read_text(encoding="utf-8").strip()
+    res = surface.filter(pl.col("sae") == "res")
+    first, last = min(res["layer"]), max(res["layer"])
+    for layer in (first, last):
+        part = res.filter(pl.col("layer") == layer)
+        r2 = np.mean([v for v in part["token_r2_seen"].to_list() if v is not None])
+        tokens = np.mean([v == "token_detector" for v in part["verdict"].to_list()])
+        assert f"{r2:.2f} at layer {layer}" in sentence
+        assert f"{tokens:.0%}" in sentence
+    index = (results / "index.html").read_text(encoding="utf-8")
+    assert html.escape(sentence) in index
+    assert '<a href="surface/summary.md">' in index
+    summary = (results / "summary.md").read_text(encoding="utf-8")
+    assert "## What specialists detect, by depth" in summary
+    assert "[surface/summary.md](surface/summary.md)" in summary
+    analysis = (results / "analysis.html").read_text(encoding="utf-8")
+    assert "What specialists detect, by depth" in analysis
+    assert 'href="surface/summary.md"' in analysis
+
+
+def test_depth_sentence_in_summary_when_the_stage_needs_no_model(demo_run, tmp_path):
+    """Without probe texts the surface stage reads shards only: `snakemake analysis` puts its
+    verdicts on analysis.html's board and the depth sentence itself in summary.md and
+    analysis.html, and runs no model job."""
+    import html
+
+    from conftest import md_escaped, scheduled_jobs
+
+    copy = demo_run.copy(tmp_path / "demo")
+    config = {**copy.config, "surface": {**copy.config["surface"], "probe_texts": None}}
+    dry = copy.snakemake("-n", "analysis", config=config)
+    jobs = scheduled_jobs(dry)
+    assert "surface_verdicts" in jobs and "analysis_report" in jobs
+    assert not [j for j in jobs if j.startswith(("extract", "causal", "surface_probe"))], jobs
+    copy.snakemake("--cores", "2", "analysis", config=config, timeout=1200)
+    sentence = (copy.results / "surface" / "depth.md").read_text(encoding="utf-8").strip()
+    assert sentence.startswith("SAE res: mean token R²")
+    summary = (copy.results / "summary.md").read_text(encoding="utf-8")
+    assert "## What specialists detect, by depth" in summary
+    assert md_escaped(sentence) in summary
+    analysis = (copy.results / "analysis.html").read_text(encoding="utf-8")
+    assert html.escape(sentence) in analysis

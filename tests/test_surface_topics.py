@@ -172,3 +172,64 @@ def test_geometry_clusters_by_topic_with_a_permutation_p():
     # no topic structure: the p-value is not small
     flat = geometry(rng.normal(0, 1, (24, 16)), topic, form, permutations=199, seed=0)
     assert flat.p_value > 0.05
+
+
+def test_causal_rank_correlation_and_top1_changes():
+    """The causal part of the design's report from a specialists table and a causal effects
+    table: Spearman ρ of score with Δloss in (ranks written out with numpy), and the top-1
+    changes pooled over the specialists' positions, their mean share and how many change any,
+    from integer counts; a cell without specialist and the mean-ablation rows are left out."""
+    import polars as pl
+
+    from sae_specialists.surface.design import (
+        causal_correlation,
+        causal_specialists,
+        topics_summary,
+    )
+
+    scores = [9, 7, 5, 3, 1]
+    delta = [0.30, 0.10, 0.20, 0.05, 0.01]
+    changed = [12, 0, 3, 1, 0]
+    positions = [40, 25, 30, 50, 10]
+    cats = ["a", "b", "c", "d", "e"]
+    specialists = pl.DataFrame(
+        {
+            "sae": ["res"] * 6,
+            "layer": [1] * 6,
+            "category": [*cats, "f"],
+            "feature": [1, 2, 3, 4, 5, 6],
+            "score": [*scores, 0],
+            "has_specialist": [True] * 5 + [False],
+        }
+    )
+    effects = pl.DataFrame(
+        {
+            "sae": ["res"] * 12,
+            "layer": [1] * 12,
+            "category": [*cats, "f"] * 2,
+            "feature": [1, 2, 3, 4, 5, 6] * 2,
+            "mode": ["zero"] * 6 + ["mean"] * 6,
+            "in_mean": [*delta, 0.5] + [9.0] * 6,
+            "top1_changed_share": [*np.divide(changed, positions), 1.0] + [0.9] * 6,
+            "top1_positions": [*positions, 7] + [1] * 6,
+        }
+    )
+    row = causal_correlation(specialists, effects).row(0, named=True)
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731 - no ties here
+    expected_rho = np.corrcoef(rank(scores), rank(delta))[0, 1]
+    assert row["n_specialists"] == 5
+    assert row["spearman_rho"] == pytest.approx(expected_rho)
+    assert row["top1_positions"] == sum(positions)
+    assert row["top1_changed_share"] == sum(changed) / sum(positions)
+    assert row["top1_mean_share"] == pytest.approx(np.mean(np.divide(changed, positions)))
+    assert row["top1_n_changing"] == 3
+    per = causal_specialists(specialists, effects)
+    assert per["top1_positions"].to_list() == positions
+    text = topics_summary(
+        pl.DataFrame(), pl.DataFrame(), causal_correlation(specialists, effects), {}, per
+    )
+    assert "not measured" not in text
+    assert f"at {sum(changed) / sum(positions):.1%} of its category's loss positions" in text
+    assert "3 of 5 specialists change at least one prediction" in text
+    assert "| res | 1 | a | 1 | 9 | 0.300 | 30.0% of 40 |" in text
+    assert "| res | 1 | b | 2 | 7 | 0.100 | 0.0% of 25 |" in text

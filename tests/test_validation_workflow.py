@@ -108,8 +108,17 @@ def test_validation_settings_rerun_only_validation_jobs(copy):
     # the verdicts rewrite the findings board's records, so the two pages that draw the board
     # from the model-free stages' records (analysis.html, the dashboards index) are planned too
     shows = {"analysis_report", "dashboards_index"}
+    # validation/summary.md has a job of its own, and surface/summary.md shows the validation
+    # verdicts (the summaries are cross-linked: core/crosslinks.py)
+    summaries = {"validation_summary", "surface_summary"}
     expected = {
-        "permutations": {"validation_null", "validation_verdicts", "validation_charts", *shows},
+        "permutations": {
+            "validation_null",
+            "validation_verdicts",
+            "validation_charts",
+            *shows,
+            *summaries,
+        },
         # the surface stage's token R² uses the validation folds: it reruns too, and what shows
         # it (the dashboards' "What it detects" block, the circuits pages linking them)
         "folds": {
@@ -122,9 +131,17 @@ def test_validation_settings_rerun_only_validation_jobs(copy):
             "surface_verdicts",
             "dashboards_layer",
             "circuits_tables",
+            *summaries,
+            "causal_pages",  # they show the surface verdicts
         },
-        "alpha": {"validation_verdicts", "validation_charts", *shows},
-        "probe_k": {"validation_baselines", "validation_verdicts", "validation_charts", *shows},
+        "alpha": {"validation_verdicts", "validation_charts", *shows, *summaries},
+        "probe_k": {
+            "validation_baselines",
+            "validation_verdicts",
+            "validation_charts",
+            *shows,
+            *summaries,
+        },
     }
     values = {"permutations": 200, "folds": 3, "alpha": 0.01, "probe_k": [1, 3]}
     for key, rules in expected.items():

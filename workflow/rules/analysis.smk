@@ -8,7 +8,12 @@ from sae_specialists.core.layout import (
     PEAK_TABLES,
     SPECIALIST_TABLES,
 )
-from sae_specialists.report.findings import left_out, verdict_tables
+from sae_specialists.report.findings import (
+    headline_files,
+    headline_links,
+    left_out,
+    verdict_tables,
+)
 from sae_specialists.core.vega import VERSIONS as CHART_SCRIPT_VERSIONS
 
 
@@ -250,6 +255,8 @@ rule analysis_report:
             if "validation" in verdict_tables(S, L, model_free=True)
             else []
         ),
+        # the headlines (e.g. the surface stage's depth sentence) of the same stages
+        headlines=list(headline_files(S, L, model_free=True).values()),
     output:
         index=L.analysis_page,
         summary=report(L.summary, caption="../report/summary.rst", category="Summary"),
@@ -292,5 +299,8 @@ rule analysis_report:
         + (L.comparison_charts() if S.comparison.enabled else []),
         validation_summary=L.validation_summary,
         causal_index=L.causal_index if S.causal.enabled else None,
+        headline_stages=list(headline_files(S, L, model_free=True)),  # order of `headlines`
+        # the stages left to index.html: their summaries, linked instead
+        headline_links=headline_links(S, L, model_free=True),
     script:
         "../../scripts/analysis_report.py"

@@ -85,7 +85,7 @@ rule causal_layer:
 
 
 rule causal_tables:
-    """Effects with bootstrap intervals and verdicts, the joined tables, the causal pages."""
+    """Effects with bootstrap intervals and verdicts, the joined tables."""
     input:
         **{
             name: [L.causal_layer(f, l)[name] for f, l in L.sae_layers()]
@@ -93,12 +93,6 @@ rule causal_tables:
         },
     output:
         **L.causal_tables(),
-        pages=report(
-            directory(L.causal_pages),
-            patterns=["{page}.html"],  # index.html and each cell's page (small)
-            caption="../report/causal.rst",
-            category="Causal check",
-        ),
     log:
         L.log("causal", "tables"),
     conda:
@@ -111,6 +105,35 @@ rule causal_tables:
         seed=C.seed,
         ci=C.ci,
         min_effect=C.min_effect,
+    script:
+        "../../scripts/causal_tables.py"
+
+
+rule causal_pages:
+    """The causal pages: index.html and one page per cell, each specialist with what it
+    detects (the surface stage's verdict, linked to surface/summary.md) when that stage ran.
+    A job of its own: the tables never wait for the surface stage."""
+    input:
+        effects=L.causal_table("effects"),
+        top_tokens=L.causal_table("top_tokens"),
+        steering=L.causal_table("steering"),
+        surface=[L.verdicts("surface")] if S.surface.enabled else [],
+    output:
+        pages=report(
+            directory(L.causal_pages),
+            patterns=["{page}.html"],  # index.html and each cell's page (small)
+            caption="../report/causal.rst",
+            category="Causal check",
+        ),
+    log:
+        L.log("causal", "pages"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        surface_summary=L.surface_summary,  # linked, by path
         settings={
             "modes": list(C.modes),
             "control_draws": C.control_draws,
@@ -122,7 +145,7 @@ rule causal_tables:
             "steer_tokens": C.steer_tokens,
         },
     script:
-        "../../scripts/causal_tables.py"
+        "../../scripts/causal_pages.py"
 
 
 checkpoint causal_verdicts:

@@ -6,7 +6,7 @@
 # `snakemake clean_foreign` deletes them.
 import os
 
-from sae_specialists.report.findings import verdict_tables
+from sae_specialists.report.findings import headline_files, sources, verdict_tables
 from sae_specialists.report.overview import run_keys_of
 
 # what this configuration produces: index.html lists other files apart (report/overview.py)
@@ -21,6 +21,8 @@ rule report_index:
         specialists=L.table("specialists"),
         # every enabled stage's verdict table (report/findings.py: the registry)
         verdicts=list(verdict_tables(S, L).values()),
+        # their headlines (e.g. the surface stage's depth sentence), under the board
+        headlines=list(headline_files(S, L).values()),
     output:
         L.index,
     log:
@@ -35,6 +37,11 @@ rule report_index:
         # the demo's model and SAE files when they live under results_dir
         exclude=[S.demo["dir"]] if S.demo else [],
         verdict_stages=list(verdict_tables(S, L)),  # in the order of `verdicts`
+        headline_stages=list(headline_files(S, L)),  # in the order of `headlines`
+        # each headline's stage summary, linked
+        headline_summaries={
+            s.stage: s.summary(L) for s in sources(S) if s.summary is not None
+        },
         dashboard_dirs={f"{f}/{l}": L.dashboard_dir(f, l) for f, l in L.sae_layers()},
         run_keys=RUN_KEYS,
     script:

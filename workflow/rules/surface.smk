@@ -88,7 +88,7 @@ rule surface_layer:
 
 rule surface_verdicts:
     """Every layer's measures with a verdict per specialist, the per-layer shares, the token R²
-    chart, surface/summary.md and the findings board's records (surface/verdicts.parquet).
+    chart and the findings board's records (surface/verdicts.parquet).
     """
     input:
         chart_script=L.chart_script,  # the run's shared Vega script (analysis.smk)
@@ -103,7 +103,8 @@ rule surface_verdicts:
         **L.surface_pair("tokens"),
         **L.surface_pair("layers"),
         board=L.verdicts("surface"),
-        summary=L.surface_summary,
+        # the depth sentence, shown by summary.md / analysis.html / index.html
+        headline=L.surface_headline,
         chart_html=L.surface_chart("html"),
         chart_png=report(
             L.surface_chart("png"),
@@ -127,6 +128,32 @@ rule surface_verdicts:
         threshold=S.analysis.threshold,
         aggregation=S.analysis.aggregation,
         include_bos=S.analysis.include_bos,
+    script:
+        "../../scripts/surface_verdicts.py"
+
+
+rule surface_summary:
+    """surface/summary.md: the depth sentence, the per-layer shares, every specialist with its
+    verdict and, when those stages ran, its validation and causal verdicts linked to their
+    summaries (a job of its own, so that the surface verdicts never wait for the causal model
+    jobs and the validation and causal summaries can show the surface verdicts)."""
+    input:
+        specialists=L.surface_table("specialists"),
+        layers=L.surface_table("layers"),
+        validation=[L.verdicts("validation")] if S.validation.enabled else [],
+        causal=[L.verdicts("causal")] if S.causal.enabled else [],
+    output:
+        L.surface_summary,
+    log:
+        L.log("surface", "summary"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        validation_summary=L.validation_summary,  # linked, by path
+        causal_pages=L.causal_pages,
         summary=dict(
             threshold=S.analysis.threshold,
             folds=S.validation.folds,
@@ -138,7 +165,7 @@ rule surface_verdicts:
             gated_max=SF.gated_max,
         ),
     script:
-        "../../scripts/surface_verdicts.py"
+        "../../scripts/surface_summary.py"
 
 
 if PROBE_LAYERS:

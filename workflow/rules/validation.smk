@@ -128,7 +128,7 @@ rule validation_baselines:
 
 checkpoint validation_verdicts:
     """The cell table with the baselines and the verdict of every cell, the folds and baselines
-    tables, validation/summary.md, and verdicts.json: what the report and the dashboards show.
+    tables, and verdicts.json: what the report and the dashboards show.
     They take it as an `ancient` input (its time stamp ignored) and its content as a param
     (read_verdicts), so they rerun only when a verdict they show changed."""
     input:
@@ -139,20 +139,10 @@ checkpoint validation_verdicts:
             L.validation_layer("baselines", f, l, "baselines")
             for f, l in BASELINE_LAYERS
         ],
-        # the learning curve's sentences end summary.md (validation_learning_curve)
-        learning_curve=(
-            [L.learning_curve("summary", "md")] if V.learning_curve_enabled else []
-        ),
     output:
         **L.validation_pair("cells"),
         **L.validation_pair("folds"),
         **(L.validation_pair("baselines") if V.baselines else {}),
-        summary=L.validation_summary,
-        summary_html=report(
-            L.validation_summary_html,
-            caption="../report/validation_summary.rst",
-            category="Validation",
-        ),
         verdicts=L.validation_verdicts,
         # the findings board's records (core/verdicts.py, report/findings.py)
         board=L.verdicts("validation"),
@@ -170,6 +160,38 @@ checkpoint validation_verdicts:
         probe_margin=V.probe_margin,
         # the k-sparse probe named in the verdict text: k = 5 when computed, else the largest
         shown_k=[5 if 5 in V.probe_k else max(V.probe_k)] if V.baselines else [],
+    script:
+        "../../scripts/validation_verdicts.py"
+
+
+rule validation_summary:
+    """validation/summary.md and its page: every cell with its verdict and, when the surface
+    stage ran, what its specialist detects linked to surface/summary.md. A job of its own:
+    the verdicts (read by `snakemake analysis`) never wait for the surface stage, whose probe
+    texts are extracted with the model."""
+    input:
+        cells=L.validation_table("cells"),
+        # the learning curve's sentences end summary.md (validation_learning_curve)
+        learning_curve=(
+            [L.learning_curve("summary", "md")] if V.learning_curve_enabled else []
+        ),
+        surface=[L.verdicts("surface")] if S.surface.enabled else [],
+    output:
+        summary=L.validation_summary,
+        summary_html=report(
+            L.validation_summary_html,
+            caption="../report/validation_summary.rst",
+            category="Validation",
+        ),
+    log:
+        L.log("validation", "summary"),
+    conda:
+        "../envs/sae_specialists.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        surface_summary=L.surface_summary,  # linked, by path
         summary=dict(
             threshold=S.analysis.threshold,
             candidates=S.analysis.candidates,
@@ -183,7 +205,7 @@ checkpoint validation_verdicts:
             probe_margin=V.probe_margin,
         ),
     script:
-        "../../scripts/validation_verdicts.py"
+        "../../scripts/validation_summary.py"
 
 
 if V.learning_curve_enabled:

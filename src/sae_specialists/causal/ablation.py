@@ -219,6 +219,12 @@ class FeatureSite:
     def losses(self, residual, tokens, mask):
         """Next-token cross-entropy at the positions ``mask`` [N, S-1] (prediction at t of
         token t+1), in row-major order; logits only for those positions."""
+        return self.predictions(residual, tokens, mask)[0]
+
+    def predictions(self, residual, tokens, mask):
+        """(loss, top-1 token id) of the next-token prediction at the positions ``mask``
+        [N, S-1], in row-major order: the cross-entropy and the argmax of the same logits
+        (ties: the lowest id, torch.argmax), computed for those positions only."""
         import torch.nn.functional as F
 
         torch = self._torch
@@ -228,6 +234,7 @@ class FeatureSite:
         rows = residual[:, :-1][mask]
         targets = tokens[:, 1:][mask]
         out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
+        top1 = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
         step = max(1, LOGIT_ELEMENTS // self.W_U.shape[1])
         for lo in range(0, rows.shape[0], step):
             hi = lo + step
@@ -235,16 +242,24 @@ class FeatureSite:
             if self.softcap is not None and self.softcap > 0:
                 logits = self.softcap * torch.tanh(logits / self.softcap)
             out[lo:hi] = F.cross_entropy(logits, targets[lo:hi], reduction="none")
-        return out
+            top1[lo:hi] = logits.argmax(-1)
+        return out, top1
 
     def clean_losses(self, batch: Batch, clean):
         """[B, S-1]: the clean loss at the loss positions, 0 elsewhere."""
+        return self.clean_predictions(batch, clean)[0]
+
+    def clean_predictions(self, batch: Batch, clean):
+        """([B, S-1] clean loss, [B, S-1] clean top-1 token id) at the loss positions (0 and -1
+        elsewhere)."""
+        torch = self._torch
         residual = self.final_residual(batch.tokens, batch.attention, clean)
-        dense = self._torch.zeros(
-            batch.loss_mask.shape, dtype=self._torch.float32, device=self.device
-        )
-        dense[batch.loss_mask] = self.losses(residual, batch.tokens, batch.loss_mask)
-        return dense
+        loss, top1 = self.predictions(residual, batch.tokens, batch.loss_mask)
+        dense = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=self.device)
+        dense_top1 = torch.full(batch.loss_mask.shape, -1, dtype=torch.long, device=self.device)
+        dense[batch.loss_mask] = loss
+        dense_top1[batch.loss_mask] = top1
+        return dense, dense_top1
 
 
 # -- feature statistics (one pass up to the hook) ------------------------------------------------
@@ -319,6 +334,8 @@ class AblationResult:
     clean_loss: np.ndarray  # [n_texts] mean clean loss (NaN: no loss position)
     delta: dict[Ablation, np.ndarray]  # [n_texts] mean Δloss per text (NaN: no loss position)
     top: dict[tuple[int, str], TopTokens]  # (feature, category) -> top tokens (zero ablation)
+    # [n_texts] loss positions whose top-1 (argmax) next-token prediction the ablation changes
+    top1_changed: dict[Ablation, np.ndarray]
 
 
 def ablation_effects(
@@ -334,7 +351,9 @@ def ablation_effects(
     top_k: int = TOP_TOKENS,
     progress=None,
 ) -> AblationResult:
-    """Per-text Δloss of every ablation (one clean pass per batch, ablations stacked).
+    """Per-text Δloss of every ablation (one clean pass per batch, ablations stacked), and per
+    text the number of loss positions whose top-1 next-token prediction it changes (the argmax
+    of the logits the losses are computed from: no further pass).
 
     ``means``: feature -> mean activation (needed by mean ablations). ``top_cells``: feature ->
     categories whose texts' top tokens are kept (zero ablation; needs ``text_categories``).
@@ -351,6 +370,7 @@ def ablation_effects(
     top_cells = {int(f): list(c) for f, c in (top_cells or {}).items()}
     n_texts = len(token_ids)
     sums = {a: np.zeros(n_texts, np.float64) for a in ablations}
+    changed_top1 = {a: np.zeros(n_texts, np.int64) for a in ablations}
     clean_sum = np.zeros(n_texts, np.float64)
     n_positions = np.zeros(n_texts, np.int64)
     top = {(f, c): TopTokens(top_k) for f, cats in top_cells.items() for c in cats}
@@ -372,7 +392,7 @@ def ablation_effects(
             )
             if features:
                 acts[counted] = site.encode_rows(flat[counted], features)
-            base = site.clean_losses(batch, clean)
+            base, base_top1 = site.clean_predictions(batch, clean)
             index = batch.index
             loss_rows = batch.loss_mask.nonzero()[:, 0].cpu().numpy()
             np.add.at(clean_sum, index[loss_rows], base[batch.loss_mask].double().cpu().numpy())
@@ -395,17 +415,19 @@ def ablation_effects(
                     edited.reshape(-1, *clean.shape[1:]).to(clean.dtype),
                 )
                 mask = torch.cat([i.mask for i in group])
-                delta = site.losses(residual, batch.tokens[rows], mask) - base[rows][mask]
-                delta = delta.double().cpu().numpy()
+                loss, top1 = site.predictions(residual, batch.tokens[rows], mask)
+                delta = (loss - base[rows][mask]).double().cpu().numpy()
+                flipped = (top1 != base_top1[rows][mask]).cpu().numpy().astype(np.int64)
                 lo = 0
                 for item in group:
                     n = int(item.mask.sum())
                     where = item.mask.nonzero().cpu().numpy()  # (row in item, t)
                     batch_rows = item.rows.cpu().numpy()[where[:, 0]]
                     d = delta[lo : lo + n]
-                    lo += n
                     a = item.ablation
                     np.add.at(sums[a], index[batch_rows], d)
+                    np.add.at(changed_top1[a], index[batch_rows], flipped[lo : lo + n])
+                    lo += n
                     if a.mode == "zero" and a.feature in top_cells:
                         _offer_top(
                             top,
@@ -424,7 +446,7 @@ def ablation_effects(
         counts = np.where(n_positions > 0, n_positions, np.nan)
         delta = {a: sums[a] / counts for a in ablations}
         clean_loss = clean_sum / counts
-    return AblationResult(n_positions, clean_loss, delta, top)
+    return AblationResult(n_positions, clean_loss, delta, top, changed_top1)
 
 
 @dataclass

@@ -14,6 +14,7 @@ EFFECT_COLUMNS = [
     *(f"control_{key}" for key in EFFECT_KEYS),
     *("vs_control", "vs_control_low", "vs_control_high"),
     *("above_control", "above_zero", "detector_only", "verdict"),
+    *("top1_changed_share", "top1_positions"),
 ]
 EFFECTS_SCHEMA = {
     **{c: pl.Float64 for c in EFFECT_COLUMNS},
@@ -29,6 +30,7 @@ EFFECTS_SCHEMA = {
     "above_zero": pl.Boolean,
     "detector_only": pl.Boolean,
     "verdict": pl.String,
+    "top1_positions": pl.Int64,
 }
 
 
@@ -37,6 +39,19 @@ def _delta(per_text: pl.DataFrame, feature: int, mode: str, text_ids: list[str])
     rows = per_text.filter((pl.col("feature") == feature) & (pl.col("mode") == mode))
     by_id = dict(zip(rows["text_id"].to_list(), rows["delta_loss"].to_list(), strict=True))
     return np.array([np.nan if by_id.get(t) is None else by_id[t] for t in text_ids])
+
+
+def top1_changed(
+    per_text: pl.DataFrame, feature: int, mode: str, category: str
+) -> tuple[float | None, int]:
+    """Over the loss positions of the category's texts: the share whose top-1 next-token
+    prediction the ablation changes (None without a loss position), and their number."""
+    rows = per_text.filter(
+        (pl.col("feature") == feature) & (pl.col("mode") == mode) & (pl.col("category") == category)
+    )
+    positions = int(rows["n_positions"].sum())
+    changed = int(rows["top1_changed"].sum())
+    return (changed / positions if positions else None), positions
 
 
 def layer_effects(
@@ -65,6 +80,7 @@ def layer_effects(
             control = mean_over([_delta(per_text, f, mode, text_ids) for f in cell["controls"]])
             rng = cell_rng(seed, cell["sae"], cell["layer"], cell["category"], f"bootstrap {mode}")
             effect = cell_effect(spec, control, in_category, resamples, rng, ci, min_effect)
+            share, positions = top1_changed(per_text, cell["feature"], mode, cell["category"])
             rows.append(
                 {
                     "sae": cell["sae"],
@@ -74,6 +90,8 @@ def layer_effects(
                     "mode": mode,
                     "controls": " ".join(str(f) for f in cell["controls"]),
                     **effect,
+                    "top1_changed_share": share,
+                    "top1_positions": positions,
                 }
             )
     if not rows:

@@ -156,9 +156,8 @@ def _concat(paths) -> pl.DataFrame:
 
 
 def tables(smk: Any) -> None:
-    """Rule causal_tables: effects (bootstrap, verdicts), the joined layer tables, pages."""
+    """Rule causal_tables: effects (bootstrap, verdicts), the joined layer tables."""
     from .effects import layer_effects
-    from .pages import write_pages
 
     i, p = smk.input, smk.params
     effects = []
@@ -181,13 +180,28 @@ def tables(smk: Any) -> None:
         "steering": _concat(i.steering),  # token_ids: a list of ints (the CSV joins them)
     }
     write_tables(frames, smk.output)
-    write_pages(frames, Path(smk.output.pages), settings=dict(p.settings))
     verdicts = frames["effects"].filter(pl.col("mode") == "zero")
     log.info(
         "%d cells: %d detector only",
         verdicts.height,
         int(verdicts["detector_only"].sum()) if verdicts.height else 0,
     )
+
+
+def pages(smk: Any) -> None:
+    """Rule causal_pages: the pages from the effects, top-token and steering tables; with the
+    surface stage's records, what each specialist detects (core/crosslinks.py)."""
+    from ..core.crosslinks import stage_labels
+    from .pages import write_pages
+
+    i, p = smk.input, smk.params
+    frames = {
+        name: pl.read_parquet(getattr(i, name)) for name in ("effects", "top_tokens", "steering")
+    }
+    surface = None
+    if i.surface:
+        surface = (stage_labels(i.surface[0]), str(p.surface_summary))
+    write_pages(frames, Path(smk.output.pages), settings=dict(p.settings), surface=surface)
 
 
 VERDICT_FIELDS = (

@@ -38,7 +38,10 @@ HOW_TO_READ = (
     "<b>–</b>: not defined — no interval when the category or the other texts have no text "
     "with a loss position; in / out when Δloss out ≤ 0 (its interval also needs Δloss out > 0 "
     "in at least half the resamples); the control columns when no control feature of similar "
-    "density was found. docs/causal.md explains every column.</p>"
+    "density was found. Top-1 changed in: the share of the loss positions of the category's "
+    "texts where the model's most likely next token (argmax of the logits) is another one "
+    "with the feature removed, of that many positions. docs/causal.md explains every "
+    "column.</p>"
 )
 
 # the Δloss keys of an effects row (nats): one number of decimals for all of them on a page
@@ -87,7 +90,17 @@ def _table(columns: list[str], left: set[str], body: Iterable[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def top1_text(row: dict) -> str:
+    """The share of the category's loss positions whose top-1 prediction the ablation changes,
+    e.g. "12.5% of 456"; "–" without a loss position."""
+    share = row.get("top1_changed_share")
+    if share is None:
+        return DASH
+    return f"{100 * share:.1f}% <small>of {row['top1_positions']:,}</small>"
+
+
 _EFFECT_HEADERS = ["ablation", "n in / out", "Δloss in", "Δloss out", "in − out", "in / out"]
+_EFFECT_HEADERS += ["top-1 changed in"]
 _EFFECT_HEADERS += ["control in", "control out", "in − control in", "verdict"]
 
 
@@ -97,7 +110,7 @@ def _effects_table(rows: list[dict]) -> str:
         f"<tr><td class='l'>{html.escape(r['mode'])}</td><td>{r['n_in']} / {r['n_out']}</td>"
         f"<td>{_ci(r, 'in', 'in_mean', d)}</td><td>{fixed(r['out_mean'], d)}</td>"
         f"<td>{_ci(r, 'diff', decimals=d)}</td>"
-        f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td>"
+        f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td><td>{top1_text(r)}</td>"
         f"<td>{_ci(r, 'control_in', 'control_in_mean', d)}</td>"
         f"<td>{fixed(r['control_out_mean'], d)}</td><td>{_ci(r, 'vs_control', decimals=d)}</td>"
         f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
@@ -144,15 +157,36 @@ def steering_html(rows: list[dict]) -> str:
     return _table(columns, {"prompt", "greedy continuation"}, body)
 
 
-def _cell_page(cell: dict, effects: list[dict], top: list[dict], steering: list[dict]) -> str:
+def detects_html(surface, row: dict, page: str) -> str:
+    """What the specialist of ``row`` detects (the surface stage's label) linked to
+    surface/summary.md relative to ``page``; "–" without a record. ``surface``: (labels,
+    the summary's path), core/crosslinks.py."""
+    from ..core.crosslinks import label_of, relative
+
+    labels, summary = surface
+    label = label_of(labels, row["sae"], row["layer"], row["category"], row["feature"])
+    if label is None:
+        return DASH
+    href = html.escape(relative(summary, page), quote=True)
+    return f"<a href='{href}'>{html.escape(label)}</a>"
+
+
+def _cell_page(
+    cell: dict,
+    effects: list[dict],
+    top: list[dict],
+    steering: list[dict],
+    detects: str | None = None,
+) -> str:
     title = f"Causal check: SAE {cell['sae']} layer {cell['layer']}, {cell['category']}"
     zero = next((r for r in effects if r["mode"] == "zero"), effects[0])
+    detected = "" if detects is None else f" What it detects (surface stage): {detects}."
     body = [
         "<nav><a href='../../index.html'>all cells</a></nav>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Specialist feature <b>{cell['feature']}</b>; control feature(s) "
         f"{html.escape(zero['controls'] or 'none found')}. Verdict (zero ablation): "
-        f"{_verdict(zero['verdict'])}.</p>",
+        f"{_verdict(zero['verdict'])}.{detected}</p>",
         HOW_TO_READ,
         "<h2>Ablation effects</h2>",
         _effects_table(effects),
@@ -164,24 +198,32 @@ def _cell_page(cell: dict, effects: list[dict], top: list[dict], steering: list[
     return page(title, body, css=CSS)
 
 
-def _index_page(effects: pl.DataFrame, settings: dict) -> str:
+def _index_page(effects: pl.DataFrame, settings: dict, detects=None) -> str:
+    """``detects``: row -> the "what it detects" cell (none: no such column)."""
     rows = effects.filter(pl.col("mode") == "zero").sort("sae", "layer", "category")
     d = nats_decimals(rows.iter_rows(named=True))
     columns = ["SAE", "layer", "category", "feature", "Δloss in [interval]", "Δloss out"]
-    columns += ["in − control [interval]", "in − out [interval]", "in / out", "verdict"]
+    columns += ["top-1 changed in", "in − control [interval]", "in − out [interval]"]
+    columns += ["in / out", "verdict"]
+    if detects is not None:
+        columns.append("what it detects")
+    extra = (lambda r: f"<td class='l'>{detects(r)}</td>") if detects else (lambda r: "")
     body = [
         f"<tr><td class='l'>{html.escape(r['sae'])}</td><td>{r['layer']}</td>"
         f"<td class='l'><a href='{cell_page_path(r['sae'], r['layer'], r['category'])}'>"
         f"{html.escape(r['category'])}</a></td><td>{r['feature']}</td>"
         f"<td>{_ci(r, 'in', 'in_mean', d)}</td><td>{fixed(r['out_mean'], d)}</td>"
+        f"<td>{top1_text(r)}</td>"
         f"<td>{_ci(r, 'vs_control', decimals=d)}</td><td>{_ci(r, 'diff', decimals=d)}</td>"
         f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td>"
-        f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
+        f"<td class='l'>{_verdict(r['verdict'])}</td>{extra(r)}</tr>"
         for r in rows.iter_rows(named=True)
     ]
     listing = ", ".join(f"{html.escape(k)} = {html.escape(str(v))}" for k, v in settings.items())
     table = (
-        _table(columns, {"SAE", "category", "verdict"}, body) if body else "<p>No specialist.</p>"
+        _table(columns, {"SAE", "category", "verdict", "what it detects"}, body)
+        if body
+        else "<p>No specialist.</p>"
     )
     return page(
         "Causal check of the specialists",
@@ -196,12 +238,25 @@ def _index_page(effects: pl.DataFrame, settings: dict) -> str:
     )
 
 
-def write_pages(frames: dict[str, pl.DataFrame], out_dir: Path, settings: dict) -> None:
+def _where(cell: dict) -> dict:
+    return {"family": cell["sae"], "layer": cell["layer"], "category": cell["category"]}
+
+
+def write_pages(
+    frames: dict[str, pl.DataFrame], out_dir: Path, settings: dict, surface=None
+) -> None:
     """Write every page into a fresh directory, then move it into place (a directory output:
-    no half-written page set survives a failure)."""
+    no half-written page set survives a failure). ``surface``: (the surface stage's labels,
+    surface/summary.md's path) when that stage ran: each specialist's "what it detects"."""
+
+    def detects(row: dict, page: str) -> str | None:
+        return None if surface is None else detects_html(surface, row, page)
+
+    index = str(Path(out_dir) / "index.html")
     with atomic_dir(out_dir) as tmp:
         effects, top, steering = frames["effects"], frames["top_tokens"], frames["steering"]
-        (tmp / "index.html").write_text(_index_page(effects, settings), encoding="utf-8")
+        column = (lambda r: detects(r, index)) if surface is not None else None
+        (tmp / "index.html").write_text(_index_page(effects, settings, column), encoding="utf-8")
         keys = ["sae", "layer", "category"]
         for cell in effects.select(*keys, "feature").unique().sort(keys).iter_rows(named=True):
             match = (
@@ -221,6 +276,7 @@ def write_pages(frames: dict[str, pl.DataFrame], out_dir: Path, settings: dict) 
                 steering.filter(feature_match)
                 .sort("prompt_index", pl.col("scale").fill_null(-1.0))
                 .to_dicts(),
+                detects(cell, str(Path(out_dir) / cell_page_path(**_where(cell)))),
             )
             path = tmp / cell_page_path(cell["sae"], cell["layer"], cell["category"])
             path.parent.mkdir(parents=True, exist_ok=True)

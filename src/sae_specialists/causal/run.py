@@ -57,7 +57,8 @@ class LayerOptions:
 class LayerResult:
     cells: pl.DataFrame  # the layer's cells and their control features
     features: pl.DataFrame  # specialists and controls: role, density, mean, max
-    per_text: pl.DataFrame  # per (feature, mode, text): n_positions, clean_loss, delta_loss
+    per_text: pl.DataFrame  # per (feature, mode, text): n_positions, clean_loss, delta_loss,
+    # top1_changed
     top_tokens: pl.DataFrame  # per cell: the top tokens by loss rise (zero ablation)
     steering: pl.DataFrame  # per (feature, prompt, scale): continuation
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per part
@@ -222,6 +223,7 @@ def _per_text_table(key, texts, result, specialists) -> pl.DataFrame:
                     "n_positions": result.n_positions.astype(np.int64),
                     "clean_loss": result.clean_loss,
                     "delta_loss": delta,
+                    "top1_changed": result.top1_changed[a].astype(np.int64),
                 },
                 schema=PER_TEXT_SCHEMA,
             )
@@ -243,6 +245,8 @@ PER_TEXT_SCHEMA = {
     "n_positions": pl.Int64,
     "clean_loss": pl.Float64,
     "delta_loss": pl.Float64,
+    # loss positions whose top-1 (argmax) next-token prediction the ablation changes
+    "top1_changed": pl.Int64,
 }
 
 TOP_SCHEMA = {

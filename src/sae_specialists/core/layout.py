@@ -463,6 +463,9 @@ class Layout:
         return self._p("surface", "charts", f"token_r2_by_layer.{ext}")
 
     surface_summary = _ResultPath("surface", "summary.md")
+    # the depth sentence (report/surface.py's depth_sentence): the stage's headline, shown by
+    # summary.md / analysis.html / index.html through the findings registry
+    surface_headline = _ResultPath("surface", "depth.md")
 
     # The probe texts (surface.probe_texts) in one text file, and which set each text is in.
     surface_probe_file = _ResultPath("surface", "probe", "texts", "probe.yaml")
@@ -494,6 +497,7 @@ class Layout:
             *(p for name in SURFACE_TABLES for p in self.surface_pair(name).values()),
             self.verdicts("surface"),
             self.surface_summary,
+            self.surface_headline,
             self.surface_chart("html"),
             self.surface_chart("png"),
         ]

@@ -46,7 +46,11 @@ class VerdictSource:
         (such a table is left off analysis.html's board: ``snakemake analysis`` is model-free);
     order: the column order (ascending) on the board, in the legend and the dashboards index;
     mark: the sign drawn before the label of a verdict against the specialist (ok false);
-    legend: the verdicts it gives, for the one-line legend.
+    legend: the verdicts it gives, for the one-line legend;
+    headline: the path of the stage's headline, a Markdown paragraph it writes (the surface
+        stage's depth sentence), or None. summary.md and analysis.html show it under
+        ``headline_title`` when the stage needs no model, else a link to ``summary`` (the
+        stage's own summary) saying where it is; index.html's board shows every enabled one.
     """
 
     stage: str
@@ -57,6 +61,9 @@ class VerdictSource:
     order: int
     mark: str = "✗"
     legend: str = ""
+    headline: Callable[[Any], str] | None = None
+    headline_title: str = ""
+    summary: Callable[[Any], str] | None = None
 
 
 # The registry: one entry per stage that judges specialists (keep sorted by ``order``).
@@ -103,6 +110,10 @@ REGISTRY: tuple[VerdictSource, ...] = (
         order=30,
         mark="",  # a characterisation, never a verdict against the specialist (ok is null)
         legend="token detector, context-gated, meaning, mixed",
+        # the depth sentence: do deeper layers have more semantic specialists?
+        headline=lambda L: L.surface_headline,
+        headline_title="What specialists detect, by depth",
+        summary=lambda L: L.surface_summary,
     ),
     VerdictSource(
         stage="circuits",
@@ -145,6 +156,65 @@ def left_out(settings, *, model_free: bool) -> list[str]:
         return []
     shown = {s.stage for s in sources(settings, model_free=True)}
     return [s.stage for s in sources(settings) if s.stage not in shown]
+
+
+def headline_files(settings, layout, *, model_free: bool = False) -> dict[str, str]:
+    """stage -> headline path of the :func:`sources` that write one (a rule's named input)."""
+    return {
+        s.stage: s.headline(layout)
+        for s in sources(settings, model_free=model_free)
+        if s.headline is not None
+    }
+
+
+def headline_links(settings, layout, *, model_free: bool) -> dict[str, str]:
+    """stage -> its own summary's path, for the enabled stages with a headline that a
+    model-free report leaves out (their headline is linked, not shown)."""
+    left = set(left_out(settings, model_free=model_free))
+    return {
+        s.stage: s.summary(layout)
+        for s in sources(settings)
+        if s.stage in left and s.headline is not None and s.summary is not None
+    }
+
+
+def add_headlines(doc, headlines: Mapping[str, str], links: Mapping[str, str]) -> None:
+    """A section of ``doc`` (summary.md, analysis.html) per stage: its headline text
+    (``headlines``: stage -> the text), or, for a stage left to index.html (``links``: stage ->
+    its summary relative to the doc), where to read it."""
+    from .doc import link
+
+    for stage, text in headlines.items():
+        doc.h(2, source(stage).headline_title)
+        doc.p(" ".join(text.split()))
+    for stage, href in links.items():
+        src = source(stage)
+        doc.h(2, src.headline_title)
+        doc.p(
+            f"The {src.stage} stage runs the model under this configuration, so `snakemake "
+            "analysis` never reruns it: its sentence is on the findings board of index.html and "
+            "in ",
+            link(href, href),
+            ".",
+        )
+
+
+def headlines_html(headlines: Mapping[str, str], links: Mapping[str, str]) -> str:
+    """index.html: each stage's headline under the board, its summary linked (``links``:
+    stage -> the summary relative to index.html)."""
+    parts = []
+    for stage, text in headlines.items():
+        src = source(stage)
+        more = (
+            f' (<a href="{esc(links[stage], quote=True)}">{esc(links[stage])}</a>)'
+            if stage in links
+            else ""
+        )
+        parts.append(
+            f'<p class="headline" data-stage="{esc(stage, quote=True)}"><strong>'
+            f"{esc(src.headline_title)}</strong>: {esc(' '.join(text.split()))}{more}</p>"
+        )
+    return "".join(parts)
 
 
 def load_verdicts(tables: Mapping[str, str]) -> pl.DataFrame:

@@ -8,7 +8,12 @@ topics: one row per (family, layer, topic): Jaccard of its forms' top-k sets and
     specialists, both ways; the topic's own within-topic cosine, and the layer's pooled
     geometry (within topic, within form, across both, permutation p).
 causal: the rank correlation (Spearman) of the analysis specialists' selectivity score with
-    their causal Δloss inside the category (zero ablation), when the causal stage ran.
+    their causal Δloss inside the category (zero ablation), when the causal stage ran; and how
+    often zero-ablating a specialist changes the top-1 predicted token on its category's loss
+    positions (causal ``top1_changed_share``): pooled over every specialist's positions
+    (``top1_changed_share``, of ``top1_positions``), the mean of the specialists' shares, and
+    how many specialists change at least one prediction. Per specialist:
+    :func:`causal_specialists` (summary.md).
 """
 
 from __future__ import annotations
@@ -61,7 +66,15 @@ TOPIC_SCHEMA = {
     "p_value": pl.Float64,
     "permutations": pl.Int64,
 }
-CAUSAL_SCHEMA = {"n_specialists": pl.Int64, "spearman_rho": pl.Float64, "p_value": pl.Float64}
+CAUSAL_SCHEMA = {
+    "n_specialists": pl.Int64,
+    "spearman_rho": pl.Float64,
+    "p_value": pl.Float64,
+    "top1_changed_share": pl.Float64,  # pooled: changed positions / positions, every specialist
+    "top1_positions": pl.Int64,
+    "top1_mean_share": pl.Float64,  # the mean of the specialists' own shares
+    "top1_n_changing": pl.Int64,  # specialists that change at least one top-1 prediction
+}
 
 
 def _per_text(path: str) -> pl.DataFrame:
@@ -211,32 +224,57 @@ def _jac_spec(rows) -> float | None:
     return mean_pairwise_jaccard(sets)
 
 
-def causal_correlation(specialists: pl.DataFrame, effects: pl.DataFrame | None) -> pl.DataFrame:
-    """Spearman ρ of the specialists' score with their causal Δloss inside (zero ablation)."""
+def causal_specialists(specialists: pl.DataFrame, effects: pl.DataFrame | None) -> pl.DataFrame:
+    """Per analysis specialist checked by the causal stage (zero ablation): its score, Δloss on
+    its category, and the share of its category's loss positions whose top-1 prediction the
+    ablation changes (of ``top1_positions``)."""
     if effects is None or not effects.height:
+        return pl.DataFrame()
+    zero = effects.filter(pl.col("mode") == "zero").select(
+        "sae", "layer", "category", "feature", "in_mean", "top1_changed_share", "top1_positions"
+    )
+    return (
+        specialists.filter(pl.col("has_specialist"))
+        .select("sae", "layer", "category", "feature", "score")
+        .join(zero, on=["sae", "layer", "category", "feature"], how="inner")
+        .sort("sae", "layer", "category")
+    )
+
+
+def causal_correlation(specialists: pl.DataFrame, effects: pl.DataFrame | None) -> pl.DataFrame:
+    """Spearman ρ of the specialists' score with their causal Δloss inside (zero ablation), and
+    how often ablating a specialist changes the top-1 predicted token (module docstring)."""
+    joined = causal_specialists(specialists, effects)
+    if not joined.height:
         return pl.DataFrame(schema=CAUSAL_SCHEMA)
     from scipy.stats import spearmanr
 
-    zero = effects.filter(pl.col("mode") == "zero").select(
-        "sae", "layer", "category", "feature", "in_mean"
-    )
-    joined = (
-        specialists.filter(pl.col("has_specialist"))
-        .join(zero, on=["sae", "layer", "category", "feature"], how="inner")
-        .drop_nulls("in_mean")
-    )
-    if joined.height < 3:
+    measured = joined.drop_nulls("in_mean")
+    if measured.height < 3:
         rho, p = None, None
     else:
-        res = spearmanr(joined["score"].to_numpy(), joined["in_mean"].to_numpy())
+        res = spearmanr(measured["score"].to_numpy(), measured["in_mean"].to_numpy())
         rho, p = float(res.statistic), float(res.pvalue)
+    top1 = joined.drop_nulls("top1_changed_share")
+    positions = int(top1["top1_positions"].sum())
+    changed = sum(
+        round(share * n) for share, n in top1.select("top1_changed_share", "top1_positions").rows()
+    )
     return pl.DataFrame(
-        {"n_specialists": [joined.height], "spearman_rho": [rho], "p_value": [p]},
+        {
+            "n_specialists": [measured.height],
+            "spearman_rho": [rho],
+            "p_value": [p],
+            "top1_changed_share": [changed / positions if positions else None],
+            "top1_positions": [positions],
+            "top1_mean_share": [top1["top1_changed_share"].mean() if top1.height else None],
+            "top1_n_changing": [int((top1["top1_changed_share"] > 0).sum())],
+        },
         schema=CAUSAL_SCHEMA,
     )
 
 
-def topics_summary(forms, topics, causal, settings: dict) -> str:
+def topics_summary(forms, topics, causal, settings: dict, per_specialist=None) -> str:
     """surface/topics/summary.md."""
     from .report import _md_table
 
@@ -260,15 +298,39 @@ def topics_summary(forms, topics, causal, settings: dict) -> str:
         "## Selectivity vs causal effect",
         "",
     ]
-    if causal.height and causal["spearman_rho"][0] is not None:
-        r = causal.row(0, named=True)
+    r = causal.row(0, named=True) if causal.height else None
+    if r is None:
+        lines.append("No causal stage results (causal.enabled false): neither is measured.")
+        return "\n".join(lines) + "\n"
+    if r["spearman_rho"] is not None:
         lines.append(
             f"Spearman ρ of the specialists' score with their Δloss inside (zero ablation): "
             f"{r['spearman_rho']:.3f} (p {r['p_value']:.3g}, {r['n_specialists']} specialists)."
         )
     else:
-        lines.append("No causal stage results (causal.enabled false), or fewer than 3 cells.")
-    lines.append(
-        "How often ablating a specialist changes the top-1 predicted token is not measured."
-    )
+        lines.append("Fewer than 3 specialists with a causal Δloss: no rank correlation.")
+    if r["top1_changed_share"] is not None:
+        lines += [
+            "",
+            f"Zero-ablating a specialist changes the top-1 predicted token at "
+            f"{r['top1_changed_share']:.1%} of its category's loss positions (pooled over "
+            f"{r['top1_positions']:,} positions of every specialist; mean of the specialists' "
+            f"shares {r['top1_mean_share']:.1%}); {r['top1_n_changing']} of "
+            f"{r['n_specialists']} specialists change at least one prediction.",
+        ]
+    if per_specialist is not None and per_specialist.height:
+        shown = per_specialist.with_columns(
+            pl.Series(
+                "top1_changed",
+                [
+                    "n/a" if share is None else f"{share:.1%} of {n:,}"
+                    for share, n in per_specialist.select(
+                        "top1_changed_share", "top1_positions"
+                    ).rows()
+                ],
+                dtype=pl.String,
+            )
+        ).drop("top1_changed_share", "top1_positions")
+        lines += ["", "Per specialist (zero ablation, its category's texts):", ""]
+        lines += _md_table(shown)
     return "\n".join(lines) + "\n"

@@ -129,9 +129,10 @@ def probe_measures(smk: Any, specialists: pl.DataFrame) -> pl.DataFrame:
 
 def verdicts(smk: Any) -> None:
     """Every layer's measures with a verdict per specialist, the per-layer shares, the chart,
-    summary.md and the findings board's records."""
+    the findings board's records and the depth sentence, the stage's headline (summary.md:
+    rule surface_summary)."""
     from ..analysis.charts import job_script, save_chart
-    from .report import board_records, layer_shares, r2_chart, summary_md, with_verdicts
+    from .report import board_records, depth_sentence, layer_shares, r2_chart, with_verdicts
     from .verdict import Thresholds
 
     p = smk.params
@@ -148,7 +149,7 @@ def verdicts(smk: Any) -> None:
     _pair(tokens, smk.output.tokens, smk.output.tokens_csv)
     _pair(layers, smk.output.layers, smk.output.layers_csv)
     write_verdicts(board_records(specialists), smk.output.board)
-    write_text(summary_md(specialists, layers, dict(p.summary)), smk.output.summary)
+    write_text(depth_sentence(layers) + "\n", smk.output.headline)
     save_chart(
         r2_chart(specialists), smk.output.chart_html, smk.output.chart_png, script=job_script(smk)
     )
@@ -156,12 +157,44 @@ def verdicts(smk: Any) -> None:
         log.info("%s layer %s %s: %s", *r)
 
 
+def summary(smk: Any) -> None:
+    """surface/summary.md: the depth sentence, the per-layer shares and every specialist with
+    its verdict, and beside it its validation and causal verdicts (linked to their summaries)
+    when those stages ran (core/crosslinks.py)."""
+    from ..core.crosslinks import column, relative, stage_labels
+    from .report import summary_md
+
+    i, p, out = smk.input, smk.params, smk.output[0]
+    specialists = pl.read_parquet(i.specialists)
+    links = {}
+    if i.validation:
+        href = relative(p.validation_summary, out)
+        links["validation"] = column(specialists, stage_labels(i.validation[0]), href)
+    if i.causal:
+        links["causal check"] = column(
+            specialists,
+            stage_labels(i.causal[0]),
+            lambda r: relative(
+                causal_page(p.causal_pages, r["sae"], r["layer"], r["category"]), out
+            ),
+        )
+    text = summary_md(specialists, pl.read_parquet(i.layers), dict(p.summary), links)
+    write_text(text, out)
+
+
+def causal_page(pages: str, family: str, layer, category: str) -> str:
+    """A causal cell's page under the causal pages directory (causal/pages.py's layout)."""
+    from ..causal.pages import cell_page_path
+
+    return f"{pages}/{cell_page_path(family, int(layer), category)}"
+
+
 def topics(smk: Any) -> None:
     """The topic x form design of every measured family and layer (surface/topics.py): forms
     (specialists against the other topics and against every category, top-k selective
     features, marker mass share), topics (Jaccard overlaps, pooled geometry), and the rank
     correlation of selectivity with causal Δloss when the causal stage ran."""
-    from .design import causal_correlation, design_tables, topics_summary
+    from .design import causal_correlation, causal_specialists, design_tables, topics_summary
 
     p, i = smk.params, smk.input
     n = len(p.layers)
@@ -192,14 +225,16 @@ def topics(smk: Any) -> None:
         seed=p.seed,
         include_bos=p.include_bos,
     )
-    causal = causal_correlation(
-        pl.read_parquet(i.specialists),
-        pl.read_parquet(i.causal_effects[0]) if i.causal_effects else None,
-    )
+    specialists = pl.read_parquet(i.specialists)
+    effects = pl.read_parquet(i.causal_effects[0]) if i.causal_effects else None
+    causal = causal_correlation(specialists, effects)
     _pair(forms, smk.output.forms, smk.output.forms_csv)
     _pair(topic_rows, smk.output.topics, smk.output.topics_csv)
     _pair(causal, smk.output.causal, smk.output.causal_csv)
-    write_text(topics_summary(forms, topic_rows, causal, dict(p.summary)), smk.output.summary)
+    summary = topics_summary(
+        forms, topic_rows, causal, dict(p.summary), causal_specialists(specialists, effects)
+    )
+    write_text(summary, smk.output.summary)
     for r in topic_rows.iter_rows(named=True):
         log.info(
             "%s layer %s topic %s: Jaccard top-k %s, specialists %s; cosine within topic %s, "

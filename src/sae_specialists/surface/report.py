@@ -107,11 +107,23 @@ def _md_table(df: pl.DataFrame) -> list[str]:
     return lines
 
 
-def summary_md(specialists: pl.DataFrame, layers: pl.DataFrame, settings: dict) -> str:
-    """results/surface/summary.md."""
+def summary_md(
+    specialists: pl.DataFrame,
+    layers: pl.DataFrame,
+    settings: dict,
+    links: dict[str, list[str]] | None = None,
+) -> str:
+    """results/surface/summary.md. ``links``: column name -> one Markdown cell per row of
+    ``specialists`` (the other stages' verdicts, linked: core/crosslinks.py), shown after the
+    verdict as they are."""
     shown = specialists.select(
         "sae", "layer", "category", "feature", "verdict_label", "top5_tokens"
     )
+    table = _md_table(shown)
+    for name, cells in (links or {}).items():
+        table[0] = table[0] + f" {md_escaped(name)} |"
+        table[1] = table[1] + "---|"
+        table[2:] = [row + f" {cell} |" for row, cell in zip(table[2:], cells, strict=True)]
     lines = [
         "# Surface or meaning: what each specialist detects",
         "",
@@ -129,7 +141,7 @@ def summary_md(specialists: pl.DataFrame, layers: pl.DataFrame, settings: dict) 
         "",
         "## Every specialist",
         "",
-        *_md_table(shown),
+        *table,
         "",
     ]
     return "\n".join(lines)

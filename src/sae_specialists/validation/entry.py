@@ -183,8 +183,8 @@ def _concat(paths, schema=None) -> pl.DataFrame:
 
 
 def verdicts(smk: Any) -> None:
-    """The cell table with verdicts (+ the folds and baselines tables, summary.md)."""
-    from .report import build_summary, summary_page
+    """The cell table with verdicts (+ the folds and baselines tables, verdicts.json and the
+    findings board's records; summary.md: rule validation_summary)."""
     from .table import join_cells, with_verdicts
 
     p = smk.params
@@ -208,11 +208,6 @@ def verdicts(smk: Any) -> None:
             smk.output.baselines,
             smk.output.baselines_csv,
         )
-    summary = build_summary(out, dict(p.summary))
-    for section in getattr(smk.input, "learning_curve", []):  # validation_learning_curve's
-        summary = summary.rstrip("\n") + "\n\n" + Path(section).read_text(encoding="utf-8")
-    write_text(summary, smk.output.summary)
-    write_text(summary_page(summary), smk.output.summary_html)
     write_text(verdicts_json(out), smk.output.verdicts)
     from ..core.verdicts import write_verdicts
     from .board import verdict_records
@@ -220,6 +215,26 @@ def verdicts(smk: Any) -> None:
     write_verdicts(verdict_records(out), smk.output.board)
     for r in out.filter(pl.col("has_specialist")).iter_rows(named=True):
         log.info("%s layer %s %s: %s", r["sae"], r["layer"], r["category"], r["verdict_text"])
+
+
+def summary(smk: Any) -> None:
+    """validation/summary.md and summary.html from the cell table; with the surface stage's
+    records, what each specialist detects, linked to surface/summary.md (core/crosslinks.py)."""
+    from ..core.crosslinks import column, relative, stage_labels
+    from .report import build_summary, summary_page
+
+    i, o, p = smk.input, smk.output, smk.params
+    cells = pl.read_parquet(i.cells)
+    surface = None
+    if i.surface:
+        ordered = cells.sort("sae", "category", "layer")  # the order of the summary's table
+        href = relative(p.surface_summary, o.summary)
+        surface = column(ordered, stage_labels(i.surface[0]), href)
+    text = build_summary(cells, dict(p.summary), surface)
+    for section in i.learning_curve:  # validation_learning_curve's
+        text = text.rstrip("\n") + "\n\n" + Path(section).read_text(encoding="utf-8")
+    write_text(text, o.summary)
+    write_text(summary_page(text), o.summary_html)
 
 
 VERDICT_KEYS = (

@@ -68,7 +68,11 @@ def flagged(verdicts: Mapping[str, Mapping]) -> list[str]:
     return out
 
 
-def verdict_rows(cells: pl.DataFrame) -> tuple[list[str], list[list]]:
+def verdict_rows(
+    cells: pl.DataFrame, surface: list[str] | None = None
+) -> tuple[list[str], list[list]]:
+    """The summary's table, rows sorted by family, category, layer; ``surface``: one Markdown
+    cell per row in that order (what the specialist detects, linked), a last column."""
     base = baseline_columns(cells)
     header = [
         "SAE",
@@ -106,10 +110,14 @@ def verdict_rows(cells: pl.DataFrame) -> tuple[list[str], list[list]]:
                 f"**{r['verdict']}**" if r["verdict"] != GENERALISES else r["verdict"],
             ]
         )
+    if surface is not None:
+        header.append("what it detects")
+        rows = [row + [cell] for row, cell in zip(rows, surface, strict=True)]
     return header, rows
 
 
-def build_summary(cells: pl.DataFrame, settings: Mapping) -> str:
+def build_summary(cells: pl.DataFrame, settings: Mapping, surface: list[str] | None = None) -> str:
+    """validation/summary.md; ``surface``: verdict_rows'."""
     s = settings
     lines = [
         "# Validation of the specialists",
@@ -136,8 +144,15 @@ def build_summary(cells: pl.DataFrame, settings: Mapping) -> str:
         headline(cells),
         "",
     ]
-    header, rows = verdict_rows(cells)
+    header, rows = verdict_rows(cells, surface)
     lines += _md_table(header, rows)
+    if surface is not None:
+        lines += [
+            "",
+            "What it detects: the surface stage's verdict on the specialist (token detector, "
+            "context-gated, meaning, mixed; docs/surface.md), linked to surface/summary.md; "
+            "– when it has none.",
+        ]
     lines.append("")
     flagged = cells.filter(pl.col("has_specialist") & (pl.col("verdict") != GENERALISES))
     if flagged.height:
