@@ -10,9 +10,11 @@ held-out selection, the null (``validation.permutations``, default 1,000) and th
 Each job's own last log line gives its wall time and peak RSS; CPU time of the whole Snakemake
 run comes from ``getrusage(RUSAGE_CHILDREN)``. Target: the learning curve within 2 x the null.
 
-``--layer L``: instead, the null (1,000 permutations) and the learning curve of one layer, each
-timed in a fresh process from the dense layer (CPU time: robust on a shared host; peak RSS:
-VmHWM), as the jobs compute them.
+``--layer L``: instead, the null (1,000 permutations), the held-out selection (5 folds, 100
+random-feature draws) and the learning curve of one layer, each timed in a fresh process from
+the dense layer (CPU time: robust on a shared host; peak RSS: VmHWM), as the jobs compute them:
+the null and held-out parts write their cell tables (after their timing), the curve part reads
+them for its top rung, as ``validation_learning_curve`` reads those jobs' outputs.
 
 Usage:
     python bench/analysis_bench.py --texts 7000 --workdir /tmp/sae-analysis-bench
@@ -30,6 +32,7 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,26 +56,45 @@ def job_line(log: Path) -> dict:
     return {"seconds": float(found[-1]["s"]), "peak_rss_mb": int(found[-1]["rss"])}
 
 
-def part(name: str, per_text: str, texts: str) -> dict:
-    """One part in this process, as its job runs it: CPU and wall seconds, peak RSS (VmHWM)."""
+def part(name: str, per_text: str, texts: str, cells_dir: str) -> dict:
+    """One part in this process, as its job runs it: CPU and wall seconds, peak RSS (VmHWM).
+    ``cells_dir``: where the null and held-out parts write their cells, the curve reads them."""
+    import polars as pl
+
     from sae_specialists.core.jobs import peak_rss_mb
     from sae_specialists.validation import learning_curve as lc
-    from sae_specialists.validation.cells import null_layer_rows
+    from sae_specialists.validation.cells import heldout_layer, null_layer_rows
     from sae_specialists.validation.entry import load_layer
     from sae_specialists.validation.null import permutations
+    from sae_specialists.validation.table import (
+        HELDOUT_SCHEMA,
+        NULL_CELL_SCHEMA,
+        frame,
+        join_cells,
+    )
 
     data = load_layer(per_text, texts, 8.0)
+    cells = Path(cells_dir)
+    common = {"threshold": 5.0, "candidates": 5, "seed": 0}
     cpu, wall = time.process_time(), time.perf_counter()
     if name == "null":  # validation_null: validation.permutations = 1,000
         labels = data.cat_index[permutations(data.n_texts, 1000, 0)]
-        null_layer_rows(data, labels, threshold=5.0, candidates=5, seed=0)
+        _, rows = null_layer_rows(data, labels, **common)
+        out = (frame(rows, NULL_CELL_SCHEMA), cells / "null.parquet")
+    elif name == "heldout":  # validation_heldout: 5 folds, 100 random-feature draws
+        _, rows = heldout_layer(data, n_folds=5, draws=100, **common)
+        out = (frame(rows, HELDOUT_SCHEMA), cells / "heldout.parquet")
     else:  # validation_learning_curve: the default ladder, draws and permutations
         draws = int(os.environ.get("CURVE_DRAWS", 5))  # CURVE_DRAWS: another draw count
         s = lc.CurveSettings(
             (5, 10, 20, 50, 100, 200, 500, 1000), draws, 200, 0.5, 5, 0, 5.0, 5, 0.05, 0.7
         )
-        lc.curve_layer(data, s)
-    return {
+        stage = join_cells(
+            pl.read_parquet(cells / "heldout.parquet"), pl.read_parquet(cells / "null.parquet")
+        )
+        lc.curve_layer(data, s, stage)
+        out = None
+    result = {
         "part": name,
         "texts": data.n_texts,
         "features": len(data.features),
@@ -80,31 +102,37 @@ def part(name: str, per_text: str, texts: str) -> dict:
         "wall_s": time.perf_counter() - wall,
         "peak_rss_mb": peak_rss_mb(),
     }
+    if out is not None:
+        out[0].write_parquet(out[1])
+    return result
 
 
 def in_process(work: Path, layer: int, log: str) -> None:
-    """--layer: the null and the learning curve of one layer, each in a fresh process."""
+    """--layer: the null, the held-out selection and the learning curve of one layer, each in
+    a fresh process."""
     config = yaml.safe_load((work / "config.yaml").read_text())
     results = Path(config["results_dir"])
     per_text = str(results / "per_text" / "sae=res" / f"layer={layer}.parquet")
     texts = str(results / "per_text" / "texts.parquet")
-    out = []
-    for name in ("null", "curve"):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--part", name, per_text, texts],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(out[-1], flush=True)
+    out = {}
+    with tempfile.TemporaryDirectory() as cells:
+        for name in ("null", "heldout", "curve"):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--part", name, per_text, texts, cells],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(out[name], flush=True)
     record = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "tag": "learning-curve-vs-null-one-layer",
         "machine": machine_info(),
         "layer": layer,
-        "parts": out,
-        "curve_over_null_cpu": out[1]["cpu_s"] / out[0]["cpu_s"],
+        "curve_draws": int(os.environ.get("CURVE_DRAWS", 5)),
+        "parts": list(out.values()),
+        "curve_over_null_cpu": out["curve"]["cpu_s"] / out["null"]["cpu_s"],
     }
     append_record(record, log)
     print(json.dumps(record, indent=1))
@@ -115,7 +143,7 @@ def main() -> None:
     p.add_argument("--workdir", default="/tmp/sae-analysis-bench")
     p.add_argument("--log", default=str(HERE / "results.jsonl"))
     p.add_argument("--layer", type=int, help="time one layer's null and curve in-process")
-    p.add_argument("--part", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--part", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.part:
         print(json.dumps(part(*args.part)))

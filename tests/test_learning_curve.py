@@ -8,10 +8,18 @@ import polars as pl
 import pytest
 from test_validation_units import make_layer, naive_select, pairwise_auroc
 
+from sae_specialists.analysis.selection import select
 from sae_specialists.core.verdicts import verdict_frame
 from sae_specialists.validation import learning_curve as lc
-from sae_specialists.validation.folds import assign_folds
-from sae_specialists.validation.null import permutations
+from sae_specialists.validation.folds import assign_folds, category_folds
+from sae_specialists.validation.heldout import heldout_category
+from sae_specialists.validation.null import (
+    null_category,
+    null_layer,
+    p_value,
+    permutations,
+    top_entries,
+)
 
 CATEGORIES = ["none", "strong", "weak"]
 
@@ -104,10 +112,11 @@ def test_one_draw_matches_plain_loops():
 def test_planted_strong_weak_and_no_signal():
     data = planted()
     s = settings()
-    draws = lc.curve_layer(data, s)
+    stage = lc.stage_cells(data, s, s.permutations)
+    draws = lc.curve_layer(data, s, stage)
     assert draws.height == (3 * s.draws + 1) * 3  # rungs 5, 10, 20 x draws + every text once
     rungs = lc.rung_table(draws, s.pass_share)
-    cells = {r["category"]: r for r in lc.cell_table(rungs, lc.full_frame(data, s), s).to_dicts()}
+    cells = {r["category"]: r for r in lc.cell_table(rungs, lc.full_frame(stage), s).to_dicts()}
     assert cells["strong"]["n_needed"] == 5
     assert cells["weak"]["n_needed"] in (10, 20)  # planted: fails at 5, passes from 10-20
     weak5 = rungs.filter((pl.col("category") == "weak") & (pl.col("n") == 5)).row(0, named=True)
@@ -122,7 +131,7 @@ def test_planted_strong_weak_and_no_signal():
         assert r["heldout_auroc"] == pytest.approx(np.median([x["heldout_auroc"] for x in d]))
         assert r["p_value"] == pytest.approx(np.median([x["p_value"] for x in d]))
     # the findings board's records: one per cell with a specialist, schema-checked
-    board = verdict_frame(lc.verdict_records(lc.cell_table(rungs, lc.full_frame(data, s), s)))
+    board = verdict_frame(lc.verdict_records(lc.cell_table(rungs, lc.full_frame(stage), s)))
     by_cat = {r["category"]: r for r in board.to_dicts()}
     assert by_cat["strong"]["verdict"] == "reached" and by_cat["strong"]["ok"] is True
     assert by_cat["strong"]["label"] == "passes from 5 texts"
@@ -133,3 +142,95 @@ def test_n_needed_is_stable_from_then_on():
     assert lc.n_needed([5, 10, 20, 40], [False, True, False, True]) == (40, 10)
     assert lc.n_needed([5, 10, 20], [True, True, True]) == (5, 5)
     assert lc.n_needed([5, 10], [True, False]) == (None, 5)
+
+
+def test_top_entries_equals_a_partition_of_whole_rows():
+    """null.top_entries (row by row over the positive values) against the k-th largest value
+    of the whole row: ties of the k-th kept, rows with fewer than k positives, k None."""
+    rng = np.random.default_rng(3)
+    values = np.where(rng.random((60, 40)) < 0.2, np.round(rng.uniform(1, 6, (60, 40))), 0.0)
+    values[:5] = 0.0
+    values[5, :3] = [2.0, 2.0, 1.0]  # fewer than k positives
+    for k in (1, 2, 5, 39, 40, None):
+        if k is None or k >= values.shape[1]:
+            expected = values > 0
+        else:
+            kth = np.sort(values, axis=1)[:, -k]
+            expected = (values > 0) & (values >= kth[:, None])
+        assert np.array_equal(top_entries(values, k), expected)
+
+
+def straightforward_draws(data, s: lc.CurveSettings, n_permutations: int) -> pl.DataFrame:
+    """The curve as first written: every subsample on every column active on its texts (its
+    own top-k mask), and the top rung computed on the corpus with the stage's seeds (folds of
+    ``s.seed``, ``n_permutations`` permutations of ``s.seed``), as the stage's jobs do."""
+    full = []
+    for c in range(len(data.categories)):
+        sel = select(data, c, None, s.threshold, s.candidates)
+        full.append(int(sel.feature[0]) if sel.feature[0] >= 0 and sel.score[0] > 0 else -1)
+    ladder = lc.rungs(data.category_sizes(), s.ladder)
+    rows = []
+    for n in ladder[:-1]:
+        for draw in range(s.draws):
+            rng, fold_seed, perm_seed = lc._draw_seeds(s.seed, n, draw)
+            picked = lc.draw_rows(data.cat_index, n, rng)
+            active = np.flatnonzero((data.values[picked] > 0).any(axis=0))
+            sub = make_layer(
+                data.values[picked][:, active],
+                data.cat_index[picked],
+                data.categories,
+                data.features[active],
+            )
+            for row in lc.evaluate_draw(sub, s, fold_seed, perm_seed, full):
+                rows.append({**row, "n": n, "draw": draw})
+    labels = data.cat_index[permutations(data.n_texts, n_permutations, s.seed)]
+    nl = null_layer(data, s.threshold, s.candidates)
+    sizes = data.category_sizes()
+    for c in range(len(data.categories)):
+        folds = category_folds(data.cat_index, c, s.folds, s.seed)
+        held = heldout_category(data, c, folds, s.threshold, s.candidates)
+        summary = held.summary()
+        score = held.full_score if held.full_feature >= 0 else 0
+        p = p_value(null_category(nl, labels, c, s.candidates).score, score)
+        row = lc.draw_row(
+            data,
+            c,
+            int(sizes[c]),
+            held.full_feature,
+            held.full_score,
+            summary["heldout_auroc"],
+            summary["fold_agreement"],
+            p,
+            full[c],
+            s,
+        )
+        rows.append({**row, "n": ladder[-1], "draw": 0})
+    return pl.DataFrame(rows, schema=lc.DRAW_SCHEMA)
+
+
+@pytest.mark.parametrize("candidates", [2, 5, None])
+def test_fast_curve_equals_the_straightforward_one(candidates):
+    """Subsamples restricted to their texts' top-k columns and the top rung read from the
+    stage's cells: the same draws, rungs and n_needed as the straightforward curve."""
+    data = planted(seed=4, n=40, n_noise=80)
+    s = settings(ladder=(5, 10, 20), draws=3, permutations=60, candidates=candidates)
+    stage = lc.stage_cells(data, s, 150)
+    fast = lc.curve_layer(data, s, stage).sort("category", "n", "draw")
+    slow = straightforward_draws(data, s, 150).sort("category", "n", "draw")
+    assert fast.height == slow.height == (3 * s.draws + 1) * 3
+    exact = ["category", "n", "draw", "n_category", "feature", "score", "has_specialist"]
+    exact += ["same_feature", "passes"]
+    assert fast.select(exact).equals(slow.select(exact))
+    for col in ("heldout_auroc", "fold_agreement", "p_value"):
+        a, b = fast[col].to_list(), slow[col].to_list()
+        assert [x is None for x in a] == [x is None for x in b]
+        assert all(x is None or x == pytest.approx(y, abs=1e-12) for x, y in zip(a, b, strict=True))
+    cells = [
+        lc.cell_table(lc.rung_table(d, s.pass_share), lc.full_frame(stage), s) for d in (fast, slow)
+    ]
+    assert cells[0].equals(cells[1])
+    assert cells[0]["n_needed"].to_list() != [None] * 3  # some cell is reached
+    if candidates is not None:  # the restriction dropped columns: it was put to the test
+        rows = lc.draw_rows(data.cat_index, 20, np.random.default_rng(0))
+        sub, _ = lc.subsample(data, rows, top_entries(data.values, candidates))
+        assert len(sub.features) < (data.values[rows] > 0).any(axis=0).sum()

@@ -213,11 +213,15 @@ if V.learning_curve_enabled:
     rule validation_learning_curve:
         """How many texts a finding needs: every cell validated again with n texts per
         category (validation/learning_curve.py): tables, the summary's last section, the
-        findings board's records and one chart per family."""
+        findings board's records and one chart per family. The top rung (every text) is the
+        stage's own cell: read from the held-out and null jobs' cell tables, not recomputed.
+        """
         input:
             chart_script=L.chart_script,
             per_text=[L.per_text(f, l) for f, l in V_LAYERS],
             texts=L.texts,
+            heldout=L.validation_part("heldout", "cells"),
+            null=L.validation_part("null", "cells"),
         output:
             draws=L.learning_curve("draws"),
             rungs=L.learning_curve("rungs"),

@@ -307,6 +307,7 @@ def learning_curve(smk: Any) -> None:
     from ..core.jobs import progress
     from ..core.verdicts import write_verdicts
     from . import learning_curve as lc
+    from .table import join_cells
 
     p = smk.params
     s = lc.CurveSettings(
@@ -321,7 +322,9 @@ def learning_curve(smk: Any) -> None:
         alpha=p.alpha,
         min_auroc=p.min_auroc,
     )
-    draws, full = [], []
+    # the top rung (every text) is the stage's own cell: validation_heldout's and _null's
+    stage = join_cells(pl.read_parquet(smk.input.heldout), pl.read_parquet(smk.input.null))
+    draws = []
     for path in smk.input.per_text:
         data = load_layer(path, smk.input.texts, p.max_dense_gb)
         bar = progress(
@@ -329,12 +332,11 @@ def learning_curve(smk: Any) -> None:
             desc=f"{data.sae} layer {data.layer} learning curve",
             unit="subsamples",
         )
-        draws.append(lc.curve_layer(data, s, bar.update))
+        draws.append(lc.curve_layer(data, s, stage, bar.update))
         bar.close()
-        full.append(lc.full_frame(data, s))
     draw_df = pl.concat(draws) if draws else pl.DataFrame(schema=lc.DRAW_SCHEMA)
     rungs = lc.rung_table(draw_df, s.pass_share)
-    cells = lc.cell_table(rungs, pl.concat(full), s)
+    cells = lc.cell_table(rungs, lc.full_frame(stage), s)
     o = smk.output
     write_parquet(draw_df.sort("sae", "layer", "category", "n", "draw"), o.draws)
     _pair(rungs, o.rungs, o.rungs_csv)

@@ -2,8 +2,8 @@
 
 For each rung n of ``validation.learning_curve.ladder`` below the largest category, and for
 ``draws`` seeded draws per rung, every category contributes min(n, its size) texts drawn without
-replacement (``numpy.random.default_rng([seed, n, draw])``); the top rung is every text (one
-draw: the corpus itself). On that subsample the stage's own procedure runs for every category:
+replacement (``numpy.random.default_rng([seed, n, draw])``). On that subsample the stage's own
+procedure runs for every category:
 
 - the study's selection on all the subsample's texts (``analysis.selection.select``): the
   specialist *that a study with n texts per category would report* (it may differ from the
@@ -12,6 +12,12 @@ draw: the corpus itself). On that subsample the stage's own procedure runs for e
   subsample, ``validation.folds`` or leave-one-text-out below that);
 - the shuffled-label p-value of ``null.null_category`` (``learning_curve.permutations``
   permutations of the subsample's labels, all categories at once, vectorised like the null).
+
+The top rung is every text (one draw: the corpus itself), and there the stage has already run
+that procedure: its row of every category is the stage's own cell (``validation_heldout``'s
+specialist, held-out AUROC and fold agreement, ``validation_null``'s p-value with
+``validation.permutations`` permutations), read from those jobs' cell tables instead of being
+computed a second time (``stage_cells`` computes them in process the same way).
 
 A draw *passes* when the subsample has a specialist (score > 0), its held-out AUROC is at least
 ``validation.min_auroc`` and its p-value at most ``validation.alpha`` (the random-feature floor
@@ -33,9 +39,11 @@ import polars as pl
 
 from ..analysis.dense import LayerData
 from ..analysis.selection import select
+from .cells import heldout_layer, null_layer_rows
 from .folds import category_folds
 from .heldout import heldout_category
 from .null import null_category, null_layer, p_value, permutations, top_entries
+from .table import HELDOUT_SCHEMA, NULL_CELL_SCHEMA, frame, join_cells
 from .verdict import format_p
 
 DRAW_SCHEMA = {
@@ -115,21 +123,32 @@ def draw_rows(cat_index: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.sort(np.concatenate(picked))
 
 
-def subsample(data: LayerData, rows: np.ndarray) -> tuple[LayerData, np.ndarray]:
-    """The layer restricted to ``rows`` (and to the features active on them), and the columns
-    kept (indices into ``data``'s)."""
-    values = data.values[rows]
-    keep = np.flatnonzero((values > 0).any(axis=0))
+def subsample(
+    data: LayerData, rows: np.ndarray, top_mask: np.ndarray
+) -> tuple[LayerData, np.ndarray]:
+    """The layer restricted to ``rows`` and to the columns of their texts' top-k entries
+    (``top_mask``: ``null.top_entries`` of the full layer), and its rows of ``top_mask``.
+
+    No selection on these texts can choose another column, so every result is the one on all
+    the columns active on them: a candidate of a category (one of the k highest in-category
+    peaks, present texts only) is among the k largest values, ties included, of the text where
+    it peaks -- else k features beat it on that text, hence on peak -- and the columns keep
+    their order (the tie-breaks) and their values (the counts). This holds for every weighting
+    of the texts (the folds, each permutation of the null), and the null already works on
+    these columns alone. ``top_mask`` = every positive value when the candidates are not
+    limited (k None): then the columns are the active ones."""
+    mask = top_mask[rows]
+    keep = np.flatnonzero(mask.any(axis=0))
     sub = LayerData(
         data.sae,
         data.layer,
-        values[:, keep],
+        data.values[np.ix_(rows, keep)],
         data.features[keep],
         [data.text_ids[r] for r in rows],
         data.categories,
         data.cat_index[rows],
     )
-    return sub, keep
+    return sub, mask[:, keep]
 
 
 def _draw_seeds(seed: int, n: int, draw: int) -> tuple[np.random.Generator, int, int]:
@@ -152,7 +171,7 @@ def evaluate_draw(
     nl = null_layer(sub, s.threshold, s.candidates, mask) if s.permutations else None
     sizes = sub.category_sizes()
     out = []
-    for c, category in enumerate(sub.categories):
+    for c in range(len(sub.categories)):
         auc = agreement = None
         folds = category_folds(sub.cat_index, c, s.folds, fold_seed)
         if folds is not None:  # its full-data selection is the subsample's specialist
@@ -163,62 +182,117 @@ def evaluate_draw(
         else:
             sel = select(sub, c, None, s.threshold, s.candidates)
             feature, score = int(sel.feature[0]), int(sel.score[0])
-        score = score if feature >= 0 else 0
-        has = feature >= 0 and score > 0
         p = None
         if nl is not None:
-            p = p_value(null_category(nl, labels, c, s.candidates).score, score)
-        passes = has and auc is not None and auc >= s.min_auroc and p is not None and p <= s.alpha
+            p = p_value(
+                null_category(nl, labels, c, s.candidates).score, score if feature >= 0 else 0
+            )
         out.append(
-            {
-                "sae": sub.sae,
-                "layer": sub.layer,
-                "category": category,
-                "n_category": int(sizes[c]),
-                "feature": feature if feature >= 0 else None,
-                "score": score if feature >= 0 else None,
-                "has_specialist": bool(has),
-                "same_feature": bool(feature >= 0 and feature == full_features[c]),
-                "heldout_auroc": auc,
-                "fold_agreement": agreement,
-                "p_value": p,
-                "passes": bool(passes),
-            }
+            draw_row(sub, c, int(sizes[c]), feature, score, auc, agreement, p, full_features[c], s)
         )
     return out
 
 
-def full_specialists(data: LayerData, s: CurveSettings) -> list[int]:
-    """The full corpus' specialist of every category (-1: none)."""
+def draw_row(
+    data: LayerData,
+    c: int,
+    n_category: int,
+    feature: int,
+    score: int,
+    auc: float | None,
+    agreement: float | None,
+    p: float | None,
+    full_feature: int,
+    s: CurveSettings,
+) -> dict:
+    """One category's DRAW_SCHEMA values but n and draw (feature -1: nothing active)."""
+    score = score if feature >= 0 else 0
+    has = feature >= 0 and score > 0
+    passes = has and auc is not None and auc >= s.min_auroc and p is not None and p <= s.alpha
+    return {
+        "sae": data.sae,
+        "layer": data.layer,
+        "category": data.categories[c],
+        "n_category": n_category,
+        "feature": feature if feature >= 0 else None,
+        "score": score if feature >= 0 else None,
+        "has_specialist": bool(has),
+        "same_feature": bool(feature >= 0 and feature == full_feature),
+        "heldout_auroc": auc,
+        "fold_agreement": agreement,
+        "p_value": p,
+        "passes": bool(passes),
+    }
+
+
+def stage_cells(data: LayerData, s: CurveSettings, n_permutations: int) -> pl.DataFrame:
+    """The stage's cells of one layer (``table.join_cells`` of ``validation_heldout``'s and
+    ``validation_null``'s rows, without the random-feature floor), computed in process as
+    those jobs compute them: folds and permutations from ``s.seed``, ``n_permutations``
+    permutations."""
+    common = {"threshold": s.threshold, "candidates": s.candidates, "seed": s.seed}
+    _, held = heldout_layer(data, n_folds=s.folds, draws=0, **common)
+    labels = data.cat_index[permutations(data.n_texts, n_permutations, s.seed)]
+    _, null = null_layer_rows(data, labels, **common)
+    return join_cells(frame(held, HELDOUT_SCHEMA), frame(null, NULL_CELL_SCHEMA))
+
+
+def layer_cells(stage: pl.DataFrame, data: LayerData) -> list[dict]:
+    """The stage's cell of every category of ``data``'s layer, in category order."""
+    mine = stage.filter((pl.col("sae") == data.sae) & (pl.col("layer") == data.layer))
+    by_category = {r["category"]: r for r in mine.iter_rows(named=True)}
+    missing = [c for c in data.categories if c not in by_category]
+    if missing:
+        raise ValueError(
+            f"{data.sae} layer {data.layer}: the held-out and null cells lack {missing}: they "
+            "were computed from other per-text tables; rerun snakemake."
+        )
+    return [by_category[c] for c in data.categories]
+
+
+def full_specialists(cells: list[dict]) -> list[int]:
+    """The full corpus' specialist of every category (-1: none), from its stage cells."""
+    return [r["feature"] if r["has_specialist"] else -1 for r in cells]
+
+
+def top_rung_rows(data: LayerData, s: CurveSettings, cells: list[dict]) -> list[dict]:
+    """The top rung (every text): each category's stage cell as a draw."""
+    sizes = data.category_sizes()
     out = []
-    for c in range(len(data.categories)):
-        sel = select(data, c, None, s.threshold, s.candidates)
-        has = sel.feature[0] >= 0 and sel.score[0] > 0
-        out.append(int(sel.feature[0]) if has else -1)
+    for c, r in enumerate(cells):
+        feature = -1 if r["feature"] is None else r["feature"]
+        auc, agreement, p = r["heldout_auroc"], r["fold_agreement"], r["p_value"]
+        full = full_specialists([r])[0]
+        out.append(
+            draw_row(data, c, int(sizes[c]), feature, r["score"], auc, agreement, p, full, s)
+        )
     return out
 
 
-def curve_layer(data: LayerData, s: CurveSettings, progress=None) -> pl.DataFrame:
-    """DRAW_SCHEMA rows of one layer: every rung, draw and category."""
-    full = full_specialists(data, s)
+def curve_layer(
+    data: LayerData, s: CurveSettings, stage: pl.DataFrame | None = None, progress=None
+) -> pl.DataFrame:
+    """DRAW_SCHEMA rows of one layer: every rung, draw and category. ``stage``: the stage's
+    cells (``join_cells`` of the held-out and null jobs' tables; None: ``stage_cells`` with
+    the curve's own number of permutations)."""
+    stage = stage_cells(data, s, s.permutations) if stage is None else stage
+    cells = layer_cells(stage, data)
+    full = full_specialists(cells)
     ladder = rungs(data.category_sizes(), s.ladder)
     # a text's top-k entries do not depend on the other texts: one mask for every subsample
     top_mask = top_entries(data.values, s.candidates)
     rows = []
-    for n in ladder:
-        top = n == ladder[-1]
-        for draw in range(1 if top else s.draws):
+    for n in ladder[:-1]:
+        for draw in range(s.draws):
             rng, fold_seed, perm_seed = _draw_seeds(s.seed, n, draw)
-            if top:  # the corpus itself: no copy of the dense layer
-                sub, mask = data, top_mask
-            else:
-                picked = draw_rows(data.cat_index, n, rng)
-                sub, keep = subsample(data, picked)
-                mask = top_mask[picked][:, keep]
+            sub, mask = subsample(data, draw_rows(data.cat_index, n, rng), top_mask)
             for row in evaluate_draw(sub, s, fold_seed, perm_seed, full, mask):
                 rows.append({**row, "n": n, "draw": draw})
             if progress is not None:
                 progress()
+    rows += [{**row, "n": ladder[-1], "draw": 0} for row in top_rung_rows(data, s, cells)]
+    if progress is not None:
+        progress()
     return pl.DataFrame(rows, schema=DRAW_SCHEMA).select(list(DRAW_SCHEMA))
 
 
@@ -333,17 +407,14 @@ def by_category_n(rung_rows: list[dict], n: int) -> int:
     return next(r["n_category"] for r in rung_rows if r["n"] == n)
 
 
-def full_frame(data: LayerData, s: CurveSettings) -> pl.DataFrame:
-    """sae, layer, category, feature: the full corpus' specialists of one layer."""
-    full = full_specialists(data, s)
-    return pl.DataFrame(
-        {
-            "sae": [data.sae] * len(full),
-            "layer": [data.layer] * len(full),
-            "category": data.categories,
-            "feature": [f if f >= 0 else None for f in full],
-        },
-        schema={"sae": pl.String, "layer": pl.Int64, "category": pl.String, "feature": pl.Int64},
+def full_frame(stage: pl.DataFrame) -> pl.DataFrame:
+    """sae, layer, category, feature: the full corpus' specialists (null: none) of the
+    stage's cells."""
+    return stage.select(
+        "sae",
+        "layer",
+        "category",
+        pl.when(pl.col("has_specialist")).then(pl.col("feature")).alias("feature"),
     )
 
 
@@ -379,7 +450,8 @@ def summary_markdown(cells: pl.DataFrame, s: CurveSettings) -> str:
         f"Each cell validated again with n texts per category (n: {', '.join(map(str, s.ladder))}"
         f" below the largest category, then every text), {s.draws} seeded draws per n; a draw "
         f"passes when its specialist's held-out AUROC is >= {s.min_auroc:g} and its "
-        f"shuffled-label p <= {s.alpha:g} ({s.permutations} permutations), a rung when at least "
+        f"shuffled-label p <= {s.alpha:g} ({s.permutations} permutations; with every text, the "
+        "stage's own held-out AUROC and p-value), a rung when at least "
         f"{s.pass_share:.0%} of its draws pass. Per category, the layer that needs the fewest "
         "texts (tables: validation/learning_curve/; charts: "
         "validation/charts/learning_curve_sae=<family>.html).",

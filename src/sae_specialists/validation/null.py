@@ -61,11 +61,20 @@ def top_entries(values: np.ndarray, k: int | None) -> np.ndarray:
     """bool [n, F]: each row's k largest positive values, every tie of the k-th included
     (``k=None``: every positive value)."""
     positive = values > 0
-    n_feat = values.shape[1]
-    if k is None or k >= n_feat:
+    if k is None or k >= values.shape[1]:
         return positive
-    kth = np.partition(values, n_feat - k, axis=1)[:, n_feat - k]
-    return positive & (values >= kth[:, None])
+    # row by row over its positive values only: a partition of whole rows, mostly zeros (ties),
+    # took ~50 x longer; with fewer than k positives every positive value is kept, as before
+    out = np.zeros_like(positive)
+    for i, row_positive in enumerate(positive):
+        cols = np.flatnonzero(row_positive)
+        if len(cols) <= k:
+            out[i, cols] = True
+            continue
+        row = values[i, cols]
+        kth = np.partition(row, len(row) - k)[len(row) - k]
+        out[i, cols[row >= kth]] = True
+    return out
 
 
 def null_layer(
