@@ -26,11 +26,10 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from ..core.verdicts import read_verdicts
+if TYPE_CHECKING:  # the Snakefile imports this module: polars only where a table is read
+    import polars as pl
 
 esc = html.escape
 
@@ -220,7 +219,9 @@ def headlines_html(headlines: Mapping[str, str], links: Mapping[str, str]) -> st
 def load_verdicts(tables: Mapping[str, str]) -> pl.DataFrame:
     """Every registered table (stage -> path) stacked; each record's stage must be its
     table's."""
-    from ..core.verdicts import VERDICT_SCHEMA
+    import polars as pl
+
+    from ..core.verdicts import VERDICT_SCHEMA, read_verdicts
 
     frames = []
     for stage, path in tables.items():

@@ -23,39 +23,52 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import polars as pl
 import yaml
 
 from ..core.errors import UserError
+
+if TYPE_CHECKING:  # the Snakefile imports this module: numpy and polars only in the jobs
+    import numpy as np
+    import polars as pl
 
 SETS = ("meaning", "markers")
 NEUTRAL = "neutral"
 PROBE_CATEGORY = "probe"
 WORD = re.compile(r"[A-Za-z][A-Za-z_]*")  # a marker matched as a whole word
-INDEX_SCHEMA = {
-    "text_id": pl.String,
-    "category": pl.String,
-    "set": pl.String,
-    "item": pl.Int64,
-    "text": pl.String,
-}
-PROBE_SCHEMA = {
-    "sae": pl.String,
-    "layer": pl.Int64,
-    "category": pl.String,
-    "feature": pl.Int64,
-    **{
-        f"{s}_{k}": t
-        for s in SETS
-        for k, t in (("n", pl.Int64), ("fired", pl.Int64), ("auroc", pl.Float64))
-    },
-    "neutral_n": pl.Int64,
-    "neutral_fired": pl.Int64,
-    "meaning_examples": pl.String,
-    "markers_examples": pl.String,
-}
+
+
+def index_schema() -> dict:
+    import polars as pl
+
+    return {
+        "text_id": pl.String,
+        "category": pl.String,
+        "set": pl.String,
+        "item": pl.Int64,
+        "text": pl.String,
+    }
+
+
+def probe_schema() -> dict:
+    import polars as pl
+
+    return {
+        "sae": pl.String,
+        "layer": pl.Int64,
+        "category": pl.String,
+        "feature": pl.Int64,
+        **{
+            f"{s}_{k}": t
+            for s in SETS
+            for k, t in (("n", pl.Int64), ("fired", pl.Int64), ("auroc", pl.Float64))
+        },
+        "neutral_n": pl.Int64,
+        "neutral_fired": pl.Int64,
+        "meaning_examples": pl.String,
+        "markers_examples": pl.String,
+    }
 
 
 def _read_list(path: Path) -> list[str]:
@@ -146,6 +159,8 @@ def marker_hits(text: str, markers) -> list[str]:
 def write_probe_texts(files, yaml_path: str, index_path: str) -> pl.DataFrame:
     """The one text file of every probe text and its index (text ids as the extraction gives
     them: ``extraction.texts.load_yaml_category`` of that file)."""
+    import polars as pl
+
     from ..core.io import write_parquet, write_text
     from ..extraction.texts import load_yaml_category
 
@@ -160,13 +175,14 @@ def write_probe_texts(files, yaml_path: str, index_path: str) -> pl.DataFrame:
             "item": [i for _, _, i, _ in items],
             "text": [t for *_, t in items],
         },
-        schema=INDEX_SCHEMA,
+        schema=index_schema(),
     )
     write_parquet(index, index_path)
     return index
 
 
 def _auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    import numpy as np
     from sklearn.metrics import roc_auc_score
 
     if not len(pos) or not len(neg):
@@ -177,6 +193,8 @@ def _auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
 
 def _examples(texts: list[str], values: np.ndarray, k: int = 2) -> str:
     """The ``k`` texts with the largest values, each with its value (JSON-free: ' || ')."""
+    import numpy as np
+
     order = np.lexsort((np.arange(len(values)), -values))[:k]
     return " || ".join(f"{values[i]:.2f}: {texts[i]}" for i in order)
 
@@ -209,6 +227,9 @@ def probe_table(
     """Probe measures of every specialist of ``specialists`` (sae, layer, category, feature)
     whose category has probe sets; ``per_text``: the probe texts' per-text values (sae, layer,
     text_id, feature, value)."""
+    import numpy as np
+    import polars as pl
+
     rows = []
     position = {t: i for i, t in enumerate(index["text_id"].to_list())}
     for r in specialists.iter_rows(named=True):
@@ -226,5 +247,5 @@ def probe_table(
         if row is not None:
             rows.append(row)
     if not rows:
-        return pl.DataFrame(schema=PROBE_SCHEMA)
-    return pl.DataFrame(rows, schema=PROBE_SCHEMA)
+        return pl.DataFrame(schema=probe_schema())
+    return pl.DataFrame(rows, schema=probe_schema())
