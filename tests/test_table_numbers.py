@@ -78,6 +78,8 @@ def test_causal_index_shows_the_deciding_intervals_in_one_format(browser, tmp_pa
                 vs_control=0.088,
                 vs_control_low=0.0605,
                 vs_control_high=0.1199,
+                top1_changed_share=120 / 2144,
+                top1_positions=2144,
             ),
             effect_row(
                 "recipes",
@@ -117,6 +119,8 @@ def test_causal_index_shows_the_deciding_intervals_in_one_format(browser, tmp_pa
     # the detector-only row: no control found, no in/out interval: dashes, explained above
     second = rows.nth(2).locator("td").all_text_contents()
     assert second[6] == "–" and second[4] == "0.0000 [-0.0000, 0.0000]"
+    # the share of the category's positions whose top-1 prediction the ablation changes
+    assert cells[9] == "5.6% of 2,144" and second[9] == "–"
     shot(page, "table", "causal_index.png")
     page.close()
 

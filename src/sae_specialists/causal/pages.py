@@ -203,8 +203,8 @@ def _index_page(effects: pl.DataFrame, settings: dict, detects=None) -> str:
     rows = effects.filter(pl.col("mode") == "zero").sort("sae", "layer", "category")
     d = nats_decimals(rows.iter_rows(named=True))
     columns = ["SAE", "layer", "category", "feature", "Δloss in [interval]", "Δloss out"]
-    columns += ["top-1 changed in", "in − control [interval]", "in − out [interval]"]
-    columns += ["in / out", "verdict"]
+    columns += ["in − control [interval]", "in − out [interval]", "in / out"]
+    columns += ["top-1 changed in", "verdict"]
     if detects is not None:
         columns.append("what it detects")
     extra = (lambda r: f"<td class='l'>{detects(r)}</td>") if detects else (lambda r: "")
@@ -213,9 +213,8 @@ def _index_page(effects: pl.DataFrame, settings: dict, detects=None) -> str:
         f"<td class='l'><a href='{cell_page_path(r['sae'], r['layer'], r['category'])}'>"
         f"{html.escape(r['category'])}</a></td><td>{r['feature']}</td>"
         f"<td>{_ci(r, 'in', 'in_mean', d)}</td><td>{fixed(r['out_mean'], d)}</td>"
-        f"<td>{top1_text(r)}</td>"
         f"<td>{_ci(r, 'vs_control', decimals=d)}</td><td>{_ci(r, 'diff', decimals=d)}</td>"
-        f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td>"
+        f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td><td>{top1_text(r)}</td>"
         f"<td class='l'>{_verdict(r['verdict'])}</td>{extra(r)}</tr>"
         for r in rows.iter_rows(named=True)
     ]
