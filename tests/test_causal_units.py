@@ -16,6 +16,7 @@ from sae_specialists.causal.ablation import (
     feature_stats,
     iter_batches,
 )
+from sae_specialists.causal.board import cell_record
 from sae_specialists.causal.stats import (
     bootstrap_effect,
     cell_effect,
@@ -323,8 +324,21 @@ def test_cell_effect_verdicts():
     assert det["detector_only"] and det["verdict"] == "detector only"
     flat = cell_effect(np.full(10, 1.0), control, in_cat, 500, rng)
     assert flat["verdict"] == "unspecific"
+    # no control feature: a clear effect is neither "needed" nor "detector only"
     alone = cell_effect(driver, None, in_cat, 500, rng)
-    assert alone["detector_only"] and alone["control_in_mean"] is None
+    assert alone["verdict"] == "no control" and alone["control_in_mean"] is None
+    assert alone["detector_only"] is None and alone["above_control"] is None
+    assert alone["above_zero"]
+    record = cell_record({"sae": "res", "layer": 1, "category": "c", "feature": 3, **alone})
+    assert record["ok"] is None and record["verdict"] == "no_control"
+    assert record["label"] == "no control"
+    # ... while a feature of no effect is a detector only, control or not
+    still = cell_effect(detector, None, in_cat, 500, rng)
+    assert still["detector_only"] and still["verdict"] == "detector only"
+    assert (
+        cell_record({"sae": "res", "layer": 1, "category": "c", "feature": 3, **still})["ok"]
+        is False
+    )
     # a harmless feature is not made "needed" by a control whose removal helps the model
     helpful_control = np.array([-0.05, -0.06, -0.04, -0.05, -0.05] + [0.0] * 5)
     noise = np.array([1e-9, -2e-9, 2e-9, -1e-9, 0.0] * 2)  # float noise around 0

@@ -6,7 +6,8 @@ verdicts.json).
 category more than a density-matched random feature and more than zero; ``specific``: more on
 its category than elsewhere); ``detector_only`` is against it (ok false, the ⊘ mark);
 ``not_tested`` (ok null) when the cell has no text with a loss position (no in-category
-effect was measured).
+effect was measured); ``no_control`` (ok null) when its effect is clear but the layer had no
+density-matched random feature to compare it with.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def cell_record(row: dict) -> dict:
         "stage": STAGE,
         "verdict": verdict.replace(" ", "_"),
         "label": verdict if measured else "not tested",
-        "ok": (not row["detector_only"]) if measured else None,
+        # no control: the effect could not be told from a random feature's (neither for nor
+        # against the specialist)
+        "ok": None if not measured or row["detector_only"] is None else not row["detector_only"],
         "detail": detail,
     }
 

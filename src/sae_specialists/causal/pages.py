@@ -19,6 +19,7 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding
 .ctx{font-family:ui-monospace,monospace;white-space:pre-wrap;text-align:left}
 .hit{background:#ffd8a8;font-weight:bold}.detector{color:#c92a2a;font-weight:bold}
 .specific{color:#2b8a3e;font-weight:bold}.unspecific{color:#e67700;font-weight:bold}
+.nocontrol{color:#666;font-weight:bold}
 .note{color:#555;font-size:.92em;max-width:60em}
 td:not(.l):not(.ctx){white-space:nowrap}
 """
@@ -75,7 +76,7 @@ def _ci(row: dict, key: str, value_key: str | None = None, decimals: int = NATS_
 
 
 def _verdict(verdict: str) -> str:
-    css = {"detector only": "detector"}.get(verdict, verdict)
+    css = {"detector only": "detector", "no control": "nocontrol"}.get(verdict, verdict)
     return f"<span class='{css}'>{html.escape(verdict)}</span>"
 
 

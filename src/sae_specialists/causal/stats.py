@@ -154,17 +154,27 @@ def cell_effect(
     for key in EFFECT_KEYS:
         row[f"control_{key}"] = ctrl[key]
     row.update(vs_control=gap, vs_control_low=gap_low, vs_control_high=gap_high)
-    above = gap_low is not None and gap_low > 0 and gap >= min_effect
     matters = row["in_low"] is not None and row["in_low"] > 0 and row["in_mean"] >= min_effect
-    row["above_control"] = above
     row["above_zero"] = matters
+    if control is None and matters:
+        # no density-matched random feature to compare with (a layer with too few active
+        # features): the effect is clear but cannot be told from a generic ablation's, so
+        # neither "needed" nor "detector only"
+        row.update(above_control=None, detector_only=None, verdict="no control")
+        return row
+    above = gap_low is not None and gap_low > 0 and gap >= min_effect
+    row["above_control"] = above
     row["detector_only"] = not (above and matters)
     row["verdict"] = verdict(above and matters, row["diff_low"])
     return row
 
 
+NO_CONTROL = "no control"
+
+
 def verdict(matters: bool, diff_low: float | None) -> str:
-    """``matters``: the in-category Δloss is above the control's and above 0."""
+    """``matters``: the in-category Δloss is above the control's and above 0. (A cell without
+    a control whose own effect is clear is ``NO_CONTROL``: ``cell_effect``.)"""
     if not matters:
         return "detector only"
     if diff_low is not None and diff_low > 0:

@@ -16,7 +16,12 @@ from ..core.html import token_html
 from ..core.numbers import NATS_DECIMALS, decimals_for, fixed
 
 esc = html.escape
-VERDICT_COLOURS = {"detector only": "#b00", "specific": "#2b8a3e", "unspecific": "#e67700"}
+VERDICT_COLOURS = {
+    "detector only": "#b00",
+    "specific": "#2b8a3e",
+    "unspecific": "#e67700",
+    "no control": "#666",
+}
 
 
 def _verdict_line(category: str, v: Mapping[str, Any], page: str | None) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from .doc import Doc, link
 
-VERDICTS = ("specific", "unspecific", "detector only")
+VERDICTS = ("specific", "unspecific", "detector only", "no control")
 
 
 def _key(k: str):
@@ -30,6 +30,12 @@ def headline(verdicts: Mapping[str, Mapping]) -> str:
         "unspecific (above the control, not more on its category), "
         f"{counts['detector only']} detector only (no clear effect on its category beyond "
         "the random control's and zero)."
+        + (
+            f" {counts['no control']} with a clear effect but no density-matched random "
+            "feature to compare it with (no control)."
+            if counts["no control"]
+            else ""
+        )
     )
 
 
