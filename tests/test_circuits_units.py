@@ -361,3 +361,40 @@ def test_agreement_spearman_and_completeness_from_the_verified_table():
     top3 = agreement(verified, top_k=3).row(0, named=True)
     assert top3["completeness"] == pytest.approx(0.5) and top3["n_verified"] == 3
     assert spearman(np.array([1.0, 2.0]), np.array([2.0, 1.0])) is None  # too few points
+
+
+def _circuit_numbers(result) -> dict[str, np.ndarray]:
+    out = {"m": np.array([result.clean_sum])}
+    for key, d in result.downstream.items():
+        out[f"down {key}"] = np.concatenate([d.change, d.abs_change, d.clean])
+    for key, u in result.upstream.items():
+        out[f"up {key}"] = np.concatenate([u.activation, u.attribution, [u.error]])
+    v = result.verified
+    out["verified"] = np.concatenate([v.drop, v.joint_remaining])
+    out["nodes"] = np.array([(k[1], f) for k, f, _ in v.nodes], dtype=float).ravel()
+    return out
+
+
+def test_circuits_repeat_exactly_at_one_thread_count_and_closely_across_counts(demo, planted):
+    """The same texts and SAEs give the same circuit bit for bit at a given torch thread count
+    (the SLURM-vs-local comparison relies on it), and the same up to float32 reduction order
+    across thread counts: torch splits the gradients' sums by thread, so a run with other
+    `threads` can differ in the last digits (docs/circuits.md), never in the edges chosen."""
+    model, sites, _, texts, res = demo
+    keys = [("res", 0), ("res", 1), ("attn", 1), ("res", 2)]
+    root = Root("res", 1, res["1"]["urls"], "urls")
+    ids = texts("urls")
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 1, 2):
+            torch.set_num_threads(threads)
+            runs.append(_circuit_numbers(root_circuit(model, sites(*keys), root, ids, verify=3)))
+    finally:
+        torch.set_num_threads(before)
+    one, again, two = runs
+    assert one.keys() == again.keys() == two.keys()
+    assert np.array_equal(one["nodes"], two["nodes"])  # the same upstream features verified
+    for name in one:
+        assert np.array_equal(one[name], again[name]), name
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
