@@ -545,3 +545,26 @@ def test_random_text_through_every_format_into_shards_and_pages(tmp_path, byte_t
     assert outcomes["ok"] >= 5, outcomes
     if suffix != ".parquet":
         assert outcomes["refused"] >= 1, outcomes
+
+
+def test_demo_assets_being_written_do_not_fail_a_cluster_jobs_start(tmp_path, monkeypatch):
+    """Each SLURM job's snakemake reads the config again: one that starts while
+    build_demo_assets is writing the demo's model and SAE directories (they exist, still empty)
+    must not stop on them; they are the workflow's own outputs. The same half-written
+    directories given as the user's own model and SAEs are refused, naming what is missing."""
+    from conftest import _repo_paths
+
+    monkeypatch.chdir(tmp_path)
+    config = _repo_paths(yaml.safe_load((REPO / "config/demo.yaml").read_text("utf-8")))
+    assets = Path(config["demo"]["dir"])
+    for family in config["saes"].values():
+        for layer in range(4):
+            (Path(family["path"].format(layer=layer))).mkdir(parents=True, exist_ok=True)
+    (assets / "model").mkdir(parents=True, exist_ok=True)
+    schema = REPO / "workflow/schemas/config.schema.yaml"
+    settings = startup_checks(config, schema)
+    assert Path(settings.model.path) == assets / "model"
+
+    own = {**config, "demo": {"dir": str(tmp_path / "elsewhere"), "seed": 0}}
+    with pytest.raises((SAEError, UserError), match=r"is missing"):
+        startup_checks(own, schema)

@@ -377,7 +377,7 @@ def check_local_sae_hooks(settings) -> None:
         if "path" not in source:
             continue  # SAELens releases: checked by the extraction job when it loads them
         cfg_file = Path(source["path"]) / "cfg.json"
-        if not cfg_file.is_file():
+        if not cfg_file.is_file() or built_by_workflow(cfg_file, settings.demo):
             continue  # built by a rule (demo), or reported as missing by check_inputs_exist
         cfg = read_sae_cfg(cfg_file.parent, f"config: saes.{family} layer {layer}")
         hook = sae_hook_name(cfg)

@@ -19,7 +19,7 @@ import yaml
 from .core.errors import ConfigError, SAEError
 from .core.settings import YAML_LOADER, Settings, load_settings
 from .extraction.texts import load_yaml_category
-from .preflight import CheckedFiles
+from .preflight import CheckedFiles, built_by_workflow
 
 UNEQUAL_SIZE_RATIO = 2.0
 
@@ -67,7 +67,7 @@ def check_local_model_layers(settings: Settings) -> None:
     if settings.model.path is None:
         return
     config_file = Path(settings.model.path) / "config.json"
-    if not config_file.is_file():
+    if not config_file.is_file() or built_by_workflow(config_file, settings.demo):
         return  # built by a rule (demo) or reported by the extraction job
     n_layers = json.loads(config_file.read_text()).get("n_layers")
     bad = sorted(
@@ -261,11 +261,14 @@ HOOK_WIDTH = {
 }
 
 
+# The demo's assets (demo.dir) are outputs of the workflow's own rule (build_demo_assets): their
+# contents are never checked at start. Each cluster job's snakemake reads the config again, and
+# one that starts while the rule is writing them would find a half-written directory.
 def _local_model_config(settings: Settings) -> dict | None:
     if settings.model.path is None:
         return None
     model_dir = Path(settings.model.path)
-    if not model_dir.exists():
+    if not model_dir.exists() or built_by_workflow(model_dir, settings.demo):
         return None  # built by a rule (demo) or reported by the extraction job
     from .extraction.models import check_local_model_dir
 
@@ -293,7 +296,7 @@ def check_local_saes(
             continue
         for layer in family.layers:
             path = Path(family.source(layer)["path"])
-            if not path.exists():
+            if not path.exists() or built_by_workflow(path, settings.demo):
                 continue  # built by a rule (demo) or reported by the extraction job
             check_local_sae_dir(path)
             where = f"config: saes.{family.name} layer {layer} ({path})"
