@@ -18,7 +18,7 @@ def _options(p: Any) -> ExtractionSettings:
 
 def tokens(smk: Any) -> None:
     """One (category, chunk) -> its token shard (the model's tokenizer; no forward pass; a
-    local model's tokenizer without torch or TransformerLens)."""
+    local model's tokenizer without TransformerLens or SAELens)."""
     from .pipeline import extract_tokens
 
     p = smk.params

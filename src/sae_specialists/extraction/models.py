@@ -118,7 +118,8 @@ _KEEP_TOKENIZER_ARCHITECTURES = ("OlmoForCausalLM", "OlmoeForCausalLM", "Olmo2Fo
 @dataclasses.dataclass(frozen=True)
 class TokenizerOnly:
     """What tokenizing needs of a model (``tokenizer`` and ``cfg.n_ctx``), without its weights
-    or TransformerLens: the token-shard job of a local model (extraction.pipeline)."""
+    (TransformerLens and SAELens are not imported; ``transformers`` still imports torch): the
+    token-shard job of a local model (extraction.pipeline)."""
 
     tokenizer: object
     cfg: object
