@@ -188,3 +188,37 @@ def test_code_and_docs_say_what_a_stage_does_not_which_issue_built_it():
         if ISSUE_REFERENCE.search(line)
     ]
     assert found == []
+
+
+# What the light jobs and the Snakefile's parse may import, checked in a fresh interpreter (the
+# suite's time: each avoided import is seconds per process, bench/RESULTS.md)
+LIGHT_PATHS = {
+    "snakefile parse": (
+        "import sae_specialists.report.findings, sae_specialists.surface.probe, "
+        "sae_specialists.startup",
+        ("polars", "torch", "transformer_lens", "sae_lens"),
+    ),
+    "tokens job of a local model": (
+        "from sae_specialists.extraction.models import load_local_tokenizer; "
+        "load_local_tokenizer({assets!r} + '/model')",
+        ("transformer_lens", "sae_lens"),
+    ),
+    "decoder of a local SAE": (
+        "from sae_specialists.comparison.decoders import load_decoder; "
+        "load_decoder('res', 1, {{'path': {assets!r} + '/saes/res/layer1'}})",
+        ("torch", "transformer_lens", "sae_lens"),
+    ),
+}
+
+
+@pytest.mark.parametrize("path", sorted(LIGHT_PATHS))
+def test_light_paths_import_no_model_library(path, demo_assets):
+    import subprocess
+    import sys
+
+    code, forbidden = LIGHT_PATHS[path]
+    check = f"import sys; {code.format(assets=str(demo_assets))}; " + (
+        f"print([m for m in {forbidden!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", (path, out.stdout, out.stderr[-2000:])
