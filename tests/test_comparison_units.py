@@ -868,3 +868,27 @@ def test_a_local_decoder_read_from_its_file_is_the_matrix_saelens_loads(demo_ass
     cfg = json.loads((other / "cfg.json").read_text())
     (other / "cfg.json").write_text(json.dumps({**cfg, "architecture": "matryoshka_batchtopk"}))
     assert local_decoder(str(other), "test") is None
+
+
+def test_coactivation_read_in_chunks_of_positions_equals_one_read():
+    """study.unit_activations gives one lazy frame per extraction shard (disjoint positions):
+    the co-activations summed chunk by chunk equal those of the whole frame, and numpy's."""
+    dense, acts, units = dense_case()
+    pairs = pl.DataFrame(
+        [(*a, *b) for a, b in itertools.combinations(units, 2)],
+        schema=["sae_a", "layer_a", "feature_a", "sae_b", "layer_b", "feature_b"],
+        orient="row",
+    )
+    whole = pair_correlations(acts, pairs, dense.shape[0])
+    texts = sorted(acts["text_id"].unique().to_list())
+    chunks = [acts.filter(pl.col("text_id").is_in(texts[i::3])).lazy() for i in range(3)]
+    chunks.append(acts.clear().lazy())  # a shard with no row of these units
+    parts = pair_correlations(chunks, pairs, dense.shape[0])
+    assert parts.select(pl.exclude("correlation")).equals(whole.select(pl.exclude("correlation")))
+    np.testing.assert_allclose(
+        parts["correlation"].fill_null(np.nan).to_numpy(),
+        whole["correlation"].fill_null(np.nan).to_numpy(),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    assert parts["correlation"].null_count() == whole["correlation"].null_count()

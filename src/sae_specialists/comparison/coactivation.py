@@ -13,10 +13,13 @@ A feature that never fires (zero variance) has no correlation (null).
 
 Frames: ``acts`` holds the activations of the features of interest, one row per (unit,
 position) with activation > 0, restricted to counted positions: columns ``sae``, ``layer``,
-``feature``, ``text_id``, ``token_pos``, ``activation``. A unit is one (sae, layer, feature).
+``feature``, ``text_id``, ``token_pos``, ``activation``, as one frame or as chunks of disjoint
+positions (the sums add up over chunks). A unit is one (sae, layer, feature).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -29,12 +32,8 @@ def _suffixed(columns: list[str], suffix: str) -> list[str]:
     return [f"{c}{suffix}" for c in columns]
 
 
-def _sparse_columns(acts: pl.LazyFrame | pl.DataFrame):
-    """(units frame with a column index ``u``, CSC matrix positions x units of the activations).
-    Only positions where some unit is active get a row: the others add nothing to any sum."""
-    from scipy import sparse
-
-    acts = (
+def _collected(acts: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    return (
         acts.lazy()
         .select(
             pl.col("sae").cast(pl.String),
@@ -46,29 +45,37 @@ def _sparse_columns(acts: pl.LazyFrame | pl.DataFrame):
         )
         .collect()
     )
-    units = acts.select(UNIT).unique().sort(UNIT).with_row_index("u")
+
+
+def _sparse_chunk(acts: pl.DataFrame, units: pl.DataFrame):
+    """CSC matrix positions x ``units`` (their column ``u``) of one chunk's activations; only
+    positions where some unit is active get a row: the others add nothing to any sum."""
+    from scipy import sparse
+
     # sorted: the same row order, hence the same float sums, in every process
     positions = acts.select(POSITION).unique().sort(POSITION).with_row_index("p")
     indexed = acts.join(units, on=UNIT).join(positions, on=POSITION)
-    matrix = sparse.csc_matrix(
+    return sparse.csc_matrix(
         (
             indexed["activation"].to_numpy(),
             (indexed["p"].to_numpy().astype(np.int64), indexed["u"].to_numpy().astype(np.int64)),
         ),
         shape=(positions.height, units.height),
     )
-    return units.with_columns(pl.col("u").cast(pl.Int64)), matrix
 
 
 def pair_correlations(
-    acts: pl.LazyFrame | pl.DataFrame, pairs: pl.DataFrame, n_positions: int
+    acts: pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame | pl.DataFrame],
+    pairs: pl.DataFrame,
+    n_positions: int,
 ) -> pl.DataFrame:
     """``pairs`` (columns sae_a, layer_a, feature_a, sae_b, layer_b, feature_b, plus any others)
     with a ``correlation`` column (null where a unit never fires).
 
-    The activations go into one sparse positions x units matrix (only positions where a unit
-    is active); each pair's s_ab is the dot product of two sparse columns, computed one unit a
-    at a time against all its partners, so memory stays at the matrix plus one unit's partners.
+    ``acts``: one frame, or chunks of it whose positions are disjoint (study.unit_activations:
+    one per extraction shard of texts), read one at a time: the sums s_a, s_aa and s_ab add up
+    over chunks, so memory stays at one chunk's sparse positions x units matrix plus one unit's
+    partners (each pair's s_ab is the dot product of two sparse columns, one unit a at a time).
     """
     if n_positions < 2:
         raise ValueError(f"need at least 2 counted positions for a correlation, got {n_positions}")
@@ -80,25 +87,46 @@ def pair_correlations(
     if "correlation" in typed.columns:
         typed = typed.drop("correlation")
     keys = typed.select(*a_keys, *b_keys).unique()
-    units, matrix = _sparse_columns(acts)
-    s1 = np.asarray(matrix.sum(axis=0)).ravel()
-    s2 = np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()
+    units = (
+        pl.concat(
+            [
+                keys.select(pl.col(a_keys).name.map(lambda c: c[:-2])),
+                keys.select(pl.col(b_keys).name.map(lambda c: c[:-2])),
+            ]
+        )
+        .drop_nulls()
+        .unique()
+        .sort(UNIT)
+        .with_row_index("u")
+        .with_columns(pl.col("u").cast(pl.Int64))
+    )
     ua = units.rename({**dict(zip(UNIT, a_keys, strict=True)), "u": "ua"})
     ub = units.rename({**dict(zip(UNIT, b_keys, strict=True)), "u": "ub"})
     indexed = keys.join(ua, on=a_keys, how="left").join(ub, on=b_keys, how="left")
-    a_idx = indexed["ua"].fill_null(-1).to_numpy()
-    b_idx = indexed["ub"].fill_null(-1).to_numpy()
-    s_ab = np.zeros(indexed.height)
+    # -1: a row without its other unit (related features: "none above the floor")
+    a_idx = indexed["ua"].fill_null(-1).to_numpy().astype(np.int64)
+    b_idx = indexed["ub"].fill_null(-1).to_numpy().astype(np.int64)
     both = (a_idx >= 0) & (b_idx >= 0)
-    for a in np.unique(a_idx[both]):
-        rows = np.flatnonzero(both & (a_idx == a))
-        column = matrix[:, [int(a)]]
-        s_ab[rows] = np.asarray((matrix[:, b_idx[rows]].T @ column).todense()).ravel()
+    by_a = {int(a): np.flatnonzero(both & (a_idx == a)) for a in np.unique(a_idx[both])}
+    s1 = np.zeros(units.height)
+    s2 = np.zeros(units.height)
+    s_ab = np.zeros(indexed.height)
+    chunks = [acts] if isinstance(acts, (pl.DataFrame, pl.LazyFrame)) else list(acts)
+    for chunk in chunks:
+        matrix = _sparse_chunk(_collected(chunk), units)
+        if matrix.shape[0] == 0:
+            continue
+        s1 += np.asarray(matrix.sum(axis=0)).ravel()
+        s2 += np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()
+        active = np.diff(matrix.indptr) > 0  # units with a value in this chunk
+        for a, rows in by_a.items():
+            if not active[a]:
+                continue
+            column = matrix[:, [a]]
+            s_ab[rows] += np.asarray((matrix[:, b_idx[rows]].T @ column).todense()).ravel()
     n = float(n_positions)
-    sa = np.where(a_idx >= 0, s1[np.maximum(a_idx, 0)], 0.0)
-    sb = np.where(b_idx >= 0, s1[np.maximum(b_idx, 0)], 0.0)
-    saa = np.where(a_idx >= 0, s2[np.maximum(a_idx, 0)], 0.0)
-    sbb = np.where(b_idx >= 0, s2[np.maximum(b_idx, 0)], 0.0)
+    sa, sb = (np.where(i >= 0, s1[np.maximum(i, 0)], 0.0) for i in (a_idx, b_idx))
+    saa, sbb = (np.where(i >= 0, s2[np.maximum(i, 0)], 0.0) for i in (a_idx, b_idx))
     var_a = n * saa - sa**2
     var_b = n * sbb - sb**2
     ok = (var_a > 0) & (var_b > 0)

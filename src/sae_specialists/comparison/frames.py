@@ -3,14 +3,16 @@ co-activation of each row's pair of units (coactivation.pair_correlations)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
 from .coactivation import pair_correlations
 
-Frame = pl.LazyFrame | pl.DataFrame
+Frame = (
+    pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame | pl.DataFrame]
+)  # chunks: unit_activations
 # unit decoder row of each (sae, layer, feature) (neighbours.sweep_decoders)
 Directions = Mapping[tuple[str, int, int], np.ndarray]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -82,29 +83,26 @@ def counted_positions(token_paths: Sequence[str | os.PathLike], include_bos: boo
     return counted(token_paths, include_bos)
 
 
+SHARD_GROUP = re.compile(r"category=([^/\\]+)[/\\]chunk=(\d+)")
+
+
+def _shard_group(path: str | os.PathLike) -> tuple[str, str] | None:
+    """The (category, chunk) of an activation shard: the texts, hence the positions, it holds."""
+    match = SHARD_GROUP.search(str(path))
+    return (match[1], match[2]) if match else None
+
+
 def unit_activations(
     activations: Mapping[Key, Sequence[str]],
     units: pl.DataFrame,
     counted: pl.LazyFrame,
-) -> pl.DataFrame:
+) -> list[pl.LazyFrame]:
     """Per-token activations of the ``units`` (sae, layer, feature) at counted positions: the
-    sparse rows of the shards, filtered by feature as they are read (never densified)."""
+    sparse rows of the shards, filtered by feature as they are read (never densified), as one
+    lazy frame per extraction shard of texts (category, chunk): their positions are disjoint, so
+    coactivation.pair_correlations reads one at a time and memory stays at one chunk's rows."""
     from ..core.contract import ACTIVATIONS_SCHEMA
 
-    frames = []
-    wanted = units.select(typed(*UNIT)).unique()
-    for (sae, layer), group in wanted.group_by("sae", "layer"):
-        features = group["feature"].cast(pl.Int32).to_list()
-        paths = activations[(sae, int(layer))]
-        frames.append(
-            scan_shards(paths, ACTIVATIONS_SCHEMA)
-            .filter(pl.col("feature").is_in(features))
-            .join(counted, on=["text_id", "token_pos"], how="semi")
-            .with_columns(
-                pl.lit(sae, dtype=pl.String).alias("sae"),
-                pl.lit(int(layer), dtype=pl.Int64).alias("layer"),
-            )
-        )
     schema = {
         "sae": pl.String,
         "layer": pl.Int64,
@@ -113,13 +111,26 @@ def unit_activations(
         "token_pos": pl.Int64,
         "activation": pl.Float64,
     }
-    if not frames:
-        return pl.DataFrame(schema=schema)
-    return (
-        pl.concat(frames, how="vertical")
-        .select([pl.col(c).cast(t) for c, t in schema.items()])
-        .collect(engine="streaming")
-    )
+    groups: dict[tuple[str, str] | None, list[pl.LazyFrame]] = {}
+    wanted = units.select(typed(*UNIT)).unique()
+    for (sae, layer), group in sorted(wanted.group_by("sae", "layer"), key=lambda g: g[0]):
+        features = group["feature"].cast(pl.Int32).to_list()
+        for path in activations[(sae, int(layer))]:
+            groups.setdefault(_shard_group(path), []).append(
+                scan_shards([path], ACTIVATIONS_SCHEMA)
+                .filter(pl.col("feature").is_in(features))
+                .join(counted, on=["text_id", "token_pos"], how="semi")
+                .with_columns(
+                    pl.lit(sae, dtype=pl.String).alias("sae"),
+                    pl.lit(int(layer), dtype=pl.Int64).alias("layer"),
+                )
+                .select([pl.col(c).cast(t) for c, t in schema.items()])
+            )
+    if None in groups and len(groups) > 1:  # shards of another layout: one chunk of all
+        groups = {None: [frame for frames in groups.values() for frame in frames]}
+    if not groups:
+        return [pl.LazyFrame(schema=schema)]
+    return [pl.concat(groups[key], how="vertical") for key in sorted(groups, key=str)]
 
 
 def decoder_loader(sources: Mapping[Key, dict]) -> Callable[[Key], np.ndarray]:
@@ -215,10 +226,11 @@ def related(
     )
     acts = unit_activations(activations, units, counted)
     log.info(
-        "%d features of interest, %d related rows, %d activation rows",
+        "%d features of interest, %d related rows, %d units, %d shards of texts",
         features.height,
         table.height,
-        acts.height,
+        units.height,
+        len(acts),
     )
     return {
         "related_features": _with_correlation(table, acts, n_positions),
