@@ -243,13 +243,18 @@ def dense_case(
     return dense.astype(np.float32).astype(np.float64), acts, list(units)
 
 
-def test_sparse_pearson_matches_numpy_corrcoef():
-    dense, acts, units = dense_case()
-    pairs = pl.DataFrame(
+def all_pairs(units) -> pl.DataFrame:
+    """Every pair of ``units`` as pair_correlations takes them."""
+    return pl.DataFrame(
         [(*a, *b) for a, b in itertools.combinations(units, 2)],
         schema=["sae_a", "layer_a", "feature_a", "sae_b", "layer_b", "feature_b"],
         orient="row",
     )
+
+
+def test_sparse_pearson_matches_numpy_corrcoef():
+    dense, acts, units = dense_case()
+    pairs = all_pairs(units)
     got = pair_correlations(acts, pairs, dense.shape[0])
     assert got.height == pairs.height
     for row in got.iter_rows(named=True):
@@ -872,13 +877,10 @@ def test_a_local_decoder_read_from_its_file_is_the_matrix_saelens_loads(demo_ass
 
 def test_coactivation_read_in_chunks_of_positions_equals_one_read():
     """study.unit_activations gives one lazy frame per extraction shard (disjoint positions):
-    the co-activations summed chunk by chunk equal those of the whole frame, and numpy's."""
+    the co-activations summed chunk by chunk equal those of the whole frame (itself checked
+    against numpy above)."""
     dense, acts, units = dense_case()
-    pairs = pl.DataFrame(
-        [(*a, *b) for a, b in itertools.combinations(units, 2)],
-        schema=["sae_a", "layer_a", "feature_a", "sae_b", "layer_b", "feature_b"],
-        orient="row",
-    )
+    pairs = all_pairs(units)
     whole = pair_correlations(acts, pairs, dense.shape[0])
     texts = sorted(acts["text_id"].unique().to_list())
     chunks = [acts.filter(pl.col("text_id").is_in(texts[i::3])).lazy() for i in range(3)]
