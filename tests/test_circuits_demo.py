@@ -57,13 +57,47 @@ def test_every_residual_specialist_is_a_root(circuits, demo_run):
     assert got.to_dicts() == specialists.to_dicts()
 
 
-def test_the_planted_chain(circuits):
-    """urls layer 0 -> urls layer 1: B falls by 2/sqrt(d_model) = a quarter of its peak where A
-    peaks; A -> B is A's top edge into layer 1, B <- A B's top upstream feature, attribution and
-    ablation agree (the path is linear), and Spearman over B's verified upstream >= 0.9."""
+def test_the_planted_chain(circuits, demo_run):
+    """math layer 0 -> math layer 1 (planted.json["circuits"]["chain"]): A gives back 0.48 of
+    the math dimension B reads, so ablating A lowers B by 0.96 of B's peak where A peaks,
+    linearly. A -> B is A's top edge into layer 1, B <- A B's top upstream feature, attribution
+    and ablation agree, Spearman over B's verified upstream >= 0.9, and B's completeness >= 0.9
+    (the values themselves against run_with_hooks: test_circuits_units.py)."""
+    chain = demo_run.planted["circuits"]["chain"]
+    a, b = chain["a"]["feature"], chain["b"]["feature"]
     res = circuits["res"]
-    a, b = res["0"]["urls"], res["1"]["urls"]
+    assert (a, b) == (res["0"]["math"], res["1"]["math"])
+    down = circuits["edges"].filter(
+        (pl.col("root") == f"res/0/{a}")
+        & (pl.col("direction") == "downstream")
+        & pl.col("target").str.starts_with("res/1/")
+    )
+    top = down.filter(pl.col("rank") == 1).row(0, named=True)
+    assert top["target"] == f"res/1/{b}" and top["target_is_specialist"]
+    rb = row(circuits, 1, "math")
+    assert rb["top_upstream"] == f"res/0/{a}"
+    # the same ratio both ways: B's drop over B's clean activation on the math texts; below the
+    # planted 0.96 of B's peak since block 0 adds a little to the math dimension
+    assert top["relative"] == pytest.approx(rb["top_upstream_measured_share"], rel=1e-3)
+    assert 0.9 <= rb["top_upstream_measured_share"] <= chain["drop_share_at_peak"]
+    assert rb["top_upstream_attributed_share"] == pytest.approx(
+        rb["top_upstream_measured_share"], rel=0.02
+    )
+    assert rb["spearman"] >= 0.9
+    assert rb["completeness"] >= chain["completeness_at_least"]
+
+
+def test_the_detector_chain_runs_through_the_error_node(circuits, demo_run):
+    """urls layer 0 -> urls layer 1: B falls by 2/sqrt(d_model) = a quarter of its peak where A
+    peaks, exactly linearly (the all-ones row, which the LayerNorms ignore); B is mostly built
+    from the urls marker that no layer-0 feature decodes (the error node), so its completeness
+    stays low."""
+    chain = demo_run.planted["circuits"]["detector_chain"]
+    res = circuits["res"]
+    a, b = chain["a"]["feature"], chain["b"]["feature"]
+    assert (a, b) == (res["0"]["urls"], res["1"]["urls"])
     share = 2 / np.sqrt(D_MODEL)
+    assert chain["drop_share_at_peak"] == pytest.approx(share)
     down = circuits["edges"].filter(
         (pl.col("root") == f"res/0/{a}")
         & (pl.col("direction") == "downstream")
@@ -81,14 +115,22 @@ def test_the_planted_chain(circuits):
     assert rb["top_upstream_measured_share"] == pytest.approx(share, abs=0.01)
     assert rb["spearman"] >= 0.9
     assert rb["pearson"] >= 0.99
+    assert rb["completeness"] < 0.5
 
 
 def test_the_math_chain_is_a_path_through_every_layer(circuits):
+    """Ablating math at layer L moves the next layer's math specialist most: by the planted
+    chain's share from layer 0, silencing it from layers 1 and 2 (their rows give back the whole
+    dimension)."""
     res = circuits["res"]
     for layer in range(3):
         r = row(circuits, layer, "math")
         assert r["next_layer_top"] == f"res/{layer + 1}/{res[str(layer + 1)]['math']}"
-        assert r["next_layer_is_specialist"] and r["next_layer_relative"] == pytest.approx(1.0)
+        assert r["next_layer_is_specialist"]
+        if layer == 0:
+            assert 0.9 <= r["next_layer_relative"] < 0.97
+        else:
+            assert r["next_layer_relative"] == pytest.approx(1.0)
     for layer in range(1, 4):
         r = row(circuits, layer, "math")
         assert r["completeness"] >= 0.9

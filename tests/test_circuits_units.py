@@ -109,7 +109,7 @@ def test_downstream_edges_match_run_with_hooks_and_the_planted_chain(demo, plant
     marker token lowers B by 2 * B's peak * (a_A / A's peak) / 8: a quarter where a_A is at its
     peak. The LayerNorms remove the all-ones direction, so no attention or MLP SAE sees it."""
     model, sites, saes, texts, res = demo
-    chain = planted["circuits"]["chain"]
+    chain = planted["circuits"]["detector_chain"]
     a, b = chain["a"]["feature"], chain["b"]["feature"]
     assert (a, b) == (res["0"]["urls"], res["1"]["urls"])
     ids = texts("urls")
@@ -144,6 +144,70 @@ def test_downstream_edges_match_run_with_hooks_and_the_planted_chain(demo, plant
     assert chain["drop_share_at_peak"] == pytest.approx(0.25)
     for key in [("attn", 1), ("mlp", 1), ("attn", 3), ("mlp", 3)]:
         assert np.abs(result.downstream[key].change).max() / result.n_tokens < 1e-6
+
+
+def test_the_planted_two_step_chain_math_layer_0_to_layer_1(demo, planted):
+    """A = math at layer 0 gives back 0.48 of the math dimension it reads; B = math at layer 1
+    reads that dimension with threshold 0.5 (encoder gain 2 x its peak): ablating A at its peak
+    lowers B by 0.96 of B's peak, linearly, since B stays above its threshold. Against
+    run_with_hooks: A -> B is A's top edge into layer 1 with the measured change; A is B's top
+    upstream feature; its attribution equals its measured drop; the verified features ablated
+    together leave less than a tenth of B (completeness >= 0.9)."""
+    model, sites, saes, texts, res = demo
+    chain = planted["circuits"]["chain"]
+    a, b = chain["a"]["feature"], chain["b"]["feature"]
+    assert (a, b) == (res["0"]["math"], res["1"]["math"])
+    sae0, sae1 = saes[("res", 0)], saes[("res", 1)]
+    # the planted amount: B's encoder column . A's decoder row, times A's peak, over B's peak
+    share = float(sae1.W_enc[:, b] @ sae0.W_dec[a]) * float(sae0.W_enc[:, a].norm() / 2)
+    share /= float(sae1.W_enc[:, b].norm() / 2)
+    assert share == pytest.approx(chain["drop_share_at_peak"], rel=1e-5)
+    assert chain["drop_share_at_peak"] == pytest.approx(0.96)
+    ids = texts("math")
+
+    down = root_circuit(model, sites(("res", 0), ("res", 1)), Root("res", 0, a, "math"), ids, 0)
+    change, clean_b, linear = 0.0, 0.0, 0.0
+    for text in ids:
+        clean = run_capture(model, text, [], ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"])
+        ablated = run_capture(
+            model,
+            text,
+            [("blocks.0.hook_resid_pre", ablation_hook(sae0, [a]))],
+            ["blocks.1.hook_resid_pre"],
+        )
+        c1 = encode_all(sae1, clean["blocks.1.hook_resid_pre"][0, 1:])[:, b]
+        change += float(
+            (encode_all(sae1, ablated["blocks.1.hook_resid_pre"][0, 1:])[:, b] - c1).sum()
+        )
+        clean_b += float(c1.sum())
+        a_act = encode_all(sae0, clean["blocks.0.hook_resid_pre"][0, 1:])[:, a]
+        linear += float((a_act * (sae1.W_enc[:, b] @ sae0.W_dec[a])).sum())
+    got = down.downstream[("res", 1)].change
+    assert int(np.argmax(np.abs(got))) == b
+    assert got[b] == pytest.approx(change, rel=1e-4)
+    # linear: the drop is A's activation times the planted gain, up to block 0's reaction
+    assert -change == pytest.approx(linear, rel=0.02)
+    assert -change / clean_b >= 0.9
+
+    keys = [("res", 0), ("attn", 0), ("mlp", 0)]
+    up = root_circuit(model, sites(*keys, ("res", 1)), Root("res", 1, b, "math"), ids, verify=10)
+    assert up.clean_sum == pytest.approx(clean_b, rel=1e-5)
+    attributions = {key: up.upstream[key].attribution for key in keys}
+    assert int(np.argmax(np.abs(attributions[("res", 0)]))) == a
+    assert all(np.abs(attributions[k]).max() < attributions[("res", 0)][a] for k in keys[1:])
+    v = up.verified
+    assert v.nodes[0][:2] == (("res", 0), a)
+    assert v.drop[0] == pytest.approx(-change, rel=1e-4)
+    assert v.drop[0] == pytest.approx(attributions[("res", 0)][a], rel=0.02)
+    by_hook: dict = {}
+    for key, feature, _ in v.nodes:
+        by_hook.setdefault(key, []).append(feature)
+    joint = [
+        (saes[k].cfg.metadata.hook_name, ablation_hook(saes[k], f)) for k, f in by_hook.items()
+    ]
+    remaining = feature_sum(model, saes, ids, ("res", 1), b, joint)
+    assert v.joint_remaining[-1] == pytest.approx(remaining, rel=1e-3, abs=1e-2)
+    assert 1 - remaining / clean_b >= chain["completeness_at_least"]
 
 
 def test_dead_end_the_last_layer_detector_feeds_nothing(demo):

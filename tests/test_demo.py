@@ -432,3 +432,87 @@ def test_cosines_and_width_split(demo):
         assert cos(decoder("res_narrow", 2, split["parent"]), decoder("res_wide", 2, role)) == (
             pytest.approx(want["cosine"], abs=1e-4)
         )
+
+
+# -- the surface stage's meaning plant ---------------------------------------------------------
+
+
+def yaml_texts(root: Path) -> dict[str, list[str]]:
+    """Every YAML list of texts under ``root`` (symlinks followed), by path."""
+    out = {}
+    for path in sorted(root.rglob("*.yaml")):
+        items = yaml.safe_load(path.read_text("utf-8"))
+        if isinstance(items, list) and all(isinstance(t, str) for t in items):
+            out[str(path.relative_to(root))] = items
+    return out
+
+
+def test_meaning_words_change_no_other_tokenisation():
+    """The meaning words are added to the trained vocabulary as whole words: every text the
+    project ships tokenises as with the trained merges alone unless it holds one of them, and
+    none of the demo's texts holds one (so no planted outcome on them moves)."""
+    import re
+
+    from sae_specialists.demo.model import PYTHON_REFERENCE
+    from sae_specialists.demo.vocab import (
+        MEANING_WORDS,
+        meaning_tokens,
+        trained_tokenizer,
+        with_meaning_tokens,
+    )
+
+    plain, full = trained_tokenizer(), with_meaning_tokens(trained_tokenizer())
+    assert full.get_vocab_size() == plain.get_vocab_size() + len(meaning_tokens())
+    words = [w for ws in MEANING_WORDS.values() for w in ws]
+    holds = re.compile(rf" (?:{'|'.join(words)})(?![A-Za-z])")
+    texts = yaml_texts(REPO / "resources")
+    texts["PYTHON_REFERENCE"] = [PYTHON_REFERENCE]
+    n_same = n_with = 0
+    for name, items in texts.items():
+        for text in items:
+            if holds.search(text):
+                assert not name.startswith(("demo_texts/", "texts/")), (name, text)
+                n_with += 1
+                ids = full.encode(text).ids
+                assert any(i >= plain.get_vocab_size() for i in ids), text
+            else:
+                assert full.encode(text).ids == plain.encode(text).ids, (name, text)
+                n_same += 1
+    assert n_with >= 8 and n_same > 500
+
+
+def test_meaning_plant_fires_on_arithmetic_spelled_out(demo):
+    """res math at every layer reads the dimension its markers and the spelled-out words write:
+    on the meaning-only probe texts (no math marker), its largest activation over the non-BOS
+    positions is above the threshold exactly on the texts holding one of the words, and only
+    there; the words' own embedding rows carry the math dimension and no marker dimension."""
+    import torch
+
+    from sae_specialists.demo.vocab import DIM, marker_categories
+
+    plant = demo.planted["surface"]["meaning"]
+    category = plant["category"]
+    tok = demo.model.tokenizer
+    word_ids = set(tok.convert_tokens_to_ids(plant["tokens"]))
+    assert len(word_ids) == len(plant["words"]) and min(word_ids) >= len(tok) - len(word_ids)
+    w_e = demo.model.W_E.detach().numpy()
+    for i in word_ids:
+        assert w_e[i, DIM[category]] == 1.0
+        assert not marker_categories(tok.convert_ids_to_tokens(i))
+    texts = yaml.safe_load(
+        (REPO / "resources/probe_texts" / category / "meaning.yaml").read_text("utf-8")
+    )
+    holds = [bool(word_ids & set(tok(t)["input_ids"])) for t in texts]
+    assert sum(holds) >= len(texts) / 2
+    for layer in range(4):
+        sae = demo.saes[("res", layer)]
+        f = demo.roles("res", layer)[category]
+        fired = []
+        with torch.inference_mode():
+            for text in texts:
+                _, cache = demo.model.run_with_cache(
+                    demo.model.to_tokens(text), names_filter=sae.cfg.metadata.hook_name
+                )
+                acts = sae.encode(cache[sae.cfg.metadata.hook_name][0, 1:])[:, f]
+                fired.append(float(acts.max()) > 5.0)
+        assert fired == holds, layer

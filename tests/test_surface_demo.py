@@ -5,18 +5,21 @@ computation from the raw shards (pyarrow, plain loops, scikit-learn)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from sklearn.metrics import r2_score
 from test_surface_units import loop_outside, loop_predictions
 
 from sae_specialists.validation.folds import category_folds
 
-TOKEN_PLANTS = ("python", "urls", "social", "math")  # read a marker dimension of the embedding
+TOKEN_PLANTS = ("python", "urls", "social")  # read a marker dimension of the embedding
 CONTEXT_PLANT = "conversational"  # reads the direction block 0's attention writes after a cue
+MEANING_PLANT = "math"  # reads the dimension its markers and the spelled-out words both write
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,33 @@ def test_planted_token_specialists_are_token_detectors(demo_run, surface, layer,
     assert r["markers_fired"] >= 0.8 * r["markers_n"] and r["markers_auroc"] > 0.85
     assert r["meaning_fired"] == 0
     assert r["verdict"] == "token_detector"
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2, 3])
+def test_planted_meaning_specialist_reads_meaning(demo_run, surface, layer):
+    """math reads a dimension that its markers and the words plus, equals, squared... both write
+    (planted.json["surface"]["meaning"]): on the demo's texts it is a function of the token (the
+    words never occur there), yet it fires on the meaning-only probe texts that spell
+    arithmetic out, exactly those holding one of the words (counted here from the tokenizer;
+    their activations: tests/test_demo.py), and on the markers-only texts too."""
+    plant = demo_run.planted["surface"]["meaning"]
+    assert plant["category"] == MEANING_PLANT
+    r = row_of(surface, layer, MEANING_PLANT)
+    assert r["feature"] == demo_run.planted["families"]["res"][str(layer)][MEANING_PLANT]
+    assert r["token_r2_seen"] > (0.9999 if layer == 0 else 0.99)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(demo_run.assets / "model"))
+    words = set(tokenizer.convert_tokens_to_ids(plant["tokens"]))
+    probe_dir = Path(demo_run.config["surface"]["probe_texts"])
+    texts = yaml.safe_load((probe_dir / MEANING_PLANT / "meaning.yaml").read_text("utf-8"))
+    with_words = sum(bool(words & set(tokenizer(t)["input_ids"])) for t in texts)
+    assert with_words >= 0.5 * len(texts)
+    assert (r["meaning_n"], r["meaning_fired"]) == (len(texts), with_words)
+    assert r["meaning_auroc"] >= 0.75 and r["markers_fired"] >= 0.8 * r["markers_n"]
+    assert r["verdict"] == "meaning"
+    assert r["verdict_label"] == "meaning"
+    assert f"; {with_words}/{len(texts)} meaning-only" in r["verdict_detail"]
 
 
 @pytest.mark.parametrize("layer", [1, 2, 3])

@@ -36,7 +36,10 @@ Residual family ``res`` (``blocks.L.hook_resid_pre``, L = 0-3, d_sae 128):
   specialist is a *pure detector* (decoder row along the all-ones direction, which every
   LayerNorm removes and the centred unembedding ignores: ablating it leaves the loss unchanged);
 - comparison: the math specialist's decoder row is the same direction at every layer (cross-layer
-  chain, cosine 1.0); the other mixed specialists' rows change from layer to layer (~0.6).
+  chain, cosine 1.0); the other mixed specialists' rows change from layer to layer (~0.6);
+- circuits: at layer 0 the math specialist's row gives back only 0.48 of its dimension
+  (``saes.CHAIN_STEP``), so math layer 0 -> math layer 1 is a linear two-step chain (ablating A
+  at its peak lowers B by 0.96 of B's peak; ``planted.json["circuits"]``).
 
 Component families (comparison), ``attn`` = ``blocks.L.hook_attn_out`` and ``mlp`` =
 ``blocks.L.hook_mlp_out``, L = 0-3, d_sae 64: head 0 of block 0's attention writes the

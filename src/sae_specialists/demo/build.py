@@ -10,13 +10,23 @@ import numpy as np
 from .expected import EXPECTED
 from .model import DRIVER, N_LAYERS, build_model, driver_tokens
 from .saes import (
+    CHAIN,
+    CHAIN_STEP,
     DETECTOR,
     FAMILIES,
     build_component_sae,
     build_sae,
     build_width_sae,
 )
-from .vocab import CATEGORY_DIMS, D_MODEL, training_corpus
+from .vocab import (
+    CATEGORY_DIMS,
+    D_MODEL,
+    MEANING_CATEGORY,
+    MEANING_WORDS,
+    meaning_categories,
+    meaning_tokens,
+    training_corpus,
+)
 
 LOGIT_TOKEN = " fox"  # the token the planted 'logit' feature's decoder row points at
 
@@ -49,30 +59,46 @@ def circuits_plan(res: dict[str, dict[str, int]]) -> dict:
     """What the circuits stage must find in the residual family (docs/circuits.md), all from
     planted structure above (no feature of its own):
 
-    - chain: A = urls at layer 0, whose decoder row is the unit all-ones direction, is read by
-      B = urls at layer 1 through the 1/sqrt(d_model) of that row on the urls dimension; B's
-      encoder gain on it is 2 x B's peak, so ablating A at its peak lowers B by 2/sqrt(d_model)
-      of B's peak (a quarter), linearly (the LayerNorms ignore the all-ones direction);
+    - chain: A = math at layer 0, whose decoder row gives back ``CHAIN_STEP`` (0.48) of the math
+      dimension at A's peak, is read by B = math at layer 1 (threshold 0.5, so its encoder gain
+      is 2 x B's peak): ablating A at its peak lowers B by 2 x CHAIN_STEP = 0.96 of B's peak,
+      linearly (B stays above its threshold), so attribution equals ablation, and A alone builds
+      at least 0.9 of B on the math texts (completeness);
+    - detector_chain: A = urls at layer 0, whose decoder row is the unit all-ones direction, is
+      read by B = urls at layer 1 through the 1/sqrt(d_model) of that row on the urls
+      dimension: ablating A at its peak lowers B by 2/sqrt(d_model) of B's peak (a quarter),
+      exactly linearly (the LayerNorms ignore the all-ones direction); B is mostly built from
+      the urls marker the layer-0 SAE leaves in its error, so its completeness is low;
     - dead_end: urls at the last layer: after its hook only block 3's attention and MLP read
       the model, through a LayerNorm that removes its direction;
     - path: math at every layer (the same decoder direction, read by the next layer's math)."""
     last = str(max(int(layer) for layer in res))
+
+    def node(layer: int, category: str) -> dict:
+        return {
+            "family": "res",
+            "layer": layer,
+            "category": category,
+            "feature": res[str(layer)][category],
+        }
+
     return {
         "chain": {
-            "a": {"family": "res", "layer": 0, "category": DETECTOR, "feature": res["0"][DETECTOR]},
-            "b": {"family": "res", "layer": 1, "category": DETECTOR, "feature": res["1"][DETECTOR]},
+            "a": node(0, CHAIN),
+            "b": node(1, CHAIN),
+            "drop_share_at_peak": 2 * CHAIN_STEP,
+            "completeness_at_least": 0.9,
+        },
+        "detector_chain": {
+            "a": node(0, DETECTOR),
+            "b": node(1, DETECTOR),
             "drop_share_at_peak": 2 / float(np.sqrt(D_MODEL)),
         },
-        "dead_end": {
-            "family": "res",
-            "layer": int(last),
-            "category": DETECTOR,
-            "feature": res[last][DETECTOR],
-        },
+        "dead_end": node(int(last), DETECTOR),
         "path": {
             "family": "res",
-            "category": "math",
-            "features": {k: v["math"] for k, v in res.items()},
+            "category": CHAIN,
+            "features": {k: v[CHAIN] for k, v in res.items()},
         },
     }
 
@@ -166,6 +192,17 @@ def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
         },
         "expected": EXPECTED,
         "circuits": circuits_plan(families["res"]),
+        "surface": {
+            "token": ["python", "urls", "social"],
+            "context_gated": "conversational",
+            "meaning": {
+                "category": MEANING_CATEGORY,
+                "words": list(MEANING_WORDS[MEANING_CATEGORY]),
+                "tokens": [
+                    t for t in meaning_tokens() if MEANING_CATEGORY in meaning_categories(t)
+                ],
+            },
+        },
     }
     (out_dir / "planted.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
     return plan

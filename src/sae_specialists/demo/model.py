@@ -34,11 +34,13 @@ from .vocab import (
     build_tokenizer,
     identity_vector,
     marker_categories,
+    meaning_tokens,
     planted_dims,
 )
 
 N_LAYERS = 4
 N_HEADS, D_HEAD, D_MLP = 4, 16, 128
+NEVER_PREDICTED = -100.0  # b_U of the added meaning words: no softmax mass, never sampled
 BLOCK_WRITE_SCALE = 0.03  # keeps block writes ~0.1-0.3 in norm: context noise, not signal
 DRIVER = "python"  # the category whose marker direction drives next-token logits
 DRIVER_NEXT = 0.1  # weight of log p(next | python marker) in W_U[python dim]
@@ -169,9 +171,9 @@ def plant_blocks(model) -> None:
         mlp.W_out[0, mlp_dim] = 1 / gelu_new(4.5 + MLP_CUE_BIAS)
 
 
-def driver_row(tokenizer) -> np.ndarray:
-    """W_U's row for the driver dimension (see the module docstring); mean 0 over the vocab."""
-    n_vocab = len(tokenizer)
+def driver_row(tokenizer, n_vocab: int) -> np.ndarray:
+    """W_U's row for the driver dimension over the first ``n_vocab`` tokens (the trained ones;
+    see the module docstring); mean 0 over them."""
     ids = tokenizer(PYTHON_REFERENCE)["input_ids"]
     after = np.zeros(n_vocab)
     for prev, nxt in zip(tokenizer.convert_ids_to_tokens(ids)[:-1], ids[1:], strict=True):
@@ -189,8 +191,31 @@ def plant_unembedding(model) -> None:
 
     with torch.no_grad():
         w_u = model.W_U
-        w_u[DIM[DRIVER]] = torch.from_numpy(driver_row(model.tokenizer)).to(w_u.dtype)
+        row = driver_row(model.tokenizer, w_u.shape[1])
+        w_u[DIM[DRIVER]] = torch.from_numpy(row).to(w_u.dtype)
         w_u.sub_(w_u.mean(dim=0, keepdim=True))
+
+
+def add_meaning_tokens(model, w_e: np.ndarray) -> None:
+    """Grow the trained vocabulary's embedding and unembedding by the meaning words (the last
+    ids of the tokenizer, ``vocab.with_meaning_tokens``). Their embedding rows are planted like
+    every token's; their unembedding columns are zero with a bias of ``NEVER_PREDICTED``, so the
+    model never predicts them and every other token's probability is as before. (The model is
+    built at the trained size first: TransformerLens draws its random weights in one stream that
+    starts with W_E, so a larger vocabulary would change every block.)"""
+    import torch
+
+    n_vocab = w_e.shape[0]
+    w_u, b_u = model.unembed.W_U.detach(), model.unembed.b_U.detach()
+    n_trained = w_u.shape[1]
+    new_w_u = torch.zeros((w_u.shape[0], n_vocab), dtype=w_u.dtype)
+    new_w_u[:, :n_trained] = w_u
+    new_b_u = torch.full((n_vocab,), NEVER_PREDICTED, dtype=b_u.dtype)
+    new_b_u[:n_trained] = b_u
+    model.embed.W_E = torch.nn.Parameter(torch.from_numpy(w_e))
+    model.unembed.W_U = torch.nn.Parameter(new_w_u)
+    model.unembed.b_U = torch.nn.Parameter(new_b_u)
+    model.cfg.d_vocab = model.cfg.d_vocab_out = n_vocab
 
 
 def build_model(model_dir: str | Path, seed: int = 0):
@@ -199,16 +224,18 @@ def build_model(model_dir: str | Path, seed: int = 0):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     tokenizer = build_tokenizer(model_dir)
-    kwargs = model_config(len(tokenizer), seed)
-    cfg = HookedTransformerConfig(**{**kwargs, "dtype": torch.float32})
+    n_trained = len(tokenizer) - len(meaning_tokens())
+    cfg = HookedTransformerConfig(**{**model_config(n_trained, seed), "dtype": torch.float32})
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     rng = np.random.default_rng(seed)
+    w_e = embedding_matrix(tokenizer, seed)
     with torch.no_grad():
-        model.embed.W_E.copy_(torch.from_numpy(embedding_matrix(tokenizer, seed)))
+        model.embed.W_E.copy_(torch.from_numpy(w_e[:n_trained]))
         pos = np.zeros((cfg.n_ctx, D_MODEL), dtype=np.float32)
         pos[:, FIRST_IDENTITY_DIM:] = rng.normal(0, 0.02, (cfg.n_ctx, D_MODEL - FIRST_IDENTITY_DIM))
         model.pos_embed.W_pos.copy_(torch.from_numpy(pos))
     plant_blocks(model)
     plant_unembedding(model)
+    add_meaning_tokens(model, w_e)
     model.eval()
-    return model, kwargs
+    return model, model_config(len(tokenizer), seed)

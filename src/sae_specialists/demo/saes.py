@@ -8,7 +8,8 @@ stream along the decoder direction (the causal stage's zero ablation).
 
 Decoder directions (what the comparison stage's cosines see):
 - python (the causal driver), math (the cross-layer chain), frequent, BOS: exactly the dimension
-  they read, at every layer (cosine 1 between layers);
+  they read, at every layer (cosine 1 between layers); math's row at layer 0 gives back only
+  ``CHAIN_STEP`` of its dimension (the circuits stage's planted two-step chain);
 - urls (the causal pure detector): the all-ones direction, which every LayerNorm removes and
   every (centred) unembedding column ignores: ablating it changes no logit;
 - every other specialist: its dimension mixed with a random identity direction drawn per layer
@@ -59,6 +60,14 @@ LOTTERY_ACTIVATION = 20000.0  # per occurrence of its word: beats every speciali
 LOTTERY_THRESHOLD = 0.7  # share of the word's own identity norm
 DECODER_MIX = 0.75  # weight of the random identity direction in mixed decoder rows
 DRIVER, DETECTOR, CHAIN = "python", "urls", "math"
+# The circuits stage's planted two-step chain, math layer 0 -> math layer 1: at layer 0 the math
+# specialist's decoder row gives back only this much of the math dimension it reads (on a marker
+# token at its peak; the rest stays in the SAE's error). Layer 1's math specialist reads that
+# dimension with threshold 0.5, so ablating A lowers B by 2 * CHAIN_STEP = 0.96 of B's peak,
+# linearly: B stays above its threshold (block 0 writes -0.005..+0.036 along the math dimension
+# on the demo's math markers), so attribution equals ablation and the chain's completeness is
+# about 0.93.
+CHAIN_STEP = 0.48
 
 
 def gain(role: str, layer: int) -> float:
@@ -128,8 +137,10 @@ class Plan:
         return self.ids[len(self.roles) :]
 
 
-def specialist(plan: Plan, role: str, dim: int, activation: float, decoder) -> int:
-    return plan.add(role, basis(dim), activation, 0.5, decoder)
+def specialist(
+    plan: Plan, role: str, dim: int, activation: float, decoder, decoder_norm=None
+) -> int:
+    return plan.add(role, basis(dim), activation, 0.5, decoder, decoder_norm)
 
 
 def mixed_decoder(seed: int, family: str, role: str, layer: int, dim: int) -> np.ndarray:
@@ -161,7 +172,8 @@ def plant_categories(plan: Plan, seed: int, family: str, layer: int, split_math:
             continue
         dim = residual_dim(category)
         decoder = category_decoder(seed, family, category, layer, dim)
-        specialist(plan, category, dim, act, decoder)
+        step = CHAIN_STEP if (category, family, layer) == (CHAIN, "res", 0) else None
+        specialist(plan, category, dim, act, decoder, step)
     specialist(
         plan, "frequent", ALWAYS_DIM, FREQUENT_ACTIVATION * SURFACE_GAIN[layer], basis(ALWAYS_DIM)
     )

@@ -14,6 +14,14 @@ d_model = 64, one planted meaning per dimension (``DIM``), the rest random token
   two children of the narrow math feature in the wide SAE.
 - 18-63: random token identity (``identity_vector``, seeded by the token's bytes, so any module
   can rebuild a token's direction without the tokenizer).
+
+The *meaning* plant (the surface stage): ``MEANING_WORDS`` are arithmetic spelled out in words
+(`` plus``, `` equals``...). They are added to the trained vocabulary as whole-word tokens (new
+ids after the trained ones; ``build_tokenizer``) and carry the ``math`` dimension without any
+math marker: the math specialist reads a direction that both the markers and these words write,
+so it fires on arithmetic written in words. None of them occurs in the demo's texts, so every
+demo text tokenises exactly as before and no planted outcome of the texts moves
+(tests/test_demo.py).
 """
 
 from __future__ import annotations
@@ -73,6 +81,12 @@ WORD_MARKERS = {
     "math": set("+ ^ \\ frac sum int sqrt pm cdot infty lim dx theta alpha".split()),
     "poetry": {w for words in POETRY_GROUPS.values() for w in words},
 }
+MEANING_CATEGORY = "math"
+MEANING_WORDS = {
+    MEANING_CATEGORY: (
+        "plus minus times equals squared square divided multiplied subtract halve".split()
+    ),
+}
 LATEX_WORDS = set("frac sum int sqrt pm cdot infty lim theta alpha".split())
 # Lottery words (demo/saes.py), kept whole by the tokenizer. ' dinner' is in one conversational
 # text and two recipes (the recipes winner). The others were drawn in the order of numpy
@@ -127,6 +141,21 @@ def marker_categories(token: str) -> set[str]:
     return found
 
 
+def meaning_categories(token: str) -> set[str]:
+    """Categories whose meaning this token spells without their markers (``MEANING_WORDS``:
+    whole words after a space)."""
+    text = token_bytes(token).decode("utf-8", errors="ignore")
+    if not text.startswith(" "):
+        return set()
+    return {c for c, words in MEANING_WORDS.items() if text[1:] in words}
+
+
+def meaning_tokens() -> list[str]:
+    """The byte-level spelling of every meaning word (`` plus`` -> ``Ġplus``), in a fixed order:
+    the tokens ``build_tokenizer`` adds after the trained vocabulary."""
+    return [bpe_token(f" {w}") for c in sorted(MEANING_WORDS) for w in MEANING_WORDS[c]]
+
+
 def math_kind(token: str) -> str | None:
     """'latex' (a backslash or a LaTeX command word) or 'arithmetic' (any other math marker)
     for a math marker token; None otherwise."""
@@ -145,7 +174,8 @@ def planted_dims(token: str) -> list[int]:
     """Dimensions set to 1.0 in this token's embedding (besides its identity)."""
     if token == BOS_TOKEN:
         return [BOS_DIM]
-    dims = [ALWAYS_DIM] + [DIM[c] for c in sorted(marker_categories(token))]
+    categories = marker_categories(token) | meaning_categories(token)
+    dims = [ALWAYS_DIM] + [DIM[c] for c in sorted(categories)]
     if (group := poetry_group(token)) is not None:
         dims.append(DIM[f"poetry_{group}"])
     if (kind := math_kind(token)) is not None:
@@ -180,11 +210,30 @@ def training_corpus() -> list[str]:
     return lines * 20
 
 
-def build_tokenizer(save_dir: str | Path):
-    """Train the demo tokenizer, save it, and load it back (TransformerLens needs the
-    `name_or_path` that only a saved-and-reloaded tokenizer has)."""
+def with_meaning_tokens(tok):
+    """The trained BPE tokenizer with ``meaning_tokens`` appended to its vocabulary as whole
+    words: BPE's ``ignore_merges`` takes a pre-tokenized word that is in the vocabulary as one
+    token and runs the merges otherwise. A word that is a trained token also comes out of the
+    merges as itself, so only the added words tokenise differently (tests/test_demo.py checks
+    every text the demo reads against the merges alone)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for token in meaning_tokens():
+        if token in vocab:
+            raise ValueError(f"meaning word {token!r} is already a trained token")
+        vocab[token] = len(vocab)
+    spec["model"]["ignore_merges"] = True
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def trained_tokenizer():
+    """The byte-level BPE tokenizer trained on ``training_corpus`` (a ``tokenizers.Tokenizer``,
+    before ``with_meaning_tokens``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -196,8 +245,16 @@ def build_tokenizer(save_dir: str | Path):
         show_progress=False,
     )
     tok.train_from_iterator(training_corpus(), trainer)
+    return tok
+
+
+def build_tokenizer(save_dir: str | Path):
+    """Train the demo tokenizer, add the meaning words, save it, and load it back
+    (TransformerLens needs the `name_or_path` that only a saved-and-reloaded tokenizer has)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
     PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=with_meaning_tokens(trained_tokenizer()),
         # the one special token is every special token
         **dict.fromkeys(("bos_token", "eos_token", "unk_token", "pad_token"), BOS_TOKEN),
         model_max_length=512,
