@@ -72,7 +72,7 @@ def test_planted_meaning_specialist_reads_meaning(demo_run, surface, layer):
     assert (r["meaning_n"], r["meaning_fired"]) == (len(texts), with_words)
     assert r["meaning_auroc"] >= 0.75 and r["markers_fired"] >= 0.8 * r["markers_n"]
     assert r["verdict"] == "meaning"
-    assert r["verdict_label"] == "meaning"
+    assert r["verdict_label"].startswith("meaning (")
     assert f"; {with_words}/{len(texts)} meaning-only" in r["verdict_detail"]
 
 

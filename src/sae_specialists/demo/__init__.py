@@ -37,6 +37,11 @@ Residual family ``res`` (``blocks.L.hook_resid_pre``, L = 0-3, d_sae 128):
   LayerNorm removes and the centred unembedding ignores: ablating it leaves the loss unchanged);
 - comparison: the math specialist's decoder row is the same direction at every layer (cross-layer
   chain, cosine 1.0); the other mixed specialists' rows change from layer to layer (~0.6);
+- surface: the *meaning* plant: ten arithmetic words spelled out (`` plus``, `` equals``...,
+  ``vocab.MEANING_WORDS``) are whole-word tokens added to the trained vocabulary and carry the
+  math dimension, so the math specialist fires on arithmetic written in words (the meaning-only
+  probe texts) while python, urls and social stay token detectors and conversational
+  context-gated; no demo text holds one of the words (``planted.json["surface"]``);
 - circuits: at layer 0 the math specialist's row gives back only 0.48 of its dimension
   (``saes.CHAIN_STEP``), so math layer 0 -> math layer 1 is a linear two-step chain (ablating A
   at its peak lowers B by 0.96 of B's peak; ``planted.json["circuits"]``).
