@@ -42,6 +42,16 @@ def row(circuits, layer: int, category: str) -> dict:
     return s.row(0, named=True)
 
 
+def top_edge_into_layer1(circuits, a: int) -> dict:
+    """The rank-1 downstream edge of res layer 0's feature ``a`` into res layer 1."""
+    down = circuits["edges"].filter(
+        (pl.col("root") == f"res/0/{a}")
+        & (pl.col("direction") == "downstream")
+        & pl.col("target").str.starts_with("res/1/")
+    )
+    return down.filter(pl.col("rank") == 1).row(0, named=True)
+
+
 def test_every_residual_specialist_is_a_root(circuits, demo_run):
     specialists = (
         pl.read_parquet(demo_run.results / "tables/specialists.parquet")
@@ -67,12 +77,7 @@ def test_the_planted_chain(circuits, demo_run):
     a, b = chain["a"]["feature"], chain["b"]["feature"]
     res = circuits["res"]
     assert (a, b) == (res["0"]["math"], res["1"]["math"])
-    down = circuits["edges"].filter(
-        (pl.col("root") == f"res/0/{a}")
-        & (pl.col("direction") == "downstream")
-        & pl.col("target").str.starts_with("res/1/")
-    )
-    top = down.filter(pl.col("rank") == 1).row(0, named=True)
+    top = top_edge_into_layer1(circuits, a)
     assert top["target"] == f"res/1/{b}" and top["target_is_specialist"]
     rb = row(circuits, 1, "math")
     assert rb["top_upstream"] == f"res/0/{a}"
@@ -98,12 +103,7 @@ def test_the_detector_chain_runs_through_the_error_node(circuits, demo_run):
     assert (a, b) == (res["0"]["urls"], res["1"]["urls"])
     share = 2 / np.sqrt(D_MODEL)
     assert chain["drop_share_at_peak"] == pytest.approx(share)
-    down = circuits["edges"].filter(
-        (pl.col("root") == f"res/0/{a}")
-        & (pl.col("direction") == "downstream")
-        & pl.col("target").str.starts_with("res/1/")
-    )
-    top = down.filter(pl.col("rank") == 1).row(0, named=True)
+    top = top_edge_into_layer1(circuits, a)
     assert top["target"] == f"res/1/{b}" and top["target_is_specialist"]
     # every marker token has A and B at their peaks up to block 0's small writes
     assert top["relative"] == pytest.approx(share, abs=0.01)

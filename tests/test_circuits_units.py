@@ -100,6 +100,21 @@ def feature_sum(model, saes, texts, key, feature, hooks=()) -> float:
     return total
 
 
+def ablated_at_layer0(model, sae0, sae1, a, text):
+    """(layer 0's clean activation, layer 1's SAE activations clean, and with A ablated at
+    layer 0) for one text, BOS dropped."""
+    clean = run_capture(model, text, [], ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"])
+    ablated = run_capture(
+        model,
+        text,
+        [("blocks.0.hook_resid_pre", ablation_hook(sae0, [a]))],
+        ["blocks.1.hook_resid_pre"],
+    )
+    x0 = clean["blocks.0.hook_resid_pre"][0, 1:]
+    c1 = encode_all(sae1, clean["blocks.1.hook_resid_pre"][0, 1:])
+    return x0, c1, encode_all(sae1, ablated["blocks.1.hook_resid_pre"][0, 1:])
+
+
 # -- downstream -------------------------------------------------------------------------------
 
 
@@ -119,17 +134,9 @@ def test_downstream_edges_match_run_with_hooks_and_the_planted_chain(demo, plant
     expected = np.zeros(sae1.cfg.d_sae)
     planted_drop = 0.0
     for text in ids:
-        clean = run_capture(model, text, [], ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"])
-        ablated = run_capture(
-            model,
-            text,
-            [("blocks.0.hook_resid_pre", ablation_hook(sae0, [a]))],
-            ["blocks.1.hook_resid_pre"],
-        )
-        c1 = encode_all(sae1, clean["blocks.1.hook_resid_pre"][0, 1:])
-        d1 = encode_all(sae1, ablated["blocks.1.hook_resid_pre"][0, 1:]) - c1
-        expected += d1.sum(0).double().numpy()
-        a_act = encode_all(sae0, clean["blocks.0.hook_resid_pre"][0, 1:])[:, a]
+        x0, c1, a1 = ablated_at_layer0(model, sae0, sae1, a, text)
+        expected += (a1 - c1).sum(0).double().numpy()
+        a_act = encode_all(sae0, x0)[:, a]
         # planted: B's encoder column (2 x its peak on the urls dim) . A's decoder row
         gain = float(sae1.W_enc[:, b] @ sae0.W_dec[a])
         planted_drop += float((a_act * gain * (c1[:, b] > 0)).sum())
@@ -168,20 +175,10 @@ def test_the_planted_two_step_chain_math_layer_0_to_layer_1(demo, planted):
     down = root_circuit(model, sites(("res", 0), ("res", 1)), Root("res", 0, a, "math"), ids, 0)
     change, clean_b, linear = 0.0, 0.0, 0.0
     for text in ids:
-        clean = run_capture(model, text, [], ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"])
-        ablated = run_capture(
-            model,
-            text,
-            [("blocks.0.hook_resid_pre", ablation_hook(sae0, [a]))],
-            ["blocks.1.hook_resid_pre"],
-        )
-        c1 = encode_all(sae1, clean["blocks.1.hook_resid_pre"][0, 1:])[:, b]
-        change += float(
-            (encode_all(sae1, ablated["blocks.1.hook_resid_pre"][0, 1:])[:, b] - c1).sum()
-        )
-        clean_b += float(c1.sum())
-        a_act = encode_all(sae0, clean["blocks.0.hook_resid_pre"][0, 1:])[:, a]
-        linear += float((a_act * (sae1.W_enc[:, b] @ sae0.W_dec[a])).sum())
+        x0, c1, a1 = ablated_at_layer0(model, sae0, sae1, a, text)
+        change += float((a1[:, b] - c1[:, b]).sum())
+        clean_b += float(c1[:, b].sum())
+        linear += float((encode_all(sae0, x0)[:, a] * (sae1.W_enc[:, b] @ sae0.W_dec[a])).sum())
     got = down.downstream[("res", 1)].change
     assert int(np.argmax(np.abs(got))) == b
     assert got[b] == pytest.approx(change, rel=1e-4)
