@@ -179,12 +179,24 @@ def test_top1_changes_of_the_planted_cells(causal, demo_run):
         )
         assert row["top1_positions"] == sub["n_positions"].sum()
         assert row["top1_changed_share"] == sub["top1_changed"].sum() / sub["n_positions"].sum()
+        controls = [int(f) for f in row["controls"].split()]
+        ctrl = per_text.filter(
+            (pl.col("sae") == row["sae"])
+            & (pl.col("layer") == row["layer"])
+            & pl.col("feature").is_in(controls)
+            & (pl.col("mode") == row["mode"])
+            & (pl.col("category") == row["category"])
+        )
+        assert row["control_top1_changed_share"] == (
+            ctrl["top1_changed"].sum() / ctrl["n_positions"].sum()
+        )
         page = (
             causal["results"]
             / f"causal/pages/sae={row['sae']}/layer={row['layer']}/{row['category']}.html"
         ).read_text()
         shown = f"{100 * row['top1_changed_share']:.1f}% <small>of {row['top1_positions']:,}"
         assert shown in page
+        assert f"<td>{100 * row['control_top1_changed_share']:.1f}%</td>" in page
         if row["mode"] == "zero":
             assert shown in index
 

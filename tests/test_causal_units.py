@@ -508,6 +508,12 @@ def test_effects_table_reproduced_independently():
         mine = [i for i, r in enumerate(rows) if r[0] == 7 and r[2] == row["mode"] and r[4] == "a"]
         assert row["top1_positions"] == int(n_positions[mine].sum())
         assert row["top1_changed_share"] == changed[mine].sum() / n_positions[mine].sum()
+        # the controls' share: pooled over both controls, the same texts and mode
+        ctrl = [i for i, r in enumerate(rows) if r[0] in (9, 11) and r[2] == row["mode"]]
+        ctrl = [i for i in ctrl if rows[i][4] == "a"]
+        assert len(ctrl) == 12
+        share = changed[ctrl].sum() / n_positions[ctrl].sum()
+        assert row["control_top1_changed_share"] == share
     zero = effects.filter(pl.col("mode") == "zero").row(0, named=True)
     assert zero["verdict"] == "specific" and zero["controls"] == "9 11"
 

@@ -14,7 +14,7 @@ EFFECT_COLUMNS = [
     *(f"control_{key}" for key in EFFECT_KEYS),
     *("vs_control", "vs_control_low", "vs_control_high"),
     *("above_control", "above_zero", "detector_only", "verdict"),
-    *("top1_changed_share", "top1_positions"),
+    *("top1_changed_share", "top1_positions", "control_top1_changed_share"),
 ]
 EFFECTS_SCHEMA = {
     **{c: pl.Float64 for c in EFFECT_COLUMNS},
@@ -42,12 +42,16 @@ def _delta(per_text: pl.DataFrame, feature: int, mode: str, text_ids: list[str])
 
 
 def top1_changed(
-    per_text: pl.DataFrame, feature: int, mode: str, category: str
+    per_text: pl.DataFrame, features: int | list[int], mode: str, category: str
 ) -> tuple[float | None, int]:
     """Over the loss positions of the category's texts: the share whose top-1 next-token
-    prediction the ablation changes (None without a loss position), and their number."""
+    prediction the ablation changes (None without a loss position), and their number. Several
+    ``features`` (a cell's controls, each ablated alone): their changes and positions pooled."""
+    features = [features] if isinstance(features, int) else list(features)
     rows = per_text.filter(
-        (pl.col("feature") == feature) & (pl.col("mode") == mode) & (pl.col("category") == category)
+        pl.col("feature").is_in(features)
+        & (pl.col("mode") == mode)
+        & (pl.col("category") == category)
     )
     positions = int(rows["n_positions"].sum())
     changed = int(rows["top1_changed"].sum())
@@ -81,6 +85,7 @@ def layer_effects(
             rng = cell_rng(seed, cell["sae"], cell["layer"], cell["category"], f"bootstrap {mode}")
             effect = cell_effect(spec, control, in_category, resamples, rng, ci, min_effect)
             share, positions = top1_changed(per_text, cell["feature"], mode, cell["category"])
+            control_share, _ = top1_changed(per_text, cell["controls"], mode, cell["category"])
             rows.append(
                 {
                     "sae": cell["sae"],
@@ -92,6 +97,7 @@ def layer_effects(
                     **effect,
                     "top1_changed_share": share,
                     "top1_positions": positions,
+                    "control_top1_changed_share": control_share,
                 }
             )
     if not rows:

@@ -100,9 +100,16 @@ def top1_text(row: dict) -> str:
     return f"{100 * share:.1f}% <small>of {row['top1_positions']:,}</small>"
 
 
+def control_top1_text(row: dict) -> str:
+    """The same share for the cell's controls (pooled over them), e.g. "0.4%"."""
+    share = row.get("control_top1_changed_share")
+    return DASH if share is None else f"{100 * share:.1f}%"
+
+
 _EFFECT_HEADERS = ["ablation", "n in / out", "Δloss in", "Δloss out", "in − out", "in / out"]
 _EFFECT_HEADERS += ["top-1 changed in"]
-_EFFECT_HEADERS += ["control in", "control out", "in − control in", "verdict"]
+_EFFECT_HEADERS += ["control in", "control out", "in − control in", "control top-1 changed"]
+_EFFECT_HEADERS += ["verdict"]
 
 
 def _effects_table(rows: list[dict]) -> str:
@@ -114,7 +121,7 @@ def _effects_table(rows: list[dict]) -> str:
         f"<td>{_ci(r, 'ratio', decimals=RATIO_DECIMALS)}</td><td>{top1_text(r)}</td>"
         f"<td>{_ci(r, 'control_in', 'control_in_mean', d)}</td>"
         f"<td>{fixed(r['control_out_mean'], d)}</td><td>{_ci(r, 'vs_control', decimals=d)}</td>"
-        f"<td class='l'>{_verdict(r['verdict'])}</td></tr>"
+        f"<td>{control_top1_text(r)}</td><td class='l'>{_verdict(r['verdict'])}</td></tr>"
         for r in rows
     )
     return _table(_EFFECT_HEADERS, {"ablation", "verdict"}, body)
