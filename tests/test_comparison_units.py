@@ -894,3 +894,86 @@ def test_coactivation_read_in_chunks_of_positions_equals_one_read():
         atol=1e-12,
     )
     assert parts["correlation"].null_count() == whole["correlation"].null_count()
+
+
+def test_each_activation_shard_is_matched_with_its_own_shards_positions(tmp_path):
+    """counted_by_shard: one lazy frame of counted positions per (category, chunk), each from
+    its own tokens shard; unit_activations with it gives the same rows, shard by shard, as with
+    every counted position (BOS left out either way), and a shard whose positions are not in its
+    own tokens shard gets none: it is never matched against another shard's positions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sae_specialists.comparison import study
+    from sae_specialists.core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+
+    rng = np.random.default_rng(3)
+    shards = {
+        ("code", "00000"): ["a0", "a1"],
+        ("code", "00001"): ["a2"],
+        ("maths", "00000"): ["b0"],
+    }
+    token_paths, act_paths = [], []
+    for (category, chunk), text_ids in shards.items():
+        part = f"category={category}/chunk={chunk}"
+        n_pos = 5
+        tokens = pa.table(
+            {
+                "text_id": [t for t in text_ids for _ in range(n_pos)],
+                "category": [category] * (len(text_ids) * n_pos),
+                "token_pos": [p for _ in text_ids for p in range(n_pos)],
+                "token_id": [p for _ in text_ids for p in range(n_pos)],
+                "token": ["x"] * (len(text_ids) * n_pos),
+                "token_bytes": [b"x"] * (len(text_ids) * n_pos),
+                "bos": [p == 0 for _ in text_ids for p in range(n_pos)],
+            },
+            schema=TOKENS_SCHEMA,
+        )
+        (tmp_path / "tokens" / part).mkdir(parents=True)
+        token_paths.append(str(tmp_path / "tokens" / part / "tokens.parquet"))
+        pq.write_table(tokens, token_paths[-1])
+        rows = [(t, p, f) for t in text_ids for p in range(n_pos) for f in range(3)]
+        acts = pa.table(
+            {
+                "text_id": [t for t, _, _ in rows],
+                "token_pos": np.array([p for _, p, _ in rows], dtype=np.int32),
+                "feature": np.array([f for _, _, f in rows], dtype=np.int32),
+                "activation": rng.random(len(rows)).astype(np.float32),
+            },
+            schema=ACTIVATIONS_SCHEMA,
+        )
+        (tmp_path / "acts" / part).mkdir(parents=True)
+        act_paths.append(str(tmp_path / "acts" / part / "activations.parquet"))
+        pq.write_table(acts, act_paths[-1])
+    units = pl.DataFrame({"sae": ["res"], "layer": [1], "feature": [1]})
+    activations = {("res", 1): act_paths}
+
+    by_shard = study.counted_by_shard(token_paths, include_bos=False)
+    assert set(by_shard) == set(shards)
+    for group, frame in by_shard.items():
+        assert set(frame.collect()["text_id"].to_list()) == set(shards[group])
+    everything = study.counted_positions(token_paths, include_bos=False)
+    mine = [
+        f.collect().sort("text_id", "token_pos")
+        for f in study.unit_activations(activations, units, by_shard)
+    ]
+    whole = [
+        f.collect().sort("text_id", "token_pos")
+        for f in study.unit_activations(activations, units, everything)
+    ]
+    assert len(mine) == len(whole) == 3
+    for a, b in zip(mine, whole, strict=True):
+        assert a.equals(b) and a.height > 0 and (a["token_pos"] > 0).all()
+
+    # a tokens shard of another layout: one entry with every position, the same rows again
+    import shutil
+
+    shutil.copy(token_paths[0], tmp_path / "tokens.parquet")
+    flat = study.counted_by_shard([*token_paths, str(tmp_path / "tokens.parquet")], False)
+    assert set(flat) == {None}
+    # the maths shard's activations matched against the code shards' positions only: nothing
+    swapped = {("maths", "00000"): by_shard[("code", "00000")]}
+    maths = [
+        f.collect() for f in study.unit_activations({("res", 1): act_paths[2:]}, units, swapped)
+    ]
+    assert [f.height for f in maths] == [0]

@@ -39,7 +39,7 @@ def _n_positions(texts_path: str) -> int:
 def _coactivation_inputs(i: Any, p: Any) -> tuple:
     """(activation shard paths, counted positions, their number): the study's ``activations``,
     ``counted`` and ``n_positions`` arguments."""
-    counted = study.counted_positions(list(i.tokens), bool(p.include_bos))
+    counted = study.counted_by_shard(list(i.tokens), bool(p.include_bos))
     return _activations(p), counted, _n_positions(i.texts)
 
 

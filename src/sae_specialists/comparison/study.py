@@ -83,6 +83,21 @@ def counted_positions(token_paths: Sequence[str | os.PathLike], include_bos: boo
     return counted(token_paths, include_bos)
 
 
+def counted_by_shard(
+    token_paths: Sequence[str | os.PathLike], include_bos: bool
+) -> dict[tuple[str, str] | None, pl.LazyFrame]:
+    """The counted positions of each extraction shard of texts (category, chunk), from its own
+    tokens shard: an activation shard is matched against its shard's positions only, so reading
+    S shards scans the tokens once, not S times. Tokens shards of another layout: one entry,
+    ``None``, with every counted position."""
+    groups: dict[tuple[str, str] | None, list] = {}
+    for path in token_paths:
+        groups.setdefault(_shard_group(path), []).append(path)
+    if None in groups:
+        return {None: counted_positions(list(token_paths), include_bos)}
+    return {group: counted_positions(paths, include_bos) for group, paths in groups.items()}
+
+
 SHARD_GROUP = re.compile(r"category=([^/\\]+)[/\\]chunk=(\d+)")
 
 
@@ -95,13 +110,24 @@ def _shard_group(path: str | os.PathLike) -> tuple[str, str] | None:
 def unit_activations(
     activations: Mapping[Key, Sequence[str]],
     units: pl.DataFrame,
-    counted: pl.LazyFrame,
+    counted: pl.LazyFrame | Mapping[tuple[str, str] | None, pl.LazyFrame],
 ) -> list[pl.LazyFrame]:
     """Per-token activations of the ``units`` (sae, layer, feature) at counted positions: the
     sparse rows of the shards, filtered by feature as they are read (never densified), as one
     lazy frame per extraction shard of texts (category, chunk): their positions are disjoint, so
-    coactivation.pair_correlations reads one at a time and memory stays at one chunk's rows."""
+    coactivation.pair_correlations reads one at a time and memory stays at one chunk's rows.
+    ``counted``: every counted position, or those of each shard (``counted_by_shard``)."""
     from ..core.contract import ACTIVATIONS_SCHEMA
+
+    if isinstance(counted, Mapping):
+        by_shard = dict(counted)
+        everything = (
+            by_shard[None]
+            if None in by_shard
+            else pl.concat(list(by_shard.values()), how="vertical")
+        )
+    else:
+        by_shard, everything = {}, counted
 
     schema = {
         "sae": pl.String,
@@ -116,10 +142,11 @@ def unit_activations(
     for (sae, layer), group in sorted(wanted.group_by("sae", "layer"), key=lambda g: g[0]):
         features = group["feature"].cast(pl.Int32).to_list()
         for path in activations[(sae, int(layer))]:
-            groups.setdefault(_shard_group(path), []).append(
+            group = _shard_group(path)
+            groups.setdefault(group, []).append(
                 scan_shards([path], ACTIVATIONS_SCHEMA)
                 .filter(pl.col("feature").is_in(features))
-                .join(counted, on=["text_id", "token_pos"], how="semi")
+                .join(by_shard.get(group, everything), on=["text_id", "token_pos"], how="semi")
                 .with_columns(
                     pl.lit(sae, dtype=pl.String).alias("sae"),
                     pl.lit(int(layer), dtype=pl.Int64).alias("layer"),
@@ -202,7 +229,7 @@ def related(
     saes: pl.DataFrame,
     load: Callable[[Key], np.ndarray],
     activations: Mapping[Key, Sequence[str]],
-    counted: pl.LazyFrame,
+    counted: pl.LazyFrame | Mapping,
     n_positions: int,
     k: int,
     min_cosine: float = 0.0,
@@ -271,7 +298,7 @@ def tracking(
     directions: Mapping[tuple[str, int, int], np.ndarray],
     saes: pl.DataFrame,
     activations: Mapping[Key, Sequence[str]],
-    counted: pl.LazyFrame,
+    counted: pl.LazyFrame | Mapping,
     n_positions: int,
 ) -> dict[str, pl.DataFrame]:
     """Specialist links (decoder cosine, co-activation) and next-layer neighbours, from the
@@ -311,7 +338,7 @@ def splits(
     per_text: pl.LazyFrame | pl.DataFrame,
     load: Callable[[Key], np.ndarray],
     activations: Mapping[Key, Sequence[str]],
-    counted: pl.LazyFrame,
+    counted: pl.LazyFrame | Mapping,
     n_positions: int,
     threshold: float,
     min_correlation: float,
