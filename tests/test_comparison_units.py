@@ -642,6 +642,28 @@ def test_decoder_sweep_relations_match_numpy():
     assert (self_rows["feature"] != self_rows["other_feature"]).all()
 
 
+def tokens_shard(texts: list[tuple[str, str]], n_pos: int):
+    """A tokens shard in the data contract: ``n_pos`` positions per (text_id, category), position
+    0 the BOS."""
+    import pyarrow as pa
+
+    from sae_specialists.core.contract import TOKENS_SCHEMA
+
+    n = len(texts) * n_pos
+    return pa.table(
+        {
+            "text_id": [t for t, _ in texts for _ in range(n_pos)],
+            "category": [c for _, c in texts for _ in range(n_pos)],
+            "token_pos": [p for _ in texts for p in range(n_pos)],
+            "token_id": [p for _ in texts for p in range(n_pos)],
+            "token": ["x"] * n,
+            "token_bytes": [b"x"] * n,
+            "bos": [p == 0 for _ in texts for p in range(n_pos)],
+        },
+        schema=TOKENS_SCHEMA,
+    )
+
+
 def test_study_reads_counted_positions_from_shards(tmp_path):
     """The tracking job over real contract shards: BOS rows (large activations) are left out,
     and every correlation equals numpy's over the dense counted-position matrix."""
@@ -649,24 +671,12 @@ def test_study_reads_counted_positions_from_shards(tmp_path):
     import pyarrow.parquet as pq
 
     from sae_specialists.comparison import study
-    from sae_specialists.core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+    from sae_specialists.core.contract import ACTIVATIONS_SCHEMA
 
     rng = np.random.default_rng(5)
     texts = [(f"t{i}", "code" if i < 3 else "maths") for i in range(6)]
     n_pos = 7  # position 0 is BOS
-    tokens = pa.table(
-        {
-            "text_id": [t for t, _ in texts for _ in range(n_pos)],
-            "category": [c for _, c in texts for _ in range(n_pos)],
-            "token_pos": [p for _ in texts for p in range(n_pos)],
-            "token_id": [p for _ in texts for p in range(n_pos)],
-            "token": ["x"] * (len(texts) * n_pos),
-            "token_bytes": [b"x"] * (len(texts) * n_pos),
-            "bos": [p == 0 for _ in texts for p in range(n_pos)],
-        },
-        schema=TOKENS_SCHEMA,
-    )
-    pq.write_table(tokens, tmp_path / "tokens.parquet")
+    pq.write_table(tokens_shard(texts, n_pos), tmp_path / "tokens.parquet")
     saes = SAES.filter(pl.col("sae").is_in(["res", "attn"]))
     dense, paths = {}, {}
     for key in saes.select("sae", "layer").iter_rows():
@@ -905,7 +915,7 @@ def test_each_activation_shard_is_matched_with_its_own_shards_positions(tmp_path
     import pyarrow.parquet as pq
 
     from sae_specialists.comparison import study
-    from sae_specialists.core.contract import ACTIVATIONS_SCHEMA, TOKENS_SCHEMA
+    from sae_specialists.core.contract import ACTIVATIONS_SCHEMA
 
     rng = np.random.default_rng(3)
     shards = {
@@ -917,21 +927,9 @@ def test_each_activation_shard_is_matched_with_its_own_shards_positions(tmp_path
     for (category, chunk), text_ids in shards.items():
         part = f"category={category}/chunk={chunk}"
         n_pos = 5
-        tokens = pa.table(
-            {
-                "text_id": [t for t in text_ids for _ in range(n_pos)],
-                "category": [category] * (len(text_ids) * n_pos),
-                "token_pos": [p for _ in text_ids for p in range(n_pos)],
-                "token_id": [p for _ in text_ids for p in range(n_pos)],
-                "token": ["x"] * (len(text_ids) * n_pos),
-                "token_bytes": [b"x"] * (len(text_ids) * n_pos),
-                "bos": [p == 0 for _ in text_ids for p in range(n_pos)],
-            },
-            schema=TOKENS_SCHEMA,
-        )
         (tmp_path / "tokens" / part).mkdir(parents=True)
         token_paths.append(str(tmp_path / "tokens" / part / "tokens.parquet"))
-        pq.write_table(tokens, token_paths[-1])
+        pq.write_table(tokens_shard([(t, category) for t in text_ids], n_pos), token_paths[-1])
         rows = [(t, p, f) for t in text_ids for p in range(n_pos) for f in range(3)]
         acts = pa.table(
             {
