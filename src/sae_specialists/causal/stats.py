@@ -27,6 +27,7 @@ import numpy as np
 
 CONTROL_POOL = 20  # density-nearest candidates a control is drawn from
 MIN_DEFINED = 0.5  # a ratio interval needs out_mean > 0 in at least this share of resamples
+NO_CONTROL = "no control"  # a clear effect, no density-matched control to compare
 
 
 def cell_rng(
@@ -160,16 +161,13 @@ def cell_effect(
         # no density-matched random feature to compare with (a layer with too few active
         # features): the effect is clear but cannot be told from a generic ablation's, so
         # neither "needed" nor "detector only"
-        row.update(above_control=None, detector_only=None, verdict="no control")
+        row.update(above_control=None, detector_only=None, verdict=NO_CONTROL)
         return row
     above = gap_low is not None and gap_low > 0 and gap >= min_effect
     row["above_control"] = above
     row["detector_only"] = not (above and matters)
     row["verdict"] = verdict(above and matters, row["diff_low"])
     return row
-
-
-NO_CONTROL = "no control"
 
 
 def verdict(matters: bool, diff_low: float | None) -> str:

@@ -56,16 +56,24 @@ def md_link(text: str, href: str) -> str:
     return f"[{safe}]({href})"
 
 
+def cell(labels: Mapping[Key, tuple], href: str | Callable[[dict], str]) -> Callable[[dict], str]:
+    """row (sae, layer, category, feature) -> its label as a Markdown link to ``href`` (or
+    ``href(row)``), "–" without one."""
+
+    def markdown(r: dict) -> str:
+        label = label_of(labels, r["sae"], r["layer"], r["category"], r["feature"])
+        if label is None:
+            return "–"
+        return md_link(label, href(r) if callable(href) else href)
+
+    return markdown
+
+
 def column(
     specialists: pl.DataFrame,
     labels: Mapping[Key, tuple],
     href: str | Callable[[dict], str],
 ) -> list[str]:
-    """Per row of ``specialists`` (sae, layer, category, feature): its label as a Markdown link
-    to ``href`` (or ``href(row)``), "–" without one."""
-    out = []
-    for r in specialists.iter_rows(named=True):
-        label = label_of(labels, r["sae"], r["layer"], r["category"], r["feature"])
-        target = href(r) if callable(href) else href
-        out.append("–" if label is None else md_link(label, target))
-    return out
+    """:func:`cell` for every row of ``specialists``, in its order."""
+    markdown = cell(labels, href)
+    return [markdown(r) for r in specialists.iter_rows(named=True)]

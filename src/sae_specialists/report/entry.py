@@ -14,7 +14,14 @@ import polars as pl
 from ..analysis.tokenview import build_token_views
 from ..core.io import read_metadata, write_text
 from .doc import link
-from .findings import add_headlines, against_marks, board_cells, board_html, load_verdicts
+from .findings import (
+    add_headlines,
+    against_marks,
+    board_cells,
+    board_html,
+    headline_inputs,
+    load_verdicts,
+)
 from .index import build_index
 from .summary import build_summary, study_families
 
@@ -98,17 +105,9 @@ def report(smk: Any) -> None:
             ".",
         )
     # the stages' headlines (the surface stage's depth sentence): report/findings.py
-    here = os.path.dirname(o.summary)
     add_headlines(
         summary_doc,
-        {
-            stage: Path(path).read_text(encoding="utf-8")
-            for stage, path in zip(p.headline_stages, i.headlines, strict=True)
-        },
-        {
-            stage: Path(os.path.relpath(path, here)).as_posix()
-            for stage, path in dict(p.headline_links).items()
-        },
+        *headline_inputs(p.headline_stages, i.headlines, p.headline_links, o.summary),
     )
     write_text(summary_doc.to_markdown(), o.summary)
     board = board_html(

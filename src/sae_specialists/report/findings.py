@@ -177,6 +177,23 @@ def headline_links(settings, layout, *, model_free: bool) -> dict[str, str]:
     }
 
 
+def headline_inputs(
+    stages: Sequence[str], paths: Sequence[str], summaries: Mapping[str, str], page: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(stage -> its headline's text, stage -> its summary relative to ``page``): what
+    :func:`add_headlines` and :func:`headlines_html` show, from a rule's ``headlines`` input
+    (in ``stages`` order) and its summaries parameter."""
+    from pathlib import Path
+
+    from ..core.crosslinks import relative
+
+    texts = {
+        stage: Path(path).read_text(encoding="utf-8")
+        for stage, path in zip(stages, paths, strict=True)
+    }
+    return texts, {stage: relative(path, page) for stage, path in dict(summaries).items()}
+
+
 def add_headlines(doc, headlines: Mapping[str, str], links: Mapping[str, str]) -> None:
     """A section of ``doc`` (summary.md, analysis.html) per stage: its headline text
     (``headlines``: stage -> the text), or, for a stage left to index.html (``links``: stage ->

@@ -441,7 +441,14 @@ def index(smk: Any) -> None:
     import polars as pl
 
     from .entry import dashboard_linker
-    from .findings import BOARD_CSS, board_cells, board_html, headlines_html, load_verdicts
+    from .findings import (
+        BOARD_CSS,
+        board_cells,
+        board_html,
+        headline_inputs,
+        headlines_html,
+        load_verdicts,
+    )
 
     i, p = smk.input, smk.params
     stages = list(p.verdict_stages)
@@ -451,16 +458,8 @@ def index(smk: Any) -> None:
         cells, stages, dashboard_href=dashboard_linker(dict(p.dashboard_dirs), smk.output[0])
     )
     # each stage's headline (the surface stage's depth sentence) under the board
-    here = os.path.dirname(smk.output[0])
     board += headlines_html(
-        {
-            stage: Path(path).read_text(encoding="utf-8")
-            for stage, path in zip(p.headline_stages, i.headlines, strict=True)
-        },
-        {
-            stage: Path(os.path.relpath(path, here)).as_posix()
-            for stage, path in dict(p.headline_summaries).items()
-        },
+        *headline_inputs(p.headline_stages, i.headlines, p.headline_summaries, smk.output[0])
     )
     keys = run_keys(p)
     n = write_index(

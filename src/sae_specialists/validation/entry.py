@@ -220,16 +220,14 @@ def verdicts(smk: Any) -> None:
 def summary(smk: Any) -> None:
     """validation/summary.md and summary.html from the cell table; with the surface stage's
     records, what each specialist detects, linked to surface/summary.md (core/crosslinks.py)."""
-    from ..core.crosslinks import column, relative, stage_labels
+    from ..core.crosslinks import cell, relative, stage_labels
     from .report import build_summary, summary_page
 
     i, o, p = smk.input, smk.output, smk.params
     cells = pl.read_parquet(i.cells)
     surface = None
     if i.surface:
-        ordered = cells.sort("sae", "category", "layer")  # the order of the summary's table
-        href = relative(p.surface_summary, o.summary)
-        surface = column(ordered, stage_labels(i.surface[0]), href)
+        surface = cell(stage_labels(i.surface[0]), relative(p.surface_summary, o.summary))
     text = build_summary(cells, dict(p.summary), surface)
     for section in i.learning_curve:  # validation_learning_curve's
         text = text.rstrip("\n") + "\n\n" + Path(section).read_text(encoding="utf-8")

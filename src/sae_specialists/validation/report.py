@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import polars as pl
 
@@ -69,10 +69,10 @@ def flagged(verdicts: Mapping[str, Mapping]) -> list[str]:
 
 
 def verdict_rows(
-    cells: pl.DataFrame, surface: list[str] | None = None
+    cells: pl.DataFrame, surface: Callable[[dict], str] | None = None
 ) -> tuple[list[str], list[list]]:
-    """The summary's table, rows sorted by family, category, layer; ``surface``: one Markdown
-    cell per row in that order (what the specialist detects, linked), a last column."""
+    """The summary's table, rows sorted by family, category, layer; ``surface``: row -> its
+    Markdown cell (what the specialist detects, linked: core/crosslinks.cell), a last column."""
     base = baseline_columns(cells)
     header = [
         "SAE",
@@ -108,15 +108,17 @@ def verdict_rows(
                 format_p(r["p_value"]).removeprefix("p ").removeprefix("= "),
                 *(_num(r.get(f"{b}_auroc")) for b in base),
                 f"**{r['verdict']}**" if r["verdict"] != GENERALISES else r["verdict"],
+                *([surface(r)] if surface is not None else []),
             ]
         )
     if surface is not None:
         header.append("what it detects")
-        rows = [row + [cell] for row, cell in zip(rows, surface, strict=True)]
     return header, rows
 
 
-def build_summary(cells: pl.DataFrame, settings: Mapping, surface: list[str] | None = None) -> str:
+def build_summary(
+    cells: pl.DataFrame, settings: Mapping, surface: Callable[[dict], str] | None = None
+) -> str:
     """validation/summary.md; ``surface``: verdict_rows'."""
     s = settings
     lines = [
