@@ -50,7 +50,7 @@ def causal_run(demo_assets, tmp_path_factory):
         Path("results"),
         layers=[3],
         causal=CAUSAL,
-        extraction={"jobs": "per_category"},  # one extraction job per category: fewer imports
+        extraction={"jobs": "single"},  # one extraction job for both categories: fewer imports
     )
     run_snakemake(work, "--cores", "2", "causal", config=config)
     return work, config

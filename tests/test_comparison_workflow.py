@@ -58,17 +58,18 @@ def test_families_and_layers_extract_only_what_changed(tmp_path, demo_assets):
     assert scheduled_jobs(run(one, "-n")) == {}
 
 
-def test_per_category_jobs_write_the_same_shards_in_one_job_per_chunk(tmp_path, demo_assets):
+def test_per_category_and_single_jobs_write_the_same_shards(tmp_path, demo_assets):
     """extraction.jobs: per_category: one job per category chunk writes the tokens and every
-    family's shards (two families, one at its own layer), the same tables as the per-family
-    jobs; analysis settings still rerun no extraction, an SAE change re-extracts every family."""
+    family's shards (two families, one at its own layer); single: one job for every category
+    chunk. Both write the same tables as the per-family jobs; analysis settings still rerun no
+    extraction, an SAE change re-extracts every family (single: every category too)."""
     import polars as pl
 
     categories = ["math", "python"]
     texts = write_texts(tmp_path / "texts", resource_texts(tuple(categories), n=2))
     res = str(demo_assets / "saes/res/layer{layer}")
     runs = {}
-    for jobs in ("per_family", "per_category"):
+    for jobs in ("per_family", "per_category", "single"):
         config = demo_config(
             demo_assets,
             texts,
@@ -80,20 +81,40 @@ def test_per_category_jobs_write_the_same_shards_in_one_job_per_chunk(tmp_path, 
         targets = shard_targets(config, categories)
         done = run_snakemake(tmp_path / jobs, "--cores", "2", *targets, config=config)
         runs[jobs] = (config, targets, done)
-    config, targets, done = runs["per_category"]
-    ran = re.findall(r"^(?:local)?rule (\w+):", done.stdout + done.stderr, re.M)
-    assert sorted(ran) == ["extract_category"] * len(categories), ran
 
-    by_family, by_category = (tmp_path / j / "results" for j in ("per_family", "per_category"))
+    def ran(jobs):
+        done = runs[jobs][2]
+        return sorted(re.findall(r"^(?:local)?rule (\w+):", done.stdout + done.stderr, re.M))
+
+    assert ran("per_category") == ["extract_category"] * len(categories), ran("per_category")
+    assert ran("single") == ["extract_all"], ran("single")
+
+    by_family = tmp_path / "per_family" / "results"
     files = sorted(p.relative_to(by_family) for p in by_family.rglob("*.parquet"))
     assert len(files) == len(categories) * (1 + 2 * 3)  # tokens + (activations, pooled) x 3
-    assert files == sorted(p.relative_to(by_category) for p in by_category.rglob("*.parquet"))
-    for name in files:
-        assert pl.read_parquet(by_family / name).equals(pl.read_parquet(by_category / name)), name
+    for jobs in ("per_category", "single"):
+        other = tmp_path / jobs / "results"
+        assert files == sorted(p.relative_to(other) for p in other.rglob("*.parquet")), jobs
+        for name in files:
+            left, right = pl.read_parquet(by_family / name), pl.read_parquet(other / name)
+            assert left.equals(right), (jobs, name)
 
-    work = tmp_path / "per_category"
-    threshold = {**config, "analysis": {**config["analysis"], "threshold": 1.0}}
-    assert scheduled_jobs(run_snakemake(work, "-n", *targets, config=threshold)) == {}
-    moved = {**config, "saes": {**config["saes"], "twin": {"path": res}}}
-    dry = run_snakemake(work, "-n", *shard_targets(moved, categories), config=moved)
-    assert scheduled_jobs(dry) == {"extract_category": len(categories)}
+    for jobs, rule, count in (
+        ("per_category", "extract_category", len(categories)),
+        ("single", "extract_all", 1),
+    ):
+        config, targets, _ = runs[jobs]
+        work = tmp_path / jobs
+        threshold = {**config, "analysis": {**config["analysis"], "threshold": 1.0}}
+        assert scheduled_jobs(run_snakemake(work, "-n", *targets, config=threshold)) == {}
+        moved = {**config, "saes": {**config["saes"], "twin": {"path": res}}}
+        dry = run_snakemake(work, "-n", *shard_targets(moved, categories), config=moved)
+        assert scheduled_jobs(dry) == {rule: count}, jobs
+    # single: a text added to one category re-extracts every category, in its one job
+    config, targets, _ = runs["single"]
+    (texts / "math.yaml").write_text(
+        (texts / "math.yaml").read_text("utf-8") + "- x squared plus one\n", encoding="utf-8"
+    )
+    assert scheduled_jobs(run_snakemake(tmp_path / "single", "-n", *targets, config=config)) == {
+        "extract_all": 1
+    }

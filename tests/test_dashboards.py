@@ -70,8 +70,9 @@ def run(tmp_path_factory, demo_assets):
             "histogram_bins": 20,
             "corpus": str(corpus),
         },
-        # one extraction job per category (the same shards as per family: test_comparison_workflow)
-        extraction={"jobs": "per_category"},
+        # one extraction job for every category (the same shards as per family:
+        # test_comparison_workflow)
+        extraction={"jobs": "single"},
     )
     # target `dashboards`: what the dashboards need (extraction, analysis tables, logit effects,
     # corpus, the causal check's specialist set), not the other stages' charts and reports

@@ -17,11 +17,11 @@ def three_runs(demo_assets, tmp_path_factory):
     # jobs, the methodology's model variants): each model-loading job costs ~10 s of imports,
     # three runs of them would be most of this module's time; their determinism is the seeded
     # computations' own (tests/test_causal_*.py, tests/test_methodology_*.py). One extraction
-    # job per category (tokens included): per_family writes the same shards bit for bit
+    # job for every category (tokens included): per_family writes the same shards bit for bit
     # (tests/test_comparison_workflow.py)
     quieter = {"causal": {"enabled": False}, "methodology": {"model_variants": False}}
     for name, batch_size, cores in (("a", 4, "2"), ("b", 4, "1"), ("c", 1, "2")):
-        extraction = {"batch_size": batch_size, "jobs": "per_category"}
+        extraction = {"batch_size": batch_size, "jobs": "single"}
         config = demo_config(demo_assets, texts, root / name, extraction=extraction, **quieter)
         run_snakemake(root / f"wf_{name}", "--cores", cores, config=config)
         runs[name] = root / name

@@ -34,7 +34,7 @@ def meth_run(demo_assets, tmp_path_factory):
         texts,
         work / "results",
         methodology=dict(METHODOLOGY),
-        extraction={"jobs": "per_category"},  # one extraction job per category: fewer imports
+        extraction={"jobs": "single"},  # one extraction job for both categories: fewer imports
     )
     run_snakemake(work, "--cores", "2", *targets(work), config=config)
     return work, config

@@ -378,9 +378,9 @@ def test_demo_workflow_on_slurm_equals_local_run(slurm_env, tmp_path):
     finish(local_run, local)
     slurm_ids = check_all_jobs_went_through_sbatch(log)
     remote_rules = {m["rule"] for m in JOB_HEADER.finditer(log) if not m["local"]}
-    # the demo runs extraction.jobs: per_category (extract_category)
+    # the demo runs extraction.jobs: single (extract_all: every category in one job)
     extraction = [r for r in remote_rules if r.startswith("extract")]
-    assert extraction, f"no extraction job on SLURM: {remote_rules}"
+    assert extraction == ["extract_all"], f"extraction jobs on SLURM: {remote_rules}"
     assert len(slurm_ids) >= len(remote_rules)
 
     slurm_tables = parquet_tables(on_slurm / results_dir)

@@ -12,6 +12,9 @@
 # every family (extract_category: one model load and one forward pass for all families; any
 # SAE change re-extracts every family). It writes the same files, so the per-family rules stay
 # defined (the validation test set's twins use them) and a ruleorder gives the files to it.
+# extraction.jobs: single runs one job for every (category, chunk) of the run (extract_all: one
+# model load in all; any text or SAE change re-extracts everything): for small corpora, where
+# loading the model costs more than the forward passes. The same files again, by ruleorder.
 # Only model/SAE/layer/text settings are compared for reruns: analysis settings, the batch size
 # and the device never trigger re-extraction. Editing one category file reruns its chunks only.
 import re
@@ -106,7 +109,8 @@ for _layers, _families, _top_level in S.extraction_groups():
             "../../scripts/extract.py"
 
 
-if S.extraction.jobs == "per_category":
+# single defines it too: the surface stage's probe extraction is its twin (surface.smk)
+if S.extraction.jobs in ("per_category", "single"):
     _ALL_SAES = list(sae_sources())  # (family, layer) in the job's output order
 
     rule extract_category:
@@ -153,3 +157,64 @@ if S.extraction.jobs == "per_category":
         r.name for r in workflow.rules if r.name.startswith("extract_activations")
     ]:
         workflow.ruleorder("extract_category", _name)
+
+
+if S.extraction.jobs == "single":
+    # (category, chunk) units in the order of the outputs
+    _UNITS = [(c, k) for c in L.categories for k in L.chunks(c)]
+
+    rule extract_all:
+        input:
+            text_files=sorted({str(CATEGORIES[c]) for c in L.categories}),
+            model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
+        output:
+            tokens=[L.tokens_chunk(c, k) for c, k in _UNITS],
+            activations=[
+                L.activations_chunk(f, l, c, k)
+                for c, k in _UNITS
+                for f, l in _ALL_SAES
+            ],
+            pooled=[L.pooled_chunk(f, l, c, k) for c, k in _UNITS for f, l in _ALL_SAES],
+        log:
+            L.log("extract", "all"),
+        conda:
+            "../envs/sae_specialists.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=120,
+            gpu=GPU,
+        params:
+            model=S.model.spec,
+            saes=sae_sources(),
+            units=[
+                {
+                    "category": c,
+                    "chunk": int(k),
+                    "n_chunks": N_CHUNKS[c],
+                    "text_file": str(CATEGORIES[c]),
+                }
+                for c, k in _UNITS
+            ],
+            dtype=S.dtype,
+            max_tokens=S.extraction.max_tokens,
+            long_texts=S.extraction.long_texts,
+            chunk_size=S.extraction.chunk_size,
+            text_field=S.extraction.text_field,
+            text_split=S.extraction.text_split,
+            content=lambda w: local_content(
+                FAMILIES, LAYERS, [CATEGORIES[c] for c in L.categories]
+            ),
+            tokens_format="token_bytes-1",
+            batch_size=unchecked(S.extraction.batch_size),
+            max_memory_gb=unchecked(S.extraction.max_memory_gb),
+            jobs=unchecked(S.extraction.jobs),
+            device=unchecked(S.device),
+        script:
+            "../../scripts/extract_all.py"
+
+    # the compiled form of `ruleorder: extract_all > NAME`, for each other extraction rule
+    for _name in ["extract_category", "extract_tokens"] + [
+        r.name for r in workflow.rules if r.name.startswith("extract_activations")
+    ]:
+        workflow.ruleorder("extract_all", _name)

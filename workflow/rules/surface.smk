@@ -32,9 +32,9 @@ PROBE_FILES = (
 _TOP_LEVEL = [
     g for g in S.extraction_groups() if g[2]
 ]  # families at the top-level layers
-# extraction.jobs per_category: one job extracts the probe texts for every family (the families
-# listing their own layers too); per_family: the top-level families' twins only
-PER_CATEGORY = S.extraction.jobs == "per_category"
+# extraction.jobs per_category or single: one job extracts the probe texts for every family (the
+# families listing their own layers too); per_family: the top-level families' twins only
+PER_CATEGORY = S.extraction.jobs in ("per_category", "single")
 PROBE_LAYERS = (
     [
         (f, l)

@@ -1,5 +1,6 @@
 """Entry points of the extraction rules: extract_tokens (scripts/extract_tokens.py),
-extract_activations and extract_category (scripts/extract.py), materialise_dataset
+extract_activations and extract_category (scripts/extract.py), extract_all
+(scripts/extract_all.py), materialise_dataset
 (scripts/extract_dataset.py) and dataset_provenance (scripts/extract_provenance.py)."""
 
 from __future__ import annotations
@@ -59,6 +60,38 @@ def extract(smk: Any) -> None:
         n_chunks=int(p.n_chunks),
         pooled_out=dict(zip(p.saes, smk.output.pooled, strict=True)),
     )
+
+
+def extract_all(smk: Any) -> None:
+    """Every (category, chunk) of the run in one job (extraction.jobs: single; rule
+    extract_all): the model and every SAE loaded once, then each unit as extract_category
+    writes it: its token shard and one activation and one pooled-residual shard per (family,
+    layer) of ``params.saes``. ``params.units`` lists the units in the order of the outputs
+    (each unit's tokens; its activations and pooled shards in ``params.saes`` order)."""
+    import torch
+
+    from .pipeline import extract_category
+
+    p = smk.params
+    torch.set_num_threads(smk.threads)
+    job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
+    loaded = job.load()
+    options = _options(p)
+    per_unit = len(p.saes)
+    for i, unit in enumerate(p.units):
+        shards = slice(i * per_unit, (i + 1) * per_unit)
+        extract_category(
+            job,
+            options,
+            str(unit["category"]),
+            str(unit["text_file"]),
+            smk.output.tokens[i],
+            dict(zip(p.saes, smk.output.activations[shards], strict=True)),
+            chunk=int(unit["chunk"]),
+            n_chunks=int(unit["n_chunks"]),
+            pooled_out=dict(zip(p.saes, smk.output.pooled[shards], strict=True)),
+            loaded=loaded,
+        )
 
 
 def materialise_dataset(smk: Any) -> None:

@@ -117,6 +117,7 @@ def extract_category(
     on_window=None,
     pooled_out: dict[tuple[str, int], str] | None = None,
     window_rows: int | None = None,
+    loaded=None,
 ) -> dict:
     """Extract one category (or one chunk of it): load the model and every SAE once, stream the
     texts window by window, append each window to every shard, commit all shards at the end.
@@ -131,7 +132,9 @@ def extract_category(
     leaves room for once the model and SAEs are loaded (extraction/memory.py; ``window_rows``
     sets that row count directly). ``window_tokens`` (fixed windows) / ``encode_rows`` override
     the engine's defaults (benchmarks); ``on_window(result)`` is called after each window is
-    written (progress, benchmarks; its time is not counted). Returns a small summary.
+    written (progress, benchmarks; its time is not counted). ``loaded``: ``job.load()``'s
+    result when the caller already holds it (one job extracting several categories loads the
+    model and SAEs once). Returns a small summary.
     """
     import torch
 
@@ -152,7 +155,7 @@ def extract_category(
     start, stop = chunk_bounds(chunk, chunk_size)
     corpus_options = CorpusOptions(options.text_field, options.text_split)
     t0 = time.perf_counter()
-    model, saes, device = job.load()
+    model, saes, device = loaded if loaded is not None else job.load()
     engine = Extractor(model, saes, options.batch_size, encode_rows=encode_rows)
     load_s = time.perf_counter() - t0
     log.info(

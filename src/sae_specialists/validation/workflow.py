@@ -52,7 +52,7 @@ def skipped_message(skipped: list) -> str:
         + " (shards extracted elsewhere or before pooled residuals existed): their probe "
         "baselines are skipped. To add them, rerun the extraction (needs the model): "
         "snakemake --forcerun extract_activations (extract_category with extraction.jobs: "
-        "per_category); or set validation.baselines: false."
+        "per_category, extract_all with single); or set validation.baselines: false."
     )
 
 
