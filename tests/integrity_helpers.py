@@ -51,11 +51,11 @@ def small_config() -> dict:
             "bootstrap_resamples": 20,
         },
     }
-    # stages added later switch on with an `enabled` flag: keep this run to the four above
+    # stages added later switch on with an `enabled` flag (validation, causal, comparison,
+    # surface, circuits, ...): keep this run to the four above
     schema = yaml.safe_load(SCHEMA.read_text())
-    for section in ("validation", "causal", "comparison"):
-        props = schema["properties"].get(section, {}).get("properties", {})
-        if "enabled" in props:
+    for section, spec in schema["properties"].items():
+        if section not in config and "enabled" in spec.get("properties", {}):
             config[section] = {"enabled": False}
     return config
 

@@ -156,10 +156,13 @@ def test_sae_that_does_not_fit_the_model_is_rejected_and_nothing_is_lost(tmp_pat
     texts = write_texts(tmp_path / "texts", resource_texts(n=1))
     assets = corrupted_copy(demo_assets, tmp_path)
     # what the user has computed: shards and the analysis (the later stages add model-loading
-    # jobs, ~10 s of imports each, and nothing this test checks)
+    # jobs, ~10 s of imports each, and nothing this test checks; one extraction job for every
+    # category: the job layout is not what this test checks either)
     off = {"enabled": False}
-    later = {s: off for s in ("methodology", "validation", "comparison", "causal")}
-    config = demo_config(assets, texts, tmp_path / "r", layers=[1], **later)
+    later = {s: off for s in ("methodology", "validation", "comparison", "causal", "surface")}
+    config = demo_config(
+        assets, texts, tmp_path / "r", layers=[1], extraction={"jobs": "single"}, **later
+    )
     run_snakemake(tmp_path / "wf", "--cores", "2", "analysis", config=config)
     shards = sorted((tmp_path / "r").rglob("*.parquet"))
     assert {"activations", "tables"} <= {part for p in shards for part in p.parts}
