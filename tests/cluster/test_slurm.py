@@ -327,12 +327,14 @@ SMALL_DEMO_CATEGORIES = ("python", "math")
 
 
 def write_small_demo(copy: Path, yaml) -> None:
-    """config/demo.yaml on 2 categories x 4 texts, layers 1 and 3 and two SAE families (res,
-    attn): every stage of the demo (assets, extraction, analysis, dashboards, methodology with
-    its model variants, validation, comparison, causal, and the later stages the demo enables)
-    and so every rule kind, checkpoints included, at a size CI can afford twice (on SLURM and
-    locally). Two categories are the fewest every stage accepts; the width pair is left out
-    (the same rules on more SAEs), and each model-loading job costs ~5-10 s of imports."""
+    """config/demo.yaml on 2 categories x 4 texts and two SAE families: res at layers 1 and 3,
+    attn at its own layer 3 (a family listing its own layers has rules of its own, e.g.
+    logit_effects_layers_3): every stage of the demo (assets, extraction, analysis, dashboards,
+    methodology with its model variants, validation, comparison, causal, and the later stages
+    the demo enables) and so every rule kind, checkpoints included, at a size CI can afford
+    twice (on SLURM and locally). Two categories are the fewest every stage accepts; the width
+    pair is left out (the same rules on more SAEs), and each job costs two `snakemake` starts on
+    SLURM (~3 s of CPU) and a model-loading one ~5-10 s of imports."""
     texts = copy / "resources" / "texts_small"
     texts.mkdir()
     for category in SMALL_DEMO_CATEGORIES:
@@ -342,7 +344,10 @@ def write_small_demo(copy: Path, yaml) -> None:
         )
     config = yaml.safe_load(DEMO_CONFIG.read_text())
     config.update(texts="resources/texts_small", layers=[1, 3])
-    config["saes"] = {family: config["saes"][family] for family in ("res", "attn")}
+    config["saes"] = {
+        "res": config["saes"]["res"],
+        "attn": {**config["saes"]["attn"], "layers": [3]},
+    }
     (copy / "config" / "demo_small.yaml").write_text(yaml.safe_dump(config))
 
 
