@@ -163,7 +163,7 @@ if S.extraction.jobs == "single":
     # (category, chunk) units in the order of the outputs
     _UNITS = [(c, k) for c in L.categories for k in L.chunks(c)]
 
-    rule extract_all:
+    use rule extract_category as extract_all with:
         input:
             text_files=sorted({str(CATEGORIES[c]) for c in L.categories}),
             model_and_saes=model_and_sae_files(FAMILIES, LAYERS),
@@ -177,16 +177,8 @@ if S.extraction.jobs == "single":
             pooled=[L.pooled_chunk(f, l, c, k) for c, k in _UNITS for f, l in _ALL_SAES],
         log:
             L.log("extract", "all"),
-        conda:
-            "../envs/sae_specialists.yaml"
-        threads: 2
-        resources:
-            mem_mb=8000,
-            runtime=120,
-            gpu=GPU,
         params:
-            model=S.model.spec,
-            saes=sae_sources(),
+            # the other params: extract_category's
             units=[
                 {
                     "category": c,
@@ -196,22 +188,10 @@ if S.extraction.jobs == "single":
                 }
                 for c, k in _UNITS
             ],
-            dtype=S.dtype,
-            max_tokens=S.extraction.max_tokens,
-            long_texts=S.extraction.long_texts,
-            chunk_size=S.extraction.chunk_size,
-            text_field=S.extraction.text_field,
-            text_split=S.extraction.text_split,
+            n_chunks=None,  # per unit
             content=lambda w: local_content(
                 FAMILIES, LAYERS, [CATEGORIES[c] for c in L.categories]
             ),
-            tokens_format="token_bytes-1",
-            batch_size=unchecked(S.extraction.batch_size),
-            max_memory_gb=unchecked(S.extraction.max_memory_gb),
-            jobs=unchecked(S.extraction.jobs),
-            device=unchecked(S.device),
-        script:
-            "../../scripts/extract_all.py"
 
     # the compiled form of `ruleorder: extract_all > NAME`, for each other extraction rule
     for _name in ["extract_category", "extract_tokens"] + [

@@ -1,6 +1,5 @@
 """Entry points of the extraction rules: extract_tokens (scripts/extract_tokens.py),
-extract_activations and extract_category (scripts/extract.py), extract_all
-(scripts/extract_all.py), materialise_dataset
+extract_activations, extract_category and extract_all (scripts/extract.py), materialise_dataset
 (scripts/extract_dataset.py) and dataset_provenance (scripts/extract_provenance.py)."""
 
 from __future__ import annotations
@@ -40,52 +39,38 @@ def tokens(smk: Any) -> None:
 
 def extract(smk: Any) -> None:
     """One (category, chunk) of one SAE family (extract_activations) or of every family
-    (extract_category) -> one activation and one pooled-residual shard per (family, layer) of
-    ``params.saes``, and the token shard when the rule declares one."""
+    (extract_category), or every (category, chunk) of the run (extract_all: ``params.units``,
+    in the order of the outputs) -> per unit, one activation and one pooled-residual shard per
+    (family, layer) of ``params.saes``, and the token shard when the rule declares one. The
+    model and SAEs are loaded once for all units."""
     import torch
 
     from .pipeline import extract_category
 
     p = smk.params
     torch.set_num_threads(smk.threads)
+    units = getattr(p, "units", None) or [
+        {
+            "category": str(smk.wildcards.category),
+            "chunk": int(smk.wildcards.chunk),
+            "n_chunks": int(p.n_chunks),
+            "text_file": smk.input.text_file,
+        }
+    ]
+    tokens = getattr(smk.output, "tokens", None)
+    tokens = [tokens] if isinstance(tokens, str) else tokens
     job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
-    extract_category(
-        job,
-        _options(p),
-        str(smk.wildcards.category),
-        smk.input.text_file,
-        getattr(smk.output, "tokens", None),
-        dict(zip(p.saes, smk.output.activations, strict=True)),
-        chunk=int(smk.wildcards.chunk),
-        n_chunks=int(p.n_chunks),
-        pooled_out=dict(zip(p.saes, smk.output.pooled, strict=True)),
-    )
-
-
-def extract_all(smk: Any) -> None:
-    """Every (category, chunk) of the run in one job (extraction.jobs: single; rule
-    extract_all): the model and every SAE loaded once, then each unit as extract_category
-    writes it: its token shard and one activation and one pooled-residual shard per (family,
-    layer) of ``params.saes``. ``params.units`` lists the units in the order of the outputs
-    (each unit's tokens; its activations and pooled shards in ``params.saes`` order)."""
-    import torch
-
-    from .pipeline import extract_category
-
-    p = smk.params
-    torch.set_num_threads(smk.threads)
-    job = ModelAndSAEs(dict(p.model), dict(p.saes), p.device, p.dtype)
-    loaded = job.load()
+    loaded = job.load() if len(units) > 1 else None  # one unit: loaded (and timed) by it
     options = _options(p)
     per_unit = len(p.saes)
-    for i, unit in enumerate(p.units):
+    for i, unit in enumerate(units):
         shards = slice(i * per_unit, (i + 1) * per_unit)
         extract_category(
             job,
             options,
             str(unit["category"]),
             str(unit["text_file"]),
-            smk.output.tokens[i],
+            tokens[i] if tokens else None,
             dict(zip(p.saes, smk.output.activations[shards], strict=True)),
             chunk=int(unit["chunk"]),
             n_chunks=int(unit["n_chunks"]),

@@ -159,12 +159,12 @@ def extract_category(
     engine = Extractor(model, saes, options.batch_size, encode_rows=encode_rows)
     load_s = time.perf_counter() - t0
     log.info(
-        "%s chunk %d: model and %d SAEs loaded in %.1f s (device %s, dtype %s, "
+        "%s chunk %d: model and %d SAEs %s (device %s, dtype %s, "
         "forward stops before block %s, %d torch threads)",
         category,
         chunk,
         len(saes),
-        load_s,
+        f"loaded in {load_s:.1f} s" if loaded is None else "loaded before (one job, many chunks)",
         device,
         job.dtype,
         engine.stop,
